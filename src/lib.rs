@@ -1,0 +1,16 @@
+//! regkeeper keeps a SQL database in step with a Docker Registry v2 / OCI
+//! distribution registry.
+//!
+//! The library holds everything; `src/main.rs` only parses the command line,
+//! sets up logging, calls [`cli::run`] and maps its result to an exit code.
+//! See ARCHITECTURE.md for the map and the invariants between modules.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod intake;
+pub mod jobs;
+pub mod registry;
+pub mod scanner;
+pub mod scheduler;
+pub mod store;

@@ -1,0 +1,75 @@
+//! The registry client: the Docker Registry HTTP API v2 and OCI distribution.
+//! Only this folder touches ureq. `client.rs` does HTTP (retries, timeouts,
+//! TLS); `auth.rs` answers challenges (Basic, Bearer tokens with a per-scope
+//! cache); `parse.rs` and `manifest.rs` are pure parsers of headers, error
+//! bodies and manifests, unit tested on literal inputs.
+
+use std::fmt;
+use std::time::Duration;
+
+mod client;
+pub mod manifest;
+
+pub use client::Client;
+pub use manifest::{Descriptor, Manifest, ManifestHead, Platform, PlatformManifest};
+
+/// Media types sent in `Accept` for every manifest request.
+pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v1+json",
+];
+
+/// A failed registry request, typed where callers branch on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryError {
+    /// 401/403, or the token realm refused us. `scope` is the scope asked for.
+    Unauthorized { scope: Option<String>, message: String },
+    /// 404 (or 405 for DELETE with deletion disabled) with the registry's
+    /// error code such as `NAME_UNKNOWN` or `MANIFEST_UNKNOWN`.
+    NotFound { code: Option<String>, message: String },
+    /// 429, with `Retry-After` when the registry sent one.
+    RateLimited { retry_after: Option<Duration> },
+    /// Any other non-success status.
+    Server { status: u16, message: String },
+    /// Connection refused, reset, timed out, TLS failure.
+    Transport(String),
+    /// The registry answered, but the body or headers make no sense.
+    Malformed(String),
+}
+
+impl RegistryError {
+    /// Whether a later retry may succeed (transport, 5xx, 429).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Transport(_) | RegistryError::RateLimited { .. } => true,
+            RegistryError::Server { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryError::Unauthorized { scope: Some(scope), message } => {
+                write!(f, "unauthorized for scope {scope}: {message}")
+            }
+            RegistryError::Unauthorized { scope: None, message } => write!(f, "unauthorized: {message}"),
+            RegistryError::NotFound { code: Some(code), message } => write!(f, "not found ({code}): {message}"),
+            RegistryError::NotFound { code: None, message } => write!(f, "not found: {message}"),
+            RegistryError::RateLimited { retry_after: Some(after) } => {
+                write!(f, "rate limited, retry after {}s", after.as_secs())
+            }
+            RegistryError::RateLimited { retry_after: None } => write!(f, "rate limited"),
+            RegistryError::Server { status, message } => write!(f, "registry answered {status}: {message}"),
+            RegistryError::Transport(message) => write!(f, "transport error: {message}"),
+            RegistryError::Malformed(message) => write!(f, "malformed answer: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}

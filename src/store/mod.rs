@@ -1,0 +1,226 @@
+//! The database: one [`Store`] trait with domain methods, implemented once in
+//! [`sql::SqlStore`] over a small [`Backend`] abstraction that `sqlite.rs`
+//! (rusqlite) and `postgres.rs` (postgres + r2d2) provide. Only this folder
+//! touches rusqlite or postgres. SQL is written once, with `$1`-style
+//! placeholders; where the dialects differ, both versions stand side by side
+//! in `sql.rs`. The schema lives in `schema.sql` / `schema.postgres.sql` at
+//! the crate root and is applied by the append-only migration list.
+//!
+//! Times are stored as integer milliseconds since the Unix epoch (UTC).
+
+use std::collections::BTreeMap;
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+/// A value bound to or read from SQL. Integers are 64-bit everywhere
+/// (BIGINT on PostgreSQL), booleans are stored as 0/1.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+}
+
+/// One result row.
+pub type Row = Vec<Value>;
+
+/// The SQL dialect of a backend, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite through rusqlite.
+    Sqlite,
+    /// PostgreSQL through the postgres crate.
+    Postgres,
+}
+
+/// A connection inside a transaction.
+pub trait Conn {
+    /// The connection's dialect.
+    fn dialect(&self) -> Dialect;
+    /// Runs a statement and returns the number of rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<u64>;
+    /// Runs a query and returns all rows.
+    fn query(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Row>>;
+}
+
+/// A database backend: hands out connections inside transactions.
+pub trait Backend: Send + Sync {
+    /// The backend's dialect.
+    fn dialect(&self) -> Dialect;
+    /// Runs `work` inside one transaction, committing on `Ok` and rolling
+    /// back on `Err`.
+    fn transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> anyhow::Result<()>) -> anyhow::Result<()>;
+}
+
+/// Outcome of a job run as stored in `job_runs.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The handler returned Ok.
+    Ok,
+    /// The handler returned an error or panicked.
+    Failed,
+    /// The tick was skipped because the previous run was still going.
+    Skipped,
+    /// The run overran its `timeout`.
+    TimedOut,
+}
+
+/// A run as it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Job name from schedules.toml.
+    pub job: String,
+    /// Handler name (`events`, `sync`, ...).
+    pub handler: String,
+    /// `schedule`, `wake` or `once`.
+    pub trigger: String,
+    /// Milliseconds since the epoch.
+    pub started_at: i64,
+}
+
+/// A run as `status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// Row id.
+    pub id: i64,
+    /// Job name.
+    pub job: String,
+    /// Handler name.
+    pub handler: String,
+    /// What started it.
+    pub trigger: String,
+    /// Milliseconds since the epoch.
+    pub started_at: i64,
+    /// Milliseconds since the epoch; None while running.
+    pub finished_at: Option<i64>,
+    /// None while running.
+    pub outcome: Option<RunOutcome>,
+    /// Counts the handler reported.
+    pub counts: BTreeMap<String, i64>,
+    /// Error text with its cause chain, for failed runs.
+    pub error: Option<String>,
+}
+
+/// Queue depths for `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueCounts {
+    /// `registry_events` rows by status word (`done`, `progress`, `fresh`, `failed`).
+    pub events: BTreeMap<String, i64>,
+    /// `tags` rows by scan state word (`none`, `working`, `done`, `failed`).
+    pub tags_by_scan: BTreeMap<String, i64>,
+    /// Number of repositories.
+    pub repositories: i64,
+    /// Number of tags.
+    pub tags: i64,
+}
+
+/// A tag as the registry describes it, to be written. `repository` is the
+/// full name as the registry spells it (`app`, `ns/app`, `ns/a/b`): the text
+/// before the first `/` is the namespace (created when missing), a name
+/// without `/` lives in the registry's global namespace (`namespaces.global`
+/// = 1, name "").
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagWrite {
+    /// Full repository name.
+    pub repository: String,
+    /// Tag name.
+    pub tag: String,
+    /// Manifest digest (`sha256:...`).
+    pub digest: String,
+    /// Config digest without `sha256:`; empty for an index.
+    pub image_id: String,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Size in bytes (config + layers; see the registry module for indexes).
+    pub size: Option<i64>,
+    /// Platforms of an index as JSON (`[{"os":..,"architecture":..}]`).
+    pub platforms: Option<String>,
+}
+
+/// What [`Store::upsert_tag`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagChange {
+    /// A new tag row.
+    Created,
+    /// The digest changed: the row was updated and its scan state reset to none.
+    Updated,
+    /// The tag already had this digest (size/media type may have been filled in).
+    Unchanged,
+}
+
+/// A tag as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagRecord {
+    /// Row id.
+    pub id: i64,
+    /// Full repository name.
+    pub repository: String,
+    /// Tag name.
+    pub tag: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// Config digest without `sha256:`.
+    pub image_id: String,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: Option<i64>,
+    /// Scan state: 0 none, 1 working, 2 done, 3 failed.
+    pub scanned: i64,
+    /// Last pull, milliseconds since the epoch.
+    pub pulled_at: Option<i64>,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// Milliseconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// The database, in domain terms. Implemented once by [`sql::SqlStore`].
+pub trait Store: Send + Sync {
+    /// The dialect, for logs and `status`.
+    fn dialect(&self) -> Dialect;
+    /// Checks that the database answers.
+    fn ping(&self) -> anyhow::Result<()>;
+    /// Records the start of a run and returns its id.
+    fn start_run(&self, run: &NewRun) -> anyhow::Result<i64>;
+    /// Records the end of a run.
+    fn finish_run(
+        &self,
+        run_id: i64,
+        finished_at: i64,
+        outcome: RunOutcome,
+        counts: &BTreeMap<String, i64>,
+        error: Option<&str>,
+    ) -> anyhow::Result<()>;
+    /// Keeps the newest `keep` runs of `job` and deletes the rest.
+    fn prune_runs(&self, job: &str, keep: usize) -> anyhow::Result<u64>;
+    /// The newest `limit` runs of `job`, newest first.
+    fn recent_runs(&self, job: &str, limit: usize) -> anyhow::Result<Vec<RunRecord>>;
+    /// Queue depths.
+    fn queue_counts(&self) -> anyhow::Result<QueueCounts>;
+    /// Returns the id of the registry row for `hostname`, creating it (and its
+    /// global namespace) when missing.
+    fn ensure_registry(&self, hostname: &str) -> anyhow::Result<i64>;
+    /// Creates or updates one tag (and its namespace and repository). A
+    /// changed digest resets the scan state to none.
+    fn upsert_tag(&self, registry_id: i64, write: &TagWrite, now: i64) -> anyhow::Result<TagChange>;
+    /// Deletes the tags of `repository` that point at `digest`, then the
+    /// repository if it has no tags left. Returns the number of tags deleted.
+    fn delete_tags_by_digest(&self, registry_id: i64, repository: &str, digest: &str) -> anyhow::Result<u64>;
+    /// Deletes one tag, then the repository if it has no tags left. Returns
+    /// whether the tag existed.
+    fn delete_tag(&self, registry_id: i64, repository: &str, tag: &str) -> anyhow::Result<bool>;
+    /// Sets `pulled_at` of a tag to `at` unless it is already later. Returns
+    /// whether the tag exists.
+    fn record_pull(&self, registry_id: i64, repository: &str, tag: &str, at: i64) -> anyhow::Result<bool>;
+    /// Full names of all repositories of the registry, sorted.
+    fn repositories(&self, registry_id: i64) -> anyhow::Result<Vec<String>>;
+    /// The tags of one repository (all repositories when None), sorted by
+    /// repository then tag.
+    fn tags(&self, registry_id: i64, repository: Option<&str>) -> anyhow::Result<Vec<TagRecord>>;
+}

@@ -1,0 +1,1 @@
+//! [`SqlStore`]: the one implementation of [`super::Store`], SQL written once.

@@ -1,0 +1,1 @@
+//! The SQLite backend (rusqlite, bundled): WAL, busy timeout, foreign keys.
