@@ -2,3 +2,7 @@
 //! temp dirs on 127.0.0.1, runs the real binary, and cleans up every process
 //! it started, also when a test fails. Each concern has its own file.
 #![allow(dead_code)]
+
+pub mod cli;
+pub mod postgres;
+pub mod registry;
