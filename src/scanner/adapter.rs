@@ -15,11 +15,14 @@ use super::{dedupe_sorted, endpoint, metadata, Finding, Http, Settings, Severity
 /// The report format asked for.
 pub const REPORT_MEDIA_TYPE: &str = "application/vnd.security.vulnerability.report; version=1.1";
 /// The older report format, same schema, also accepted.
-pub const HARBOR_REPORT_MEDIA_TYPE: &str = "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0";
+pub const HARBOR_REPORT_MEDIA_TYPE: &str =
+    "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0";
 /// The scan request's media type.
-pub const SCAN_REQUEST_MEDIA_TYPE: &str = "application/vnd.scanner.adapter.scan.request+json; version=1.0";
+pub const SCAN_REQUEST_MEDIA_TYPE: &str =
+    "application/vnd.scanner.adapter.scan.request+json; version=1.0";
 /// The scan response's media type.
-pub const SCAN_RESPONSE_MEDIA_TYPE: &str = "application/vnd.scanner.adapter.scan.response+json; version=1.0";
+pub const SCAN_RESPONSE_MEDIA_TYPE: &str =
+    "application/vnd.scanner.adapter.scan.response+json; version=1.0";
 
 /// Wait between polls when the adapter sends no `Refresh-After`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(1);
@@ -47,10 +50,12 @@ impl Adapter {
     }
 
     fn request_scan(&self, target: &Target) -> anyhow::Result<String> {
-        let authorization = target
-            .credential
-            .authorization()
-            .map_err(|error| anyhow::anyhow!("getting a pull credential for {}: {error:#}", target.repository))?;
+        let authorization = target.credential.authorization().map_err(|error| {
+            anyhow::anyhow!(
+                "getting a pull credential for {}: {error:#}",
+                target.repository
+            )
+        })?;
         let request = ScanRequest {
             registry: RegistryBody {
                 url: &target.registry_url,
@@ -63,7 +68,8 @@ impl Adapter {
                 mime_type: &target.media_type,
             },
         };
-        let body = serde_json::to_vec(&request).map_err(|error| anyhow::anyhow!("encoding the request: {error}"))?;
+        let body = serde_json::to_vec(&request)
+            .map_err(|error| anyhow::anyhow!("encoding the request: {error}"))?;
         let reply = self.http.post(
             &endpoint(&self.server, "/api/v1/scan"),
             SCAN_REQUEST_MEDIA_TYPE,
@@ -73,8 +79,8 @@ impl Adapter {
         if !(200..300).contains(&reply.status) {
             anyhow::bail!("{}", reply.error_text());
         }
-        let response: ScanResponse =
-            serde_json::from_str(&reply.body).map_err(|error| anyhow::anyhow!("not a scan response: {error}"))?;
+        let response: ScanResponse = serde_json::from_str(&reply.body)
+            .map_err(|error| anyhow::anyhow!("not a scan response: {error}"))?;
         if response.id.is_empty() || response.id.contains('/') {
             anyhow::bail!("the scan response has no usable id");
         }
@@ -89,9 +95,9 @@ impl super::Scanner for Adapter {
 
     fn scan(&self, target: &Target) -> anyhow::Result<Vec<Finding>> {
         let started = Instant::now();
-        let id = self
-            .request_scan(target)
-            .map_err(|error| anyhow::anyhow!("asking the scanner to scan {}: {error:#}", target.digest))?;
+        let id = self.request_scan(target).map_err(|error| {
+            anyhow::anyhow!("asking the scanner to scan {}: {error:#}", target.digest)
+        })?;
         let url = endpoint(&self.server, &format!("/api/v1/scan/{id}/report"));
         loop {
             let reply = self
@@ -186,8 +192,8 @@ struct Item {
 /// `harbor+json; version=1.0`, same schema): its `vulnerabilities`
 /// de-duplicated by id and sorted. `vulnerabilities: null` means none.
 pub fn parse_report(body: &str) -> anyhow::Result<Vec<Finding>> {
-    let report: Report =
-        serde_json::from_str(body).map_err(|error| anyhow::anyhow!("not a vulnerability report: {error}"))?;
+    let report: Report = serde_json::from_str(body)
+        .map_err(|error| anyhow::anyhow!("not a vulnerability report: {error}"))?;
     let mut findings = Vec::new();
     for item in report.vulnerabilities.unwrap_or_default() {
         let severity_raw = item.severity.clone().unwrap_or_default();
@@ -248,7 +254,10 @@ mod tests {
         let dpkg = &findings[0];
         assert_eq!(dpkg.severity, Severity::High);
         assert_eq!(dpkg.fixed_by, "1.18.0");
-        assert_eq!(dpkg.link, "https://tracker.example/CVE-2017-8283 https://nvd.example/CVE-2017-8283");
+        assert_eq!(
+            dpkg.link,
+            "https://tracker.example/CVE-2017-8283 https://nvd.example/CVE-2017-8283"
+        );
         assert_eq!(dpkg.metadata["package"], "dpkg");
         assert_eq!(dpkg.metadata["details"]["preferred_cvss"]["score_v3"], 9.8);
         assert_eq!(dpkg.metadata["details"]["cwe_ids"][0], "CWE-22");
@@ -260,8 +269,12 @@ mod tests {
 
     #[test]
     fn null_vulnerabilities_are_none() {
-        assert!(parse_report(r#"{"vulnerabilities": null}"#).unwrap().is_empty());
-        assert!(parse_report(r#"{"generated_at": "2024-05-01T10:00:00Z"}"#).unwrap().is_empty());
+        assert!(parse_report(r#"{"vulnerabilities": null}"#)
+            .unwrap()
+            .is_empty());
+        assert!(parse_report(r#"{"generated_at": "2024-05-01T10:00:00Z"}"#)
+            .unwrap()
+            .is_empty());
         assert!(parse_report("<html>").is_err());
     }
 

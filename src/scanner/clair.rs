@@ -28,7 +28,8 @@ impl Clair {
     }
 
     fn post_layer(&self, body: &PostLayer<'_>) -> anyhow::Result<()> {
-        let text = serde_json::to_vec(body).map_err(|error| anyhow::anyhow!("encoding the layer: {error}"))?;
+        let text = serde_json::to_vec(body)
+            .map_err(|error| anyhow::anyhow!("encoding the layer: {error}"))?;
         let reply = self.http.post(
             &endpoint(&self.server, "/v1/layers"),
             "application/json",
@@ -55,10 +56,12 @@ impl super::Scanner for Clair {
         };
         let mut parent = "";
         for layer in &layers {
-            let authorization = target
-                .credential
-                .authorization()
-                .map_err(|error| anyhow::anyhow!("getting a pull credential for {}: {error:#}", target.repository))?;
+            let authorization = target.credential.authorization().map_err(|error| {
+                anyhow::anyhow!(
+                    "getting a pull credential for {}: {error:#}",
+                    target.repository
+                )
+            })?;
             let body = PostLayer {
                 layer: PostLayerBody {
                     name: &layer.digest,
@@ -73,22 +76,27 @@ impl super::Scanner for Clair {
                     features: [],
                 },
             };
-            self.post_layer(&body)
-                .map_err(|error| anyhow::anyhow!("posting layer {} to clair: {error:#}", layer.digest))?;
+            self.post_layer(&body).map_err(|error| {
+                anyhow::anyhow!("posting layer {} to clair: {error:#}", layer.digest)
+            })?;
             parent = &layer.digest;
         }
         let url = endpoint(
             &self.server,
             &format!("/v1/layers/{}?features&vulnerabilities", top.digest),
         );
-        let reply = self
-            .http
-            .get(&url, "application/json")
-            .map_err(|error| anyhow::anyhow!("fetching layer {} from clair: {error:#}", top.digest))?;
+        let reply = self.http.get(&url, "application/json").map_err(|error| {
+            anyhow::anyhow!("fetching layer {} from clair: {error:#}", top.digest)
+        })?;
         if reply.status != 200 {
-            anyhow::bail!("fetching layer {} from clair: {}", top.digest, reply.error_text());
+            anyhow::bail!(
+                "fetching layer {} from clair: {}",
+                top.digest,
+                reply.error_text()
+            );
         }
-        parse_layer(&reply.body).map_err(|error| anyhow::anyhow!("reading clair's report of {}: {error:#}", top.digest))
+        parse_layer(&reply.body)
+            .map_err(|error| anyhow::anyhow!("reading clair's report of {}: {error:#}", top.digest))
     }
 }
 
@@ -188,8 +196,8 @@ fn non_empty(text: &Option<String>) -> Option<&str> {
 /// de-duplicated by name (the first wins) and sorted byte-wise. A body
 /// without `Layer` is an error, with Clair's message when it gave one.
 pub fn parse_layer(body: &str) -> anyhow::Result<Vec<Finding>> {
-    let envelope: LayerEnvelope =
-        serde_json::from_str(body).map_err(|error| anyhow::anyhow!("not a clair layer: {error}"))?;
+    let envelope: LayerEnvelope = serde_json::from_str(body)
+        .map_err(|error| anyhow::anyhow!("not a clair layer: {error}"))?;
     let Some(layer) = envelope.layer else {
         match envelope.error {
             Some(error) => anyhow::bail!("clair answered without a layer: {}", error.message),
@@ -199,7 +207,13 @@ pub fn parse_layer(body: &str) -> anyhow::Result<Vec<Finding>> {
     // Clair 2.0 names one namespace per layer, later releases a list.
     let layer_namespace = non_empty(&layer.namespace_name)
         .map(str::to_string)
-        .or_else(|| layer.namespace_names.as_ref().filter(|names| !names.is_empty()).map(|names| names.join(",")));
+        .or_else(|| {
+            layer
+                .namespace_names
+                .as_ref()
+                .filter(|names| !names.is_empty())
+                .map(|names| names.join(","))
+        });
     let mut findings = Vec::new();
     for feature in layer.features.unwrap_or_default() {
         for vulnerability in feature.vulnerabilities.unwrap_or_default() {
@@ -286,8 +300,12 @@ mod tests {
 
     #[test]
     fn an_error_body_without_layer_is_an_error() {
-        let error = parse_layer(r#"{"Error":{"Message":"Something went wrong when fetching"}}"#).unwrap_err();
-        assert_eq!(format!("{error:#}"), "clair answered without a layer: Something went wrong when fetching");
+        let error = parse_layer(r#"{"Error":{"Message":"Something went wrong when fetching"}}"#)
+            .unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "clair answered without a layer: Something went wrong when fetching"
+        );
         assert!(parse_layer("<html>502 Bad Gateway</html>").is_err());
         assert!(parse_layer("").is_err());
     }

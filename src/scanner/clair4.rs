@@ -40,14 +40,15 @@ impl Clair4 {
     }
 
     fn index_state(&self) -> anyhow::Result<String> {
-        let reply = self
-            .http
-            .get(&endpoint(&self.server, "/indexer/api/v1/index_state"), "application/json")?;
+        let reply = self.http.get(
+            &endpoint(&self.server, "/indexer/api/v1/index_state"),
+            "application/json",
+        )?;
         if reply.status != 200 {
             anyhow::bail!("{}", reply.error_text());
         }
-        let state: IndexState =
-            serde_json::from_str(&reply.body).map_err(|error| anyhow::anyhow!("not an index state: {error}"))?;
+        let state: IndexState = serde_json::from_str(&reply.body)
+            .map_err(|error| anyhow::anyhow!("not an index state: {error}"))?;
         Ok(state.state)
     }
 
@@ -72,10 +73,12 @@ impl Clair4 {
     }
 
     fn index(&self, target: &Target) -> anyhow::Result<()> {
-        let authorization = target
-            .credential
-            .authorization()
-            .map_err(|error| anyhow::anyhow!("getting a pull credential for {}: {error:#}", target.repository))?;
+        let authorization = target.credential.authorization().map_err(|error| {
+            anyhow::anyhow!(
+                "getting a pull credential for {}: {error:#}",
+                target.repository
+            )
+        })?;
         let layers = target
             .scannable_layers()
             .into_iter()
@@ -95,7 +98,8 @@ impl Clair4 {
             hash: target.digest.clone(),
             layers,
         };
-        let body = serde_json::to_vec(&manifest).map_err(|error| anyhow::anyhow!("encoding the manifest: {error}"))?;
+        let body = serde_json::to_vec(&manifest)
+            .map_err(|error| anyhow::anyhow!("encoding the manifest: {error}"))?;
         let reply = self.http.post(
             &endpoint(&self.server, "/indexer/api/v1/index_report"),
             "application/json",
@@ -109,7 +113,10 @@ impl Clair4 {
     }
 
     fn report(&self, digest: &str) -> anyhow::Result<Option<Vec<Finding>>> {
-        let url = endpoint(&self.server, &format!("/matcher/api/v1/vulnerability_report/{digest}"));
+        let url = endpoint(
+            &self.server,
+            &format!("/matcher/api/v1/vulnerability_report/{digest}"),
+        );
         let reply = self.http.get(&url, "application/json")?;
         match reply.status {
             200 | 201 => parse_vulnerability_report(&reply.body).map(Some),
@@ -129,28 +136,32 @@ impl super::Scanner for Clair4 {
             .index_state()
             .map_err(|error| anyhow::anyhow!("asking clair for its index state: {error:#}"))?;
         if self.remembered_state(&target.digest).as_deref() != Some(state.as_str()) {
-            self.index(target)
-                .map_err(|error| anyhow::anyhow!("indexing {} in clair: {error:#}", target.digest))?;
+            self.index(target).map_err(|error| {
+                anyhow::anyhow!("indexing {} in clair: {error:#}", target.digest)
+            })?;
             self.remember(&target.digest, Some(&state));
         }
-        let report = self
-            .report(&target.digest)
-            .map_err(|error| anyhow::anyhow!("fetching clair's report of {}: {error:#}", target.digest))?;
+        let report = self.report(&target.digest).map_err(|error| {
+            anyhow::anyhow!("fetching clair's report of {}: {error:#}", target.digest)
+        })?;
         if let Some(findings) = report {
             return Ok(findings);
         }
         // Clair no longer knows the manifest (its database was reset): index
         // it again and ask once more.
         self.remember(&target.digest, None);
-        self.index(target)
-            .map_err(|error| anyhow::anyhow!("indexing {} in clair again: {error:#}", target.digest))?;
+        self.index(target).map_err(|error| {
+            anyhow::anyhow!("indexing {} in clair again: {error:#}", target.digest)
+        })?;
         self.remember(&target.digest, Some(&state));
-        match self
-            .report(&target.digest)
-            .map_err(|error| anyhow::anyhow!("fetching clair's report of {}: {error:#}", target.digest))?
-        {
+        match self.report(&target.digest).map_err(|error| {
+            anyhow::anyhow!("fetching clair's report of {}: {error:#}", target.digest)
+        })? {
             Some(findings) => Ok(findings),
-            None => anyhow::bail!("clair has no report of {} even after indexing it", target.digest),
+            None => anyhow::bail!(
+                "clair has no report of {} even after indexing it",
+                target.digest
+            ),
         }
     }
 }
@@ -186,10 +197,13 @@ struct IndexReport {
 /// Reads the answer of `POST /indexer/api/v1/index_report`: an error when
 /// Clair says the index did not succeed.
 pub fn parse_index_report(body: &str) -> anyhow::Result<()> {
-    let report: IndexReport =
-        serde_json::from_str(body).map_err(|error| anyhow::anyhow!("not an index report: {error}"))?;
+    let report: IndexReport = serde_json::from_str(body)
+        .map_err(|error| anyhow::anyhow!("not an index report: {error}"))?;
     if report.success == Some(false) || report.state == "IndexError" {
-        let reason = report.err.filter(|err| !err.is_empty()).unwrap_or(report.state);
+        let reason = report
+            .err
+            .filter(|err| !err.is_empty())
+            .unwrap_or(report.state);
         anyhow::bail!("index failed: {reason}");
     }
     Ok(())
@@ -240,20 +254,31 @@ struct Package {
 /// Clair's `normalized_severity` when it is one of the common words, else
 /// the vendor word normalised; the vendor word is kept as the raw severity.
 pub fn parse_vulnerability_report(body: &str) -> anyhow::Result<Vec<Finding>> {
-    let report: VulnerabilityReport =
-        serde_json::from_str(body).map_err(|error| anyhow::anyhow!("not a vulnerability report: {error}"))?;
+    let report: VulnerabilityReport = serde_json::from_str(body)
+        .map_err(|error| anyhow::anyhow!("not a vulnerability report: {error}"))?;
     let mut findings = Vec::new();
     for (_, vulnerability) in report.vulnerabilities.unwrap_or_default() {
         let vendor = vulnerability.severity.clone().unwrap_or_default();
-        let normalised = vulnerability.normalized_severity.clone().unwrap_or_default();
-        let severity = Severity::from_stored(&normalised).unwrap_or_else(|| Severity::normalise(&vendor));
-        let severity_raw = if vendor.is_empty() { normalised } else { vendor };
+        let normalised = vulnerability
+            .normalized_severity
+            .clone()
+            .unwrap_or_default();
+        let severity =
+            Severity::from_stored(&normalised).unwrap_or_else(|| Severity::normalise(&vendor));
+        let severity_raw = if vendor.is_empty() {
+            normalised
+        } else {
+            vendor
+        };
         let namespace = vulnerability
             .dist
             .as_ref()
             .and_then(|dist| {
                 let did = dist.get("did")?.as_str()?;
-                let version = dist.get("version_id").and_then(|v| v.as_str()).unwrap_or("");
+                let version = dist
+                    .get("version_id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
                 Some(if version.is_empty() {
                     did.to_string()
                 } else {
@@ -263,8 +288,14 @@ pub fn parse_vulnerability_report(body: &str) -> anyhow::Result<Vec<Finding>> {
             .or_else(|| vulnerability.updater.clone());
         let mut details = serde_json::Map::new();
         for (key, value) in [
-            ("updater", vulnerability.updater.clone().map(serde_json::Value::String)),
-            ("issued", vulnerability.issued.clone().map(serde_json::Value::String)),
+            (
+                "updater",
+                vulnerability.updater.clone().map(serde_json::Value::String),
+            ),
+            (
+                "issued",
+                vulnerability.issued.clone().map(serde_json::Value::String),
+            ),
             ("dist", vulnerability.dist.clone()),
             ("repo", vulnerability.repo.clone()),
         ] {
@@ -334,10 +365,16 @@ mod tests {
         assert_eq!(glibc.severity, Severity::Low);
         assert_eq!(glibc.severity_raw, "Low");
         assert_eq!(glibc.fixed_by, "2.28-0ubuntu1");
-        assert_eq!(glibc.link, "https://cve.example/CVE-2009-5155 https://bugs.example/11053");
+        assert_eq!(
+            glibc.link,
+            "https://cve.example/CVE-2009-5155 https://bugs.example/11053"
+        );
         assert_eq!(glibc.metadata["namespace"], "ubuntu:18.04");
         assert_eq!(glibc.metadata["package"], "glibc");
-        assert_eq!(glibc.metadata["details"]["issued"], "2019-10-12T07:20:50.52Z");
+        assert_eq!(
+            glibc.metadata["details"]["issued"],
+            "2019-10-12T07:20:50.52Z"
+        );
         let moderate = &findings[1];
         assert_eq!(moderate.severity, Severity::Medium);
         assert_eq!(moderate.severity_raw, "Moderate");
@@ -353,7 +390,10 @@ mod tests {
 
     #[test]
     fn a_failed_index_is_an_error() {
-        assert!(parse_index_report(r#"{"manifest_hash":"sha256:x","state":"IndexFinished","success":true}"#).is_ok());
+        assert!(parse_index_report(
+            r#"{"manifest_hash":"sha256:x","state":"IndexFinished","success":true}"#
+        )
+        .is_ok());
         let error = parse_index_report(
             r#"{"manifest_hash":"sha256:x","state":"IndexError","success":false,"err":"fetching layer: 401"}"#,
         )

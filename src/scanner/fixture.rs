@@ -14,8 +14,16 @@ use super::{dedupe_sorted, metadata, Finding, Settings, Severity, Target};
 /// A fixture-file scanner.
 pub struct Fixture {
     name: String,
-    by_digest: HashMap<String, Vec<Finding>>,
-    default: Vec<Finding>,
+    file: FixtureFile,
+}
+
+/// The parsed contents of a fixture file.
+#[derive(Debug, Clone, Default)]
+pub struct FixtureFile {
+    /// Findings of particular manifest digests.
+    pub by_digest: HashMap<String, Vec<Finding>>,
+    /// Findings of every other image.
+    pub every: Vec<Finding>,
 }
 
 impl Fixture {
@@ -27,12 +35,11 @@ impl Fixture {
             .ok_or_else(|| anyhow::anyhow!("scanner `{}` has no file", settings.name))?;
         let text = std::fs::read_to_string(path)
             .map_err(|error| anyhow::anyhow!("reading fixture {}: {error}", path.display()))?;
-        let (by_digest, default) =
-            parse(&text).map_err(|error| anyhow::anyhow!("reading fixture {}: {error:#}", path.display()))?;
+        let file = parse(&text)
+            .map_err(|error| anyhow::anyhow!("reading fixture {}: {error:#}", path.display()))?;
         Ok(Fixture {
             name: settings.name.clone(),
-            by_digest,
-            default,
+            file,
         })
     }
 }
@@ -43,7 +50,12 @@ impl super::Scanner for Fixture {
     }
 
     fn scan(&self, target: &Target) -> anyhow::Result<Vec<Finding>> {
-        Ok(self.by_digest.get(&target.digest).unwrap_or(&self.default).clone())
+        Ok(self
+            .file
+            .by_digest
+            .get(&target.digest)
+            .unwrap_or(&self.file.every)
+            .clone())
     }
 }
 
@@ -87,18 +99,25 @@ fn findings(entries: Vec<Entry>) -> Vec<Finding> {
     )
 }
 
-/// Parses a fixture file: the findings by digest, and those of every other
-/// image.
-pub fn parse(text: &str) -> anyhow::Result<(HashMap<String, Vec<Finding>>, Vec<Finding>)> {
-    let file: File = serde_json::from_str(text)
-        .map_err(|error| anyhow::anyhow!("expected an array of vulnerabilities or an object of them by digest: {error}"))?;
+/// Parses a fixture file.
+pub fn parse(text: &str) -> anyhow::Result<FixtureFile> {
+    let file: File = serde_json::from_str(text).map_err(|error| {
+        anyhow::anyhow!(
+            "expected an array of vulnerabilities or an object of them by digest: {error}"
+        )
+    })?;
     Ok(match file {
-        File::Every(entries) => (HashMap::new(), findings(entries)),
+        File::Every(entries) => FixtureFile {
+            by_digest: HashMap::new(),
+            every: findings(entries),
+        },
         File::ByDigest(map) => {
-            let mut by_digest: HashMap<String, Vec<Finding>> =
-                map.into_iter().map(|(digest, entries)| (digest, findings(entries))).collect();
-            let default = by_digest.remove("*").unwrap_or_default();
-            (by_digest, default)
+            let mut by_digest: HashMap<String, Vec<Finding>> = map
+                .into_iter()
+                .map(|(digest, entries)| (digest, findings(entries)))
+                .collect();
+            let every = by_digest.remove("*").unwrap_or_default();
+            FixtureFile { by_digest, every }
         }
     })
 }
@@ -114,7 +133,7 @@ mod tests {
           {"Name": "CVE-2016-7052", "Link": "https://cve.example/CVE-2016-7052", "Severity": "Medium"},
           {"Name": "CVE-2016-2178", "Link": "https://cve.example/CVE-2016-2178", "Severity": "Low"}
         ]"#;
-        let (by_digest, every) = parse(text).unwrap();
+        let FixtureFile { by_digest, every } = parse(text).unwrap();
         assert!(by_digest.is_empty());
         let names: Vec<&str> = every.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["CVE-2016-2178", "CVE-2016-6304", "CVE-2016-7052"]);
@@ -125,7 +144,7 @@ mod tests {
     #[test]
     fn findings_can_differ_by_digest() {
         let text = r#"{"sha256:a": [{"Name": "CVE-1", "Severity": "Critical", "Metadata": {"k": 1}}], "*": []}"#;
-        let (by_digest, every) = parse(text).unwrap();
+        let FixtureFile { by_digest, every } = parse(text).unwrap();
         assert!(every.is_empty());
         assert_eq!(by_digest["sha256:a"][0].severity, Severity::Critical);
         assert_eq!(by_digest["sha256:a"][0].metadata["details"]["k"], 1);

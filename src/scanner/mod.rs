@@ -23,7 +23,8 @@ pub mod fixture;
 
 /// The empty gzip'd tar that Docker puts in manifests for layers without
 /// content. Scanners cannot index it, so it is skipped.
-pub const EMPTY_LAYER_DIGEST: &str = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4";
+pub const EMPTY_LAYER_DIGEST: &str =
+    "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4";
 
 /// Largest scanner answer read into memory.
 const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
@@ -85,7 +86,9 @@ impl Severity {
 
     /// Parses a word written by [`Severity::as_str`] (exact, as stored).
     pub fn from_stored(word: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|severity| severity.as_str() == word)
+        Severity::ALL
+            .into_iter()
+            .find(|severity| severity.as_str() == word)
     }
 }
 
@@ -196,7 +199,9 @@ impl Target {
         let mut seen = HashSet::new();
         self.layers
             .iter()
-            .filter(|layer| layer.digest != EMPTY_LAYER_DIGEST && seen.insert(layer.digest.as_str()))
+            .filter(|layer| {
+                layer.digest != EMPTY_LAYER_DIGEST && seen.insert(layer.digest.as_str())
+            })
             .collect()
     }
 }
@@ -245,7 +250,10 @@ impl fmt::Debug for Settings {
             .field("name", &self.name)
             .field("server", &self.server.as_ref().map(|url| url.as_str()))
             .field("timeout", &self.timeout)
-            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
             .field("file", &self.file)
             .finish()
     }
@@ -343,7 +351,10 @@ impl Http {
 
     fn describe(&self, error: ureq::Error) -> anyhow::Error {
         match error {
-            ureq::Error::Timeout(_) => anyhow::anyhow!("timed out after {}", humantime::format_duration(self.timeout)),
+            ureq::Error::Timeout(_) => anyhow::anyhow!(
+                "timed out after {}",
+                humantime::format_duration(self.timeout)
+            ),
             other => anyhow::anyhow!("{other}"),
         }
     }
@@ -353,7 +364,9 @@ impl Http {
         let headers = response
             .headers()
             .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+            })
             .collect();
         let body = response
             .body_mut()
@@ -362,7 +375,11 @@ impl Http {
             .lossy_utf8(true)
             .read_to_string()
             .map_err(|error| self.describe(error))?;
-        Ok(Reply { status, headers, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// `GET url` with `Accept: accept`.
@@ -376,7 +393,13 @@ impl Http {
     }
 
     /// `POST url` with a JSON body of `content_type`.
-    pub fn post(&self, url: &str, content_type: &str, accept: &str, body: &[u8]) -> anyhow::Result<Reply> {
+    pub fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        accept: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Reply> {
         let mut request = self
             .agent
             .post(url)
@@ -415,9 +438,16 @@ pub(crate) fn metadata(
     details: Option<serde_json::Value>,
 ) -> serde_json::Value {
     let mut object = serde_json::Map::new();
-    for (key, value) in [("namespace", namespace), ("package", package), ("version", version)] {
+    for (key, value) in [
+        ("namespace", namespace),
+        ("package", package),
+        ("version", version),
+    ] {
         if let Some(value) = value.filter(|value| !value.is_empty()) {
-            object.insert(key.to_string(), serde_json::Value::String(value.to_string()));
+            object.insert(
+                key.to_string(),
+                serde_json::Value::String(value.to_string()),
+            );
         }
     }
     if let Some(details) = details.filter(|details| !details.is_null()) {
@@ -479,8 +509,14 @@ mod tests {
 
     #[test]
     fn error_messages_come_from_each_error_shape() {
-        assert_eq!(error_message(r#"{"Error":{"Message":"bad layer"}}"#), "bad layer");
-        assert_eq!(error_message(r#"{"code":"x","message":"no such manifest"}"#), "no such manifest");
+        assert_eq!(
+            error_message(r#"{"Error":{"Message":"bad layer"}}"#),
+            "bad layer"
+        );
+        assert_eq!(
+            error_message(r#"{"code":"x","message":"no such manifest"}"#),
+            "no such manifest"
+        );
         assert_eq!(error_message(r#"{"error":{"message":"boom"}}"#), "boom");
         assert_eq!(
             error_message("<html>\n<body>502 Bad Gateway</body></html>"),
@@ -501,11 +537,20 @@ mod tests {
             tag: "1".into(),
             digest: "sha256:m".into(),
             media_type: String::new(),
-            layers: vec![layer("sha256:a"), layer(EMPTY_LAYER_DIGEST), layer("sha256:b"), layer("sha256:a")],
+            layers: vec![
+                layer("sha256:a"),
+                layer(EMPTY_LAYER_DIGEST),
+                layer("sha256:b"),
+                layer("sha256:a"),
+            ],
             registry_url: String::new(),
             credential: Arc::new(FixedCredential(None)),
         };
-        let digests: Vec<&str> = target.scannable_layers().iter().map(|l| l.digest.as_str()).collect();
+        let digests: Vec<&str> = target
+            .scannable_layers()
+            .iter()
+            .map(|l| l.digest.as_str())
+            .collect();
         assert_eq!(digests, ["sha256:a", "sha256:b"]);
         assert!(!format!("{target:?}").contains("Bearer"));
     }
@@ -513,8 +558,14 @@ mod tests {
     #[test]
     fn endpoints_keep_a_path_prefix() {
         let base = url::Url::parse("http://127.0.0.1:6060/clair/").unwrap();
-        assert_eq!(endpoint(&base, "/v1/layers"), "http://127.0.0.1:6060/clair/v1/layers");
+        assert_eq!(
+            endpoint(&base, "/v1/layers"),
+            "http://127.0.0.1:6060/clair/v1/layers"
+        );
         let base = url::Url::parse("http://127.0.0.1:6060").unwrap();
-        assert_eq!(endpoint(&base, "/v1/layers"), "http://127.0.0.1:6060/v1/layers");
+        assert_eq!(
+            endpoint(&base, "/v1/layers"),
+            "http://127.0.0.1:6060/v1/layers"
+        );
     }
 }
