@@ -113,7 +113,13 @@ pub struct Resources {
 }
 
 /// Builds the handler of one configured job.
-pub fn build(job: &crate::config::JobConfig, resources: &Resources) -> anyhow::Result<Arc<dyn Handler>> {
+pub fn build(
+    job: &crate::config::JobConfig,
+    resources: &Resources,
+) -> anyhow::Result<Arc<dyn Handler>> {
     let _ = (job, resources);
-    anyhow::bail!("handler `{}` is not implemented in this version", job.handler.name())
+    anyhow::bail!(
+        "handler `{}` is not implemented in this version",
+        job.handler.name()
+    )
 }

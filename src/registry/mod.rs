@@ -27,10 +27,16 @@ pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistryError {
     /// 401/403, or the token realm refused us. `scope` is the scope asked for.
-    Unauthorized { scope: Option<String>, message: String },
+    Unauthorized {
+        scope: Option<String>,
+        message: String,
+    },
     /// 404 (or 405 for DELETE with deletion disabled) with the registry's
     /// error code such as `NAME_UNKNOWN` or `MANIFEST_UNKNOWN`.
-    NotFound { code: Option<String>, message: String },
+    NotFound {
+        code: Option<String>,
+        message: String,
+    },
     /// 429, with `Retry-After` when the registry sent one.
     RateLimited { retry_after: Option<Duration> },
     /// Any other non-success status.
@@ -55,17 +61,33 @@ impl RegistryError {
 impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RegistryError::Unauthorized { scope: Some(scope), message } => {
+            RegistryError::Unauthorized {
+                scope: Some(scope),
+                message,
+            } => {
                 write!(f, "unauthorized for scope {scope}: {message}")
             }
-            RegistryError::Unauthorized { scope: None, message } => write!(f, "unauthorized: {message}"),
-            RegistryError::NotFound { code: Some(code), message } => write!(f, "not found ({code}): {message}"),
-            RegistryError::NotFound { code: None, message } => write!(f, "not found: {message}"),
-            RegistryError::RateLimited { retry_after: Some(after) } => {
+            RegistryError::Unauthorized {
+                scope: None,
+                message,
+            } => write!(f, "unauthorized: {message}"),
+            RegistryError::NotFound {
+                code: Some(code),
+                message,
+            } => write!(f, "not found ({code}): {message}"),
+            RegistryError::NotFound {
+                code: None,
+                message,
+            } => write!(f, "not found: {message}"),
+            RegistryError::RateLimited {
+                retry_after: Some(after),
+            } => {
                 write!(f, "rate limited, retry after {}s", after.as_secs())
             }
             RegistryError::RateLimited { retry_after: None } => write!(f, "rate limited"),
-            RegistryError::Server { status, message } => write!(f, "registry answered {status}: {message}"),
+            RegistryError::Server { status, message } => {
+                write!(f, "registry answered {status}: {message}")
+            }
             RegistryError::Transport(message) => write!(f, "transport error: {message}"),
             RegistryError::Malformed(message) => write!(f, "malformed answer: {message}"),
         }

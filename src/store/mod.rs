@@ -54,7 +54,10 @@ pub trait Backend: Send + Sync {
     fn dialect(&self) -> Dialect;
     /// Runs `work` inside one transaction, committing on `Ok` and rolling
     /// back on `Err`.
-    fn transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> anyhow::Result<()>) -> anyhow::Result<()>;
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Conn) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
 }
 
 /// Outcome of a job run as stored in `job_runs.outcome`.
@@ -208,16 +211,28 @@ pub trait Store: Send + Sync {
     fn ensure_registry(&self, hostname: &str) -> anyhow::Result<i64>;
     /// Creates or updates one tag (and its namespace and repository). A
     /// changed digest resets the scan state to none.
-    fn upsert_tag(&self, registry_id: i64, write: &TagWrite, now: i64) -> anyhow::Result<TagChange>;
+    fn upsert_tag(&self, registry_id: i64, write: &TagWrite, now: i64)
+        -> anyhow::Result<TagChange>;
     /// Deletes the tags of `repository` that point at `digest`, then the
     /// repository if it has no tags left. Returns the number of tags deleted.
-    fn delete_tags_by_digest(&self, registry_id: i64, repository: &str, digest: &str) -> anyhow::Result<u64>;
+    fn delete_tags_by_digest(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        digest: &str,
+    ) -> anyhow::Result<u64>;
     /// Deletes one tag, then the repository if it has no tags left. Returns
     /// whether the tag existed.
     fn delete_tag(&self, registry_id: i64, repository: &str, tag: &str) -> anyhow::Result<bool>;
     /// Sets `pulled_at` of a tag to `at` unless it is already later. Returns
     /// whether the tag exists.
-    fn record_pull(&self, registry_id: i64, repository: &str, tag: &str, at: i64) -> anyhow::Result<bool>;
+    fn record_pull(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        tag: &str,
+        at: i64,
+    ) -> anyhow::Result<bool>;
     /// Full names of all repositories of the registry, sorted.
     fn repositories(&self, registry_id: i64) -> anyhow::Result<Vec<String>>;
     /// The tags of one repository (all repositories when None), sorted by

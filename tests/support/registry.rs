@@ -1,1 +1,1293 @@
-//! Test support: see tests/support/mod.rs.
+//! A real docker-registry per test: [`TestRegistry::start`] writes a config in
+//! a temp dir, runs `/usr/bin/docker-registry serve CONFIG` on a free
+//! 127.0.0.1 port with its own storage (delete enabled), waits for `/v2/`, and
+//! kills the process on Drop (also when the test panics). Auth is anonymous,
+//! htpasswd (Basic), or token auth against [`TokenServer`], a small token
+//! server of ours minting RS256 JWTs with an `x5c` header. Image helpers push
+//! through the HTTP API (blob upload + manifest PUT) with unique content per
+//! call. [`ScriptedServer`] is a tiny HTTP server of ours for the failures a
+//! real registry cannot be made to show on demand (stalls, 5xx, bad bodies).
+//!
+//! Nothing here touches the product's code except [`TestRegistry::client_config`].
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use sha2::Digest as _;
+
+/// The registry binary (Debian package `docker-registry`).
+pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+
+/// Docker image manifest, schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+const ACCEPT_ALL: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+/// How the registry authenticates clients.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    /// No auth at all.
+    #[default]
+    Anonymous,
+    /// `auth.htpasswd` with one bcrypt user (Basic challenges).
+    Htpasswd {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// `auth.token` against a [`TokenServer`] started with the registry.
+    Token(TokenPolicy),
+}
+
+impl Auth {
+    /// htpasswd auth with one user.
+    pub fn htpasswd(username: &str, password: &str) -> Auth {
+        Auth::Htpasswd {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    /// Token auth where `username`/`password` get every action everywhere.
+    pub fn token(username: &str, password: &str) -> Auth {
+        Auth::Token(TokenPolicy::full(username, password))
+    }
+}
+
+/// What the token server grants to whom.
+#[derive(Clone, Debug)]
+pub struct TokenPolicy {
+    /// The one user the realm knows.
+    pub username: String,
+    /// Its password; a wrong one is a 401 from the realm.
+    pub password: String,
+    /// Repository actions granted to that user on every repository
+    /// (`pull`, `push`, `delete`, `*`); requested actions outside this are left out
+    /// of the token, which the registry then answers with `insufficient_scope`.
+    pub user_actions: Vec<String>,
+    /// Whether the user gets `registry:catalog:*`.
+    pub user_catalog: bool,
+    /// Repository actions granted to a request without credentials.
+    pub anonymous_actions: Vec<String>,
+    /// `expires_in` of minted tokens, in seconds.
+    pub expires_in: u64,
+}
+
+impl TokenPolicy {
+    /// Everything for the user, nothing for anonymous requests, 300 s tokens.
+    pub fn full(username: &str, password: &str) -> TokenPolicy {
+        TokenPolicy {
+            username: username.into(),
+            password: password.into(),
+            user_actions: vec!["pull".into(), "push".into(), "delete".into()],
+            user_catalog: true,
+            anonymous_actions: Vec::new(),
+            expires_in: 300,
+        }
+    }
+}
+
+/// A notifications endpoint for the registry.
+#[derive(Clone, Debug)]
+pub struct Notifications {
+    /// Where events are POSTed, e.g. `http://127.0.0.1:PORT/v2/webhooks/events`.
+    pub url: String,
+    /// The `Authorization` header value sent with each POST, if any.
+    pub authorization: Option<String>,
+}
+
+/// How to start a [`TestRegistry`].
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Authentication mode.
+    pub auth: Auth,
+    /// Optional notifications endpoint (`includereferences: true`, 1 s
+    /// timeout, threshold 3, 1 s backoff).
+    pub notifications: Option<Notifications>,
+}
+
+/// A pushed image manifest (Docker schema 2 or OCI).
+#[derive(Clone, Debug)]
+pub struct PushedImage {
+    /// Repository name.
+    pub repository: String,
+    /// Tag it was pushed under (None when pushed by digest only).
+    pub tag: Option<String>,
+    /// `sha256:...` of the manifest bytes.
+    pub digest: String,
+    /// Media type of the manifest.
+    pub media_type: String,
+    /// The manifest bytes as pushed.
+    pub manifest: Vec<u8>,
+    /// Config digest (`sha256:...`).
+    pub config_digest: String,
+    /// Config digest without `sha256:`.
+    pub image_id: String,
+    /// Config size + layer sizes.
+    pub size: i64,
+    /// Layers, base first: (digest, size).
+    pub layers: Vec<(String, i64)>,
+}
+
+/// A pushed OCI index with two platforms.
+#[derive(Clone, Debug)]
+pub struct PushedIndex {
+    /// Repository name.
+    pub repository: String,
+    /// Tag it was pushed under.
+    pub tag: String,
+    /// `sha256:...` of the index bytes.
+    pub digest: String,
+    /// The index bytes as pushed.
+    pub manifest: Vec<u8>,
+    /// The children, in index order: (os, architecture, image).
+    pub children: Vec<(String, String, PushedImage)>,
+}
+
+/// A running docker-registry, killed on Drop.
+pub struct TestRegistry {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// The token server, in token mode.
+    pub token_server: Option<TokenServer>,
+    auth: Auth,
+    child: Child,
+    agent: ureq::Agent,
+    dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    /// An anonymous registry.
+    pub fn anonymous() -> TestRegistry {
+        TestRegistry::start(Options::default())
+    }
+
+    /// Starts a registry; panics with its log if it does not come up.
+    pub fn start(options: Options) -> TestRegistry {
+        let dir = tempfile::tempdir().expect("creating the registry's temp dir");
+        let token_server = match &options.auth {
+            Auth::Token(policy) => Some(TokenServer::start(dir.path(), policy.clone())),
+            _ => None,
+        };
+        if let Auth::Htpasswd { username, password } = &options.auth {
+            let status = Command::new("htpasswd")
+                .arg("-Bbc")
+                .arg(dir.path().join("htpasswd"))
+                .arg(username)
+                .arg(password)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("running htpasswd (apt-get install apache2-utils)");
+            assert!(status.success(), "htpasswd failed");
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .max_redirects(0)
+            .build()
+            .into();
+        // A port picked by binding :0 can be taken again before the registry
+        // binds it; start again on a fresh port when that happens.
+        let config_path = dir.path().join("config.yml");
+        let log_path = dir.path().join("registry.log");
+        for _attempt in 0..3 {
+            let port = free_port();
+            let config = registry_config(dir.path(), port, &options, token_server.as_ref());
+            std::fs::write(&config_path, config).expect("writing the registry config");
+            let log = std::fs::File::create(&log_path).expect("creating the registry log");
+            let mut child = Command::new(REGISTRY_BINARY)
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("cloning the log handle"))
+                .stderr(log)
+                .spawn()
+                .expect("starting docker-registry (apt-get install docker-registry)");
+            let url = format!("http://127.0.0.1:{port}");
+            if wait_ready(&mut child, &agent, &url) {
+                return TestRegistry {
+                    url,
+                    port,
+                    token_server,
+                    auth: options.auth.clone(),
+                    child,
+                    agent,
+                    dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("docker-registry did not start; its log:\n{log}");
+    }
+
+    /// The registry's combined stdout/stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// The temp dir holding config, storage, htpasswd and token keys.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The storage root (`storage.filesystem.rootdirectory`).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A `[registry]` configuration for the product pointing here, with the
+    /// credentials of the auth mode, a 10 s timeout, concurrency 4, pages of 100.
+    pub fn client_config(&self) -> regkeeper::config::RegistryConfig {
+        let (username, password) = match &self.auth {
+            Auth::Anonymous => (None, None),
+            Auth::Htpasswd { username, password } => {
+                (Some(username.clone()), Some(password.clone()))
+            }
+            Auth::Token(policy) => (Some(policy.username.clone()), Some(policy.password.clone())),
+        };
+        regkeeper::config::RegistryConfig {
+            url: url::Url::parse(&self.url).expect("the registry url parses"),
+            username,
+            password,
+            ca_file: None,
+            insecure_skip_tls_verify: false,
+            timeout: Duration::from_secs(10),
+            concurrency: 4,
+            catalog_page_size: 100,
+        }
+    }
+
+    /// The `Authorization` value the helpers use for `repository` (all actions).
+    fn authorization(&self, repository: Option<&str>) -> Option<String> {
+        match &self.auth {
+            Auth::Anonymous => None,
+            Auth::Htpasswd { username, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            )),
+            Auth::Token(policy) => {
+                let server = self.token_server.as_ref()?;
+                let mut access = vec![
+                    serde_json::json!({"type": "registry", "name": "catalog", "actions": ["*"]}),
+                ];
+                if let Some(repository) = repository {
+                    access.push(serde_json::json!({
+                        "type": "repository", "name": repository, "actions": ["pull", "push", "delete"]
+                    }));
+                }
+                Some(format!(
+                    "Bearer {}",
+                    server.mint(&policy.username, access, 300)
+                ))
+            }
+        }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path_or_url: &str,
+        repository: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.url)
+        };
+        let authorization = self.authorization(repository);
+        let result = match method {
+            "GET" | "HEAD" | "DELETE" => {
+                let mut request = match method {
+                    "GET" => self.agent.get(&url),
+                    "HEAD" => self.agent.head(&url),
+                    _ => self.agent.delete(&url),
+                };
+                if let Some(value) = &authorization {
+                    request = request.header("Authorization", value);
+                }
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = if method == "PUT" {
+                    self.agent.put(&url)
+                } else {
+                    self.agent.post(&url)
+                };
+                if let Some(value) = &authorization {
+                    request = request.header("Authorization", value);
+                }
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.send(body.unwrap_or(&[]))
+            }
+        };
+        let mut response = result.unwrap_or_else(|error| panic!("{method} {url}: {error}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = if method == "HEAD" {
+            Vec::new()
+        } else {
+            response
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_vec()
+                .unwrap_or_default()
+        };
+        (status, headers, body)
+    }
+
+    /// Uploads a blob (POST + monolithic PUT) and returns its digest.
+    pub fn upload_blob(&self, repository: &str, content: &[u8]) -> String {
+        let digest = sha256_digest(content);
+        let (status, headers, body) = self.send(
+            "POST",
+            &format!("/v2/{repository}/blobs/uploads/"),
+            Some(repository),
+            &[],
+            None,
+        );
+        assert_eq!(
+            status,
+            202,
+            "starting a blob upload to {repository}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let location = header(&headers, "Location").expect("upload Location");
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put_url = format!("{location}{separator}digest={digest}");
+        let (status, _, body) = self.send(
+            "PUT",
+            &put_url,
+            Some(repository),
+            &[("Content-Type", "application/octet-stream")],
+            Some(content),
+        );
+        assert_eq!(
+            status,
+            201,
+            "finishing a blob upload to {repository}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        digest
+    }
+
+    /// PUTs manifest bytes under a tag or digest; returns the digest the registry reports.
+    pub fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: &[u8],
+    ) -> String {
+        let (status, headers, body) = self.send(
+            "PUT",
+            &format!("/v2/{repository}/manifests/{reference}"),
+            Some(repository),
+            &[("Content-Type", media_type)],
+            Some(manifest),
+        );
+        assert_eq!(
+            status,
+            201,
+            "putting manifest {repository}:{reference}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        header(&headers, "Docker-Content-Digest").unwrap_or_else(|| sha256_digest(manifest))
+    }
+
+    /// Pushes a Docker schema-2 image with unique content (2 layers) under `tag`.
+    pub fn push_image(&self, repository: &str, tag: &str) -> PushedImage {
+        self.push_image_manifest(repository, Some(tag), DOCKER_MANIFEST, "amd64")
+    }
+
+    /// Pushes an OCI image manifest with unique content (2 layers) under `tag`.
+    pub fn push_oci_image(&self, repository: &str, tag: &str) -> PushedImage {
+        self.push_image_manifest(repository, Some(tag), OCI_MANIFEST, "amd64")
+    }
+
+    /// Pushes an image manifest of `media_type` (Docker schema 2 or OCI) for
+    /// `architecture`, under `tag` or by digest only.
+    pub fn push_image_manifest(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        media_type: &str,
+        architecture: &str,
+    ) -> PushedImage {
+        let unique = unique_token();
+        let (config_type, layer_type) = if media_type == OCI_MANIFEST {
+            (
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
+        } else {
+            (
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            )
+        };
+        let layers: Vec<Vec<u8>> = (0..2)
+            .map(|index| {
+                format!(
+                    "layer {index} of {repository} {unique} {}",
+                    "x".repeat(100 * (index + 1))
+                )
+                .into_bytes()
+            })
+            .collect();
+        let diff_ids: Vec<String> = layers.iter().map(|layer| sha256_digest(layer)).collect();
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": architecture,
+            "os": "linux",
+            "config": {"Labels": {"regkeeper.test.unique": unique}},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created_by": "regkeeper test support"}],
+        }))
+        .expect("serializing a config");
+        let config_digest = self.upload_blob(repository, &config);
+        let mut layer_descriptors = Vec::new();
+        let mut layer_list = Vec::new();
+        for layer in &layers {
+            let digest = self.upload_blob(repository, layer);
+            layer_descriptors.push(
+                serde_json::json!({"mediaType": layer_type, "size": layer.len(), "digest": digest}),
+            );
+            layer_list.push((digest, layer.len() as i64));
+        }
+        let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {"mediaType": config_type, "size": config.len(), "digest": config_digest},
+            "layers": layer_descriptors,
+        }))
+        .expect("serializing a manifest");
+        let digest = sha256_digest(&manifest);
+        let reported = self.put_manifest(repository, tag.unwrap_or(&digest), media_type, &manifest);
+        assert_eq!(reported, digest, "registry digest of {repository}");
+        let size = config.len() as i64 + layer_list.iter().map(|(_, size)| size).sum::<i64>();
+        PushedImage {
+            repository: repository.into(),
+            tag: tag.map(String::from),
+            digest,
+            media_type: media_type.into(),
+            manifest,
+            image_id: config_digest.trim_start_matches("sha256:").to_string(),
+            config_digest,
+            size,
+            layers: layer_list,
+        }
+    }
+
+    /// Pushes an OCI index (or a Docker manifest list when `media_type` is
+    /// [`DOCKER_MANIFEST_LIST`]) with linux/amd64 and linux/arm64 children.
+    pub fn push_index_of(&self, repository: &str, tag: &str, media_type: &str) -> PushedIndex {
+        let child_type = if media_type == OCI_INDEX {
+            OCI_MANIFEST
+        } else {
+            DOCKER_MANIFEST
+        };
+        let mut children = Vec::new();
+        let mut entries = Vec::new();
+        for architecture in ["amd64", "arm64"] {
+            let image = self.push_image_manifest(repository, None, child_type, architecture);
+            let mut platform = serde_json::json!({"architecture": architecture, "os": "linux"});
+            if architecture == "arm64" {
+                platform["variant"] = "v8".into();
+            }
+            entries.push(serde_json::json!({
+                "mediaType": child_type,
+                "size": image.manifest.len(),
+                "digest": image.digest,
+                "platform": platform,
+            }));
+            children.push(("linux".to_string(), architecture.to_string(), image));
+        }
+        let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "manifests": entries,
+        }))
+        .expect("serializing an index");
+        let digest = self.put_manifest(repository, tag, media_type, &manifest);
+        assert_eq!(digest, sha256_digest(&manifest));
+        PushedIndex {
+            repository: repository.into(),
+            tag: tag.into(),
+            digest,
+            manifest,
+            children,
+        }
+    }
+
+    /// Pushes an OCI index with linux/amd64 and linux/arm64 children.
+    pub fn push_oci_index(&self, repository: &str, tag: &str) -> PushedIndex {
+        self.push_index_of(repository, tag, OCI_INDEX)
+    }
+
+    /// Puts the manifest at `reference` under another tag too (two tags, one digest).
+    pub fn tag(&self, repository: &str, reference: &str, new_tag: &str) -> String {
+        let (status, headers, body) = self.send(
+            "GET",
+            &format!("/v2/{repository}/manifests/{reference}"),
+            Some(repository),
+            &[("Accept", ACCEPT_ALL)],
+            None,
+        );
+        assert_eq!(status, 200, "getting manifest {repository}:{reference}");
+        let media_type = header(&headers, "Content-Type").expect("manifest Content-Type");
+        self.put_manifest(repository, new_tag, &media_type, &body)
+    }
+
+    /// Deletes a manifest by digest; returns the status (202 when deleted).
+    pub fn delete(&self, repository: &str, digest: &str) -> u16 {
+        self.send(
+            "DELETE",
+            &format!("/v2/{repository}/manifests/{digest}"),
+            Some(repository),
+            &[],
+            None,
+        )
+        .0
+    }
+
+    /// Deletes every tagged manifest of `repository`, so its tags list becomes `null`.
+    pub fn empty_repository(&self, repository: &str) {
+        let (status, _, body) = self.send(
+            "GET",
+            &format!("/v2/{repository}/tags/list"),
+            Some(repository),
+            &[],
+            None,
+        );
+        assert_eq!(status, 200, "listing tags of {repository}");
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("tags list json");
+        let tags: Vec<String> = value["tags"]
+            .as_array()
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(|tag| tag.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for tag in tags {
+            let (status, headers, _) = self.send(
+                "HEAD",
+                &format!("/v2/{repository}/manifests/{tag}"),
+                Some(repository),
+                &[("Accept", ACCEPT_ALL)],
+                None,
+            );
+            if status != 200 {
+                continue;
+            }
+            if let Some(digest) = header(&headers, "Docker-Content-Digest") {
+                self.delete(repository, &digest);
+            }
+        }
+    }
+
+    /// Makes `repository` unreadable while it stays in the catalog: its
+    /// `_manifests/tags` directory is replaced by a file, so listing its tags
+    /// and resolving its tags fail with a 500 (tests run as root, where
+    /// chmod does not deny reads).
+    pub fn break_repository(&self, repository: &str) {
+        let tags = self
+            .storage_dir()
+            .join("docker/registry/v2/repositories")
+            .join(repository)
+            .join("_manifests/tags");
+        std::fs::remove_dir_all(&tags).expect("removing the tags dir of the broken repository");
+        std::fs::write(&tags, b"not a directory")
+            .expect("writing garbage in place of the tags dir");
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `/v2/` until it answers as a registry, with a generous deadline;
+/// false when the process exits first or the deadline passes.
+fn wait_ready(child: &mut Child, agent: &ureq::Agent, url: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if let Ok(response) = agent.get(&format!("{url}/v2/")).call() {
+            if response
+                .headers()
+                .contains_key("Docker-Distribution-Api-Version")
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn registry_config(
+    dir: &Path,
+    port: u16,
+    options: &Options,
+    token_server: Option<&TokenServer>,
+) -> String {
+    let mut config = format!(
+        "version: 0.1\n\
+         log:\n  level: info\n\
+         storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
+         http:\n  addr: 127.0.0.1:{port}\n  secret: regkeeper-test-{unique}\n\
+         health:\n  storagedriver:\n    enabled: false\n",
+        data = dir.join("data").display(),
+        unique = unique_token(),
+    );
+    match &options.auth {
+        Auth::Anonymous => {}
+        Auth::Htpasswd { .. } => {
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: regkeeper-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        Auth::Token(_) => {
+            let server = token_server.expect("token server in token mode");
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {bundle}\n",
+                realm = server.realm(),
+                service = TOKEN_SERVICE,
+                issuer = TOKEN_ISSUER,
+                bundle = server.cert_path.display(),
+            ));
+        }
+    }
+    if let Some(notifications) = &options.notifications {
+        config.push_str(&format!(
+            "notifications:\n  events:\n    includereferences: true\n  endpoints:\n    - name: regkeeper\n      url: {}\n",
+            notifications.url
+        ));
+        if let Some(authorization) = &notifications.authorization {
+            config.push_str(&format!(
+                "      headers:\n        Authorization: [{}]\n",
+                serde_json::to_string(authorization).expect("quoting a header")
+            ));
+        }
+        config.push_str("      timeout: 1s\n      threshold: 3\n      backoff: 1s\n");
+    }
+    config
+}
+
+/// A free 127.0.0.1 port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// A string unique to this process and call.
+pub fn unique_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn header(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(String::from)
+}
+
+/// `service` of the token-auth registry.
+pub const TOKEN_SERVICE: &str = "regkeeper-test-registry";
+/// `issuer` of the token-auth registry.
+pub const TOKEN_ISSUER: &str = "regkeeper-test-issuer";
+
+/// One request the token server answered.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    /// The `account` query parameter.
+    pub account: Option<String>,
+    /// The `service` query parameter.
+    pub service: Option<String>,
+    /// Every `scope` query parameter.
+    pub scopes: Vec<String>,
+    /// Whether Basic credentials were sent.
+    pub with_credentials: bool,
+    /// The status answered.
+    pub status: u16,
+}
+
+struct TokenKeys {
+    key_pair: ring::rsa::KeyPair,
+    cert_der: Vec<u8>,
+}
+
+/// A token server of ours (the realm): `GET /token?service=&scope=&account=`
+/// with optional Basic credentials; mints RS256 JWTs with an `x5c` header
+/// carrying a self-signed certificate that is the registry's `rootcertbundle`.
+pub struct TokenServer {
+    /// `127.0.0.1:PORT`.
+    pub address: std::net::SocketAddr,
+    /// The certificate (PEM) the registry trusts.
+    pub cert_path: PathBuf,
+    keys: Arc<TokenKeys>,
+    requests: Arc<Mutex<Vec<TokenRequest>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TokenServer {
+    /// Generates a key and certificate in `dir` (openssl CLI) and starts serving.
+    pub fn start(dir: &Path, policy: TokenPolicy) -> TokenServer {
+        let key_path = dir.join("token.key");
+        let cert_path = dir.join("token.crt");
+        let output = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=regkeeper-test-token",
+            ])
+            .arg("-keyout")
+            .arg(&key_path)
+            .arg("-out")
+            .arg(&cert_path)
+            .output()
+            .expect("running openssl (apt-get install openssl)");
+        assert!(
+            output.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // `openssl req -newkey` writes PKCS#8 ("BEGIN PRIVATE KEY") in OpenSSL 3.
+        let key_der = pem_body(&std::fs::read_to_string(&key_path).expect("reading the token key"));
+        let cert_der =
+            pem_body(&std::fs::read_to_string(&cert_path).expect("reading the token cert"));
+        let key_pair =
+            ring::rsa::KeyPair::from_pkcs8(&key_der).expect("parsing the token key as PKCS#8");
+        let keys = Arc::new(TokenKeys { key_pair, cert_der });
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the token server");
+        let address = listener.local_addr().expect("token server address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let keys = Arc::clone(&keys);
+            let requests = Arc::clone(&requests);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let keys = Arc::clone(&keys);
+                    let requests = Arc::clone(&requests);
+                    let policy = policy.clone();
+                    std::thread::spawn(move || {
+                        serve_token_connection(stream, &keys, &policy, &requests)
+                    });
+                }
+            })
+        };
+        TokenServer {
+            address,
+            cert_path,
+            keys,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/token`.
+    pub fn realm(&self) -> String {
+        format!("http://{}/token", self.address)
+    }
+
+    /// Every request answered so far.
+    pub fn requests(&self) -> Vec<TokenRequest> {
+        self.requests
+            .lock()
+            .map(|requests| requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// Tokens minted so far (answers with status 200).
+    pub fn tokens_issued(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|request| request.status == 200)
+            .count()
+    }
+
+    /// Mints a token for `subject` with `access` entries, valid `expires_in` s.
+    pub fn mint(&self, subject: &str, access: Vec<serde_json::Value>, expires_in: u64) -> String {
+        mint_token(&self.keys, subject, access, expires_in)
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.address);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn pem_body(pem: &str) -> Vec<u8> {
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .expect("decoding PEM base64")
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn mint_token(
+    keys: &TokenKeys,
+    subject: &str,
+    access: Vec<serde_json::Value>,
+    expires_in: u64,
+) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let header = serde_json::json!({
+        "typ": "JWT",
+        "alg": "RS256",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(&keys.cert_der)],
+    });
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER,
+        "aud": TOKEN_SERVICE,
+        "sub": subject,
+        "exp": now + expires_in,
+        "nbf": now.saturating_sub(10),
+        "iat": now,
+        "jti": unique_token(),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        base64url(header.to_string().as_bytes()),
+        base64url(claims.to_string().as_bytes())
+    );
+    let rng = ring::rand::SystemRandom::new();
+    let mut signature = vec![0u8; keys.key_pair.public().modulus_len()];
+    keys.key_pair
+        .sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &rng,
+            signing_input.as_bytes(),
+            &mut signature,
+        )
+        .expect("signing a token");
+    format!("{signing_input}.{}", base64url(&signature))
+}
+
+/// A parsed HTTP/1.1 request as the tiny servers here see it.
+#[derive(Clone, Debug, Default)]
+pub struct SeenRequest {
+    /// `GET`, `HEAD`, ...
+    pub method: String,
+    /// Path and query as sent.
+    pub target: String,
+    /// Header (lowercased name, value) pairs.
+    pub headers: Vec<(String, String)>,
+    /// The body, read by Content-Length.
+    pub body: Vec<u8>,
+}
+
+impl SeenRequest {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The query parameters, percent-decoded.
+    pub fn query(&self) -> Vec<(String, String)> {
+        match self.target.split_once('?') {
+            Some((_, query)) => url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+/// Reads one request from `reader`; None at end of stream.
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<SeenRequest> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut header_line = String::new();
+        if reader.read_line(&mut header_line).ok()? == 0 {
+            return None;
+        }
+        let header_line = header_line.trim_end();
+        if header_line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header_line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(SeenRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// An HTTP response for the tiny servers here.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers (Content-Length is added).
+    pub headers: Vec<(String, String)>,
+    /// Body (not sent for HEAD requests).
+    pub body: Vec<u8>,
+    /// Wait this long before answering (a slow registry).
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// A reply with `status`, JSON content type and `body`.
+    pub fn json(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Delays the answer.
+    pub fn delayed(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+
+    fn write_to(&self, stream: &mut TcpStream, method: &str) -> std::io::Result<()> {
+        let mut head = format!("HTTP/1.1 {} X\r\n", self.status);
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        stream.write_all(head.as_bytes())?;
+        if method != "HEAD" {
+            stream.write_all(&self.body)?;
+        }
+        stream.flush()
+    }
+}
+
+fn serve_token_connection(
+    stream: TcpStream,
+    keys: &TokenKeys,
+    policy: &TokenPolicy,
+    requests: &Mutex<Vec<TokenRequest>>,
+) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    while let Some(request) = read_request(&mut reader) {
+        let query = request.query();
+        let values = |key: &str| -> Vec<String> {
+            query
+                .iter()
+                .filter(|(name, _)| name == key)
+                .map(|(_, value)| value.clone())
+                .collect()
+        };
+        let credentials = request
+            .header("authorization")
+            .and_then(|value| {
+                value
+                    .strip_prefix("Basic ")
+                    .or_else(|| value.strip_prefix("basic "))
+            })
+            .and_then(|encoded| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .ok()
+            })
+            .and_then(|decoded| String::from_utf8(decoded).ok());
+        let scopes: Vec<String> = values("scope")
+            .iter()
+            .flat_map(|scope| scope.split(' ').map(String::from).collect::<Vec<_>>())
+            .collect();
+        let mut seen = TokenRequest {
+            account: values("account").into_iter().next(),
+            service: values("service").into_iter().next(),
+            scopes: scopes.clone(),
+            with_credentials: credentials.is_some(),
+            status: 200,
+        };
+        let (subject, actions, catalog) = match &credentials {
+            Some(pair) if *pair == format!("{}:{}", policy.username, policy.password) => (
+                policy.username.clone(),
+                policy.user_actions.clone(),
+                policy.user_catalog,
+            ),
+            Some(_) => (String::new(), Vec::new(), false),
+            None => (String::new(), policy.anonymous_actions.clone(), false),
+        };
+        let reply = if credentials.is_some() && subject.is_empty() {
+            seen.status = 401;
+            Reply::json(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid username or password"}]}"#,
+            )
+        } else {
+            let mut access = Vec::new();
+            for scope in &scopes {
+                let mut parts = scope.splitn(3, ':');
+                let (Some(kind), Some(rest)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                // Names may not contain ':', but actions follow the last one.
+                let scope_rest = &scope[kind.len() + 1..];
+                let Some((name, wanted)) = scope_rest.rsplit_once(':') else {
+                    continue;
+                };
+                let _ = rest;
+                let granted: Vec<String> = wanted
+                    .split(',')
+                    .filter(|action| match kind {
+                        "registry" => catalog && name == "catalog",
+                        _ => actions
+                            .iter()
+                            .any(|allowed| allowed == "*" || allowed == action),
+                    })
+                    .map(String::from)
+                    .collect();
+                access.push(serde_json::json!({"type": kind, "name": name, "actions": granted}));
+            }
+            let token = mint_token(keys, &subject, access, policy.expires_in);
+            let issued_at = chrono::Utc::now().to_rfc3339();
+            Reply::json(
+                200,
+                &serde_json::json!({
+                    "token": token,
+                    "access_token": token,
+                    "expires_in": policy.expires_in,
+                    "issued_at": issued_at,
+                })
+                .to_string(),
+            )
+        };
+        if let Ok(mut list) = requests.lock() {
+            list.push(seen);
+        }
+        if reply.write_to(&mut writer, &request.method).is_err() {
+            return;
+        }
+    }
+}
+
+/// A tiny HTTP/1.1 server of ours that answers from a script: each request
+/// gets the next [`Reply`] (the last one repeats). It records requests.
+/// For failures a real registry cannot be made to show on demand.
+pub struct ScriptedServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    address: std::net::SocketAddr,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    served: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ScriptedServer {
+    /// Starts answering with `replies` in order; the last one repeats.
+    pub fn start(replies: Vec<Reply>) -> ScriptedServer {
+        ScriptedServer::with_handler(move |index, _request| {
+            replies
+                .get(index)
+                .or(replies.last())
+                .cloned()
+                .unwrap_or_else(|| Reply::json(500, "{}"))
+        })
+    }
+
+    /// Starts answering with `handler(request_index, request)`.
+    pub fn with_handler(
+        handler: impl Fn(usize, &SeenRequest) -> Reply + Send + Sync + 'static,
+    ) -> ScriptedServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a scripted server");
+        let address = listener.local_addr().expect("scripted server address");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let served = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let thread = {
+            let seen = Arc::clone(&seen);
+            let served = Arc::clone(&served);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let seen = Arc::clone(&seen);
+                    let served = Arc::clone(&served);
+                    let handler = Arc::clone(&handler);
+                    let stop = Arc::clone(&stop);
+                    std::thread::spawn(move || {
+                        let Ok(mut writer) = stream.try_clone() else {
+                            return;
+                        };
+                        let mut reader = BufReader::new(stream);
+                        while let Some(request) = read_request(&mut reader) {
+                            let index = served.fetch_add(1, Ordering::SeqCst);
+                            if let Ok(mut list) = seen.lock() {
+                                list.push(request.clone());
+                            }
+                            let reply = handler(index, &request);
+                            // Sleep in small steps so Drop is not held up by a stall.
+                            let until = Instant::now() + reply.delay;
+                            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if reply.write_to(&mut writer, &request.method).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            })
+        };
+        ScriptedServer {
+            url: format!("http://{address}"),
+            address,
+            seen,
+            served,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.seen
+            .lock()
+            .map(|seen| seen.clone())
+            .unwrap_or_default()
+    }
+
+    /// A `[registry]` configuration pointing here (anonymous, 10 s timeout).
+    pub fn client_config(&self) -> regkeeper::config::RegistryConfig {
+        regkeeper::config::RegistryConfig {
+            url: url::Url::parse(&self.url).expect("the scripted server url parses"),
+            username: None,
+            password: None,
+            ca_file: None,
+            insecure_skip_tls_verify: false,
+            timeout: Duration::from_secs(10),
+            concurrency: 4,
+            catalog_page_size: 100,
+        }
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.address);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
