@@ -6,3 +6,4 @@
 pub mod cli;
 pub mod postgres;
 pub mod registry;
+pub mod scanners;

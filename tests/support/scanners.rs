@@ -1,0 +1,692 @@
+//! Stand-in vulnerability scanners: small HTTP servers of ours on
+//! 127.0.0.1:0 that speak each scanner's documented API (Clair v2 API v1,
+//! Clair v4, the Harbor scanner-adapter API v1.1), with switches for error
+//! answers, `Features: null`, slow answers, a hold (answers wait until
+//! released), the adapter's 302 polling, and a log of every request for
+//! assertions. A Clair stand-in can also download each layer from the
+//! registry with the credential it was given, as the real one does.
+//!
+//! The accept loop and each connection run on their own threads; dropping
+//! the server stops the accept loop. Answers carry `Connection: close`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Which API a stand-in speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Clair v2, API v1.
+    Clair,
+    /// Clair v4.
+    Clair4,
+    /// Harbor scanner adapter v1.1.
+    Adapter,
+}
+
+/// One vulnerability a stand-in reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vuln {
+    /// e.g. `CVE-2016-6301`.
+    pub name: String,
+    /// The scanner's own severity word.
+    pub severity: String,
+    /// Fixed-in version, may be empty.
+    pub fixed_by: String,
+    /// The package (Clair feature) it is found in.
+    pub package: String,
+}
+
+impl Vuln {
+    /// A vulnerability in package `package`.
+    pub fn new(name: &str, severity: &str, fixed_by: &str, package: &str) -> Vuln {
+        Vuln {
+            name: name.to_string(),
+            severity: severity.to_string(),
+            fixed_by: fixed_by.to_string(),
+            package: package.to_string(),
+        }
+    }
+}
+
+/// `n` distinct vulnerabilities named `CVE-2020-<i>` cycling through the
+/// severities, spread over packages of ten.
+pub fn many_vulns(n: usize) -> Vec<Vuln> {
+    let words = ["Negligible", "Low", "Medium", "High", "Critical", "Unknown"];
+    (0..n)
+        .map(|i| {
+            Vuln::new(
+                &format!("CVE-2020-{:05}", i),
+                words[i % words.len()],
+                if i % 3 == 0 { "" } else { "1.0-r1" },
+                &format!("pkg{}", i / 10),
+            )
+        })
+        .collect()
+}
+
+/// A recorded request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    /// The query string, without `?`.
+    pub query: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl Request {
+    /// The first header of that (lowercase) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body parsed as JSON (Null when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// What the stand-in does; tests change it through [`ScannerServer::switches`].
+#[derive(Debug, Clone)]
+pub struct Switches {
+    /// Answer the submit request (Clair POST /v1/layers, Clair v4 POST
+    /// index_report, adapter POST /scan) with this status and body instead.
+    pub fail_submit: Option<(u16, String)>,
+    /// Answer the report request (Clair GET /v1/layers, Clair v4 GET
+    /// vulnerability_report, adapter GET report) with this status and body.
+    pub fail_report: Option<(u16, String)>,
+    /// Clair v2: answer `"Features": null`.
+    pub features_null: bool,
+    /// Wait this long before every answer.
+    pub delay: Duration,
+    /// Hold every answer until this is false again (tests release it).
+    pub hold: bool,
+    /// Clair v2/v4: download each layer from its URL with the given headers
+    /// and answer 400 (v2) / an index error (v4) when that fails.
+    pub fetch_layers: bool,
+    /// What every image reports.
+    pub vulns: Vec<Vuln>,
+    /// What particular images report, by top layer digest (Clair v2) or
+    /// manifest digest (Clair v4, adapter).
+    pub vulns_by_image: HashMap<String, Vec<Vuln>>,
+    /// Clair v4's `index_state`.
+    pub index_state: String,
+    /// Adapter: answers 302 this many times per scan before the report.
+    pub pending_polls: u32,
+    /// Adapter: the `Refresh-After` value of a 302, in seconds.
+    pub refresh_after: u64,
+}
+
+impl Default for Switches {
+    fn default() -> Switches {
+        Switches {
+            fail_submit: None,
+            fail_report: None,
+            features_null: false,
+            delay: Duration::ZERO,
+            hold: false,
+            fetch_layers: false,
+            vulns: vec![
+                Vuln::new("CVE-2016-6301", "High", "1.24.2-r12", "busybox"),
+                Vuln::new("CVE-2016-8859", "High", "1.1.14-r13", "musl"),
+            ],
+            vulns_by_image: HashMap::new(),
+            index_state: "state-1".to_string(),
+            pending_polls: 0,
+            refresh_after: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Memory {
+    /// Clair v2: layer name -> parent name.
+    layers: HashMap<String, String>,
+    /// Clair v4: indexed manifests.
+    indexed: HashSet<String>,
+    /// Adapter: scan id -> (manifest digest, polls left).
+    scans: HashMap<String, (String, u32)>,
+}
+
+struct Shared {
+    api: Api,
+    switches: Mutex<Switches>,
+    memory: Mutex<Memory>,
+    log: Mutex<Vec<Request>>,
+    next_id: AtomicU64,
+}
+
+/// A running stand-in scanner.
+pub struct ScannerServer {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ScannerServer {
+    /// Starts a stand-in speaking `api` on a free 127.0.0.1 port.
+    pub fn start(api: Api) -> ScannerServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a stand-in scanner");
+        let address = listener.local_addr().expect("stand-in address");
+        let shared = Arc::new(Shared {
+            api,
+            switches: Mutex::new(Switches::default()),
+            memory: Mutex::new(Memory::default()),
+            log: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let shared = shared.clone();
+                    std::thread::spawn(move || serve(stream, &shared));
+                }
+            })
+        };
+        ScannerServer {
+            address,
+            shared,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Changes the switches.
+    pub fn set(&self, change: impl FnOnce(&mut Switches)) {
+        change(&mut lock(&self.shared.switches));
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// Requests with this method whose path starts with `prefix`.
+    pub fn requests_to(&self, method: &str, prefix: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request.method == method && request.path.starts_with(prefix))
+            .collect()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_log(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    /// Forgets everything indexed (a scanner whose database was reset).
+    pub fn forget(&self) {
+        *lock(&self.shared.memory) = Memory::default();
+    }
+
+    /// Waits (polling, up to a generous deadline) until `count` requests
+    /// matching `method` and `prefix` have arrived.
+    pub fn wait_for(&self, method: &str, prefix: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.requests_to(method, prefix).len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "the stand-in scanner never got {count} {method} {prefix}: {:?}",
+                self.requests()
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ScannerServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        lock(&self.shared.switches).hold = false;
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+/// A URL where nothing listens (a port bound then released).
+pub fn unreachable_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    let address = listener.local_addr().expect("port address");
+    drop(listener);
+    format!("http://{address}")
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(status: u16, body: serde_json::Value) -> Answer {
+        Answer {
+            status,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/json;charset=utf-8".into(),
+            )],
+            body: body.to_string(),
+        }
+    }
+
+    fn raw(status: u16, body: &str) -> Answer {
+        let content_type = if body.trim_start().starts_with('{') {
+            "application/json;charset=utf-8"
+        } else {
+            "text/html"
+        };
+        Answer {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.to_string(),
+        }
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path.to_string(), query.to_string()),
+        None => (target, String::new()),
+    };
+    Some(Request {
+        method,
+        path,
+        query,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn serve(mut stream: TcpStream, shared: &Shared) {
+    let Some(request) = read_request(&stream) else {
+        return;
+    };
+    lock(&shared.log).push(request.clone());
+    let (delay, deadline) = {
+        let switches = lock(&shared.switches);
+        (switches.delay, Instant::now() + Duration::from_secs(120))
+    };
+    while lock(&shared.switches).hold && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
+    let answer = match shared.api {
+        Api::Clair => clair(shared, &request),
+        Api::Clair4 => clair4(shared, &request),
+        Api::Adapter => adapter(shared, &request),
+    };
+    let reason = match answer.status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        _ => "Other",
+    };
+    let mut head = format!("HTTP/1.1 {} {reason}\r\n", answer.status);
+    for (name, value) in &answer.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.body.len()
+    ));
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(answer.body.as_bytes());
+    let _ = stream.flush();
+}
+
+/// Downloads `url` with `authorization`, as a real scanner pulls a layer.
+fn fetch_layer(url: &str, authorization: Option<&str>) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut request = agent.get(url);
+    if let Some(authorization) = authorization {
+        request = request.header("Authorization", authorization);
+    }
+    let mut response = request.call().map_err(|error| error.to_string())?;
+    let status = response.status().as_u16();
+    let _ = response.body_mut().read_to_vec();
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("the registry answered {status}"))
+    }
+}
+
+fn vulns_of(shared: &Shared, key: &str) -> Vec<Vuln> {
+    let switches = lock(&shared.switches);
+    switches
+        .vulns_by_image
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| switches.vulns.clone())
+}
+
+fn clair_error(status: u16, message: &str) -> Answer {
+    Answer::json(status, serde_json::json!({"Error": {"Message": message}}))
+}
+
+fn clair(shared: &Shared, request: &Request) -> Answer {
+    let switches = lock(&shared.switches).clone();
+    if request.method == "POST" && request.path == "/v1/layers" {
+        if let Some((status, body)) = &switches.fail_submit {
+            return Answer::raw(*status, body);
+        }
+        let body = request.json();
+        let layer = &body["Layer"];
+        let (Some(name), Some(path)) = (layer["Name"].as_str(), layer["Path"].as_str()) else {
+            return clair_error(400, "could not decode layer");
+        };
+        let parent = layer["ParentName"].as_str().unwrap_or("");
+        if !parent.is_empty() && !lock(&shared.memory).layers.contains_key(parent) {
+            return clair_error(400, "could not find parent layer");
+        }
+        if switches.fetch_layers {
+            if let Err(error) = fetch_layer(path, layer["Headers"]["Authorization"].as_str()) {
+                return clair_error(400, &format!("could not download layer: {error}"));
+            }
+        }
+        lock(&shared.memory)
+            .layers
+            .insert(name.to_string(), parent.to_string());
+        let mut echo = layer.clone();
+        echo["IndexedByVersion"] = serde_json::json!(3);
+        return Answer::json(201, serde_json::json!({ "Layer": echo }));
+    }
+    if request.method == "GET" && request.path.starts_with("/v1/layers/") {
+        if let Some((status, body)) = &switches.fail_report {
+            return Answer::raw(*status, body);
+        }
+        let name = &request.path["/v1/layers/".len()..];
+        if !lock(&shared.memory).layers.contains_key(name) {
+            return clair_error(404, "the resource cannot be found");
+        }
+        let with_vulnerabilities = request
+            .query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("vulnerabilities"));
+        if switches.features_null {
+            return Answer::json(
+                200,
+                serde_json::json!({"Layer": {"Name": name, "NamespaceName": "alpine:v3.4", "IndexedByVersion": 3, "Features": null}}),
+            );
+        }
+        let mut features: Vec<serde_json::Value> = Vec::new();
+        let mut by_package: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+        for vuln in vulns_of(shared, name) {
+            let entry = serde_json::json!({
+                "Name": vuln.name,
+                "NamespaceName": "alpine:v3.4",
+                "Description": format!("{} in {}", vuln.name, vuln.package),
+                "Link": format!("https://cve.example/{}", vuln.name),
+                "Severity": vuln.severity,
+                "FixedBy": vuln.fixed_by,
+                "Metadata": {"NVD": {"CVSSv2": {"Score": 5.0, "Vectors": "AV:N/AC:L"}}}
+            });
+            match by_package
+                .iter_mut()
+                .find(|(package, _)| *package == vuln.package)
+            {
+                Some((_, list)) => list.push(entry),
+                None => by_package.push((vuln.package.clone(), vec![entry])),
+            }
+        }
+        for (package, list) in by_package {
+            let mut feature = serde_json::json!({
+                "Name": package, "NamespaceName": "alpine:v3.4", "VersionFormat": "dpkg",
+                "Version": "1.0-r0", "AddedBy": name
+            });
+            if with_vulnerabilities {
+                feature["Vulnerabilities"] = serde_json::Value::Array(list);
+            }
+            features.push(feature);
+        }
+        return Answer::json(
+            200,
+            serde_json::json!({"Layer": {"Name": name, "NamespaceNames": ["alpine:v3.4"], "IndexedByVersion": 3, "Features": features}}),
+        );
+    }
+    clair_error(404, "no such route")
+}
+
+fn clair4(shared: &Shared, request: &Request) -> Answer {
+    let switches = lock(&shared.switches).clone();
+    if request.method == "GET" && request.path == "/indexer/api/v1/index_state" {
+        return Answer::json(200, serde_json::json!({"state": switches.index_state}));
+    }
+    if request.method == "POST" && request.path == "/indexer/api/v1/index_report" {
+        if let Some((status, body)) = &switches.fail_submit {
+            return Answer::raw(*status, body);
+        }
+        let body = request.json();
+        let Some(hash) = body["hash"].as_str() else {
+            return Answer::json(
+                400,
+                serde_json::json!({"code": "bad-request", "message": "no hash"}),
+            );
+        };
+        if switches.fetch_layers {
+            for layer in body["layers"].as_array().cloned().unwrap_or_default() {
+                let uri = layer["uri"].as_str().unwrap_or("");
+                let authorization = layer["headers"]["Authorization"][0].as_str();
+                if let Err(error) = fetch_layer(uri, authorization) {
+                    return Answer::json(
+                        201,
+                        serde_json::json!({"manifest_hash": hash, "state": "IndexError", "success": false, "err": error}),
+                    );
+                }
+            }
+        }
+        lock(&shared.memory).indexed.insert(hash.to_string());
+        return Answer::json(
+            201,
+            serde_json::json!({"manifest_hash": hash, "state": "IndexFinished", "success": true,
+                "packages": {}, "distributions": {}, "repository": {}, "environments": {}}),
+        );
+    }
+    if request.method == "GET"
+        && request
+            .path
+            .starts_with("/matcher/api/v1/vulnerability_report/")
+    {
+        if let Some((status, body)) = &switches.fail_report {
+            return Answer::raw(*status, body);
+        }
+        let digest = &request.path["/matcher/api/v1/vulnerability_report/".len()..];
+        if !lock(&shared.memory).indexed.contains(digest) {
+            return Answer::json(
+                404,
+                serde_json::json!({"code": "not-found", "message": "no index report"}),
+            );
+        }
+        let mut vulnerabilities = serde_json::Map::new();
+        let mut package_vulnerabilities = serde_json::Map::new();
+        for (i, vuln) in vulns_of(shared, digest).into_iter().enumerate() {
+            let id = format!("{}", 1000 + i);
+            vulnerabilities.insert(
+                id.clone(),
+                serde_json::json!({
+                    "id": id, "updater": "alpine", "name": vuln.name,
+                    "description": format!("{} in {}", vuln.name, vuln.package),
+                    "links": format!("https://cve.example/{} https://tracker.example/{}", vuln.name, vuln.name),
+                    "severity": vuln.severity,
+                    "normalized_severity": vuln.severity,
+                    "package": {"id": "1", "name": vuln.package, "version": "1.0-r0", "kind": "binary"},
+                    "dist": {"id": "1", "did": "alpine", "version_id": "3.19"},
+                    "fixed_in_version": vuln.fixed_by
+                }),
+            );
+            package_vulnerabilities
+                .entry("1")
+                .or_insert_with(|| serde_json::json!([]))
+                .as_array_mut()
+                .map(|list| list.push(serde_json::json!(id)));
+        }
+        return Answer::json(
+            201,
+            serde_json::json!({"manifest_hash": digest, "packages": {}, "distributions": {}, "environments": {},
+                "vulnerabilities": vulnerabilities, "package_vulnerabilities": package_vulnerabilities}),
+        );
+    }
+    Answer::json(
+        404,
+        serde_json::json!({"code": "not-found", "message": "no such route"}),
+    )
+}
+
+fn adapter(shared: &Shared, request: &Request) -> Answer {
+    let switches = lock(&shared.switches).clone();
+    let error = |status: u16, message: &str| Answer {
+        status,
+        headers: vec![(
+            "Content-Type".into(),
+            "application/vnd.scanner.adapter.error+json; version=1.0".into(),
+        )],
+        body: serde_json::json!({"error": {"message": message}}).to_string(),
+    };
+    if request.method == "POST" && request.path == "/api/v1/scan" {
+        if let Some((status, body)) = &switches.fail_submit {
+            return Answer::raw(*status, body);
+        }
+        let body = request.json();
+        let Some(digest) = body["artifact"]["digest"].as_str() else {
+            return error(422, "artifact.digest is required");
+        };
+        if body["registry"]["url"].as_str().is_none() {
+            return error(422, "registry.url is required");
+        }
+        let id = format!("scan-{}", shared.next_id.fetch_add(1, Ordering::SeqCst));
+        lock(&shared.memory)
+            .scans
+            .insert(id.clone(), (digest.to_string(), switches.pending_polls));
+        return Answer {
+            status: 202,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/vnd.scanner.adapter.scan.response+json; version=1.0".into(),
+            )],
+            body: serde_json::json!({ "id": id }).to_string(),
+        };
+    }
+    if request.method == "GET"
+        && request.path.starts_with("/api/v1/scan/")
+        && request.path.ends_with("/report")
+    {
+        if let Some((status, body)) = &switches.fail_report {
+            return Answer::raw(*status, body);
+        }
+        let id = &request.path["/api/v1/scan/".len()..request.path.len() - "/report".len()];
+        let digest = {
+            let mut memory = lock(&shared.memory);
+            let Some((digest, polls_left)) = memory.scans.get_mut(id) else {
+                return error(404, "no such scan request");
+            };
+            if *polls_left > 0 {
+                *polls_left -= 1;
+                return Answer {
+                    status: 302,
+                    headers: vec![("Refresh-After".into(), switches.refresh_after.to_string())],
+                    body: String::new(),
+                };
+            }
+            digest.clone()
+        };
+        let vulnerabilities: Vec<serde_json::Value> = vulns_of(shared, &digest)
+            .into_iter()
+            .map(|vuln| {
+                serde_json::json!({
+                    "id": vuln.name, "package": vuln.package, "version": "1.0-r0",
+                    "fix_version": vuln.fixed_by, "severity": vuln.severity,
+                    "description": format!("{} in {}", vuln.name, vuln.package),
+                    "links": [format!("https://cve.example/{}", vuln.name)],
+                    "preferred_cvss": {"score_v3": 7.5},
+                    "cwe_ids": ["CWE-20"]
+                })
+            })
+            .collect();
+        return Answer {
+            status: 200,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/vnd.security.vulnerability.report; version=1.1".into(),
+            )],
+            body: serde_json::json!({
+                "generated_at": "2024-05-01T10:00:00Z",
+                "artifact": {"digest": digest},
+                "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.50.0"},
+                "vulnerabilities": vulnerabilities
+            })
+            .to_string(),
+        };
+    }
+    error(404, "no such route")
+}
