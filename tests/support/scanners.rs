@@ -585,11 +585,13 @@ fn clair4(shared: &Shared, request: &Request) -> Answer {
                     "fixed_in_version": vuln.fixed_by
                 }),
             );
-            package_vulnerabilities
+            if let Some(list) = package_vulnerabilities
                 .entry("1")
                 .or_insert_with(|| serde_json::json!([]))
                 .as_array_mut()
-                .map(|list| list.push(serde_json::json!(id)));
+            {
+                list.push(serde_json::json!(id));
+            }
         }
         return Answer::json(
             201,
