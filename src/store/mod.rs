@@ -7,9 +7,18 @@
 //! the crate root and is applied by the append-only migration list.
 //!
 //! Times are stored as integer milliseconds since the Unix epoch (UTC).
+//!
+//! Every call blocks: the PostgreSQL driver runs its own runtime and must not
+//! be called from an async task. Async code (the daemon's start-up, the
+//! intake) calls the store through `tokio::task::spawn_blocking`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+
+pub mod migrations;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -46,6 +55,8 @@ pub trait Conn {
     fn execute(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<u64>;
     /// Runs a query and returns all rows.
     fn query(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Row>>;
+    /// Runs several `;`-separated statements without parameters (migrations).
+    fn execute_batch(&mut self, sql: &str) -> anyhow::Result<()>;
 }
 
 /// A database backend: hands out connections inside transactions.
@@ -71,6 +82,29 @@ pub enum RunOutcome {
     Skipped,
     /// The run overran its `timeout`.
     TimedOut,
+}
+
+impl RunOutcome {
+    /// The word stored in `job_runs.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Skipped => "skipped",
+            RunOutcome::TimedOut => "timed_out",
+        }
+    }
+
+    /// Parses a word stored in `job_runs.outcome`.
+    pub fn from_word(word: &str) -> Option<RunOutcome> {
+        match word {
+            "ok" => Some(RunOutcome::Ok),
+            "failed" => Some(RunOutcome::Failed),
+            "skipped" => Some(RunOutcome::Skipped),
+            "timed_out" => Some(RunOutcome::TimedOut),
+            _ => None,
+        }
+    }
 }
 
 /// A run as it starts.
@@ -238,4 +272,121 @@ pub trait Store: Send + Sync {
     /// The tags of one repository (all repositories when None), sorted by
     /// repository then tag.
     fn tags(&self, registry_id: i64, repository: Option<&str>) -> anyhow::Result<Vec<TagRecord>>;
+}
+
+/// Connects to the configured database, waiting for it to answer (start-up
+/// order in containers is not guaranteed), then applies pending migrations.
+///
+/// Each failed attempt is logged at warn with its cause; attempts back off
+/// exponentially from 250 ms up to 5 s; after `wait` the last error is
+/// returned. Migration errors are not retried. Blocks: call it from a
+/// blocking thread, not an async task.
+pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Result<Arc<dyn Store>> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1u32;
+    let backend: Box<dyn Backend> = loop {
+        match connect(database) {
+            Ok(backend) => break backend,
+            Err(error) => {
+                let waited = started.elapsed();
+                if waited >= wait {
+                    return Err(error.context(format!(
+                        "database {} did not answer within {}",
+                        describe(database),
+                        humantime::format_duration(wait)
+                    )));
+                }
+                log::warn!(
+                    "database {} not reachable (attempt {attempt}), retrying in {} ms: {error:#}",
+                    describe(database),
+                    delay.as_millis()
+                );
+                std::thread::sleep(delay.min(wait.saturating_sub(waited)));
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
+    };
+    let store = sql::SqlStore::new(backend);
+    let applied = store
+        .migrate()
+        .with_context(|| format!("migrating database {}", describe(database)))?;
+    if !applied.is_empty() {
+        log::info!(
+            "database {}: applied migrations {applied:?}",
+            describe(database)
+        );
+    }
+    Ok(Arc::new(store))
+}
+
+/// Opens a backend and checks that it answers.
+fn connect(database: &crate::config::Database) -> anyhow::Result<Box<dyn Backend>> {
+    match database {
+        crate::config::Database::Sqlite { path } => {
+            Ok(Box::new(sqlite::SqliteBackend::open(path)?))
+        }
+        crate::config::Database::Postgres {
+            url,
+            password,
+            pool_size,
+        } => Ok(Box::new(postgres::PostgresBackend::connect(
+            url,
+            password.as_deref(),
+            *pool_size,
+        )?)),
+    }
+}
+
+/// The database for log lines and errors: a path, or a URL without secrets.
+pub fn describe(database: &crate::config::Database) -> String {
+    match database {
+        crate::config::Database::Sqlite { path } => format!("sqlite://{}", path.display()),
+        crate::config::Database::Postgres { url, .. } => postgres::redact_url(url),
+    }
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A statement on one line, shortened, for error messages.
+pub(crate) fn one_line(sql: &str) -> String {
+    let joined = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() > 120 {
+        let short: String = joined.chars().take(117).collect();
+        format!("{short}...")
+    } else {
+        joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortens_long_statements_for_errors() {
+        let long = format!("SELECT {}", "x, ".repeat(100));
+        assert!(one_line(&long).ends_with("..."));
+        assert_eq!(one_line("SELECT\n   1"), "SELECT 1");
+    }
+
+    #[test]
+    fn run_outcome_words_round_trip() {
+        for outcome in [
+            RunOutcome::Ok,
+            RunOutcome::Failed,
+            RunOutcome::Skipped,
+            RunOutcome::TimedOut,
+        ] {
+            assert_eq!(RunOutcome::from_word(outcome.as_str()), Some(outcome));
+        }
+        assert_eq!(RunOutcome::from_word("bogus"), None);
+    }
 }

@@ -1,1 +1,300 @@
-//! The PostgreSQL backend (postgres + r2d2 pool), driven from blocking threads.
+//! The PostgreSQL backend: the synchronous `postgres` crate behind an r2d2
+//! pool, driven from blocking threads (never from an async task: the driver
+//! runs its own runtime). Converts [`Value`] to and from PostgreSQL's types
+//! and turns driver errors into anyhow errors that say what was being done.
+//! This file knows nothing of the domain.
+//!
+//! The password is given separately from the URL and never logged. TLS is
+//! not supported yet: connections use `NoTls`, so `sslmode=require` fails.
+
+use std::error::Error as StdError;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::BytesMut;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{one_line, Backend, Conn, Dialect, Row, Value};
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pool of connections to one PostgreSQL database.
+pub struct PostgresBackend {
+    /// The URL without secrets, for messages.
+    name: String,
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+}
+
+impl PostgresBackend {
+    /// Connects once to check that the server answers (so the caller sees
+    /// the real cause when it does not), then builds the pool.
+    pub fn connect(
+        url: &str,
+        password: Option<&str>,
+        pool_size: u32,
+    ) -> anyhow::Result<PostgresBackend> {
+        let name = redact_url(url);
+        let mut config = postgres::Config::from_str(url)
+            .with_context(|| format!("parsing database url {name}"))?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("regkeeper");
+        }
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|error| driver_error(error, &format!("connecting to {name}")))?;
+        client
+            .simple_query("SELECT 1")
+            .map_err(|error| driver_error(error, &format!("querying {name}")))?;
+        drop(client);
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(CONNECT_TIMEOUT * 3)
+            // A broken connection is noticed by the driver (`is_closed`) and
+            // dropped; checking every checkout would double the round trips.
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        Ok(PostgresBackend { name, pool })
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Conn) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut client = self.pool.get().map_err(|error| {
+            anyhow::anyhow!(
+                "taking a connection to {} from the pool: {error}",
+                self.name
+            )
+        })?;
+        let transaction = client.transaction().map_err(|error| {
+            driver_error(error, &format!("beginning a transaction on {}", self.name))
+        })?;
+        let mut conn = PostgresConn { transaction };
+        work(&mut conn)?;
+        conn.transaction.commit().map_err(|error| {
+            driver_error(error, &format!("committing a transaction on {}", self.name))
+        })
+    }
+}
+
+/// A connection inside a transaction.
+struct PostgresConn<'a> {
+    transaction: postgres::Transaction<'a>,
+}
+
+impl Conn for PostgresConn<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<u64> {
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|value| value as &(dyn ToSql + Sync))
+            .collect();
+        let statement = self
+            .transaction
+            .prepare(sql)
+            .map_err(|error| driver_error(error, &format!("preparing `{}`", one_line(sql))))?;
+        self.transaction
+            .execute(&statement, &params)
+            .map_err(|error| driver_error(error, &format!("running `{}`", one_line(sql))))
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Row>> {
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|value| value as &(dyn ToSql + Sync))
+            .collect();
+        let statement = self
+            .transaction
+            .prepare(sql)
+            .map_err(|error| driver_error(error, &format!("preparing `{}`", one_line(sql))))?;
+        let rows = self
+            .transaction
+            .query(&statement, &params)
+            .map_err(|error| driver_error(error, &format!("running `{}`", one_line(sql))))?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|index| {
+                        column_value(row, index)
+                            .with_context(|| format!("reading `{}`", one_line(sql)))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> anyhow::Result<()> {
+        self.transaction
+            .batch_execute(sql)
+            .map_err(|error| driver_error(error, "running a batch of statements"))
+    }
+}
+
+/// Reads one column as a [`Value`].
+fn column_value(row: &postgres::Row, index: usize) -> anyhow::Result<Value> {
+    let column_type = row.columns()[index].type_().clone();
+    let name = row.columns()[index].name().to_string();
+    let read =
+        |error: postgres::Error| anyhow::anyhow!("reading column {name} ({column_type}): {error}");
+    Ok(match column_type {
+        Type::INT8 => row
+            .try_get::<_, Option<i64>>(index)
+            .map_err(read)?
+            .map_or(Value::Null, Value::Int),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(index)
+            .map_err(read)?
+            .map_or(Value::Null, |number| Value::Int(number.into())),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(index)
+            .map_err(read)?
+            .map_or(Value::Null, |number| Value::Int(number.into())),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(index)
+            .map_err(read)?
+            .map_or(Value::Null, |flag| Value::Int(flag.into())),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => row
+            .try_get::<_, Option<String>>(index)
+            .map_err(read)?
+            .map_or(Value::Null, Value::Text),
+        Type::VOID => Value::Null,
+        other => anyhow::bail!("column {name} has unsupported type {other}"),
+    })
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(number) => match *ty {
+                Type::INT8 => number.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*number)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*number)?.to_sql(ty, out),
+                Type::BOOL => (*number != 0).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    number.to_string().as_str().to_sql(ty, out)
+                }
+                ref other => Err(format!("cannot bind an integer to a {other} parameter").into()),
+            },
+            Value::Text(text) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    text.as_str().to_sql(ty, out)
+                }
+                ref other => Err(format!("cannot bind text to a {other} parameter").into()),
+            },
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        // Checked per value in `to_sql`, where the variant is known.
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// Turns a driver error into an anyhow error naming what was being done,
+/// with the server's message, detail and hint when there are any.
+fn driver_error(error: postgres::Error, doing: &str) -> anyhow::Error {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut message = format!("{doing}: {} ({})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                message.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                message.push_str(&format!("; hint: {hint}"));
+            }
+            anyhow::anyhow!(message)
+        }
+        None => anyhow::anyhow!("{doing}: {error}"),
+    }
+}
+
+/// A PostgreSQL URL with any password replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            let mut pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if key == "password" {
+                        "***".to_string()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                parsed
+                    .query_pairs_mut()
+                    .clear()
+                    .extend_pairs(pairs.drain(..));
+            }
+            parsed.to_string()
+        }
+        // Key/value connection strings: hide `password=...`.
+        Err(_) => url
+            .split_whitespace()
+            .map(|part| {
+                if part.starts_with("password=") {
+                    "password=***"
+                } else {
+                    part
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/reg"),
+            "postgres://app:***@db:5432/reg"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/reg?password=secret&sslmode=disable"),
+            "postgres://app@db/reg?password=***&sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://app@db/reg"), "postgres://app@db/reg");
+        assert_eq!(
+            redact_url("host=db password=secret user=app"),
+            "host=db password=*** user=app"
+        );
+    }
+}

@@ -1,1 +1,637 @@
-//! [`SqlStore`]: the one implementation of [`super::Store`], SQL written once.
+//! [`SqlStore`]: the one implementation of [`Store`], over any [`Backend`].
+//! Each domain method is one transaction; SQL text is written once with `$1`
+//! placeholders, and where SQLite and PostgreSQL differ both versions sit
+//! side by side in a `match dialect`. Row accessors ([`int`], [`text`],
+//! [`opt_int`], [`opt_text`]) turn a surprising column into an error, never a
+//! panic. Nothing here knows which driver is underneath.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+
+use super::{
+    migrations, Backend, Conn, Dialect, QueueCounts, Row, RunOutcome, RunRecord, Store, TagChange,
+    TagRecord, TagWrite, Value,
+};
+
+/// Scan state words for `tags.scanned`, by code.
+const SCAN_STATES: [&str; 4] = ["none", "working", "done", "failed"];
+
+/// Event status words for `registry_events.status`, by code.
+const EVENT_STATES: [&str; 4] = ["done", "progress", "fresh", "failed"];
+
+/// The store over one backend.
+pub struct SqlStore {
+    backend: Box<dyn Backend>,
+}
+
+impl SqlStore {
+    /// Wraps a backend. Call [`SqlStore::migrate`] before using it.
+    pub fn new(backend: Box<dyn Backend>) -> SqlStore {
+        SqlStore { backend }
+    }
+
+    /// Applies pending migrations in one transaction; returns the versions applied
+    /// (empty when the schema was already current).
+    pub fn migrate(&self) -> anyhow::Result<Vec<i64>> {
+        let now = super::now_ms();
+        self.tx(|conn| migrations::apply(conn, now))
+    }
+
+    /// Runs `work` in one transaction and returns its result; an error rolls
+    /// the transaction back.
+    pub fn tx<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Conn) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut work = Some(work);
+        let mut result = None;
+        self.backend.transaction(&mut |conn| {
+            let work = work.take().context("a transaction body ran twice")?;
+            result = Some(work(conn)?);
+            Ok(())
+        })?;
+        result.context("a transaction committed without running its body")
+    }
+}
+
+/// Column `index` as an integer.
+pub fn int(row: &Row, index: usize) -> anyhow::Result<i64> {
+    match row.get(index) {
+        Some(Value::Int(number)) => Ok(*number),
+        other => anyhow::bail!(
+            "column {index}: expected an integer, found {}",
+            shown(other)
+        ),
+    }
+}
+
+/// Column `index` as an integer or NULL.
+pub fn opt_int(row: &Row, index: usize) -> anyhow::Result<Option<i64>> {
+    match row.get(index) {
+        Some(Value::Int(number)) => Ok(Some(*number)),
+        Some(Value::Null) => Ok(None),
+        other => anyhow::bail!(
+            "column {index}: expected an integer or null, found {}",
+            shown(other)
+        ),
+    }
+}
+
+/// Column `index` as text.
+pub fn text(row: &Row, index: usize) -> anyhow::Result<String> {
+    match row.get(index) {
+        Some(Value::Text(text)) => Ok(text.clone()),
+        other => anyhow::bail!("column {index}: expected text, found {}", shown(other)),
+    }
+}
+
+/// Column `index` as text or NULL.
+pub fn opt_text(row: &Row, index: usize) -> anyhow::Result<Option<String>> {
+    match row.get(index) {
+        Some(Value::Text(text)) => Ok(Some(text.clone())),
+        Some(Value::Null) => Ok(None),
+        other => anyhow::bail!(
+            "column {index}: expected text or null, found {}",
+            shown(other)
+        ),
+    }
+}
+
+/// The only row of a query, or an error naming `what`.
+pub fn single(rows: Vec<Row>, what: &str) -> anyhow::Result<Row> {
+    let count = rows.len();
+    let mut rows = rows.into_iter();
+    match (rows.next(), count) {
+        (Some(row), 1) => Ok(row),
+        _ => anyhow::bail!("expected one row for {what}, found {count}"),
+    }
+}
+
+fn shown(value: Option<&Value>) -> String {
+    match value {
+        None => "no such column".to_string(),
+        Some(Value::Null) => "null".to_string(),
+        Some(Value::Int(number)) => format!("integer {number}"),
+        Some(Value::Text(_)) => "text".to_string(),
+    }
+}
+
+/// Binds an optional integer.
+fn opt(value: Option<i64>) -> Value {
+    value.map_or(Value::Null, Value::Int)
+}
+
+/// Binds text.
+fn txt(value: &str) -> Value {
+    Value::Text(value.to_string())
+}
+
+/// Binds a count given as `usize`.
+fn count(value: usize) -> Value {
+    Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// Splits a full repository name into its namespace segment and the rest:
+/// `ns/a/b` -> (`ns`, `a/b`); `app` -> (`""`, `app`), the global namespace.
+pub fn split_repository(full_name: &str) -> anyhow::Result<(&str, &str)> {
+    let (namespace, name) = full_name.split_once('/').unwrap_or(("", full_name));
+    if name.is_empty() || (full_name.contains('/') && namespace.is_empty()) {
+        anyhow::bail!("invalid repository name {full_name:?}");
+    }
+    Ok((namespace, name))
+}
+
+/// Joins a namespace and a repository name back into the full name.
+pub fn join_repository(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+/// The id of a repository by full name, if it exists.
+fn find_repository(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    full_name: &str,
+) -> anyhow::Result<Option<i64>> {
+    let (namespace, name) = split_repository(full_name)?;
+    let rows = conn.query(
+        "SELECT r.id FROM repositories r JOIN namespaces n ON n.id = r.namespace_id \
+         WHERE n.registry_id = $1 AND n.name = $2 AND r.name = $3",
+        &[Value::Int(registry_id), txt(namespace), txt(name)],
+    )?;
+    rows.first().map(|row| int(row, 0)).transpose()
+}
+
+/// Deletes a repository that has no tags left; returns whether it did.
+fn delete_repository_if_empty(conn: &mut dyn Conn, repository_id: i64) -> anyhow::Result<bool> {
+    let deleted = conn.execute(
+        "DELETE FROM repositories WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM tags WHERE repository_id = $1)",
+        &[Value::Int(repository_id)],
+    )?;
+    Ok(deleted > 0)
+}
+
+/// The id of a namespace, creating it when missing.
+fn ensure_namespace(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    namespace: &str,
+    now: i64,
+) -> anyhow::Result<i64> {
+    conn.execute(
+        "INSERT INTO namespaces (registry_id, name, global, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+         ON CONFLICT (registry_id, name) DO NOTHING",
+        &[Value::Int(registry_id), txt(namespace), Value::Int(namespace.is_empty().into()), Value::Int(now)],
+    )?;
+    let rows = conn.query(
+        "SELECT id FROM namespaces WHERE registry_id = $1 AND name = $2",
+        &[Value::Int(registry_id), txt(namespace)],
+    )?;
+    int(&single(rows, "the namespace")?, 0)
+}
+
+/// The id of a repository, creating it (and its namespace) when missing.
+fn ensure_repository(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    full_name: &str,
+    now: i64,
+) -> anyhow::Result<i64> {
+    let (namespace, name) = split_repository(full_name)?;
+    let namespace_id = ensure_namespace(conn, registry_id, namespace, now)?;
+    conn.execute(
+        "INSERT INTO repositories (namespace_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (namespace_id, name) DO NOTHING",
+        &[Value::Int(namespace_id), txt(name), Value::Int(now)],
+    )?;
+    let rows = conn.query(
+        "SELECT id FROM repositories WHERE namespace_id = $1 AND name = $2",
+        &[Value::Int(namespace_id), txt(name)],
+    )?;
+    int(&single(rows, "the repository")?, 0)
+}
+
+/// Columns of [`TagRecord`] in the order [`tag_record`] reads them; needs
+/// `tags t`, `repositories r` and `namespaces n` in the query.
+const TAG_COLUMNS: &str =
+    "t.id, n.name, r.name, t.name, t.digest, t.image_id, t.media_type, t.size, t.scanned, \
+                           t.pulled_at, t.created_at, t.updated_at";
+
+fn tag_record(row: &Row) -> anyhow::Result<TagRecord> {
+    Ok(TagRecord {
+        id: int(row, 0)?,
+        repository: join_repository(&text(row, 1)?, &text(row, 2)?),
+        tag: text(row, 3)?,
+        digest: text(row, 4)?,
+        image_id: text(row, 5)?,
+        media_type: text(row, 6)?,
+        size: opt_int(row, 7)?,
+        scanned: int(row, 8)?,
+        pulled_at: opt_int(row, 9)?,
+        created_at: int(row, 10)?,
+        updated_at: int(row, 11)?,
+    })
+}
+
+/// Counts rows grouped by a small integer code, named by `words`; every word
+/// appears (with 0 when absent), unknown codes as `code N`.
+fn counts_by_code(
+    conn: &mut dyn Conn,
+    sql: &str,
+    words: &[&str],
+) -> anyhow::Result<BTreeMap<String, i64>> {
+    let mut counts: BTreeMap<String, i64> =
+        words.iter().map(|word| (word.to_string(), 0)).collect();
+    for row in conn.query(sql, &[])? {
+        let code = int(&row, 0)?;
+        let word = usize::try_from(code)
+            .ok()
+            .and_then(|index| words.get(index))
+            .map_or_else(|| format!("code {code}"), |word| word.to_string());
+        *counts.entry(word).or_insert(0) += int(&row, 1)?;
+    }
+    Ok(counts)
+}
+
+impl Store for SqlStore {
+    fn dialect(&self) -> Dialect {
+        self.backend.dialect()
+    }
+
+    fn ping(&self) -> anyhow::Result<()> {
+        self.tx(|conn| conn.query("SELECT 1", &[]).map(|_| ()))
+            .context("pinging the database")
+    }
+
+    fn start_run(&self, run: &super::NewRun) -> anyhow::Result<i64> {
+        self.tx(|conn| {
+            let rows = conn.query(
+                "INSERT INTO job_runs (job, handler, trigger, started_at, counts) VALUES ($1, $2, $3, $4, '{}') \
+                 RETURNING id",
+                &[txt(&run.job), txt(&run.handler), txt(&run.trigger), Value::Int(run.started_at)],
+            )?;
+            int(&single(rows, "the new run")?, 0)
+        })
+        .with_context(|| format!("recording the start of a run of {}", run.job))
+    }
+
+    fn finish_run(
+        &self,
+        run_id: i64,
+        finished_at: i64,
+        outcome: RunOutcome,
+        counts: &BTreeMap<String, i64>,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let counts = serde_json::to_string(counts).context("encoding run counts")?;
+        self.tx(|conn| {
+            let changed = conn.execute(
+                "UPDATE job_runs SET finished_at = $2, outcome = $3, counts = $4, error = $5 WHERE id = $1",
+                &[
+                    Value::Int(run_id),
+                    Value::Int(finished_at),
+                    txt(outcome.as_str()),
+                    Value::Text(counts),
+                    error.map_or(Value::Null, txt),
+                ],
+            )?;
+            anyhow::ensure!(changed == 1, "no such run");
+            Ok(())
+        })
+        .with_context(|| format!("recording the end of run {run_id}"))
+    }
+
+    fn prune_runs(&self, job: &str, keep: usize) -> anyhow::Result<u64> {
+        self.tx(|conn| {
+            conn.execute(
+                "DELETE FROM job_runs WHERE job = $1 AND id NOT IN \
+                 (SELECT id FROM job_runs WHERE job = $1 ORDER BY id DESC LIMIT $2)",
+                &[txt(job), count(keep)],
+            )
+        })
+        .with_context(|| format!("pruning old runs of {job}"))
+    }
+
+    fn recent_runs(&self, job: &str, limit: usize) -> anyhow::Result<Vec<RunRecord>> {
+        self.tx(|conn| {
+            let rows = conn.query(
+                "SELECT id, job, handler, trigger, started_at, finished_at, outcome, counts, error FROM job_runs \
+                 WHERE job = $1 ORDER BY id DESC LIMIT $2",
+                &[txt(job), count(limit)],
+            )?;
+            rows.iter()
+                .map(|row| {
+                    let outcome = match opt_text(row, 6)? {
+                        None => None,
+                        Some(word) => Some(
+                            RunOutcome::from_word(&word).with_context(|| format!("unknown run outcome {word:?}"))?,
+                        ),
+                    };
+                    let counts_json = text(row, 7)?;
+                    let counts = serde_json::from_str(&counts_json)
+                        .with_context(|| format!("decoding run counts {counts_json:?}"))?;
+                    Ok(RunRecord {
+                        id: int(row, 0)?,
+                        job: text(row, 1)?,
+                        handler: text(row, 2)?,
+                        trigger: text(row, 3)?,
+                        started_at: int(row, 4)?,
+                        finished_at: opt_int(row, 5)?,
+                        outcome,
+                        counts,
+                        error: opt_text(row, 8)?,
+                    })
+                })
+                .collect()
+        })
+        .with_context(|| format!("reading recent runs of {job}"))
+    }
+
+    fn queue_counts(&self) -> anyhow::Result<QueueCounts> {
+        self.tx(|conn| {
+            let events = counts_by_code(
+                conn,
+                "SELECT status, COUNT(*) FROM registry_events GROUP BY status",
+                &EVENT_STATES,
+            )?;
+            let tags_by_scan = counts_by_code(
+                conn,
+                "SELECT scanned, COUNT(*) FROM tags GROUP BY scanned",
+                &SCAN_STATES,
+            )?;
+            let repositories = int(
+                &single(
+                    conn.query("SELECT COUNT(*) FROM repositories", &[])?,
+                    "the count",
+                )?,
+                0,
+            )?;
+            let tags = int(
+                &single(conn.query("SELECT COUNT(*) FROM tags", &[])?, "the count")?,
+                0,
+            )?;
+            Ok(QueueCounts {
+                events,
+                tags_by_scan,
+                repositories,
+                tags,
+            })
+        })
+        .context("counting queues")
+    }
+
+    fn ensure_registry(&self, hostname: &str) -> anyhow::Result<i64> {
+        let now = super::now_ms();
+        self.tx(|conn| {
+            conn.execute(
+                "INSERT INTO registries (name, hostname, created_at, updated_at) VALUES ($1, $1, $2, $2) \
+                 ON CONFLICT (hostname) DO NOTHING",
+                &[txt(hostname), Value::Int(now)],
+            )?;
+            let rows = conn.query("SELECT id FROM registries WHERE hostname = $1", &[txt(hostname)])?;
+            let registry_id = int(&single(rows, "the registry")?, 0)?;
+            ensure_namespace(conn, registry_id, "", now)?;
+            Ok(registry_id)
+        })
+        .with_context(|| format!("recording registry {hostname}"))
+    }
+
+    fn upsert_tag(
+        &self,
+        registry_id: i64,
+        write: &TagWrite,
+        now: i64,
+    ) -> anyhow::Result<TagChange> {
+        self.tx(|conn| {
+            let repository_id = ensure_repository(conn, registry_id, &write.repository, now)?;
+            let rows = conn.query(
+                "SELECT id, digest FROM tags WHERE repository_id = $1 AND name = $2",
+                &[Value::Int(repository_id), txt(&write.tag)],
+            )?;
+            let Some(existing) = rows.first() else {
+                conn.execute(
+                    "INSERT INTO tags (repository_id, name, digest, image_id, media_type, size, platforms, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                    &[
+                        Value::Int(repository_id),
+                        txt(&write.tag),
+                        txt(&write.digest),
+                        txt(&write.image_id),
+                        txt(&write.media_type),
+                        opt(write.size),
+                        write.platforms.as_deref().map_or(Value::Null, txt),
+                        Value::Int(now),
+                    ],
+                )?;
+                return Ok(TagChange::Created);
+            };
+            let tag_id = int(existing, 0)?;
+            if text(existing, 1)? != write.digest {
+                // A new manifest behind the tag: everything known about the
+                // old one, its scan included, no longer applies.
+                conn.execute(
+                    "UPDATE tags SET digest = $2, image_id = $3, media_type = $4, size = $5, platforms = $6, \
+                     scanned = 0, scan_attempts = 0, scan_last_error = NULL, scan_not_before = NULL, \
+                     scan_claimed_at = NULL, scan_claimant = NULL, scanned_at = NULL, updated_at = $7 \
+                     WHERE id = $1",
+                    &[
+                        Value::Int(tag_id),
+                        txt(&write.digest),
+                        txt(&write.image_id),
+                        txt(&write.media_type),
+                        opt(write.size),
+                        write.platforms.as_deref().map_or(Value::Null, txt),
+                        Value::Int(now),
+                    ],
+                )?;
+                return Ok(TagChange::Updated);
+            }
+            // Same manifest: only fill in what was unknown before, never
+            // replace a known value with an unknown one.
+            conn.execute(
+                "UPDATE tags SET \
+                 image_id = CASE WHEN $2 = '' THEN image_id ELSE $2 END, \
+                 media_type = CASE WHEN $3 = '' THEN media_type ELSE $3 END, \
+                 size = COALESCE($4, size), platforms = COALESCE($5, platforms) \
+                 WHERE id = $1",
+                &[
+                    Value::Int(tag_id),
+                    txt(&write.image_id),
+                    txt(&write.media_type),
+                    opt(write.size),
+                    write.platforms.as_deref().map_or(Value::Null, txt),
+                ],
+            )?;
+            Ok(TagChange::Unchanged)
+        })
+        .with_context(|| format!("writing tag {}:{}", write.repository, write.tag))
+    }
+
+    fn delete_tags_by_digest(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        digest: &str,
+    ) -> anyhow::Result<u64> {
+        self.tx(|conn| {
+            let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
+                return Ok(0);
+            };
+            let deleted = conn.execute(
+                "DELETE FROM tags WHERE repository_id = $1 AND digest = $2",
+                &[Value::Int(repository_id), txt(digest)],
+            )?;
+            delete_repository_if_empty(conn, repository_id)?;
+            Ok(deleted)
+        })
+        .with_context(|| format!("deleting the tags of {repository} at {digest}"))
+    }
+
+    fn delete_tag(&self, registry_id: i64, repository: &str, tag: &str) -> anyhow::Result<bool> {
+        self.tx(|conn| {
+            let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
+                return Ok(false);
+            };
+            let deleted = conn.execute(
+                "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
+                &[Value::Int(repository_id), txt(tag)],
+            )?;
+            delete_repository_if_empty(conn, repository_id)?;
+            Ok(deleted > 0)
+        })
+        .with_context(|| format!("deleting tag {repository}:{tag}"))
+    }
+
+    fn record_pull(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        tag: &str,
+        at: i64,
+    ) -> anyhow::Result<bool> {
+        self.tx(|conn| {
+            let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
+                return Ok(false);
+            };
+            let rows = conn.query(
+                "SELECT id FROM tags WHERE repository_id = $1 AND name = $2",
+                &[Value::Int(repository_id), txt(tag)],
+            )?;
+            let Some(row) = rows.first() else {
+                return Ok(false);
+            };
+            // Pull events can arrive out of order: pulled_at never moves back.
+            conn.execute(
+                "UPDATE tags SET pulled_at = $2 WHERE id = $1 AND (pulled_at IS NULL OR pulled_at < $2)",
+                &[Value::Int(int(row, 0)?), Value::Int(at)],
+            )?;
+            Ok(true)
+        })
+        .with_context(|| format!("recording a pull of {repository}:{tag}"))
+    }
+
+    fn repositories(&self, registry_id: i64) -> anyhow::Result<Vec<String>> {
+        self.tx(|conn| {
+            let rows = conn.query(
+                "SELECT n.name, r.name FROM repositories r JOIN namespaces n ON n.id = r.namespace_id \
+                 WHERE n.registry_id = $1",
+                &[Value::Int(registry_id)],
+            )?;
+            // Sorted here, not in SQL: collations differ between databases.
+            let mut names = rows
+                .iter()
+                .map(|row| Ok(join_repository(&text(row, 0)?, &text(row, 1)?)))
+                .collect::<anyhow::Result<Vec<String>>>()?;
+            names.sort();
+            Ok(names)
+        })
+        .context("listing repositories")
+    }
+
+    fn tags(&self, registry_id: i64, repository: Option<&str>) -> anyhow::Result<Vec<TagRecord>> {
+        self.tx(|conn| {
+            let rows = match repository {
+                Some(full_name) => {
+                    let (namespace, name) = split_repository(full_name)?;
+                    conn.query(
+                        &format!(
+                            "SELECT {TAG_COLUMNS} FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                             JOIN namespaces n ON n.id = r.namespace_id \
+                             WHERE n.registry_id = $1 AND n.name = $2 AND r.name = $3"
+                        ),
+                        &[Value::Int(registry_id), txt(namespace), txt(name)],
+                    )?
+                }
+                None => conn.query(
+                    &format!(
+                        "SELECT {TAG_COLUMNS} FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                         JOIN namespaces n ON n.id = r.namespace_id WHERE n.registry_id = $1"
+                    ),
+                    &[Value::Int(registry_id)],
+                )?,
+            };
+            let mut tags = rows.iter().map(tag_record).collect::<anyhow::Result<Vec<TagRecord>>>()?;
+            tags.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
+            Ok(tags)
+        })
+        .with_context(|| match repository {
+            Some(name) => format!("listing tags of {name}"),
+            None => "listing tags".to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_repository_names_at_the_first_slash() {
+        assert_eq!(split_repository("app").unwrap(), ("", "app"));
+        assert_eq!(split_repository("ns/app").unwrap(), ("ns", "app"));
+        assert_eq!(split_repository("a/b/c").unwrap(), ("a", "b/c"));
+        assert!(split_repository("").is_err());
+        assert!(split_repository("/app").is_err());
+        assert!(split_repository("ns/").is_err());
+    }
+
+    #[test]
+    fn joins_repository_names_back() {
+        for full_name in ["app", "ns/app", "a/b/c"] {
+            let (namespace, name) = split_repository(full_name).unwrap();
+            assert_eq!(join_repository(namespace, name), full_name);
+        }
+    }
+
+    #[test]
+    fn row_accessors_explain_mismatches() {
+        let row: Row = vec![Value::Int(7), Value::Null, Value::Text("x".into())];
+        assert_eq!(int(&row, 0).unwrap(), 7);
+        assert_eq!(opt_int(&row, 1).unwrap(), None);
+        assert_eq!(opt_text(&row, 1).unwrap(), None);
+        assert_eq!(text(&row, 2).unwrap(), "x");
+        assert_eq!(
+            format!("{:#}", int(&row, 2).unwrap_err()),
+            "column 2: expected an integer, found text"
+        );
+        assert_eq!(
+            format!("{:#}", text(&row, 5).unwrap_err()),
+            "column 5: expected text, found no such column"
+        );
+        assert_eq!(
+            format!("{:#}", int(&row, 1).unwrap_err()),
+            "column 1: expected an integer, found null"
+        );
+    }
+
+    #[test]
+    fn single_wants_exactly_one_row() {
+        assert!(single(vec![], "x").is_err());
+        assert!(single(vec![vec![], vec![]], "x").is_err());
+        assert!(single(vec![vec![Value::Int(1)]], "x").is_ok());
+    }
+}

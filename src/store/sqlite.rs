@@ -1,1 +1,249 @@
-//! The SQLite backend (rusqlite, bundled): WAL, busy timeout, foreign keys.
+//! The SQLite backend (rusqlite, bundled): WAL, a busy timeout, foreign keys
+//! on, `synchronous=NORMAL`, and every transaction started with
+//! `BEGIN IMMEDIATE` so that two processes on one file (the daemon and a
+//! `regkeeper --once`) queue for the write lock instead of failing with
+//! "database is locked" halfway through a transaction.
+//!
+//! SQL arrives written for PostgreSQL (`$1` placeholders); it is rewritten
+//! once per statement text to SQLite's `?1` and the result cached, and
+//! statements are prepared through rusqlite's statement cache. This file
+//! knows nothing of the domain.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{one_line, Backend, Conn, Dialect, Row, Value};
+
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
+
+/// One SQLite database file behind one connection. Transactions of this
+/// process take turns on the mutex; other processes wait on SQLite's lock.
+pub struct SqliteBackend {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    connection: Connection,
+    /// `$N` statement text -> `?N` statement text.
+    rewritten: HashMap<String, String>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating when missing) the database file and sets it up.
+    pub fn open(path: &Path) -> anyhow::Result<SqliteBackend> {
+        let connection = Connection::open(path)
+            .with_context(|| format!("opening sqlite database {}", path.display()))?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .with_context(|| format!("setting the busy timeout of {}", path.display()))?;
+        // journal_mode answers with a row, so it is read rather than executed.
+        let mode: String = connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .with_context(|| format!("switching {} to WAL", path.display()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            log::warn!(
+                "sqlite database {} stays in journal mode {mode}",
+                path.display()
+            );
+        }
+        connection
+            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .with_context(|| format!("setting pragmas of {}", path.display()))?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(SqliteBackend {
+            path: path.to_path_buf(),
+            inner: Mutex::new(Inner {
+                connection,
+                rewritten: HashMap::new(),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Conn) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        // A panic inside an earlier transaction rolled it back when the
+        // transaction was dropped, so the connection is still usable.
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Inner {
+            connection,
+            rewritten,
+        } = &mut *inner;
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .with_context(|| format!("beginning a transaction on {}", self.path.display()))?;
+        let mut conn = SqliteConn {
+            transaction: &transaction,
+            rewritten,
+        };
+        work(&mut conn)?;
+        transaction
+            .commit()
+            .with_context(|| format!("committing a transaction on {}", self.path.display()))
+    }
+}
+
+/// A connection inside a transaction.
+struct SqliteConn<'a> {
+    transaction: &'a Connection,
+    rewritten: &'a mut HashMap<String, String>,
+}
+
+impl SqliteConn<'_> {
+    fn statement(&mut self, sql: &str) -> anyhow::Result<rusqlite::CachedStatement<'_>> {
+        if !self.rewritten.contains_key(sql) {
+            self.rewritten
+                .insert(sql.to_string(), rewrite_placeholders(sql));
+        }
+        let text = self.rewritten.get(sql).map(String::as_str).unwrap_or(sql);
+        self.transaction
+            .prepare_cached(text)
+            .with_context(|| format!("preparing `{}`", one_line(sql)))
+    }
+}
+
+impl Conn for SqliteConn<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<u64> {
+        let mut statement = self.statement(sql)?;
+        let changed = statement
+            .execute(rusqlite::params_from_iter(params.iter()))
+            .with_context(|| format!("running `{}`", one_line(sql)))?;
+        Ok(changed as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Row>> {
+        let mut statement = self.statement(sql)?;
+        let columns = statement.column_count();
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(params.iter()))
+            .with_context(|| format!("running `{}`", one_line(sql)))?;
+        let mut result = Vec::new();
+        while let Some(row) = rows
+            .next()
+            .with_context(|| format!("reading rows of `{}`", one_line(sql)))?
+        {
+            let mut values = Vec::with_capacity(columns);
+            for index in 0..columns {
+                let value = match row.get_ref(index)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(number) => Value::Int(number),
+                    ValueRef::Text(bytes) => {
+                        Value::Text(String::from_utf8(bytes.to_vec()).with_context(|| {
+                            format!("column {index} of `{}` is not UTF-8", one_line(sql))
+                        })?)
+                    }
+                    ValueRef::Real(number) => {
+                        anyhow::bail!(
+                            "column {index} of `{}` is a float ({number})",
+                            one_line(sql)
+                        )
+                    }
+                    ValueRef::Blob(_) => {
+                        anyhow::bail!("column {index} of `{}` is a blob", one_line(sql))
+                    }
+                };
+                values.push(value);
+            }
+            result.push(values);
+        }
+        Ok(result)
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> anyhow::Result<()> {
+        self.transaction
+            .execute_batch(sql)
+            .context("running a batch of statements")
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(number) => ToSqlOutput::Borrowed(ValueRef::Integer(*number)),
+            Value::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+        })
+    }
+}
+
+/// Rewrites PostgreSQL's `$N` placeholders to SQLite's `?N`, leaving quoted
+/// text and identifiers alone. (SQLite would read `$1` as a *named*
+/// parameter numbered by first appearance, which breaks `$2 ... $1`.)
+pub fn rewrite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(open) => {
+                out.push(c);
+                if c == open {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) => out.push('?'),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_numbered_placeholders() {
+        assert_eq!(
+            rewrite_placeholders("SELECT a FROM t WHERE b = $2 AND c = $1 OR d = $10"),
+            "SELECT a FROM t WHERE b = ?2 AND c = ?1 OR d = ?10"
+        );
+    }
+
+    #[test]
+    fn leaves_quoted_dollars_alone() {
+        assert_eq!(
+            rewrite_placeholders("SELECT '$1', \"$2\" FROM t WHERE x = $3 AND y = 'it''s $4'"),
+            "SELECT '$1', \"$2\" FROM t WHERE x = ?3 AND y = 'it''s $4'"
+        );
+    }
+
+    #[test]
+    fn leaves_lone_dollars_alone() {
+        assert_eq!(rewrite_placeholders("SELECT $ + $a"), "SELECT $ + $a");
+    }
+}

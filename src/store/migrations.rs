@@ -1,0 +1,133 @@
+//! The append-only list of schema migrations and the code that applies them.
+//! Entry 1 is the whole schema (`schema.sql` / `schema.postgres.sql`); later
+//! entries are appended, never edited once released. Applying runs in one
+//! transaction, records each version in `schema_migrations`, and skips what
+//! is already there, so it is safe at every start-up and from two processes
+//! at once (SQLite's write lock, PostgreSQL's advisory lock).
+
+use super::{Conn, Dialect, Value};
+
+/// One schema change, written once per dialect.
+pub struct Migration {
+    /// Increasing version number, recorded in `schema_migrations`.
+    pub version: i64,
+    /// What it does, for logs.
+    pub description: &'static str,
+    /// The SQLite statements.
+    pub sqlite: &'static str,
+    /// The PostgreSQL statements.
+    pub postgres: &'static str,
+}
+
+/// Every migration, oldest first. Append only.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "initial schema",
+    sqlite: include_str!("../../schema.sql"),
+    postgres: include_str!("../../schema.postgres.sql"),
+}];
+
+/// Key of the PostgreSQL advisory lock that serialises migrations of
+/// daemons starting together ("regkeep" in ASCII).
+const ADVISORY_LOCK_KEY: i64 = 0x0072_6567_6b65_6570;
+
+/// Applies the migrations `conn` does not have yet, inside the caller's
+/// transaction, and returns the versions it applied.
+pub fn apply(conn: &mut dyn Conn, now: i64) -> anyhow::Result<Vec<i64>> {
+    let dialect = conn.dialect();
+    let bookkeeping = match dialect {
+        Dialect::Sqlite => {
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+        }
+        Dialect::Postgres => {
+            conn.query("SELECT pg_advisory_xact_lock($1)", &[Value::Int(ADVISORY_LOCK_KEY)])?;
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+        }
+    };
+    conn.execute_batch(bookkeeping)?;
+    let mut applied_before = Vec::new();
+    for row in conn.query("SELECT version FROM schema_migrations", &[])? {
+        applied_before.push(super::sql::int(&row, 0)?);
+    }
+    let newest_known = MIGRATIONS.last().map_or(0, |migration| migration.version);
+    if let Some(newest) = applied_before
+        .iter()
+        .copied()
+        .max()
+        .filter(|newest| *newest > newest_known)
+    {
+        anyhow::bail!(
+            "the database schema is at version {newest}, newer than this regkeeper knows ({newest_known}); \
+             upgrade regkeeper"
+        );
+    }
+    let mut applied_now = Vec::new();
+    for migration in MIGRATIONS {
+        if applied_before.contains(&migration.version) {
+            continue;
+        }
+        let statements = match dialect {
+            Dialect::Sqlite => migration.sqlite,
+            Dialect::Postgres => migration.postgres,
+        };
+        conn.execute_batch(statements).map_err(|error| {
+            error.context(format!(
+                "applying migration {} ({})",
+                migration.version, migration.description
+            ))
+        })?;
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[Value::Int(migration.version), Value::Int(now)],
+        )?;
+        applied_now.push(migration.version);
+    }
+    Ok(applied_now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase() {
+        let versions: Vec<i64> = MIGRATIONS
+            .iter()
+            .map(|migration| migration.version)
+            .collect();
+        assert!(
+            versions.windows(2).all(|pair| pair[0] < pair[1]),
+            "{versions:?}"
+        );
+        assert_eq!(versions.first(), Some(&1));
+    }
+
+    /// The two schema files differ only in integer types: any other drift
+    /// (a column added to one file only) fails here.
+    #[test]
+    fn both_dialects_declare_the_same_schema() {
+        for migration in MIGRATIONS {
+            let sqlite = statements(migration.sqlite);
+            let postgres = statements(
+                &migration
+                    .postgres
+                    .replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")
+                    .replace("BIGINT", "INTEGER"),
+            );
+            assert_eq!(
+                sqlite, postgres,
+                "migration {} differs between dialects",
+                migration.version
+            );
+        }
+    }
+
+    /// The statements without comments and blank lines.
+    fn statements(sql: &str) -> Vec<String> {
+        sql.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with("--"))
+            .map(str::to_string)
+            .collect()
+    }
+}

@@ -1,0 +1,564 @@
+//! The store contract: one story that calls every `Store` method, run with
+//! the same assertions on SQLite and on a real PostgreSQL server (started by
+//! `scripts/test.sh`). Every method added to the trait gets a chapter here,
+//! so the two databases cannot drift apart unnoticed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regkeeper::store::sql::{self, SqlStore};
+use regkeeper::store::{
+    self, postgres::PostgresBackend, sqlite::SqliteBackend, Dialect, NewRun, RunOutcome, Store,
+    TagChange, TagWrite, Value,
+};
+use support::postgres::TestDatabase;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn sqlite_store(dir: &tempfile::TempDir) -> SqlStore {
+    let backend = SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("opening sqlite");
+    let store = SqlStore::new(Box::new(backend));
+    store.migrate().expect("migrating sqlite");
+    store
+}
+
+fn postgres_store(database: &TestDatabase) -> SqlStore {
+    let backend =
+        PostgresBackend::connect(database.url(), None, 4).expect("connecting to postgres");
+    let store = SqlStore::new(Box::new(backend));
+    store.migrate().expect("migrating postgres");
+    store
+}
+
+fn write(repository: &str, tag: &str, digest: &str) -> TagWrite {
+    TagWrite {
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        digest: digest.to_string(),
+        image_id: String::new(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+        size: None,
+        platforms: None,
+    }
+}
+
+fn run(job: &str, started_at: i64) -> NewRun {
+    NewRun {
+        job: job.to_string(),
+        handler: "sync".to_string(),
+        trigger: "schedule".to_string(),
+        started_at,
+    }
+}
+
+/// Raw SQL for state no trait method writes yet (scan progress, events).
+fn exec(store: &SqlStore, statement: &str, params: &[Value]) {
+    store
+        .tx(|conn| conn.execute(statement, params))
+        .expect(statement);
+}
+
+fn story(store: &SqlStore, dialect: Dialect) {
+    assert_eq!(store.dialect(), dialect);
+    store.ping().expect("ping");
+
+    // Job runs: start, finish, read back, prune.
+    let first = store.start_run(&run("sync-job", NOW)).expect("start_run");
+    let running = store.recent_runs("sync-job", 10).expect("recent_runs");
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].id, first);
+    assert_eq!(running[0].job, "sync-job");
+    assert_eq!(running[0].handler, "sync");
+    assert_eq!(running[0].trigger, "schedule");
+    assert_eq!(running[0].started_at, NOW);
+    assert_eq!(running[0].finished_at, None);
+    assert_eq!(running[0].outcome, None);
+    assert!(running[0].counts.is_empty());
+    let counts = BTreeMap::from([("created".to_string(), 3), ("deleted".to_string(), 0)]);
+    store
+        .finish_run(first, NOW + 5, RunOutcome::Ok, &counts, None)
+        .expect("finish_run");
+    let finished = store.recent_runs("sync-job", 10).expect("recent_runs");
+    assert_eq!(finished[0].finished_at, Some(NOW + 5));
+    assert_eq!(finished[0].outcome, Some(RunOutcome::Ok));
+    assert_eq!(finished[0].counts, counts);
+    assert_eq!(finished[0].error, None);
+    let missing = store
+        .finish_run(first + 1000, NOW, RunOutcome::Ok, &BTreeMap::new(), None)
+        .unwrap_err();
+    assert!(
+        format!("{missing:#}").contains("no such run"),
+        "{missing:#}"
+    );
+
+    let outcomes = [
+        RunOutcome::Failed,
+        RunOutcome::Skipped,
+        RunOutcome::TimedOut,
+        RunOutcome::Ok,
+    ];
+    let mut ids = vec![first];
+    for (offset, outcome) in (1..).zip(outcomes) {
+        let id = store
+            .start_run(&run("sync-job", NOW + offset * 10))
+            .expect("start_run");
+        let error = (outcome == RunOutcome::Failed).then_some("listing tags of app: boom");
+        store
+            .finish_run(id, NOW + offset * 10 + 1, outcome, &BTreeMap::new(), error)
+            .expect("finish_run");
+        ids.push(id);
+    }
+    let other_job = store.start_run(&run("other-job", NOW)).expect("start_run");
+    let all = store.recent_runs("sync-job", 100).expect("recent_runs");
+    assert_eq!(
+        all.iter().map(|run| run.id).collect::<Vec<_>>(),
+        ids.iter().rev().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(all[3].error.as_deref(), Some("listing tags of app: boom"));
+    assert_eq!(all[3].outcome, Some(RunOutcome::Failed));
+    assert_eq!(
+        store.recent_runs("sync-job", 2).expect("recent_runs").len(),
+        2
+    );
+    assert_eq!(store.prune_runs("sync-job", 2).expect("prune_runs"), 3);
+    assert_eq!(store.prune_runs("sync-job", 2).expect("prune_runs"), 0);
+    let kept = store.recent_runs("sync-job", 100).expect("recent_runs");
+    assert_eq!(
+        kept.iter().map(|run| run.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
+    assert_eq!(kept[0].outcome, Some(RunOutcome::Ok));
+    assert_eq!(kept[1].outcome, Some(RunOutcome::TimedOut));
+    assert_eq!(
+        store.recent_runs("other-job", 100).expect("recent_runs")[0].id,
+        other_job
+    );
+    assert!(store
+        .recent_runs("no-such-job", 10)
+        .expect("recent_runs")
+        .is_empty());
+
+    // Registries: idempotent, one global namespace each.
+    let registry = store
+        .ensure_registry("127.0.0.1:5000")
+        .expect("ensure_registry");
+    assert_eq!(
+        store
+            .ensure_registry("127.0.0.1:5000")
+            .expect("ensure_registry"),
+        registry
+    );
+    let other_registry = store
+        .ensure_registry("registry.test:443")
+        .expect("ensure_registry");
+    assert_ne!(other_registry, registry);
+    let globals = store
+        .tx(|conn| {
+            conn.query(
+                "SELECT COUNT(*) FROM namespaces WHERE global = 1 AND name = ''",
+                &[],
+            )
+        })
+        .expect("counting global namespaces");
+    assert_eq!(sql::int(&globals[0], 0).expect("count"), 2);
+
+    // Tags: create, leave alone, fill in, update.
+    assert_eq!(
+        store
+            .upsert_tag(registry, &write("app", "latest", "sha256:aa"), NOW)
+            .unwrap(),
+        TagChange::Created
+    );
+    assert_eq!(
+        store
+            .upsert_tag(registry, &write("ns/app", "v1", "sha256:bb"), NOW)
+            .unwrap(),
+        TagChange::Created
+    );
+    assert_eq!(
+        store
+            .upsert_tag(registry, &write("ns/app", "v2", "sha256:bb"), NOW)
+            .unwrap(),
+        TagChange::Created
+    );
+    assert_eq!(
+        store
+            .upsert_tag(registry, &write("ns/app", "v3", "sha256:cc"), NOW)
+            .unwrap(),
+        TagChange::Created
+    );
+    assert_eq!(
+        store
+            .upsert_tag(registry, &write("a/b/c", "v1", "sha256:dd"), NOW)
+            .unwrap(),
+        TagChange::Created
+    );
+    assert_eq!(
+        store
+            .upsert_tag(other_registry, &write("app", "latest", "sha256:ee"), NOW)
+            .unwrap(),
+        TagChange::Created
+    );
+    assert!(store
+        .upsert_tag(registry, &write("/bad", "v1", "sha256:ff"), NOW)
+        .is_err());
+
+    assert_eq!(
+        store.repositories(registry).expect("repositories"),
+        vec!["a/b/c", "app", "ns/app"]
+    );
+    assert_eq!(
+        store.repositories(other_registry).expect("repositories"),
+        vec!["app"]
+    );
+
+    let mut filled = write("app", "latest", "sha256:aa");
+    filled.image_id = "1234".to_string();
+    filled.size = Some(4096);
+    filled.platforms = Some(r#"[{"os":"linux","architecture":"amd64"}]"#.to_string());
+    assert_eq!(
+        store.upsert_tag(registry, &filled, NOW + 1).unwrap(),
+        TagChange::Unchanged
+    );
+    // An unknown value never replaces a known one for the same digest.
+    assert_eq!(
+        store
+            .upsert_tag(registry, &write("app", "latest", "sha256:aa"), NOW + 2)
+            .unwrap(),
+        TagChange::Unchanged
+    );
+    let app = store.tags(registry, Some("app")).expect("tags");
+    assert_eq!(app.len(), 1);
+    assert_eq!(app[0].repository, "app");
+    assert_eq!(app[0].tag, "latest");
+    assert_eq!(app[0].digest, "sha256:aa");
+    assert_eq!(app[0].image_id, "1234");
+    assert_eq!(
+        app[0].media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(app[0].size, Some(4096));
+    assert_eq!(app[0].scanned, 0);
+    assert_eq!(app[0].pulled_at, None);
+    assert_eq!(app[0].created_at, NOW);
+    assert_eq!(
+        app[0].updated_at, NOW,
+        "filling in details is not an update"
+    );
+
+    // A changed digest resets the scan state.
+    exec(
+        store,
+        "UPDATE tags SET scanned = 2, scan_attempts = 1, scanned_at = $1, scan_last_error = 'x' WHERE digest = $2",
+        &[Value::Int(NOW), Value::Text("sha256:aa".into())],
+    );
+    assert_eq!(store.tags(registry, Some("app")).unwrap()[0].scanned, 2);
+    let mut repushed = write("app", "latest", "sha256:a2");
+    repushed.size = Some(10);
+    assert_eq!(
+        store.upsert_tag(registry, &repushed, NOW + 100).unwrap(),
+        TagChange::Updated
+    );
+    let app = store.tags(registry, Some("app")).expect("tags");
+    assert_eq!(app[0].digest, "sha256:a2");
+    assert_eq!(app[0].scanned, 0);
+    assert_eq!(app[0].size, Some(10));
+    assert_eq!(app[0].image_id, "");
+    assert_eq!(app[0].created_at, NOW);
+    assert_eq!(app[0].updated_at, NOW + 100);
+    let scan_columns = store
+        .tx(|conn| {
+            conn.query(
+                "SELECT scan_attempts, scanned_at, scan_last_error, platforms FROM tags WHERE digest = 'sha256:a2'",
+                &[],
+            )
+        })
+        .expect("reading scan columns");
+    assert_eq!(
+        scan_columns[0],
+        vec![Value::Int(0), Value::Null, Value::Null, Value::Null]
+    );
+
+    let all_tags = store.tags(registry, None).expect("tags");
+    let names: Vec<(String, String)> = all_tags
+        .iter()
+        .map(|tag| (tag.repository.clone(), tag.tag.clone()))
+        .collect();
+    let expected = [
+        ("a/b/c", "v1"),
+        ("app", "latest"),
+        ("ns/app", "v1"),
+        ("ns/app", "v2"),
+        ("ns/app", "v3"),
+    ];
+    assert_eq!(
+        names,
+        expected.map(|(repository, tag)| (repository.to_string(), tag.to_string()))
+    );
+    assert!(store
+        .tags(registry, Some("no/such"))
+        .expect("tags")
+        .is_empty());
+    assert_eq!(
+        store.tags(other_registry, None).expect("tags")[0].digest,
+        "sha256:ee"
+    );
+
+    // Pulls: pulled_at only moves forward.
+    assert!(store
+        .record_pull(registry, "ns/app", "v1", NOW + 1000)
+        .expect("record_pull"));
+    assert!(store
+        .record_pull(registry, "ns/app", "v1", NOW + 500)
+        .expect("record_pull"));
+    assert_eq!(
+        store.tags(registry, Some("ns/app")).unwrap()[0].pulled_at,
+        Some(NOW + 1000)
+    );
+    assert!(store
+        .record_pull(registry, "ns/app", "v1", NOW + 2000)
+        .expect("record_pull"));
+    let ns_app = store.tags(registry, Some("ns/app")).unwrap();
+    assert_eq!(ns_app[0].pulled_at, Some(NOW + 2000));
+    assert_eq!(ns_app[1].pulled_at, None);
+    assert!(!store
+        .record_pull(registry, "ns/app", "nope", NOW)
+        .expect("record_pull"));
+    assert!(!store
+        .record_pull(registry, "no/such", "v1", NOW)
+        .expect("record_pull"));
+
+    // Queue depths.
+    exec(
+        store,
+        "INSERT INTO registry_events (event_id, status, action, repository, data, created_at, updated_at) \
+         VALUES ('e1', 2, 'push', 'app', '{}', $1, $1), ('e2', 2, 'push', 'app', '{}', $1, $1), \
+         ('e3', 0, 'pull', 'app', '{}', $1, $1), ('e4', 3, 'push', 'app', '{}', $1, $1)",
+        &[Value::Int(NOW)],
+    );
+    exec(
+        store,
+        "UPDATE tags SET scanned = 1 WHERE digest = 'sha256:dd'",
+        &[],
+    );
+    let queues = store.queue_counts().expect("queue_counts");
+    let words = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+        pairs
+            .iter()
+            .map(|(word, n)| (word.to_string(), *n))
+            .collect()
+    };
+    assert_eq!(
+        queues.events,
+        words(&[("done", 1), ("progress", 0), ("fresh", 2), ("failed", 1)])
+    );
+    assert_eq!(
+        queues.tags_by_scan,
+        words(&[("none", 5), ("working", 1), ("done", 0), ("failed", 0)])
+    );
+    assert_eq!(queues.repositories, 4);
+    assert_eq!(queues.tags, 6);
+
+    // Deletes: by digest (every tag at it), by name, and the emptied repository goes.
+    assert_eq!(
+        store
+            .delete_tags_by_digest(registry, "ns/app", "sha256:bb")
+            .expect("delete_tags_by_digest"),
+        2
+    );
+    assert_eq!(
+        store
+            .delete_tags_by_digest(registry, "ns/app", "sha256:bb")
+            .expect("delete_tags_by_digest"),
+        0
+    );
+    assert_eq!(
+        store.repositories(registry).unwrap(),
+        vec!["a/b/c", "app", "ns/app"]
+    );
+    assert!(store
+        .delete_tag(registry, "ns/app", "v3")
+        .expect("delete_tag"));
+    assert!(!store
+        .delete_tag(registry, "ns/app", "v3")
+        .expect("delete_tag"));
+    assert_eq!(store.repositories(registry).unwrap(), vec!["a/b/c", "app"]);
+    assert_eq!(
+        store
+            .delete_tags_by_digest(registry, "a/b/c", "sha256:dd")
+            .expect("delete_tags_by_digest"),
+        1
+    );
+    assert_eq!(store.repositories(registry).unwrap(), vec!["app"]);
+    assert_eq!(
+        store
+            .delete_tags_by_digest(registry, "no/such", "sha256:dd")
+            .expect("delete_tags_by_digest"),
+        0
+    );
+    assert!(!store
+        .delete_tag(registry, "no/such", "v1")
+        .expect("delete_tag"));
+    assert_eq!(
+        store.repositories(other_registry).unwrap(),
+        vec!["app"],
+        "other registry untouched"
+    );
+    // A repository can come back after it was emptied.
+    assert_eq!(
+        store
+            .upsert_tag(registry, &write("ns/app", "v1", "sha256:bb"), NOW)
+            .unwrap(),
+        TagChange::Created
+    );
+    assert_eq!(store.repositories(registry).unwrap(), vec!["app", "ns/app"]);
+    let queues = store.queue_counts().expect("queue_counts");
+    assert_eq!((queues.repositories, queues.tags), (3, 3));
+}
+
+#[test]
+fn store_story_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    story(&sqlite_store(&dir), Dialect::Sqlite);
+}
+
+#[test]
+fn store_story_postgres() {
+    let database = TestDatabase::create();
+    story(&postgres_store(&database), Dialect::Postgres);
+}
+
+#[test]
+fn migrations_run_twice_are_a_no_op_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = sqlite_store(&dir);
+    assert_eq!(store.migrate().expect("migrating again"), Vec::<i64>::new());
+    let reopened = SqlStore::new(Box::new(
+        SqliteBackend::open(&dir.path().join("regkeeper.db")).unwrap(),
+    ));
+    assert_eq!(
+        reopened.migrate().expect("migrating a reopened file"),
+        Vec::<i64>::new()
+    );
+}
+
+#[test]
+fn migrations_run_twice_are_a_no_op_postgres() {
+    let database = TestDatabase::create();
+    let backend = PostgresBackend::connect(database.url(), None, 2).expect("connecting");
+    let store = SqlStore::new(Box::new(backend));
+    assert_eq!(store.migrate().expect("migrating"), vec![1]);
+    assert_eq!(store.migrate().expect("migrating again"), Vec::<i64>::new());
+}
+
+/// Two daemons starting together must not both try to create the schema.
+#[test]
+fn concurrent_start_ups_migrate_once_postgres() {
+    let database = TestDatabase::create();
+    let config = database.config();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || store::open(&config, Duration::from_secs(30)))
+        })
+        .collect();
+    for handle in handles {
+        let store = handle.join().expect("thread").expect("opening");
+        store.ping().expect("ping");
+    }
+}
+
+#[test]
+fn concurrent_start_ups_migrate_once_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = regkeeper::config::Database::Sqlite {
+        path: dir.path().join("regkeeper.db"),
+    };
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || store::open(&config, Duration::from_secs(30)))
+        })
+        .collect();
+    for handle in handles {
+        handle
+            .join()
+            .expect("thread")
+            .expect("opening")
+            .ping()
+            .expect("ping");
+    }
+}
+
+/// The daemon and a `regkeeper --once` share one SQLite file.
+#[test]
+fn two_stores_on_one_sqlite_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = regkeeper::config::Database::Sqlite {
+        path: dir.path().join("regkeeper.db"),
+    };
+    let first = store::open(&config, Duration::from_secs(5)).expect("opening the first store");
+    let second = store::open(&config, Duration::from_secs(5)).expect("opening the second store");
+    let registry = first
+        .ensure_registry("127.0.0.1:5000")
+        .expect("ensure_registry");
+    assert_eq!(
+        second
+            .ensure_registry("127.0.0.1:5000")
+            .expect("ensure_registry"),
+        registry
+    );
+
+    let writers: Vec<_> = [first.clone(), second.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(writer, store): (usize, Arc<dyn Store>)| {
+            std::thread::spawn(move || {
+                for n in 0..50 {
+                    let tag = write(
+                        &format!("ns/repo{writer}"),
+                        &format!("t{n}"),
+                        &format!("sha256:{writer}{n}"),
+                    );
+                    store.upsert_tag(registry, &tag, NOW).expect("upsert_tag");
+                    store.queue_counts().expect("queue_counts");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("writer thread");
+    }
+    assert_eq!(first.queue_counts().unwrap().tags, 100);
+    assert_eq!(second.tags(registry, Some("ns/repo0")).unwrap().len(), 50);
+    assert_eq!(
+        second.repositories(registry).unwrap(),
+        vec!["ns/repo0", "ns/repo1"]
+    );
+}
+
+#[test]
+fn open_gives_up_after_the_wait_with_the_cause() {
+    // A port nobody listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = regkeeper::config::Database::Postgres {
+        url: format!("postgres://regkeeper@127.0.0.1:{port}/regkeeper"),
+        password: Some("s3cret-password".to_string()),
+        pool_size: 2,
+    };
+    let error = match store::open(&config, Duration::from_millis(600)) {
+        Ok(_) => panic!("opening a database nobody serves succeeded"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("did not answer within 600ms"), "{error}");
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+    assert!(error.contains("connecting to"), "{error}");
+    assert!(!error.contains("s3cret-password"), "{error}");
+}
