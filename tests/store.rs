@@ -562,3 +562,20 @@ fn open_gives_up_after_the_wait_with_the_cause() {
     assert!(error.contains("connecting to"), "{error}");
     assert!(!error.contains("s3cret-password"), "{error}");
 }
+
+/// A SQLite file is not a server that may still be starting: a bad path fails
+/// at once instead of retrying for the whole wait.
+#[test]
+fn open_sqlite_in_a_missing_directory_fails_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("missing").join("regkeeper.db");
+    let config = regkeeper::config::Database::Sqlite { path: path.clone() };
+    let error = match store::open(&config, Duration::from_secs(24 * 3600)) {
+        Ok(_) => panic!("opening {} succeeded", path.display()),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains(&format!("opening sqlite database {}", path.display())),
+        "{error}"
+    );
+}

@@ -279,8 +279,9 @@ pub trait Store: Send + Sync {
 ///
 /// Each failed attempt is logged at warn with its cause; attempts back off
 /// exponentially from 250 ms up to 5 s; after `wait` the last error is
-/// returned. Migration errors are not retried. Blocks: call it from a
-/// blocking thread, not an async task.
+/// returned. A SQLite file is not a server that may still be starting, so its
+/// errors (a missing directory, no permission) are returned at once, as are
+/// migration errors. Blocks: call it from a blocking thread, not an async task.
 pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Result<Arc<dyn Store>> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
@@ -288,6 +289,9 @@ pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Resul
     let backend: Box<dyn Backend> = loop {
         match connect(database) {
             Ok(backend) => break backend,
+            Err(error) if matches!(database, crate::config::Database::Sqlite { .. }) => {
+                return Err(error)
+            }
             Err(error) => {
                 let waited = started.elapsed();
                 if waited >= wait {

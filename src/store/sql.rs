@@ -215,6 +215,99 @@ fn ensure_repository(
     int(&single(rows, "the repository")?, 0)
 }
 
+/// Creates or updates one tag inside a transaction: [`Store::upsert_tag`].
+/// The common case, a tag that is already there with the same manifest,
+/// costs one query.
+pub fn write_tag(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    write: &TagWrite,
+    now: i64,
+) -> anyhow::Result<TagChange> {
+    let (namespace, name) = split_repository(&write.repository)?;
+    let rows = conn.query(
+        "SELECT r.id, t.id, t.digest, t.image_id, t.media_type, t.size, t.platforms \
+         FROM namespaces n JOIN repositories r ON r.namespace_id = n.id \
+         LEFT JOIN tags t ON t.repository_id = r.id AND t.name = $4 \
+         WHERE n.registry_id = $1 AND n.name = $2 AND r.name = $3",
+        &[
+            Value::Int(registry_id),
+            txt(namespace),
+            txt(name),
+            txt(&write.tag),
+        ],
+    )?;
+    let platforms = write.platforms.as_deref().map_or(Value::Null, txt);
+    let existing = match rows.first() {
+        Some(row) => opt_int(row, 1)?.map(|tag_id| (tag_id, row)),
+        None => None,
+    };
+    let Some((tag_id, row)) = existing else {
+        let repository_id = match rows.first() {
+            Some(row) => int(row, 0)?,
+            None => ensure_repository(conn, registry_id, &write.repository, now)?,
+        };
+        conn.execute(
+            "INSERT INTO tags (repository_id, name, digest, image_id, media_type, size, platforms, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            &[
+                Value::Int(repository_id),
+                txt(&write.tag),
+                txt(&write.digest),
+                txt(&write.image_id),
+                txt(&write.media_type),
+                opt(write.size),
+                platforms,
+                Value::Int(now),
+            ],
+        )?;
+        return Ok(TagChange::Created);
+    };
+    if text(row, 2)? != write.digest {
+        // A new manifest behind the tag: everything known about the old
+        // one, its scan included, no longer applies.
+        conn.execute(
+            "UPDATE tags SET digest = $2, image_id = $3, media_type = $4, size = $5, platforms = $6, \
+             scanned = 0, scan_attempts = 0, scan_last_error = NULL, scan_not_before = NULL, \
+             scan_claimed_at = NULL, scan_claimant = NULL, scanned_at = NULL, updated_at = $7 \
+             WHERE id = $1",
+            &[
+                Value::Int(tag_id),
+                txt(&write.digest),
+                txt(&write.image_id),
+                txt(&write.media_type),
+                opt(write.size),
+                platforms,
+                Value::Int(now),
+            ],
+        )?;
+        return Ok(TagChange::Updated);
+    }
+    // Same manifest: only fill in what was unknown, never replace a known
+    // value with an unknown one, and write nothing when nothing is new.
+    let fills_in = (!write.image_id.is_empty() && write.image_id != text(row, 3)?)
+        || (!write.media_type.is_empty() && write.media_type != text(row, 4)?)
+        || (write.size.is_some() && write.size != opt_int(row, 5)?)
+        || (write.platforms.is_some() && write.platforms != opt_text(row, 6)?);
+    if fills_in {
+        conn.execute(
+            "UPDATE tags SET \
+             image_id = CASE WHEN $2 = '' THEN image_id ELSE $2 END, \
+             media_type = CASE WHEN $3 = '' THEN media_type ELSE $3 END, \
+             size = COALESCE($4, size), platforms = COALESCE($5, platforms) \
+             WHERE id = $1",
+            &[
+                Value::Int(tag_id),
+                txt(&write.image_id),
+                txt(&write.media_type),
+                opt(write.size),
+                platforms,
+            ],
+        )?;
+    }
+    Ok(TagChange::Unchanged)
+}
+
 /// Columns of [`TagRecord`] in the order [`tag_record`] reads them; needs
 /// `tags t`, `repositories r` and `namespaces n` in the query.
 const TAG_COLUMNS: &str =
@@ -406,69 +499,8 @@ impl Store for SqlStore {
         write: &TagWrite,
         now: i64,
     ) -> anyhow::Result<TagChange> {
-        self.tx(|conn| {
-            let repository_id = ensure_repository(conn, registry_id, &write.repository, now)?;
-            let rows = conn.query(
-                "SELECT id, digest FROM tags WHERE repository_id = $1 AND name = $2",
-                &[Value::Int(repository_id), txt(&write.tag)],
-            )?;
-            let Some(existing) = rows.first() else {
-                conn.execute(
-                    "INSERT INTO tags (repository_id, name, digest, image_id, media_type, size, platforms, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-                    &[
-                        Value::Int(repository_id),
-                        txt(&write.tag),
-                        txt(&write.digest),
-                        txt(&write.image_id),
-                        txt(&write.media_type),
-                        opt(write.size),
-                        write.platforms.as_deref().map_or(Value::Null, txt),
-                        Value::Int(now),
-                    ],
-                )?;
-                return Ok(TagChange::Created);
-            };
-            let tag_id = int(existing, 0)?;
-            if text(existing, 1)? != write.digest {
-                // A new manifest behind the tag: everything known about the
-                // old one, its scan included, no longer applies.
-                conn.execute(
-                    "UPDATE tags SET digest = $2, image_id = $3, media_type = $4, size = $5, platforms = $6, \
-                     scanned = 0, scan_attempts = 0, scan_last_error = NULL, scan_not_before = NULL, \
-                     scan_claimed_at = NULL, scan_claimant = NULL, scanned_at = NULL, updated_at = $7 \
-                     WHERE id = $1",
-                    &[
-                        Value::Int(tag_id),
-                        txt(&write.digest),
-                        txt(&write.image_id),
-                        txt(&write.media_type),
-                        opt(write.size),
-                        write.platforms.as_deref().map_or(Value::Null, txt),
-                        Value::Int(now),
-                    ],
-                )?;
-                return Ok(TagChange::Updated);
-            }
-            // Same manifest: only fill in what was unknown before, never
-            // replace a known value with an unknown one.
-            conn.execute(
-                "UPDATE tags SET \
-                 image_id = CASE WHEN $2 = '' THEN image_id ELSE $2 END, \
-                 media_type = CASE WHEN $3 = '' THEN media_type ELSE $3 END, \
-                 size = COALESCE($4, size), platforms = COALESCE($5, platforms) \
-                 WHERE id = $1",
-                &[
-                    Value::Int(tag_id),
-                    txt(&write.image_id),
-                    txt(&write.media_type),
-                    opt(write.size),
-                    write.platforms.as_deref().map_or(Value::Null, txt),
-                ],
-            )?;
-            Ok(TagChange::Unchanged)
-        })
-        .with_context(|| format!("writing tag {}:{}", write.repository, write.tag))
+        self.tx(|conn| write_tag(conn, registry_id, write, now))
+            .with_context(|| format!("writing tag {}:{}", write.repository, write.tag))
     }
 
     fn delete_tags_by_digest(
