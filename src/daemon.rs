@@ -1,12 +1,176 @@
 //! The daemon: wires configuration, store, registry client, intake and
 //! scheduler together, waits for the database, and runs until a signal.
-//! Owns start-up order and shutdown; no job logic lives here.
+//! Owns start-up order and shutdown; no job logic lives here, and it never
+//! runs a handler itself (the scheduler does).
+//!
+//! Signals: the first SIGINT or SIGTERM stops triggering and drains runs in
+//! flight for up to `daemon.grace_period`, then [`run`] returns Ok (exit 0).
+//! A second one exits the process at once with 128 + the signal number
+//! ([`EXIT_SECOND_SIGINT`] 130, [`EXIT_SECOND_SIGTERM`] 143).
 
-use crate::config::Config;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use log::{error, info, warn};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::config::{Config, ConfigError, HandlerConfig};
+use crate::jobs::{Handler, Resources};
+use crate::scheduler::{Drain, RunSettings, Scheduler};
+
+/// Exit code when a second SIGINT ends the process at once.
+pub const EXIT_SECOND_SIGINT: i32 = 130;
+/// Exit code when a second SIGTERM ends the process at once.
+pub const EXIT_SECOND_SIGTERM: i32 = 143;
+
+/// How long the runtime waits, after the scheduler shut down, for blocking
+/// threads; a run cancelled at the deadline that still goes on ends with the
+/// process.
+const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_millis(200);
 
 /// Runs the daemon until SIGINT/SIGTERM; returns after runs in flight have
-/// drained (or the grace period passed).
+/// drained (or the grace period passed). A job whose handler this version
+/// lacks is a [`ConfigError`] at start-up.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let _ = config;
-    anyhow::bail!("not implemented in this version")
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("regkeeper")
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(run_until_signal(config));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+    result
+}
+
+async fn run_until_signal(config: Config) -> anyhow::Result<()> {
+    // Signals are caught from the very start, so that a stop request while
+    // waiting for the database ends the process cleanly too.
+    let mut signals = Signals::new()?;
+    let config = Arc::new(config);
+    info!("regkeeper {} starting with {}", env!("CARGO_PKG_VERSION"), config.path.display());
+
+    let database = config.database.clone();
+    let database_wait = config.daemon.database_wait;
+    let opening = tokio::task::spawn_blocking(move || crate::store::open(&database, database_wait));
+    let store = tokio::select! {
+        opened = opening => opened.context("opening the database crashed")??,
+        received = signals.next() => {
+            info!("{} while waiting for the database: stopping", received.name());
+            return Ok(());
+        }
+    };
+
+    let registry = crate::registry::Client::new(&config.registry).context("building the registry client")?;
+    let resources = Resources { config: config.clone(), store: store.clone(), registry: Arc::new(registry) };
+    let jobs = build_handlers(&config, &resources)?;
+    let scheduler = Scheduler::new(
+        jobs,
+        RunSettings {
+            store: store.clone(),
+            claimant: crate::scheduler::new_claimant(),
+            keep_runs: config.daemon.keep_runs,
+        },
+    );
+
+    // The intake starts here: bind `config.notifications.listen` (when set),
+    // then serve on the bound listener with `events_waker`, so that storing
+    // new events wakes the events job. It must be started before the
+    // scheduler so that no notification is refused once jobs run.
+    let events_waker = events_job_name(&config).and_then(|job_name| scheduler.waker(job_name));
+    let _ = events_waker;
+
+    let running = scheduler.start();
+    info!("regkeeper running: {} job(s) configured", config.jobs.len());
+
+    let first = signals.next().await;
+    info!("{} received: stopping (send it again to exit at once)", first.name());
+    tokio::spawn(async move {
+        let second = signals.next().await;
+        error!("second {} received: exiting at once", second.name());
+        std::process::exit(second.exit_code());
+    });
+
+    match running.shutdown(config.daemon.grace_period).await {
+        Drain::Complete => info!("regkeeper stopped"),
+        Drain::Cancelled => warn!("regkeeper stopped after cancelling runs that overran the grace period"),
+    }
+    Ok(())
+}
+
+/// Builds the handler of every enabled job. Disabled jobs are not built, so
+/// a disabled job may name a handler this version lacks.
+fn build_handlers(config: &Config, resources: &Resources) -> anyhow::Result<Vec<(crate::config::JobConfig, Arc<dyn Handler>)>> {
+    let mut jobs = Vec::new();
+    for job in config.jobs.iter().filter(|job| job.enabled) {
+        let handler = crate::jobs::build(job, resources)
+            .map_err(|cause| anyhow::Error::new(ConfigError::new(format!("job {}: {cause:#}", job.name))))?;
+        jobs.push((job.clone(), handler));
+    }
+    Ok(jobs)
+}
+
+/// The first enabled job with the `events` handler: the one the intake wakes.
+fn events_job_name(config: &Config) -> Option<&str> {
+    config
+        .jobs
+        .iter()
+        .find(|job| job.enabled && matches!(job.handler, HandlerConfig::Events(_)))
+        .map(|job| job.name.as_str())
+}
+
+/// A stop signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+impl StopSignal {
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
+        }
+    }
+
+    fn exit_code(self) -> i32 {
+        match self {
+            StopSignal::Interrupt => EXIT_SECOND_SIGINT,
+            StopSignal::Terminate => EXIT_SECOND_SIGTERM,
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, caught for the life of the daemon.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
+    }
+
+    async fn next(&mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.interrupt.recv() => StopSignal::Interrupt,
+            _ = self.terminate.recv() => StopSignal::Terminate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_signal_exit_codes_are_128_plus_signal_number() {
+        assert_eq!(StopSignal::Interrupt.exit_code(), 128 + 2);
+        assert_eq!(StopSignal::Terminate.exit_code(), 128 + 15);
+    }
 }

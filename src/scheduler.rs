@@ -124,15 +124,18 @@ pub fn new_claimant() -> String {
 
 /// Runs one job now in the calling thread (`regkeeper --once`), recording
 /// the run like a scheduled one. Builds the handler with [`crate::jobs::build`];
-/// an error from that (e.g. a handler not in this version) or from recording
-/// the start is returned as `Err`, a failed run as `Ok` with a failed report.
+/// an error from that (e.g. a handler not in this version, returned as a
+/// [`crate::config::ConfigError`]) or from recording the start is returned as
+/// `Err`, a failed run as `Ok` with a failed report.
 pub fn run_once(
     job: &JobConfig,
     resources: &Resources,
     trigger: Trigger,
     options: RunOptions,
 ) -> anyhow::Result<RunReport> {
-    let handler = crate::jobs::build(job, resources)?;
+    let handler = crate::jobs::build(job, resources).map_err(|cause| {
+        anyhow::Error::new(crate::config::ConfigError::new(format!("job {}: {cause:#}", job.name)))
+    })?;
     let settings = RunSettings {
         store: resources.store.clone(),
         claimant: new_claimant(),
@@ -351,7 +354,8 @@ fn record_skip(
         Ok(run_id) => info!("job={job_name} run={run_id} skipped: previous run still going"),
         Err(cause) => error!("job={job_name} recording a skipped tick: {cause:#}"),
     }
-    prune(settings.store.as_ref(), job_name, settings.keep_runs);
+    // No pruning here: it would delete the row of the run still going once
+    // enough skips pile up. The run prunes when it has recorded its end.
 }
 
 fn prune(store: &dyn Store, job_name: &str, keep_runs: usize) {

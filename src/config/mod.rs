@@ -218,3 +218,25 @@ pub fn parse(text: &str, path: &std::path::Path) -> anyhow::Result<Config> {
     let _ = (text, path);
     anyhow::bail!("not implemented in this version")
 }
+
+/// A configuration problem found after loading, e.g. a job whose handler this
+/// version lacks. The command line exits 2 on it, as on a parse error.
+#[derive(Debug)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    /// A message that names the job and the value.
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError { message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
