@@ -48,7 +48,11 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     // waiting for the database ends the process cleanly too.
     let mut signals = Signals::new()?;
     let config = Arc::new(config);
-    info!("regkeeper {} starting with {}", env!("CARGO_PKG_VERSION"), config.path.display());
+    info!(
+        "regkeeper {} starting with {}",
+        env!("CARGO_PKG_VERSION"),
+        config.path.display()
+    );
 
     let database = config.database.clone();
     let database_wait = config.daemon.database_wait;
@@ -61,8 +65,13 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let registry = crate::registry::Client::new(&config.registry).context("building the registry client")?;
-    let resources = Resources { config: config.clone(), store: store.clone(), registry: Arc::new(registry) };
+    let registry =
+        crate::registry::Client::new(&config.registry).context("building the registry client")?;
+    let resources = Resources {
+        config: config.clone(),
+        store: store.clone(),
+        registry: Arc::new(registry),
+    };
     let jobs = build_handlers(&config, &resources)?;
     let scheduler = Scheduler::new(
         jobs,
@@ -84,7 +93,10 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     info!("regkeeper running: {} job(s) configured", config.jobs.len());
 
     let first = signals.next().await;
-    info!("{} received: stopping (send it again to exit at once)", first.name());
+    info!(
+        "{} received: stopping (send it again to exit at once)",
+        first.name()
+    );
     tokio::spawn(async move {
         let second = signals.next().await;
         error!("second {} received: exiting at once", second.name());
@@ -93,18 +105,24 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
 
     match running.shutdown(config.daemon.grace_period).await {
         Drain::Complete => info!("regkeeper stopped"),
-        Drain::Cancelled => warn!("regkeeper stopped after cancelling runs that overran the grace period"),
+        Drain::Cancelled => {
+            warn!("regkeeper stopped after cancelling runs that overran the grace period")
+        }
     }
     Ok(())
 }
 
 /// Builds the handler of every enabled job. Disabled jobs are not built, so
 /// a disabled job may name a handler this version lacks.
-fn build_handlers(config: &Config, resources: &Resources) -> anyhow::Result<Vec<(crate::config::JobConfig, Arc<dyn Handler>)>> {
+fn build_handlers(
+    config: &Config,
+    resources: &Resources,
+) -> anyhow::Result<Vec<(crate::config::JobConfig, Arc<dyn Handler>)>> {
     let mut jobs = Vec::new();
     for job in config.jobs.iter().filter(|job| job.enabled) {
-        let handler = crate::jobs::build(job, resources)
-            .map_err(|cause| anyhow::Error::new(ConfigError::new(format!("job {}: {cause:#}", job.name))))?;
+        let handler = crate::jobs::build(job, resources).map_err(|cause| {
+            anyhow::Error::new(ConfigError::new(format!("job {}: {cause:#}", job.name)))
+        })?;
         jobs.push((job.clone(), handler));
     }
     Ok(jobs)

@@ -134,7 +134,10 @@ pub fn run_once(
     options: RunOptions,
 ) -> anyhow::Result<RunReport> {
     let handler = crate::jobs::build(job, resources).map_err(|cause| {
-        anyhow::Error::new(crate::config::ConfigError::new(format!("job {}: {cause:#}", job.name)))
+        anyhow::Error::new(crate::config::ConfigError::new(format!(
+            "job {}: {cause:#}",
+            job.name
+        )))
     })?;
     let settings = RunSettings {
         store: resources.store.clone(),

@@ -30,13 +30,20 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let database = regkeeper::config::Database::Sqlite { path: dir.path().join("regkeeper.db") };
-    let store = regkeeper::store::open(&database, Duration::from_secs(10)).expect("opening the test database");
+    let database = regkeeper::config::Database::Sqlite {
+        path: dir.path().join("regkeeper.db"),
+    };
+    let store = regkeeper::store::open(&database, Duration::from_secs(10))
+        .expect("opening the test database");
     Fixture { _dir: dir, store }
 }
 
 fn settings(store: &Arc<dyn Store>, keep_runs: usize) -> RunSettings {
-    RunSettings { store: store.clone(), claimant: "test:1:0".to_string(), keep_runs }
+    RunSettings {
+        store: store.clone(),
+        claimant: "test:1:0".to_string(),
+        keep_runs,
+    }
 }
 
 fn job(name: &str, expression: &str) -> JobConfig {
@@ -47,7 +54,11 @@ fn job(name: &str, expression: &str) -> JobConfig {
         .expect("a valid test expression");
     JobConfig {
         name: name.to_string(),
-        schedule: Schedule { expression: expression.to_string(), cron, timezone: chrono_tz::UTC },
+        schedule: Schedule {
+            expression: expression.to_string(),
+            cron,
+            timezone: chrono_tz::UTC,
+        },
         enabled: true,
         timeout: None,
         jitter: None,
@@ -55,17 +66,22 @@ fn job(name: &str, expression: &str) -> JobConfig {
     }
 }
 
+/// What a test handler does on its `call`-th run (1-based).
+type Body = dyn Fn(&JobContext, usize) -> anyhow::Result<Outcome> + Send + Sync;
+
 /// A handler made of a closure, counting its calls and the most runs it saw
 /// at once.
 struct TestHandler {
     calls: AtomicUsize,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
-    body: Box<dyn Fn(&JobContext, usize) -> anyhow::Result<Outcome> + Send + Sync>,
+    body: Box<Body>,
 }
 
 impl TestHandler {
-    fn new(body: impl Fn(&JobContext, usize) -> anyhow::Result<Outcome> + Send + Sync + 'static) -> Arc<TestHandler> {
+    fn new(
+        body: impl Fn(&JobContext, usize) -> anyhow::Result<Outcome> + Send + Sync + 'static,
+    ) -> Arc<TestHandler> {
         Arc::new(TestHandler {
             calls: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -84,7 +100,8 @@ impl Handler for TestHandler {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let now_running = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_in_flight.fetch_max(now_running, Ordering::SeqCst);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.body)(ctx, call)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.body)(ctx, call)));
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         match result {
             Ok(result) => result,
@@ -114,7 +131,11 @@ impl Gate {
             if stop() {
                 return false;
             }
-            open = self.changed.wait_timeout(open, Duration::from_millis(10)).expect("gate lock").0;
+            open = self
+                .changed
+                .wait_timeout(open, Duration::from_millis(10))
+                .expect("gate lock")
+                .0;
         }
         true
     }
@@ -133,14 +154,20 @@ fn runs(store: &Arc<dyn Store>, job_name: &str) -> Vec<RunRecord> {
 }
 
 fn finished_with(store: &Arc<dyn Store>, job_name: &str, outcome: RunOutcome) -> Vec<RunRecord> {
-    runs(store, job_name).into_iter().filter(|run| run.outcome == Some(outcome)).collect()
+    runs(store, job_name)
+        .into_iter()
+        .filter(|run| run.outcome == Some(outcome))
+        .collect()
 }
 
 /// Polls `condition` until it holds; panics with `what` after [`DEADLINE`].
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     while !condition() {
-        assert!(started.elapsed() < DEADLINE, "timed out waiting until {what}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -149,10 +176,16 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 async fn every_second_schedule_runs_and_records_counts() {
     let fixture = fixture();
     let handler = TestHandler::new(|_, _| Ok(counted("applied", 2)));
-    let scheduler = Scheduler::new(vec![(job("tick", "* * * * * *"), handler.clone())], settings(&fixture.store, 100));
+    let scheduler = Scheduler::new(
+        vec![(job("tick", "* * * * * *"), handler.clone())],
+        settings(&fixture.store, 100),
+    );
     let running = scheduler.start();
 
-    wait_until("three runs finished", || finished_with(&fixture.store, "tick", RunOutcome::Ok).len() >= 3).await;
+    wait_until("three runs finished", || {
+        finished_with(&fixture.store, "tick", RunOutcome::Ok).len() >= 3
+    })
+    .await;
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     for run in finished_with(&fixture.store, "tick", RunOutcome::Ok) {
@@ -160,7 +193,9 @@ async fn every_second_schedule_runs_and_records_counts() {
         assert_eq!(run.handler, "events");
         assert_eq!(run.counts, BTreeMap::from([("applied".to_string(), 2)]));
         assert_eq!(run.error, None);
-        assert!(run.finished_at.is_some_and(|finished| finished >= run.started_at));
+        assert!(run
+            .finished_at
+            .is_some_and(|finished| finished >= run.started_at));
     }
 }
 
@@ -175,21 +210,43 @@ async fn overlapping_tick_is_skipped_and_recorded() {
         }
         Ok(Outcome::default())
     });
-    let scheduler = Scheduler::new(vec![(job("slow", "* * * * * *"), handler.clone())], settings(&fixture.store, 100));
+    let scheduler = Scheduler::new(
+        vec![(job("slow", "* * * * * *"), handler.clone())],
+        settings(&fixture.store, 100),
+    );
     let running = scheduler.start();
 
-    wait_until("two ticks skipped", || finished_with(&fixture.store, "slow", RunOutcome::Skipped).len() >= 2).await;
+    wait_until("two ticks skipped", || {
+        finished_with(&fixture.store, "slow", RunOutcome::Skipped).len() >= 2
+    })
+    .await;
     gate.open();
-    wait_until("a run after the slow one", || finished_with(&fixture.store, "slow", RunOutcome::Ok).len() >= 2).await;
+    wait_until("a run after the slow one", || {
+        finished_with(&fixture.store, "slow", RunOutcome::Ok).len() >= 2
+    })
+    .await;
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
-    let first = runs(&fixture.store, "slow").into_iter().next().expect("the first run");
+    let first = runs(&fixture.store, "slow")
+        .into_iter()
+        .next()
+        .expect("the first run");
     assert_eq!(first.outcome, Some(RunOutcome::Ok));
     for skipped in finished_with(&fixture.store, "slow", RunOutcome::Skipped) {
         assert_eq!(skipped.trigger, "schedule");
-        assert!(skipped.error.as_deref().is_some_and(|error| error.contains("still going")), "{skipped:?}");
+        assert!(
+            skipped
+                .error
+                .as_deref()
+                .is_some_and(|error| error.contains("still going")),
+            "{skipped:?}"
+        );
     }
-    assert_eq!(handler.most_in_flight.load(Ordering::SeqCst), 1, "two runs of one job overlapped");
+    assert_eq!(
+        handler.most_in_flight.load(Ordering::SeqCst),
+        1,
+        "two runs of one job overlapped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,31 +258,53 @@ async fn panicking_handler_is_a_failed_run_and_the_job_keeps_running() {
         }
         Ok(Outcome::default())
     });
-    let scheduler = Scheduler::new(vec![(job("panics", "* * * * * *"), handler.clone())], settings(&fixture.store, 100));
+    let scheduler = Scheduler::new(
+        vec![(job("panics", "* * * * * *"), handler.clone())],
+        settings(&fixture.store, 100),
+    );
     let running = scheduler.start();
 
-    wait_until("a run after the panic", || finished_with(&fixture.store, "panics", RunOutcome::Ok).len() >= 1).await;
+    wait_until("a run after the panic", || {
+        !finished_with(&fixture.store, "panics", RunOutcome::Ok).is_empty()
+    })
+    .await;
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
-    let first = runs(&fixture.store, "panics").into_iter().next().expect("the first run");
+    let first = runs(&fixture.store, "panics")
+        .into_iter()
+        .next()
+        .expect("the first run");
     assert_eq!(first.outcome, Some(RunOutcome::Failed));
-    assert_eq!(first.error.as_deref(), Some("handler panicked: boom in the handler"));
+    assert_eq!(
+        first.error.as_deref(),
+        Some("handler panicked: boom in the handler")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_error_is_recorded_with_its_cause_chain() {
     let fixture = fixture();
     let handler = TestHandler::new(|_, _| {
-        Err(anyhow::anyhow!("connection refused")).map_err(|cause| cause.context("listing tags of app"))
+        Err(anyhow::anyhow!("connection refused"))
+            .map_err(|cause| cause.context("listing tags of app"))
     });
-    let scheduler = Scheduler::new(vec![(job("fails", "* * * * * *"), handler.clone())], settings(&fixture.store, 100));
+    let scheduler = Scheduler::new(
+        vec![(job("fails", "* * * * * *"), handler.clone())],
+        settings(&fixture.store, 100),
+    );
     let running = scheduler.start();
 
-    wait_until("two failed runs", || finished_with(&fixture.store, "fails", RunOutcome::Failed).len() >= 2).await;
+    wait_until("two failed runs", || {
+        finished_with(&fixture.store, "fails", RunOutcome::Failed).len() >= 2
+    })
+    .await;
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     for failed in finished_with(&fixture.store, "fails", RunOutcome::Failed) {
-        assert_eq!(failed.error.as_deref(), Some("listing tags of app: connection refused"));
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("listing tags of app: connection refused")
+        );
         assert!(failed.counts.is_empty());
     }
 }
@@ -241,8 +320,13 @@ async fn wakes_during_a_run_coalesce_into_one_more_run() {
         }
         Ok(counted("call", call as i64))
     });
-    let scheduler = Scheduler::new(vec![(job("woken", NEVER_SOON), handler.clone())], settings(&fixture.store, 100));
-    let waker = scheduler.waker("woken").expect("a waker for a scheduled job");
+    let scheduler = Scheduler::new(
+        vec![(job("woken", NEVER_SOON), handler.clone())],
+        settings(&fixture.store, 100),
+    );
+    let waker = scheduler
+        .waker("woken")
+        .expect("a waker for a scheduled job");
     assert!(scheduler.waker("unknown").is_none());
     let running = scheduler.start();
 
@@ -252,12 +336,17 @@ async fn wakes_during_a_run_coalesce_into_one_more_run() {
         waker.wake();
     }
     gate.open();
-    wait_until("the second run finished", || finished_with(&fixture.store, "woken", RunOutcome::Ok).len() >= 2).await;
+    wait_until("the second run finished", || {
+        finished_with(&fixture.store, "woken", RunOutcome::Ok).len() >= 2
+    })
+    .await;
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     let all = runs(&fixture.store, "woken");
     assert_eq!(all.len(), 2, "{all:?}");
-    assert!(all.iter().all(|run| run.trigger == "wake" && run.outcome == Some(RunOutcome::Ok)));
+    assert!(all
+        .iter()
+        .all(|run| run.trigger == "wake" && run.outcome == Some(RunOutcome::Ok)));
     assert_eq!(handler.calls(), 2);
 }
 
@@ -273,7 +362,10 @@ async fn shutdown_drains_a_slow_run() {
         handler_cancel_seen.store(ctx.cancel.is_cancelled(), Ordering::SeqCst);
         Ok(counted("drained", 1))
     });
-    let scheduler = Scheduler::new(vec![(job("slow", NEVER_SOON), handler.clone())], settings(&fixture.store, 100));
+    let scheduler = Scheduler::new(
+        vec![(job("slow", NEVER_SOON), handler.clone())],
+        settings(&fixture.store, 100),
+    );
     scheduler.waker("slow").expect("a waker").wake();
     let running = scheduler.start();
     wait_until("the run started", || handler.calls() == 1).await;
@@ -286,7 +378,10 @@ async fn shutdown_drains_a_slow_run() {
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].outcome, Some(RunOutcome::Ok));
     assert_eq!(all[0].counts, BTreeMap::from([("drained".to_string(), 1)]));
-    assert!(!cancel_seen.load(Ordering::SeqCst), "a run that finished within the grace period was cancelled");
+    assert!(
+        !cancel_seen.load(Ordering::SeqCst),
+        "a run that finished within the grace period was cancelled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,13 +393,22 @@ async fn grace_period_deadline_cancels_the_run() {
         gate.wait(|| ctx.cancel.is_cancelled());
         anyhow::bail!("stopped early: cancelled")
     });
-    let scheduler = Scheduler::new(vec![(job("endless", NEVER_SOON), handler.clone())], settings(&fixture.store, 100));
+    let scheduler = Scheduler::new(
+        vec![(job("endless", NEVER_SOON), handler.clone())],
+        settings(&fixture.store, 100),
+    );
     scheduler.waker("endless").expect("a waker").wake();
     let running = scheduler.start();
     wait_until("the run started", || handler.calls() == 1).await;
 
-    assert_eq!(running.shutdown(Duration::from_millis(200)).await, Drain::Cancelled);
-    wait_until("the cancelled run recorded", || !finished_with(&fixture.store, "endless", RunOutcome::Failed).is_empty()).await;
+    assert_eq!(
+        running.shutdown(Duration::from_millis(200)).await,
+        Drain::Cancelled
+    );
+    wait_until("the cancelled run recorded", || {
+        !finished_with(&fixture.store, "endless", RunOutcome::Failed).is_empty()
+    })
+    .await;
     let all = runs(&fixture.store, "endless");
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].error.as_deref(), Some("stopped early: cancelled"));
@@ -320,23 +424,37 @@ async fn finished_for_good_removes_the_job() {
     });
     let clock = TestHandler::new(|_, _| Ok(Outcome::default()));
     let scheduler = Scheduler::new(
-        vec![(job("once", "* * * * * *"), once.clone()), (job("clock", "* * * * * *"), clock.clone())],
+        vec![
+            (job("once", "* * * * * *"), once.clone()),
+            (job("clock", "* * * * * *"), clock.clone()),
+        ],
         settings(&fixture.store, 100),
     );
     let once_waker = scheduler.waker("once").expect("a waker");
     let running = scheduler.start();
 
-    wait_until("the job finished for good", || once.calls() == 1 && runs(&fixture.store, "once").iter().all(|run| run.outcome.is_some())).await;
+    wait_until("the job finished for good", || {
+        once.calls() == 1
+            && runs(&fixture.store, "once")
+                .iter()
+                .all(|run| run.outcome.is_some())
+    })
+    .await;
     // Three ticks of another every-second job later, and after a wake-up,
     // the finished job has still run only once.
     once_waker.wake();
     let clock_runs = clock.calls();
-    wait_until("three more ticks of the clock job", || clock.calls() >= clock_runs + 3).await;
+    wait_until("three more ticks of the clock job", || {
+        clock.calls() >= clock_runs + 3
+    })
+    .await;
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     // A slow machine may skip a tick while the one run goes on; nothing else.
-    let all: Vec<RunRecord> =
-        runs(&fixture.store, "once").into_iter().filter(|run| run.outcome != Some(RunOutcome::Skipped)).collect();
+    let all: Vec<RunRecord> = runs(&fixture.store, "once")
+        .into_iter()
+        .filter(|run| run.outcome != Some(RunOutcome::Skipped))
+        .collect();
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].outcome, Some(RunOutcome::Ok));
     assert_eq!(all[0].counts, BTreeMap::from([("synced".to_string(), 3)]));
@@ -366,20 +484,41 @@ async fn overrun_is_marked_timed_out_and_ticks_meanwhile_are_skipped() {
     });
     let mut overrunning = job("overruns", "* * * * * *");
     overrunning.timeout = Some(Duration::from_millis(300));
-    let scheduler = Scheduler::new(vec![(overrunning, handler.clone())], settings(&fixture.store, 100));
+    let scheduler = Scheduler::new(
+        vec![(overrunning, handler.clone())],
+        settings(&fixture.store, 100),
+    );
     let running = scheduler.start();
 
-    wait_until("the run was asked to stop", || cancel_seen.load(Ordering::SeqCst)).await;
-    wait_until("a tick skipped", || !finished_with(&fixture.store, "overruns", RunOutcome::Skipped).is_empty()).await;
+    wait_until("the run was asked to stop", || {
+        cancel_seen.load(Ordering::SeqCst)
+    })
+    .await;
+    wait_until("a tick skipped", || {
+        !finished_with(&fixture.store, "overruns", RunOutcome::Skipped).is_empty()
+    })
+    .await;
     gate.open();
-    wait_until("the overrun recorded", || !finished_with(&fixture.store, "overruns", RunOutcome::TimedOut).is_empty()).await;
-    wait_until("a later run", || !finished_with(&fixture.store, "overruns", RunOutcome::Ok).is_empty()).await;
+    wait_until("the overrun recorded", || {
+        !finished_with(&fixture.store, "overruns", RunOutcome::TimedOut).is_empty()
+    })
+    .await;
+    wait_until("a later run", || {
+        !finished_with(&fixture.store, "overruns", RunOutcome::Ok).is_empty()
+    })
+    .await;
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     let timed_out = finished_with(&fixture.store, "overruns", RunOutcome::TimedOut);
     assert_eq!(timed_out.len(), 1, "{timed_out:?}");
-    assert_eq!(timed_out[0].error.as_deref(), Some("run exceeded its timeout of 300ms"));
-    assert_eq!(timed_out[0].counts, BTreeMap::from([("done".to_string(), 1)]));
+    assert_eq!(
+        timed_out[0].error.as_deref(),
+        Some("run exceeded its timeout of 300ms")
+    );
+    assert_eq!(
+        timed_out[0].counts,
+        BTreeMap::from([("done".to_string(), 1)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,15 +532,24 @@ async fn slow_job_does_not_delay_another_job() {
     });
     let fast = TestHandler::new(|_, _| Ok(Outcome::default()));
     let scheduler = Scheduler::new(
-        vec![(job("slow-scan", "* * * * * *"), slow.clone()), (job("events", "* * * * * *"), fast.clone())],
+        vec![
+            (job("slow-scan", "* * * * * *"), slow.clone()),
+            (job("events", "* * * * * *"), fast.clone()),
+        ],
         settings(&fixture.store, 100),
     );
     let running = scheduler.start();
 
     wait_until("the slow run started", || slow.calls() == 1).await;
-    wait_until("three runs of the other job", || finished_with(&fixture.store, "events", RunOutcome::Ok).len() >= 3).await;
+    wait_until("three runs of the other job", || {
+        finished_with(&fixture.store, "events", RunOutcome::Ok).len() >= 3
+    })
+    .await;
     assert_eq!(slow.calls(), 1);
-    assert!(finished_with(&fixture.store, "slow-scan", RunOutcome::Ok).is_empty(), "the slow run ended before the gate opened");
+    assert!(
+        finished_with(&fixture.store, "slow-scan", RunOutcome::Ok).is_empty(),
+        "the slow run ended before the gate opened"
+    );
     gate.open();
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 }
@@ -412,7 +560,10 @@ async fn keep_runs_prunes_old_runs_per_job() {
     let frequent = TestHandler::new(|_, call| Ok(counted("call", call as i64)));
     let rare = TestHandler::new(|_, _| Ok(Outcome::default()));
     let scheduler = Scheduler::new(
-        vec![(job("frequent", "* * * * * *"), frequent.clone()), (job("rare", NEVER_SOON), rare.clone())],
+        vec![
+            (job("frequent", "* * * * * *"), frequent.clone()),
+            (job("rare", NEVER_SOON), rare.clone()),
+        ],
         settings(&fixture.store, 3),
     );
     scheduler.waker("rare").expect("a waker").wake();
@@ -425,10 +576,17 @@ async fn keep_runs_prunes_old_runs_per_job() {
     assert_eq!(kept.len(), 3, "{kept:?}");
     // The newest runs are kept (a slow machine may have skipped a tick among them).
     let newest = frequent.calls() as i64;
-    let kept_calls: Vec<i64> = kept.iter().filter_map(|run| run.counts.get("call").copied()).collect();
+    let kept_calls: Vec<i64> = kept
+        .iter()
+        .filter_map(|run| run.counts.get("call").copied())
+        .collect();
     let expected: Vec<i64> = (newest - kept_calls.len() as i64 + 1..=newest).collect();
     assert_eq!(kept_calls, expected);
-    assert_eq!(runs(&fixture.store, "rare").len(), 1, "pruning one job touched another");
+    assert_eq!(
+        runs(&fixture.store, "rare").len(),
+        1,
+        "pruning one job touched another"
+    );
 }
 
 #[test]
@@ -440,16 +598,38 @@ fn run_handler_records_once_runs_and_isolates_panics() {
         assert!(ctx.options.dry_run);
         Ok(counted("planned", 4))
     });
-    let options = RunOptions { dry_run: true, ..RunOptions::default() };
-    let report = run_handler(&job("once", NEVER_SOON), ok, &settings, Trigger::Once, options).expect("recorded run");
+    let options = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let report = run_handler(
+        &job("once", NEVER_SOON),
+        ok,
+        &settings,
+        Trigger::Once,
+        options,
+    )
+    .expect("recorded run");
     assert_eq!(report.outcome, RunOutcome::Ok);
-    assert_eq!(report.result.counts, BTreeMap::from([("planned".to_string(), 4)]));
+    assert_eq!(
+        report.result.counts,
+        BTreeMap::from([("planned".to_string(), 4)])
+    );
 
     let panics = TestHandler::new(|_, _| panic!("index out of bounds"));
-    let report = run_handler(&job("once", NEVER_SOON), panics, &settings, Trigger::Once, RunOptions::default())
-        .expect("recorded run");
+    let report = run_handler(
+        &job("once", NEVER_SOON),
+        panics,
+        &settings,
+        Trigger::Once,
+        RunOptions::default(),
+    )
+    .expect("recorded run");
     assert_eq!(report.outcome, RunOutcome::Failed);
-    assert_eq!(report.error.as_deref(), Some("handler panicked: index out of bounds"));
+    assert_eq!(
+        report.error.as_deref(),
+        Some("handler panicked: index out of bounds")
+    );
 
     let all = runs(&fixture.store, "once");
     assert_eq!(all.len(), 2);
@@ -468,10 +648,19 @@ fn run_handler_marks_an_overrun_timed_out() {
     });
     let mut overrunning = job("once-slow", NEVER_SOON);
     overrunning.timeout = Some(Duration::from_millis(100));
-    let report = run_handler(&overrunning, handler, &settings(&fixture.store, 100), Trigger::Once, RunOptions::default())
-        .expect("recorded run");
+    let report = run_handler(
+        &overrunning,
+        handler,
+        &settings(&fixture.store, 100),
+        Trigger::Once,
+        RunOptions::default(),
+    )
+    .expect("recorded run");
     assert_eq!(report.outcome, RunOutcome::TimedOut);
-    assert_eq!(report.error.as_deref(), Some("run exceeded its timeout of 100ms"));
+    assert_eq!(
+        report.error.as_deref(),
+        Some("run exceeded its timeout of 100ms")
+    );
     let all = runs(&fixture.store, "once-slow");
     assert_eq!(all[0].outcome, Some(RunOutcome::TimedOut));
 }
