@@ -298,11 +298,11 @@ fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
         }
         (_, Some(error)) => error!(
             "job={job_name} run={run_id} finished: outcome={} duration={seconds:.3}s{counts_text} error: {error}",
-            outcome_word(outcome)
+            outcome.as_str()
         ),
         (_, None) => error!(
             "job={job_name} run={run_id} finished: outcome={} duration={seconds:.3}s{counts_text}",
-            outcome_word(outcome)
+            outcome.as_str()
         ),
     }
 
@@ -374,16 +374,6 @@ fn timeout_text(timeout: Option<Duration>) -> String {
             humantime::format_duration(timeout)
         ),
         None => "run exceeded its timeout".to_string(),
-    }
-}
-
-/// The word stored in `job_runs.outcome` and logged.
-pub fn outcome_word(outcome: RunOutcome) -> &'static str {
-    match outcome {
-        RunOutcome::Ok => "ok",
-        RunOutcome::Failed => "failed",
-        RunOutcome::Skipped => "skipped",
-        RunOutcome::TimedOut => "timed_out",
     }
 }
 

@@ -229,7 +229,9 @@ pub struct ConfigError {
 impl ConfigError {
     /// A message that names the job and the value.
     pub fn new(message: impl Into<String>) -> ConfigError {
-        ConfigError { message: message.into() }
+        ConfigError {
+            message: message.into(),
+        }
     }
 }
 
