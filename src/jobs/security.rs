@@ -1,0 +1,410 @@
+//! The `security` handler: scans images with every enabled scanner and
+//! stores what they find. Work is per manifest digest (one scan serves every
+//! tag with that digest, in every repository). A digest is due when it is
+//! new or re-pushed, when its last scan is older than `rescan_after`, when a
+//! crashed run's lease on it expired, or (with `--retry-failed`) when it
+//! failed for good. Each digest is claimed under a lease, scanned by all
+//! scanners, and its results stored only if the claim still holds (a
+//! re-push, delete or takeover during the scan wins), replacing its previous
+//! results in one transaction. A scanner error, timeout or unreachable
+//! scanner never marks a tag done: it counts an attempt, records the error
+//! and backs off; after `max_attempts` the tags are failed.
+//!
+//! Scans run on up to `concurrency` std threads inside one run; the handler
+//! stays synchronous. It never touches HTTP itself: manifests come from the
+//! registry client and reports from `crate::scanner`.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{ScannerConfig, ScannerKind, SecurityOptions};
+use crate::registry::{Client, Manifest};
+use crate::scanner::{self, Finding, PullCredential, Scanner, Target};
+use crate::store::{ScanCandidate, ScanPolicy, ScanStored, Store, VulnerabilityWrite};
+
+use super::{Handler, JobContext, Outcome};
+
+/// Candidates fetched from the store at a time.
+const BATCH: usize = 64;
+/// First wait after a failed scan; doubles with each attempt.
+const BACKOFF_BASE: Duration = Duration::from_secs(60);
+/// Longest wait after a failed scan.
+const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+
+/// A clock in milliseconds since the epoch; tests pass a fixed one.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Where scan targets come from: the registry in production.
+pub trait Images: Send + Sync {
+    /// The images to scan for one candidate: the manifest itself, or each
+    /// platform image of an index.
+    fn targets(&self, candidate: &ScanCandidate) -> anyhow::Result<Vec<Target>>;
+}
+
+/// [`Images`] from the registry: manifests through the client, layers at
+/// the registry's blob URLs, pull credentials from the client.
+pub struct RegistryImages {
+    client: Arc<Client>,
+}
+
+impl RegistryImages {
+    /// Wraps the shared registry client.
+    pub fn new(client: Arc<Client>) -> RegistryImages {
+        RegistryImages { client }
+    }
+
+    fn target(&self, repository: &str, tag: &str, manifest: &Manifest, credential: Arc<dyn PullCredential>) -> Target {
+        Target {
+            repository: repository.to_string(),
+            tag: tag.to_string(),
+            digest: manifest.digest.clone(),
+            media_type: manifest.media_type.clone(),
+            layers: manifest
+                .layers
+                .iter()
+                .map(|layer| scanner::Layer {
+                    digest: layer.digest.clone(),
+                    media_type: layer.media_type.clone(),
+                    url: self.client.blob_url(repository, &layer.digest),
+                })
+                .collect(),
+            registry_url: self.client.base_url().to_string(),
+            credential,
+        }
+    }
+}
+
+/// A pull credential for one repository, asked of the registry client each
+/// time (the client caches tokens and renews them before they expire).
+struct RepositoryCredential {
+    client: Arc<Client>,
+    repository: String,
+}
+
+impl PullCredential for RepositoryCredential {
+    fn authorization(&self) -> anyhow::Result<Option<String>> {
+        self.client
+            .pull_authorization(&self.repository)
+            .map_err(|error| anyhow::anyhow!("{error}"))
+    }
+}
+
+impl Images for RegistryImages {
+    fn targets(&self, candidate: &ScanCandidate) -> anyhow::Result<Vec<Target>> {
+        let repository = &candidate.repository;
+        let manifest = self
+            .client
+            .manifest(repository, &candidate.digest)
+            .map_err(|error| anyhow::anyhow!("fetching manifest {repository}@{}: {error}", candidate.digest))?;
+        let credential: Arc<dyn PullCredential> = Arc::new(RepositoryCredential {
+            client: self.client.clone(),
+            repository: repository.clone(),
+        });
+        if manifest.children.is_empty() {
+            return Ok(vec![self.target(repository, &candidate.tag, &manifest, credential)]);
+        }
+        // An index: scan each platform image; attestations and other
+        // non-images (platform unknown/unknown) are skipped.
+        let mut targets = Vec::new();
+        for child in &manifest.children {
+            if child.platform.as_ref().is_some_and(|platform| platform.os == "unknown") {
+                continue;
+            }
+            let image = self
+                .client
+                .manifest(repository, &child.descriptor.digest)
+                .map_err(|error| {
+                    anyhow::anyhow!("fetching manifest {repository}@{}: {error}", child.descriptor.digest)
+                })?;
+            if image.children.is_empty() {
+                targets.push(self.target(repository, &candidate.tag, &image, credential.clone()));
+            }
+        }
+        Ok(targets)
+    }
+}
+
+/// Builds the scanner clients of the enabled `[security.NAME]` sections.
+pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner>>> {
+    configs
+        .iter()
+        .filter(|config| config.enabled)
+        .map(|config| {
+            let kind = match config.kind {
+                ScannerKind::Clair => scanner::Kind::Clair,
+                ScannerKind::Clair4 => scanner::Kind::Clair4,
+                ScannerKind::Adapter => scanner::Kind::Adapter,
+                ScannerKind::Fixture => scanner::Kind::Fixture,
+            };
+            let authorization = match (&config.username, &config.password, &config.token) {
+                (Some(username), password, _) => {
+                    use base64::Engine as _;
+                    let pair = format!("{username}:{}", password.as_deref().unwrap_or(""));
+                    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+                }
+                (None, _, Some(token)) => Some(format!("Bearer {token}")),
+                _ => None,
+            };
+            let settings = scanner::Settings {
+                name: config.kind.name().to_string(),
+                server: config.server.clone(),
+                timeout: config.timeout,
+                authorization,
+                file: config.file.clone(),
+            };
+            scanner::build(kind, &settings)
+                .map_err(|error| anyhow::anyhow!("building scanner [security.{}]: {error:#}", config.kind.name()))
+        })
+        .collect()
+}
+
+/// How long to wait before trying a digest again after its `attempts`-th
+/// failure: one minute, doubling, at most an hour.
+pub fn backoff(attempts: i64) -> Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    BACKOFF_BASE.saturating_mul(2u32.saturating_pow(exponent)).min(BACKOFF_MAX)
+}
+
+/// The `security` handler.
+pub struct Security {
+    scanners: Vec<Arc<dyn Scanner>>,
+    images: Arc<dyn Images>,
+    options: SecurityOptions,
+    registry_id: i64,
+    clock: Clock,
+}
+
+/// What happened to one digest.
+enum Done {
+    Stored { vulnerabilities: u64 },
+    Discarded,
+    Failed { gave_up: bool },
+    Lost,
+}
+
+impl Security {
+    /// A handler over these scanners and images, for the registry row
+    /// `registry_id`, reading time from `clock`.
+    pub fn new(
+        scanners: Vec<Arc<dyn Scanner>>,
+        images: Arc<dyn Images>,
+        options: SecurityOptions,
+        registry_id: i64,
+        clock: Clock,
+    ) -> Security {
+        Security {
+            scanners,
+            images,
+            options,
+            registry_id,
+            clock,
+        }
+    }
+
+    fn policy(&self, retry_failed: bool, limit: usize) -> ScanPolicy {
+        ScanPolicy {
+            now: (self.clock)(),
+            lease_ms: duration_ms(self.options.lease),
+            rescan_after_ms: Some(duration_ms(self.options.rescan_after)),
+            retry_failed,
+            limit,
+        }
+    }
+
+    /// Scans one image with every scanner; the findings of all, tagged
+    /// with the scanner's name, or the first error.
+    fn scan(&self, candidate: &ScanCandidate) -> anyhow::Result<Vec<VulnerabilityWrite>> {
+        let targets = self.images.targets(candidate)?;
+        let mut writes = Vec::new();
+        for scanner in &self.scanners {
+            let mut findings: Vec<Finding> = Vec::new();
+            for target in &targets {
+                let found = scanner
+                    .scan(target)
+                    .map_err(|error| anyhow::anyhow!("scanner {}: {error:#}", scanner.name()))?;
+                findings.extend(found);
+            }
+            // An index's platform images share most findings.
+            for finding in scanner::dedupe_sorted(findings) {
+                writes.push(VulnerabilityWrite {
+                    name: finding.name,
+                    scanner: scanner.name().to_string(),
+                    severity: finding.severity.as_str().to_string(),
+                    severity_raw: finding.severity_raw,
+                    link: finding.link,
+                    fixed_by: finding.fixed_by,
+                    description: finding.description,
+                    metadata: (!finding.metadata.is_null()).then(|| finding.metadata.to_string()),
+                });
+            }
+        }
+        Ok(writes)
+    }
+
+    /// Claims, scans and settles one digest.
+    fn process(&self, store: &dyn Store, claimant: &str, candidate: &ScanCandidate, retry_failed: bool) -> anyhow::Result<Done> {
+        let Some(claim) = store.claim_scan(&candidate.digest, claimant, &self.policy(retry_failed, 1))? else {
+            return Ok(Done::Lost);
+        };
+        match self.scan(candidate) {
+            Ok(writes) => {
+                let count = writes.len() as u64;
+                match store.finish_scan(&candidate.digest, claimant, &writes, (self.clock)())? {
+                    ScanStored::Stored { .. } => Ok(Done::Stored { vulnerabilities: count }),
+                    ScanStored::Discarded => {
+                        log::info!(
+                            "scan of {} discarded: its tags changed during the scan",
+                            candidate.digest
+                        );
+                        Ok(Done::Discarded)
+                    }
+                }
+            }
+            Err(error) => {
+                let attempts = claim.attempts + 1;
+                let max_attempts = i64::from(self.options.max_attempts);
+                let gave_up = attempts >= max_attempts;
+                let message = format!("{error:#}");
+                let not_before = (self.clock)().saturating_add(duration_ms(backoff(attempts)));
+                store.fail_scan(&candidate.digest, claimant, &message, not_before, max_attempts)?;
+                if gave_up {
+                    log::warn!(
+                        "scan of {} ({}:{}) failed for good after {attempts} attempts: {message}",
+                        candidate.digest,
+                        candidate.repository,
+                        candidate.tag
+                    );
+                } else {
+                    log::warn!(
+                        "scan of {} ({}:{}) failed (attempt {attempts} of {max_attempts}): {message}",
+                        candidate.digest,
+                        candidate.repository,
+                        candidate.tag
+                    );
+                }
+                Ok(Done::Failed { gave_up })
+            }
+        }
+    }
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Hands candidates to the workers, refilling from the store; each digest
+/// at most once per run.
+struct Feeder {
+    queue: VecDeque<ScanCandidate>,
+    seen: HashSet<String>,
+    exhausted: bool,
+}
+
+impl Handler for Security {
+    fn run(&self, ctx: &JobContext) -> anyhow::Result<Outcome> {
+        let mut outcome = Outcome::default();
+        if self.scanners.is_empty() {
+            log::info!("job={} no scanner is enabled; nothing to do", ctx.job_name);
+            return Ok(outcome);
+        }
+        let store: &dyn Store = ctx.store.as_ref();
+        let retry_failed = ctx.options.retry_failed;
+        let feeder = Mutex::new(Feeder {
+            queue: VecDeque::new(),
+            seen: HashSet::new(),
+            exhausted: false,
+        });
+        let next = || -> anyhow::Result<Option<ScanCandidate>> {
+            let mut feeder = feeder.lock().map_err(|_| anyhow::anyhow!("a scan worker panicked"))?;
+            loop {
+                if ctx.cancel.is_cancelled() {
+                    return Ok(None);
+                }
+                if let Some(candidate) = feeder.queue.pop_front() {
+                    return Ok(Some(candidate));
+                }
+                if feeder.exhausted {
+                    return Ok(None);
+                }
+                let fresh: Vec<ScanCandidate> = store
+                    .scan_candidates(self.registry_id, &self.policy(retry_failed, BATCH))?
+                    .into_iter()
+                    .filter(|candidate| !feeder.seen.contains(&candidate.digest))
+                    .collect();
+                if fresh.is_empty() {
+                    feeder.exhausted = true;
+                }
+                for candidate in fresh {
+                    feeder.seen.insert(candidate.digest.clone());
+                    feeder.queue.push_back(candidate);
+                }
+            }
+        };
+        let totals = Mutex::new(Outcome::default());
+        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let workers = self.options.concurrency.max(1);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let candidate = match next() {
+                        Ok(Some(candidate)) => candidate,
+                        Ok(None) => break,
+                        Err(error) => {
+                            first_error.lock().map(|mut slot| slot.get_or_insert(error)).ok();
+                            break;
+                        }
+                    };
+                    let done = self.process(store, &ctx.claimant, &candidate, retry_failed);
+                    let Ok(mut totals) = totals.lock() else { break };
+                    match done {
+                        Ok(Done::Stored { vulnerabilities }) => {
+                            totals.add("scanned", 1);
+                            totals.add("vulnerabilities", vulnerabilities as i64);
+                        }
+                        Ok(Done::Discarded) => totals.add("discarded", 1),
+                        Ok(Done::Failed { gave_up }) => {
+                            totals.add("failed", 1);
+                            if gave_up {
+                                totals.add("gave_up", 1);
+                            }
+                        }
+                        Ok(Done::Lost) => totals.add("taken_elsewhere", 1),
+                        Err(error) => {
+                            // A database error: stop this worker, report it.
+                            drop(totals);
+                            first_error.lock().map(|mut slot| slot.get_or_insert(error)).ok();
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        if let Ok(totals) = totals.into_inner() {
+            outcome = totals;
+        }
+        let pruned = store.prune_scan_results()?;
+        if pruned > 0 {
+            outcome.add("pruned_results", pruned as i64);
+        }
+        if let Ok(Some(error)) = first_error.into_inner() {
+            return Err(error.context("scanning images"));
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        assert_eq!(backoff(1), Duration::from_secs(60));
+        assert_eq!(backoff(2), Duration::from_secs(120));
+        assert_eq!(backoff(3), Duration::from_secs(240));
+        assert_eq!(backoff(7), Duration::from_secs(3600));
+        assert_eq!(backoff(1000), Duration::from_secs(3600));
+        assert_eq!(backoff(0), Duration::from_secs(60));
+    }
+}

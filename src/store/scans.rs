@@ -1,0 +1,346 @@
+//! The scan lifecycle in SQL, for [`super::sql::SqlStore`]: which manifest
+//! digests are due, claiming one under a lease, storing a scan's results
+//! atomically (only while the claim still holds), recording a failure with
+//! backoff, and reading results back. Every function runs inside the
+//! caller's transaction. State lives on `tags` (`scanned` 0 none, 1
+//! working, 2 done, 3 failed) but work and results are per digest: every
+//! tag with that digest moves together.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::sql::{int, opt_int, opt_text, single, text};
+use super::{
+    Conn, ImageVulnerabilities, ScanCandidate, ScanClaim, ScanPolicy, ScanStored, TagScanState, Value,
+    VulnerabilityRecord, VulnerabilityWrite,
+};
+
+/// Severity words, as stored, lowest first.
+pub const SEVERITIES: [&str; 6] = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"];
+
+/// The condition a tag row meets when it is due for a scan; binds $1 now,
+/// $2 lease cutoff, $3 rescan cutoff, $4 retry failed (0/1).
+const DUE: &str = "digest <> '' AND ( \
+     (scanned = 0 AND (scan_not_before IS NULL OR scan_not_before <= $1)) \
+  OR (scanned = 1 AND (scan_claimed_at IS NULL OR scan_claimed_at <= $2)) \
+  OR (scanned = 2 AND (scanned_at IS NULL OR scanned_at <= $3)) \
+  OR (scanned = 3 AND $4 = 1))";
+
+fn txt(value: &str) -> Value {
+    Value::Text(value.to_string())
+}
+
+fn due_params(policy: &ScanPolicy) -> [Value; 4] {
+    [
+        Value::Int(policy.now),
+        Value::Int(policy.now.saturating_sub(policy.lease_ms)),
+        Value::Int(match policy.rescan_after_ms {
+            Some(after) => policy.now.saturating_sub(after),
+            None => i64::MIN,
+        }),
+        Value::Int(policy.retry_failed.into()),
+    ]
+}
+
+/// Digests due for a scan, each with the oldest tag naming it; new and
+/// failed-and-retried work before rescans, oldest first.
+pub fn candidates(conn: &mut dyn Conn, registry_id: i64, policy: &ScanPolicy) -> anyhow::Result<Vec<ScanCandidate>> {
+    let mut params = due_params(policy).to_vec();
+    params.push(Value::Int(registry_id));
+    params.push(Value::Int(i64::try_from(policy.limit).unwrap_or(i64::MAX)));
+    let rows = conn.query(
+        &format!(
+            "SELECT t.digest, n.name, r.name, t.name, t.media_type FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id JOIN namespaces n ON n.id = r.namespace_id \
+             WHERE n.registry_id = $5 AND t.id IN (SELECT MIN(id) FROM tags WHERE {DUE} GROUP BY digest) \
+             ORDER BY CASE WHEN t.scanned = 2 THEN 1 ELSE 0 END, t.id LIMIT $6"
+        ),
+        &params,
+    )?;
+    rows.iter()
+        .map(|row| {
+            Ok(ScanCandidate {
+                digest: text(row, 0)?,
+                repository: super::sql::join_repository(&text(row, 1)?, &text(row, 2)?),
+                tag: text(row, 3)?,
+                media_type: text(row, 4)?,
+            })
+        })
+        .collect()
+}
+
+/// Marks every due tag with `digest` working under `claimant`'s lease.
+/// None when nothing was due any more (another claimant was faster).
+pub fn claim(conn: &mut dyn Conn, digest: &str, claimant: &str, policy: &ScanPolicy) -> anyhow::Result<Option<ScanClaim>> {
+    let mut params = due_params(policy).to_vec();
+    params.push(txt(digest));
+    params.push(txt(claimant));
+    let claimed = conn.execute(
+        &format!(
+            "UPDATE tags SET scanned = 1, scan_claimed_at = $1, scan_claimant = $6 \
+             WHERE digest = $5 AND {DUE}"
+        ),
+        &params,
+    )?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    let row = single(
+        conn.query(
+            "SELECT MAX(scan_attempts), COUNT(*) FROM tags WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+            &[txt(digest), txt(claimant)],
+        )?,
+        "the claim",
+    )?;
+    Ok(Some(ScanClaim {
+        digest: digest.to_string(),
+        attempts: opt_int(&row, 0)?.unwrap_or(0),
+        tags: int(&row, 1)?,
+    }))
+}
+
+/// Whether `claimant` still holds a claim on some tag with `digest` (the
+/// tag was neither re-pushed, deleted, nor taken over after its lease).
+fn holds(conn: &mut dyn Conn, digest: &str, claimant: &str) -> anyhow::Result<bool> {
+    let row = single(
+        conn.query(
+            "SELECT COUNT(*) FROM tags WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+            &[txt(digest), txt(claimant)],
+        )?,
+        "the claim count",
+    )?;
+    Ok(int(&row, 0)? > 0)
+}
+
+/// Upserts the vulnerabilities, returning their ids in input order.
+fn upsert_vulnerabilities(
+    conn: &mut dyn Conn,
+    vulnerabilities: &[VulnerabilityWrite],
+    now: i64,
+) -> anyhow::Result<Vec<i64>> {
+    // Many rows per statement: one round trip per chunk, not per row.
+    const CHUNK: usize = 100;
+    let mut ids = Vec::with_capacity(vulnerabilities.len());
+    for chunk in vulnerabilities.chunks(CHUNK) {
+        let mut values = Vec::with_capacity(chunk.len());
+        let mut params = Vec::with_capacity(chunk.len() * 8 + 1);
+        params.push(Value::Int(now));
+        for vulnerability in chunk {
+            let base = params.len();
+            values.push(format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, $1)",
+                base + 1,
+                base + 2,
+                base + 3,
+                base + 4,
+                base + 5,
+                base + 6,
+                base + 7,
+                base + 8
+            ));
+            params.extend([
+                txt(&vulnerability.name),
+                txt(&vulnerability.scanner),
+                txt(&vulnerability.severity),
+                txt(&vulnerability.severity_raw),
+                txt(&vulnerability.link),
+                txt(&vulnerability.fixed_by),
+                txt(&vulnerability.description),
+                vulnerability.metadata.as_deref().map_or(Value::Null, txt),
+            ]);
+        }
+        let rows = conn.query(
+            &format!(
+                "INSERT INTO vulnerabilities (name, scanner, severity, severity_raw, link, fixed_by, description, \
+                 metadata, created_at, updated_at) VALUES {} \
+                 ON CONFLICT (name, scanner) DO UPDATE SET severity = excluded.severity, \
+                 severity_raw = excluded.severity_raw, link = excluded.link, fixed_by = excluded.fixed_by, \
+                 description = excluded.description, metadata = excluded.metadata, updated_at = excluded.updated_at \
+                 RETURNING id, name, scanner",
+                values.join(", ")
+            ),
+            &params,
+        )?;
+        // RETURNING promises no order: match rows back by key.
+        let mut by_key: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            by_key.insert((text(row, 1)?, text(row, 2)?), int(row, 0)?);
+        }
+        for vulnerability in chunk {
+            let id = by_key
+                .get(&(vulnerability.name.clone(), vulnerability.scanner.clone()))
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("no id came back for vulnerability {}", vulnerability.name))?;
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Stores a scan's results for `digest` if `claimant` still holds it:
+/// replaces the digest's previous results and marks its tags done.
+pub fn finish(
+    conn: &mut dyn Conn,
+    digest: &str,
+    claimant: &str,
+    vulnerabilities: &[VulnerabilityWrite],
+    now: i64,
+) -> anyhow::Result<ScanStored> {
+    if !holds(conn, digest, claimant)? {
+        return Ok(ScanStored::Discarded);
+    }
+    // The same name may come from one scanner twice only through a caller's
+    // mistake; keep the first so the unique keys hold.
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<VulnerabilityWrite> = vulnerabilities
+        .iter()
+        .filter(|v| seen.insert((v.name.clone(), v.scanner.clone())))
+        .cloned()
+        .collect();
+    let ids = upsert_vulnerabilities(conn, &unique, now)?;
+    conn.execute("DELETE FROM scan_results WHERE digest = $1", &[txt(digest)])?;
+    const CHUNK: usize = 200;
+    let pairs: Vec<(i64, &str)> = ids.iter().copied().zip(unique.iter().map(|v| v.scanner.as_str())).collect();
+    for chunk in pairs.chunks(CHUNK) {
+        let mut values = Vec::with_capacity(chunk.len());
+        let mut params = vec![txt(digest), Value::Int(now)];
+        for (id, scanner) in chunk {
+            let base = params.len();
+            values.push(format!("($1, ${}, ${}, $2)", base + 1, base + 2));
+            params.push(Value::Int(*id));
+            params.push(txt(scanner));
+        }
+        conn.execute(
+            &format!(
+                "INSERT INTO scan_results (digest, vulnerability_id, scanner, created_at) VALUES {} \
+                 ON CONFLICT (digest, vulnerability_id) DO NOTHING",
+                values.join(", ")
+            ),
+            &params,
+        )?;
+    }
+    let tags = conn.execute(
+        "UPDATE tags SET scanned = 2, scanned_at = $3, scan_attempts = 0, scan_last_error = NULL, \
+         scan_not_before = NULL, scan_claimed_at = NULL, scan_claimant = NULL \
+         WHERE digest = $1 AND NOT (scanned = 1 AND scan_claimant IS NOT NULL AND scan_claimant <> $2)",
+        &[txt(digest), txt(claimant), Value::Int(now)],
+    )?;
+    Ok(ScanStored::Stored {
+        tags,
+        vulnerabilities: unique.len() as u64,
+    })
+}
+
+/// Records a failed scan of `digest` by `claimant`: one more attempt, the
+/// error, no new try before `not_before`, and `failed` (3) once
+/// `max_attempts` is reached, else back to none. Returns the tags changed.
+pub fn fail(
+    conn: &mut dyn Conn,
+    digest: &str,
+    claimant: &str,
+    error: &str,
+    not_before: i64,
+    max_attempts: i64,
+) -> anyhow::Result<u64> {
+    conn.execute(
+        "UPDATE tags SET scanned = CASE WHEN scan_attempts + 1 >= $5 THEN 3 ELSE 0 END, \
+         scan_attempts = scan_attempts + 1, scan_last_error = $3, scan_not_before = $4, \
+         scan_claimed_at = NULL, scan_claimant = NULL \
+         WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+        &[txt(digest), txt(claimant), txt(error), Value::Int(not_before), Value::Int(max_attempts)],
+    )
+}
+
+/// Gives a claim back without counting an attempt (the run was cancelled).
+pub fn release(conn: &mut dyn Conn, digest: &str, claimant: &str) -> anyhow::Result<u64> {
+    conn.execute(
+        "UPDATE tags SET scanned = CASE WHEN scanned_at IS NULL THEN 0 ELSE 2 END, \
+         scan_claimed_at = NULL, scan_claimant = NULL \
+         WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+        &[txt(digest), txt(claimant)],
+    )
+}
+
+/// The scan state and vulnerabilities of one tag; None when no such tag.
+pub fn image(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    repository: &str,
+    tag: &str,
+) -> anyhow::Result<Option<ImageVulnerabilities>> {
+    let (namespace, name) = super::sql::split_repository(repository)?;
+    let rows = conn.query(
+        "SELECT t.digest, t.scanned, t.scan_attempts, t.scan_last_error, t.scan_not_before, t.scanned_at \
+         FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN namespaces n ON n.id = r.namespace_id \
+         WHERE n.registry_id = $1 AND n.name = $2 AND r.name = $3 AND t.name = $4",
+        &[Value::Int(registry_id), txt(namespace), txt(name), txt(tag)],
+    )?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let digest = text(row, 0)?;
+    let state = TagScanState {
+        scanned: int(row, 1)?,
+        attempts: int(row, 2)?,
+        last_error: opt_text(row, 3)?,
+        not_before: opt_int(row, 4)?,
+        scanned_at: opt_int(row, 5)?,
+    };
+    let rows = conn.query(
+        "SELECT v.name, v.scanner, v.severity, v.severity_raw, v.link, v.fixed_by, v.description, v.metadata \
+         FROM scan_results s JOIN vulnerabilities v ON v.id = s.vulnerability_id WHERE s.digest = $1",
+        &[txt(&digest)],
+    )?;
+    let mut vulnerabilities = rows
+        .iter()
+        .map(|row| {
+            Ok(VulnerabilityRecord {
+                name: text(row, 0)?,
+                scanner: text(row, 1)?,
+                severity: text(row, 2)?,
+                severity_raw: text(row, 3)?,
+                link: text(row, 4)?,
+                fixed_by: text(row, 5)?,
+                description: text(row, 6)?,
+                metadata: opt_text(row, 7)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<VulnerabilityRecord>>>()?;
+    // Worst first, then by name byte-wise, then scanner; sorted here because
+    // collations differ between databases.
+    let rank = |word: &str| SEVERITIES.iter().position(|known| *known == word).unwrap_or(0);
+    vulnerabilities.sort_by(|a, b| {
+        rank(&b.severity)
+            .cmp(&rank(&a.severity))
+            .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
+            .then_with(|| a.scanner.as_bytes().cmp(b.scanner.as_bytes()))
+    });
+    Ok(Some(ImageVulnerabilities {
+        digest,
+        state,
+        vulnerabilities,
+    }))
+}
+
+/// Distinct vulnerabilities affecting at least one current tag, by
+/// severity word (all six words present).
+pub fn counts(conn: &mut dyn Conn) -> anyhow::Result<BTreeMap<String, i64>> {
+    let mut counts: BTreeMap<String, i64> = SEVERITIES.iter().map(|word| (word.to_string(), 0)).collect();
+    let rows = conn.query(
+        "SELECT v.severity, COUNT(*) FROM vulnerabilities v WHERE v.id IN \
+         (SELECT s.vulnerability_id FROM scan_results s WHERE s.digest IN (SELECT digest FROM tags)) \
+         GROUP BY v.severity",
+        &[],
+    )?;
+    for row in rows {
+        *counts.entry(text(&row, 0)?).or_insert(0) += int(&row, 1)?;
+    }
+    Ok(counts)
+}
+
+/// Deletes the results of digests no tag has any more.
+pub fn prune(conn: &mut dyn Conn) -> anyhow::Result<u64> {
+    conn.execute(
+        "DELETE FROM scan_results WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.digest = scan_results.digest)",
+        &[],
+    )
+}
