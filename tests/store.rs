@@ -417,6 +417,257 @@ fn story(store: &SqlStore, dialect: Dialect) {
     assert_eq!(store.repositories(registry).unwrap(), vec!["app", "ns/app"]);
     let queues = store.queue_counts().expect("queue_counts");
     assert_eq!((queues.repositories, queues.tags), (3, 3));
+    scan_chapter(store);
+}
+
+fn scan_policy(now: i64) -> store::ScanPolicy {
+    store::ScanPolicy {
+        now,
+        lease_ms: 60_000,
+        rescan_after_ms: Some(3_600_000),
+        retry_failed: false,
+        limit: 100,
+    }
+}
+
+fn found(name: &str, scanner: &str, severity: &str) -> store::VulnerabilityWrite {
+    store::VulnerabilityWrite {
+        name: name.to_string(),
+        scanner: scanner.to_string(),
+        severity: severity.to_string(),
+        severity_raw: severity.to_uppercase(),
+        link: format!("https://cve.example/{name}"),
+        fixed_by: "1.2".to_string(),
+        description: String::new(),
+        metadata: Some(r#"{"package":"zlib"}"#.to_string()),
+    }
+}
+
+/// The scan lifecycle: candidates, claims, results, failures, leases,
+/// rescans, re-pushes during a scan, counts and pruning.
+fn scan_chapter(store: &SqlStore) {
+    let registry = store.ensure_registry("scans.example:5000").unwrap();
+    for (repository, tag, digest) in [
+        ("a/app", "1", "sha256:d1"),
+        ("b/app", "1", "sha256:d1"),
+        ("b/app", "2", "sha256:d2"),
+    ] {
+        store
+            .upsert_tag(registry, &write(repository, tag, digest), NOW)
+            .unwrap();
+    }
+    let due = |now: i64| -> Vec<String> {
+        store
+            .scan_candidates(registry, &scan_policy(now))
+            .expect("scan_candidates")
+            .into_iter()
+            .map(|candidate| candidate.digest)
+            .collect()
+    };
+    assert_eq!(due(NOW), ["sha256:d1", "sha256:d2"]);
+    let first = &store.scan_candidates(registry, &scan_policy(NOW)).unwrap()[0];
+    assert_eq!(
+        (first.repository.as_str(), first.tag.as_str()),
+        ("a/app", "1")
+    );
+
+    // A claim covers every tag with the digest, once.
+    let claim = store
+        .claim_scan("sha256:d1", "x", &scan_policy(NOW))
+        .expect("claim_scan")
+        .unwrap();
+    assert_eq!((claim.attempts, claim.tags), (0, 2));
+    assert!(store
+        .claim_scan("sha256:d1", "y", &scan_policy(NOW))
+        .unwrap()
+        .is_none());
+    assert_eq!(due(NOW), ["sha256:d2"]);
+
+    // Results replace the digest's results and mark its tags done.
+    let results = [
+        found("CVE-2", "clair", "Low"),
+        found("CVE-1", "clair", "High"),
+        found("CVE-1", "fixture", "Critical"),
+    ];
+    assert_eq!(
+        store
+            .finish_scan("sha256:d1", "x", &results, NOW + 5)
+            .expect("finish_scan"),
+        store::ScanStored::Stored {
+            tags: 2,
+            vulnerabilities: 3
+        }
+    );
+    let image = store
+        .image_vulnerabilities(registry, "b/app", "1")
+        .expect("image_vulnerabilities")
+        .unwrap();
+    assert_eq!(image.digest, "sha256:d1");
+    assert_eq!(
+        (image.state.scanned, image.state.scanned_at),
+        (2, Some(NOW + 5))
+    );
+    let listed: Vec<(&str, &str, &str)> = image
+        .vulnerabilities
+        .iter()
+        .map(|v| (v.name.as_str(), v.scanner.as_str(), v.severity.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("CVE-1", "fixture", "Critical"),
+            ("CVE-1", "clair", "High"),
+            ("CVE-2", "clair", "Low")
+        ]
+    );
+    assert_eq!(image.vulnerabilities[0].severity_raw, "CRITICAL");
+    assert_eq!(
+        image.vulnerabilities[0].metadata.as_deref(),
+        Some(r#"{"package":"zlib"}"#)
+    );
+    assert!(store
+        .image_vulnerabilities(registry, "b/app", "nope")
+        .unwrap()
+        .is_none());
+    let counts = store.vulnerability_counts().expect("vulnerability_counts");
+    assert_eq!(
+        (
+            counts["Critical"],
+            counts["High"],
+            counts["Low"],
+            counts["Medium"]
+        ),
+        (1, 1, 1, 0)
+    );
+    // Without the claim nothing is stored.
+    assert_eq!(
+        store
+            .finish_scan("sha256:d1", "x", &results[..1], NOW)
+            .unwrap(),
+        store::ScanStored::Discarded
+    );
+
+    // Failures back off, then give up at max_attempts.
+    store
+        .claim_scan("sha256:d2", "x", &scan_policy(NOW))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .fail_scan("sha256:d2", "x", "clair answered 500", NOW + 60_000, 2)
+            .expect("fail_scan"),
+        1
+    );
+    let state = store
+        .image_vulnerabilities(registry, "b/app", "2")
+        .unwrap()
+        .unwrap()
+        .state;
+    assert_eq!(
+        (state.scanned, state.attempts, state.last_error.as_deref()),
+        (0, 1, Some("clair answered 500"))
+    );
+    assert!(due(NOW).is_empty());
+    assert_eq!(due(NOW + 60_000), ["sha256:d2"]);
+    let claim = store
+        .claim_scan("sha256:d2", "x", &scan_policy(NOW + 60_000))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.attempts, 1);
+    store
+        .fail_scan("sha256:d2", "x", "timed out", NOW + 180_000, 2)
+        .unwrap();
+    assert_eq!(
+        store
+            .image_vulnerabilities(registry, "b/app", "2")
+            .unwrap()
+            .unwrap()
+            .state
+            .scanned,
+        3
+    );
+    assert!(due(NOW + 10_000_000)
+        .iter()
+        .all(|digest| digest != "sha256:d2"));
+    assert_eq!(store.queue_counts().unwrap().tags_by_scan["failed"], 1);
+    let retry = store::ScanPolicy {
+        retry_failed: true,
+        ..scan_policy(NOW)
+    };
+    assert_eq!(
+        store.scan_candidates(registry, &retry).unwrap()[0].digest,
+        "sha256:d2"
+    );
+
+    // A lease that ran out (its daemon died) is taken again; release gives it back.
+    store
+        .claim_scan("sha256:d2", "dead", &retry)
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .claim_scan(
+            "sha256:d2",
+            "y",
+            &store::ScanPolicy {
+                now: NOW + 30_000,
+                ..retry.clone()
+            }
+        )
+        .unwrap()
+        .is_none());
+    let taken = store
+        .claim_scan(
+            "sha256:d2",
+            "y",
+            &store::ScanPolicy {
+                now: NOW + 60_000,
+                ..retry.clone()
+            },
+        )
+        .unwrap();
+    assert!(taken.is_some());
+    assert_eq!(
+        store.release_scan("sha256:d2", "y").expect("release_scan"),
+        1
+    );
+    assert_eq!(
+        store
+            .image_vulnerabilities(registry, "b/app", "2")
+            .unwrap()
+            .unwrap()
+            .state
+            .scanned,
+        0
+    );
+
+    // Done scans are due again after rescan_after; a re-push during the scan wins.
+    assert!(!due(NOW + 1000).contains(&"sha256:d1".to_string()));
+    let later = NOW + 3_600_000 + 5;
+    assert!(due(later).contains(&"sha256:d1".to_string()));
+    store
+        .claim_scan("sha256:d1", "x", &scan_policy(later))
+        .unwrap()
+        .unwrap();
+    store
+        .upsert_tag(registry, &write("a/app", "1", "sha256:d3"), later)
+        .unwrap();
+    store
+        .upsert_tag(registry, &write("b/app", "1", "sha256:d3"), later)
+        .unwrap();
+    assert_eq!(
+        store
+            .finish_scan("sha256:d1", "x", &results, later)
+            .unwrap(),
+        store::ScanStored::Discarded
+    );
+    assert_eq!(store.prune_scan_results().expect("prune_scan_results"), 3);
+    assert_eq!(store.vulnerability_counts().unwrap()["Critical"], 0);
+    assert!(store
+        .image_vulnerabilities(registry, "a/app", "1")
+        .unwrap()
+        .unwrap()
+        .vulnerabilities
+        .is_empty());
 }
 
 #[test]

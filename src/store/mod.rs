@@ -20,6 +20,7 @@ use anyhow::Context as _;
 
 pub mod migrations;
 pub mod postgres;
+pub mod scans;
 pub mod sql;
 pub mod sqlite;
 
@@ -272,6 +273,161 @@ pub trait Store: Send + Sync {
     /// The tags of one repository (all repositories when None), sorted by
     /// repository then tag.
     fn tags(&self, registry_id: i64, repository: Option<&str>) -> anyhow::Result<Vec<TagRecord>>;
+
+    /// Manifest digests of the registry due for a scan under `policy`, each
+    /// with one tag that names it; new work before rescans.
+    fn scan_candidates(
+        &self,
+        registry_id: i64,
+        policy: &ScanPolicy,
+    ) -> anyhow::Result<Vec<ScanCandidate>>;
+    /// Marks every due tag with `digest` working under `claimant`'s lease;
+    /// None when nothing with that digest is due any more.
+    fn claim_scan(
+        &self,
+        digest: &str,
+        claimant: &str,
+        policy: &ScanPolicy,
+    ) -> anyhow::Result<Option<ScanClaim>>;
+    /// Stores the results of a scan of `digest` if `claimant` still holds a
+    /// claim on one of its tags: replaces the digest's previous results and
+    /// marks its tags done, in one transaction. Otherwise stores nothing.
+    fn finish_scan(
+        &self,
+        digest: &str,
+        claimant: &str,
+        vulnerabilities: &[VulnerabilityWrite],
+        now: i64,
+    ) -> anyhow::Result<ScanStored>;
+    /// Records a failed scan of `digest`: one more attempt, the error, no
+    /// new try before `not_before`; failed for good at `max_attempts`,
+    /// else back to none. Returns the number of tags changed.
+    fn fail_scan(
+        &self,
+        digest: &str,
+        claimant: &str,
+        error: &str,
+        not_before: i64,
+        max_attempts: i64,
+    ) -> anyhow::Result<u64>;
+    /// Gives a claim back without counting an attempt.
+    fn release_scan(&self, digest: &str, claimant: &str) -> anyhow::Result<u64>;
+    /// The scan state and vulnerabilities of one tag, worst first; None
+    /// when there is no such tag.
+    fn image_vulnerabilities(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        tag: &str,
+    ) -> anyhow::Result<Option<ImageVulnerabilities>>;
+    /// Distinct vulnerabilities affecting at least one current tag, by
+    /// normalised severity (all six words present).
+    fn vulnerability_counts(&self) -> anyhow::Result<BTreeMap<String, i64>>;
+    /// Deletes the scan results of digests that no tag has any more.
+    fn prune_scan_results(&self) -> anyhow::Result<u64>;
+}
+
+/// When tags are due for a scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanPolicy {
+    /// Milliseconds since the epoch.
+    pub now: i64,
+    /// A working claim older than this is taken again (its daemon died).
+    pub lease_ms: i64,
+    /// A done scan older than this is due again; None never rescans.
+    pub rescan_after_ms: Option<i64>,
+    /// Failed tags are due too.
+    pub retry_failed: bool,
+    /// At most this many candidates.
+    pub limit: usize,
+}
+
+/// A manifest digest due for a scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanCandidate {
+    /// `sha256:...`.
+    pub digest: String,
+    /// A repository with a tag at that digest.
+    pub repository: String,
+    /// That tag.
+    pub tag: String,
+    /// The tag's manifest media type.
+    pub media_type: String,
+}
+
+/// What [`Store::claim_scan`] took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanClaim {
+    /// The digest.
+    pub digest: String,
+    /// Failed attempts so far (the most of its tags).
+    pub attempts: i64,
+    /// Tags claimed.
+    pub tags: i64,
+}
+
+/// What [`Store::finish_scan`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanStored {
+    /// Results stored and tags marked done.
+    Stored {
+        /// Tags marked done.
+        tags: u64,
+        /// Vulnerabilities stored.
+        vulnerabilities: u64,
+    },
+    /// The claim no longer held (re-push, delete, takeover): nothing stored.
+    Discarded,
+}
+
+/// One vulnerability found by one scanner, to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VulnerabilityWrite {
+    /// e.g. `CVE-2016-6301`.
+    pub name: String,
+    /// The scanner's name (`clair`, `clair4`, `adapter`, `fixture`).
+    pub scanner: String,
+    /// Normalised: Unknown, Negligible, Low, Medium, High or Critical.
+    pub severity: String,
+    /// The scanner's own word.
+    pub severity_raw: String,
+    /// Link(s), space-separated.
+    pub link: String,
+    /// Fixed-in version, may be empty.
+    pub fixed_by: String,
+    /// Description, may be empty.
+    pub description: String,
+    /// Other details as JSON text.
+    pub metadata: Option<String>,
+}
+
+/// A stored vulnerability.
+pub type VulnerabilityRecord = VulnerabilityWrite;
+
+/// The scan columns of one tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagScanState {
+    /// 0 none, 1 working, 2 done, 3 failed.
+    pub scanned: i64,
+    /// Failed attempts since the last success.
+    pub attempts: i64,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// No new try before this (milliseconds since the epoch).
+    pub not_before: Option<i64>,
+    /// When the last scan was stored.
+    pub scanned_at: Option<i64>,
+}
+
+/// One tag's scan state and vulnerabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageVulnerabilities {
+    /// The tag's manifest digest.
+    pub digest: String,
+    /// Its scan columns.
+    pub state: TagScanState,
+    /// The vulnerabilities of its digest, worst first, then by name.
+    pub vulnerabilities: Vec<VulnerabilityRecord>,
 }
 
 /// Connects to the configured database, waiting for it to answer (start-up

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::sql::{int, opt_int, opt_text, single, text};
 use super::{
-    Conn, ImageVulnerabilities, ScanCandidate, ScanClaim, ScanPolicy, ScanStored, TagScanState, Value,
-    VulnerabilityRecord, VulnerabilityWrite,
+    Conn, ImageVulnerabilities, ScanCandidate, ScanClaim, ScanPolicy, ScanStored, TagScanState,
+    Value, VulnerabilityRecord, VulnerabilityWrite,
 };
 
 /// Severity words, as stored, lowest first.
@@ -43,7 +43,11 @@ fn due_params(policy: &ScanPolicy) -> [Value; 4] {
 
 /// Digests due for a scan, each with the oldest tag naming it; new and
 /// failed-and-retried work before rescans, oldest first.
-pub fn candidates(conn: &mut dyn Conn, registry_id: i64, policy: &ScanPolicy) -> anyhow::Result<Vec<ScanCandidate>> {
+pub fn candidates(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    policy: &ScanPolicy,
+) -> anyhow::Result<Vec<ScanCandidate>> {
     let mut params = due_params(policy).to_vec();
     params.push(Value::Int(registry_id));
     params.push(Value::Int(i64::try_from(policy.limit).unwrap_or(i64::MAX)));
@@ -70,7 +74,12 @@ pub fn candidates(conn: &mut dyn Conn, registry_id: i64, policy: &ScanPolicy) ->
 
 /// Marks every due tag with `digest` working under `claimant`'s lease.
 /// None when nothing was due any more (another claimant was faster).
-pub fn claim(conn: &mut dyn Conn, digest: &str, claimant: &str, policy: &ScanPolicy) -> anyhow::Result<Option<ScanClaim>> {
+pub fn claim(
+    conn: &mut dyn Conn,
+    digest: &str,
+    claimant: &str,
+    policy: &ScanPolicy,
+) -> anyhow::Result<Option<ScanClaim>> {
     let mut params = due_params(policy).to_vec();
     params.push(txt(digest));
     params.push(txt(claimant));
@@ -169,7 +178,9 @@ fn upsert_vulnerabilities(
             let id = by_key
                 .get(&(vulnerability.name.clone(), vulnerability.scanner.clone()))
                 .copied()
-                .ok_or_else(|| anyhow::anyhow!("no id came back for vulnerability {}", vulnerability.name))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no id came back for vulnerability {}", vulnerability.name)
+                })?;
             ids.push(id);
         }
     }
@@ -199,7 +210,11 @@ pub fn finish(
     let ids = upsert_vulnerabilities(conn, &unique, now)?;
     conn.execute("DELETE FROM scan_results WHERE digest = $1", &[txt(digest)])?;
     const CHUNK: usize = 200;
-    let pairs: Vec<(i64, &str)> = ids.iter().copied().zip(unique.iter().map(|v| v.scanner.as_str())).collect();
+    let pairs: Vec<(i64, &str)> = ids
+        .iter()
+        .copied()
+        .zip(unique.iter().map(|v| v.scanner.as_str()))
+        .collect();
     for chunk in pairs.chunks(CHUNK) {
         let mut values = Vec::with_capacity(chunk.len());
         let mut params = vec![txt(digest), Value::Int(now)];
@@ -246,7 +261,13 @@ pub fn fail(
          scan_attempts = scan_attempts + 1, scan_last_error = $3, scan_not_before = $4, \
          scan_claimed_at = NULL, scan_claimant = NULL \
          WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
-        &[txt(digest), txt(claimant), txt(error), Value::Int(not_before), Value::Int(max_attempts)],
+        &[
+            txt(digest),
+            txt(claimant),
+            txt(error),
+            Value::Int(not_before),
+            Value::Int(max_attempts),
+        ],
     )
 }
 
@@ -307,7 +328,12 @@ pub fn image(
         .collect::<anyhow::Result<Vec<VulnerabilityRecord>>>()?;
     // Worst first, then by name byte-wise, then scanner; sorted here because
     // collations differ between databases.
-    let rank = |word: &str| SEVERITIES.iter().position(|known| *known == word).unwrap_or(0);
+    let rank = |word: &str| {
+        SEVERITIES
+            .iter()
+            .position(|known| *known == word)
+            .unwrap_or(0)
+    };
     vulnerabilities.sort_by(|a, b| {
         rank(&b.severity)
             .cmp(&rank(&a.severity))
@@ -324,7 +350,10 @@ pub fn image(
 /// Distinct vulnerabilities affecting at least one current tag, by
 /// severity word (all six words present).
 pub fn counts(conn: &mut dyn Conn) -> anyhow::Result<BTreeMap<String, i64>> {
-    let mut counts: BTreeMap<String, i64> = SEVERITIES.iter().map(|word| (word.to_string(), 0)).collect();
+    let mut counts: BTreeMap<String, i64> = SEVERITIES
+        .iter()
+        .map(|word| (word.to_string(), 0))
+        .collect();
     let rows = conn.query(
         "SELECT v.severity, COUNT(*) FROM vulnerabilities v WHERE v.id IN \
          (SELECT s.vulnerability_id FROM scan_results s WHERE s.digest IN (SELECT digest FROM tags)) \

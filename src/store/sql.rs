@@ -615,6 +615,73 @@ impl Store for SqlStore {
             None => "listing tags".to_string(),
         })
     }
+
+    fn scan_candidates(
+        &self,
+        registry_id: i64,
+        policy: &super::ScanPolicy,
+    ) -> anyhow::Result<Vec<super::ScanCandidate>> {
+        self.tx(|conn| super::scans::candidates(conn, registry_id, policy))
+            .context("listing images due for a scan")
+    }
+
+    fn claim_scan(
+        &self,
+        digest: &str,
+        claimant: &str,
+        policy: &super::ScanPolicy,
+    ) -> anyhow::Result<Option<super::ScanClaim>> {
+        self.tx(|conn| super::scans::claim(conn, digest, claimant, policy))
+            .with_context(|| format!("claiming {digest} for a scan"))
+    }
+
+    fn finish_scan(
+        &self,
+        digest: &str,
+        claimant: &str,
+        vulnerabilities: &[super::VulnerabilityWrite],
+        now: i64,
+    ) -> anyhow::Result<super::ScanStored> {
+        self.tx(|conn| super::scans::finish(conn, digest, claimant, vulnerabilities, now))
+            .with_context(|| format!("storing the scan of {digest}"))
+    }
+
+    fn fail_scan(
+        &self,
+        digest: &str,
+        claimant: &str,
+        error: &str,
+        not_before: i64,
+        max_attempts: i64,
+    ) -> anyhow::Result<u64> {
+        self.tx(|conn| super::scans::fail(conn, digest, claimant, error, not_before, max_attempts))
+            .with_context(|| format!("recording the failed scan of {digest}"))
+    }
+
+    fn release_scan(&self, digest: &str, claimant: &str) -> anyhow::Result<u64> {
+        self.tx(|conn| super::scans::release(conn, digest, claimant))
+            .with_context(|| format!("releasing the scan of {digest}"))
+    }
+
+    fn image_vulnerabilities(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        tag: &str,
+    ) -> anyhow::Result<Option<super::ImageVulnerabilities>> {
+        self.tx(|conn| super::scans::image(conn, registry_id, repository, tag))
+            .with_context(|| format!("reading the vulnerabilities of {repository}:{tag}"))
+    }
+
+    fn vulnerability_counts(&self) -> anyhow::Result<BTreeMap<String, i64>> {
+        self.tx(super::scans::counts)
+            .context("counting vulnerabilities")
+    }
+
+    fn prune_scan_results(&self) -> anyhow::Result<u64> {
+        self.tx(super::scans::prune)
+            .context("pruning scan results of deleted images")
+    }
 }
 
 #[cfg(test)]
