@@ -65,6 +65,30 @@ fn story(store: &SqlStore, dialect: Dialect) {
     assert_eq!(store.dialect(), dialect);
     store.ping().expect("ping");
 
+    // Transactions: an error rolls back everything done in it, and the
+    // connection stays usable after a failed statement.
+    let rolled_back = store.tx(|conn| -> anyhow::Result<()> {
+        conn.execute(
+            "INSERT INTO registries (name, hostname, created_at, updated_at) VALUES ('x', 'x', 0, 0)",
+            &[],
+        )?;
+        anyhow::bail!("stop here")
+    });
+    assert_eq!(format!("{:#}", rolled_back.unwrap_err()), "stop here");
+    let failed = store.tx(|conn| conn.execute("INSERT INTO no_such_table VALUES (1)", &[]));
+    assert!(format!("{:#}", failed.unwrap_err()).contains("no_such_table"));
+    for _ in 0..3 {
+        let rows = store
+            .tx(|conn| {
+                conn.query(
+                    "SELECT COUNT(*) FROM registries WHERE hostname = $1",
+                    &[Value::Text("x".into())],
+                )
+            })
+            .expect("counting registries");
+        assert_eq!(rows, vec![vec![Value::Int(0)]]);
+    }
+
     // Job runs: start, finish, read back, prune.
     let first = store.start_run(&run("sync-job", NOW)).expect("start_run");
     let running = store.recent_runs("sync-job", 10).expect("recent_runs");

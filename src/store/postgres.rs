@@ -1,12 +1,15 @@
 //! The PostgreSQL backend: the synchronous `postgres` crate behind an r2d2
 //! pool, driven from blocking threads (never from an async task: the driver
-//! runs its own runtime). Converts [`Value`] to and from PostgreSQL's types
-//! and turns driver errors into anyhow errors that say what was being done.
-//! This file knows nothing of the domain.
+//! runs its own runtime). Each pooled connection keeps its prepared
+//! statements, so a statement text is parsed once per connection, not once
+//! per call. Converts [`Value`] to and from PostgreSQL's types and turns
+//! driver errors into anyhow errors that say what was being done. This file
+//! knows nothing of the domain.
 //!
 //! The password is given separately from the URL and never logged. TLS is
 //! not supported yet: connections use `NoTls`, so `sslmode=require` fails.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,18 +18,54 @@ use anyhow::Context as _;
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::NoTls;
-use r2d2_postgres::PostgresConnectionManager;
 
 use super::{one_line, Backend, Conn, Dialect, Row, Value};
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Prepared statements kept per connection; past this the cache starts over
+/// (statement texts are a fixed set, so this only guards against a caller
+/// that builds texts from data).
+const STATEMENT_CACHE: usize = 256;
+
+/// Makes pooled connections for r2d2.
+struct Manager {
+    config: postgres::Config,
+}
+
+/// A pooled connection and the statements prepared on it.
+struct PooledClient {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PooledClient;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PooledClient, postgres::Error> {
+        let client = self.config.connect(NoTls)?;
+        Ok(PooledClient {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, connection: &mut PooledClient) -> Result<(), postgres::Error> {
+        connection.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, connection: &mut PooledClient) -> bool {
+        connection.client.is_closed()
+    }
+}
+
 /// A pool of connections to one PostgreSQL database.
 pub struct PostgresBackend {
     /// The URL without secrets, for messages.
     name: String,
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: r2d2::Pool<Manager>,
 }
 
 impl PostgresBackend {
@@ -56,7 +95,7 @@ impl PostgresBackend {
             .simple_query("SELECT 1")
             .map_err(|error| driver_error(error, &format!("querying {name}")))?;
         drop(client);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = Manager { config };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(0))
@@ -78,26 +117,57 @@ impl Backend for PostgresBackend {
         &self,
         work: &mut dyn FnMut(&mut dyn Conn) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let mut client = self.pool.get().map_err(|error| {
+        let mut pooled = self.pool.get().map_err(|error| {
             anyhow::anyhow!(
                 "taking a connection to {} from the pool: {error}",
                 self.name
             )
         })?;
+        let PooledClient { client, statements } = &mut *pooled;
         let transaction = client.transaction().map_err(|error| {
             driver_error(error, &format!("beginning a transaction on {}", self.name))
         })?;
-        let mut conn = PostgresConn { transaction };
-        work(&mut conn)?;
-        conn.transaction.commit().map_err(|error| {
-            driver_error(error, &format!("committing a transaction on {}", self.name))
-        })
+        let mut conn = PostgresConn {
+            transaction,
+            statements,
+        };
+        let result = work(&mut conn).and_then(|()| {
+            conn.transaction.commit().map_err(|error| {
+                driver_error(error, &format!("committing a transaction on {}", self.name))
+            })
+        });
+        if result.is_err() {
+            // Prepared statements outlive a rollback, but a failure may
+            // come from one gone stale (say, after a schema change): start
+            // over rather than keep a bad one.
+            conn.statements.clear();
+        }
+        result
     }
 }
 
 /// A connection inside a transaction.
 struct PostgresConn<'a> {
     transaction: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<String, postgres::Statement>,
+}
+
+impl PostgresConn<'_> {
+    /// The prepared statement for `sql`, preparing it on first use.
+    fn statement(&mut self, sql: &str) -> anyhow::Result<postgres::Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self
+            .transaction
+            .prepare(sql)
+            .map_err(|error| driver_error(error, &format!("preparing `{}`", one_line(sql))))?;
+        if self.statements.len() >= STATEMENT_CACHE {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
 }
 
 impl Conn for PostgresConn<'_> {
@@ -106,31 +176,17 @@ impl Conn for PostgresConn<'_> {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<u64> {
-        let params: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|value| value as &(dyn ToSql + Sync))
-            .collect();
-        let statement = self
-            .transaction
-            .prepare(sql)
-            .map_err(|error| driver_error(error, &format!("preparing `{}`", one_line(sql))))?;
+        let statement = self.statement(sql)?;
         self.transaction
-            .execute(&statement, &params)
+            .execute(&statement, &bind(params))
             .map_err(|error| driver_error(error, &format!("running `{}`", one_line(sql))))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Row>> {
-        let params: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|value| value as &(dyn ToSql + Sync))
-            .collect();
-        let statement = self
-            .transaction
-            .prepare(sql)
-            .map_err(|error| driver_error(error, &format!("preparing `{}`", one_line(sql))))?;
+        let statement = self.statement(sql)?;
         let rows = self
             .transaction
-            .query(&statement, &params)
+            .query(&statement, &bind(params))
             .map_err(|error| driver_error(error, &format!("running `{}`", one_line(sql))))?;
         rows.iter()
             .map(|row| {
@@ -149,6 +205,14 @@ impl Conn for PostgresConn<'_> {
             .batch_execute(sql)
             .map_err(|error| driver_error(error, "running a batch of statements"))
     }
+}
+
+/// Parameters as the driver takes them.
+fn bind(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|value| value as &(dyn ToSql + Sync))
+        .collect()
 }
 
 /// Reads one column as a [`Value`].
