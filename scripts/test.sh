@@ -77,11 +77,21 @@ export REGKEEPER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres
 log "PostgreSQL at $REGKEEPER_TEST_POSTGRES_URL"
 
 # --- tests --------------------------------------------------------------------
+# Every target unless the arguments pick some (`--test store`, `--lib`, ...):
+# `--all-targets` would otherwise add all the others back.
+targets=(--all-targets)
+for argument in "$@"; do
+    case "$argument" in
+        --lib | --bin | --bin=* | --bins | --test | --test=* | --tests | --example | --example=* | --examples \
+            | --bench | --bench=* | --benches | --all-targets | --doc) targets=() ;;
+    esac
+done
+
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --all-targets "$@" || status=$?
+    cargo nextest run "${targets[@]}" "$@" || status=$?
 else
     log "cargo-nextest not found; using cargo test"
-    cargo test --all-targets "$@" || status=$?
+    cargo test "${targets[@]}" "$@" || status=$?
 fi
 exit "$status"
