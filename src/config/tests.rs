@@ -1,0 +1,945 @@
+//! Unit tests of `parse`: every valid form, and every error message as a
+//! literal snapshot (one table per family of errors).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+
+use super::*;
+
+const REGISTRY: &str = "[registry]\nurl = \"http://127.0.0.1:5000\"\n";
+
+fn parse_ok(text: &str) -> Config {
+    match parse(text, Path::new("schedules.toml")) {
+        Ok(config) => config,
+        Err(error) => panic!("unexpected error: {error:#}"),
+    }
+}
+
+fn parse_env(text: &str, vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    parse_with_env(text, Path::new("schedules.toml"), &|name| {
+        vars.get(name).cloned()
+    })
+}
+
+fn error_of(text: &str) -> String {
+    match parse(text, Path::new("schedules.toml")) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+/// Checks each `(config text, expected message)` pair.
+fn assert_errors(cases: &[(&str, &str)]) {
+    let mut failures = Vec::new();
+    for (text, expected) in cases {
+        let actual = error_of(text);
+        if actual != *expected {
+            failures.push(format!(
+                "config:\n{text}\nexpected: {expected}\nactual:   {actual}\n"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn job<'a>(config: &'a Config, name: &str) -> &'a JobConfig {
+    config.job(name).unwrap_or_else(|| panic!("no job {name}"))
+}
+
+#[test]
+fn the_shipped_schedules_toml_is_valid() {
+    let config = parse_ok(include_str!("../../schedules.toml"));
+    let names: Vec<&str> = config.jobs.iter().map(|job| job.name.as_str()).collect();
+    assert_eq!(names, ["registry-events", "registry-sync", "security-scan"]);
+    let handlers: Vec<&str> = config.jobs.iter().map(|job| job.handler.name()).collect();
+    assert_eq!(handlers, ["events", "sync", "security"]);
+    assert!(
+        matches!(&config.database, Database::Sqlite { path } if path == Path::new("regkeeper.db"))
+    );
+    assert_eq!(config.registry.url.as_str(), "http://127.0.0.1:5000/");
+    assert_eq!(
+        config.notifications.listen,
+        Some("127.0.0.1:5055".parse().unwrap())
+    );
+    assert!(job(&config, "registry-events").enabled);
+    assert!(!job(&config, "security-scan").enabled);
+    assert_eq!(
+        job(&config, "registry-sync").schedule.expression,
+        "*/20 * * * * *"
+    );
+    assert!(
+        matches!(&job(&config, "registry-sync").handler, HandlerConfig::Sync(options) if options.strategy == Strategy::Initial)
+    );
+    assert!(config.security.is_empty());
+}
+
+#[test]
+fn a_config_with_only_the_registry_url_gets_every_default() {
+    let config = parse_ok(REGISTRY);
+    assert!(
+        matches!(&config.database, Database::Sqlite { path } if path == Path::new("regkeeper.db"))
+    );
+    let registry = &config.registry;
+    assert_eq!(registry.username, None);
+    assert_eq!(registry.password, None);
+    assert_eq!(registry.ca_file, None);
+    assert!(!registry.insecure_skip_tls_verify);
+    assert_eq!(registry.timeout, Duration::from_secs(30));
+    assert_eq!(registry.concurrency, 8);
+    assert_eq!(registry.catalog_page_size, 1000);
+    let notifications = &config.notifications;
+    assert_eq!(
+        notifications.listen,
+        Some("127.0.0.1:5055".parse().unwrap())
+    );
+    assert_eq!(notifications.token, None);
+    assert!(!notifications.allow_unauthenticated);
+    assert_eq!(notifications.body_limit, 1024 * 1024);
+    assert_eq!(config.daemon.grace_period, Duration::from_secs(30));
+    assert_eq!(config.daemon.keep_runs, 100);
+    assert_eq!(config.daemon.database_wait, Duration::from_secs(90));
+    assert!(config.jobs.is_empty());
+    assert!(config.security.is_empty());
+}
+
+#[test]
+fn every_key_can_be_set() {
+    let config = parse_ok(
+        r#"
+[database]
+url = "postgres://keeper@db.example:5433/regkeeper"
+password_file = "/run/secrets/db"
+pool_size = 3
+wait = "2m"
+
+[registry]
+url = "https://registry.example:5000"
+username = "keeper"
+password_file = "/run/secrets/registry"
+ca_file = "/etc/ca.pem"
+insecure_skip_tls_verify = true
+timeout = "10s"
+concurrency = 64
+catalog_page_size = 1
+
+[notifications]
+listen = "0.0.0.0:6000"
+token_file = "/run/secrets/token"
+body_limit = "512KiB"
+
+[daemon]
+grace_period = "0s"
+keep_runs = 7
+
+[jobs.ev]
+handler = "events"
+schedule = "0 */5 * * * *"
+enabled = false
+timeout = "1m"
+jitter = "3s"
+timezone = "Europe/Berlin"
+max_attempts = 3
+retain_done = "1d"
+lease = "1m"
+batch_size = 50
+backoff = "1s"
+max_backoff = "1m"
+
+[jobs.sy]
+handler = "sync"
+schedule = "0 0 3 * * * 2030"
+strategy = "update-delete"
+max_delete_fraction = 1.0
+
+[jobs.sec]
+handler = "security"
+schedule = "@hourly"
+rescan_after = "12h"
+concurrency = 4
+max_attempts = 2
+lease = "10m"
+
+[security.clair]
+server = "http://clair:6060"
+
+[security.clair4]
+enabled = false
+server = "http://clair4:6060"
+token_file = "/run/secrets/clair4"
+timeout = "1m"
+
+[security.adapter]
+server = "https://trivy:8080/"
+username = "u"
+password = "p"
+
+[security.fixture]
+file = "fixture.json"
+"#,
+    );
+    match &config.database {
+        Database::Postgres {
+            url,
+            password,
+            password_file,
+            pool_size,
+        } => {
+            assert_eq!(url, "postgres://keeper@db.example:5433/regkeeper");
+            assert_eq!(password, &None);
+            assert_eq!(password_file.as_deref(), Some(Path::new("/run/secrets/db")));
+            assert_eq!(*pool_size, 3);
+        }
+        other => panic!("not postgres: {other:?}"),
+    }
+    assert_eq!(config.daemon.database_wait, Duration::from_secs(120));
+    let registry = &config.registry;
+    assert_eq!(registry.url.as_str(), "https://registry.example:5000/");
+    assert_eq!(registry.username.as_deref(), Some("keeper"));
+    assert_eq!(
+        registry.password_file.as_deref(),
+        Some(Path::new("/run/secrets/registry"))
+    );
+    assert_eq!(registry.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+    assert!(registry.insecure_skip_tls_verify);
+    assert_eq!(registry.timeout, Duration::from_secs(10));
+    assert_eq!(registry.concurrency, 64);
+    assert_eq!(registry.catalog_page_size, 1);
+    assert_eq!(
+        config.notifications.listen,
+        Some("0.0.0.0:6000".parse().unwrap())
+    );
+    assert_eq!(
+        config.notifications.token_file.as_deref(),
+        Some(Path::new("/run/secrets/token"))
+    );
+    assert_eq!(config.notifications.body_limit, 512 * 1024);
+    assert_eq!(config.daemon.grace_period, Duration::ZERO);
+    assert_eq!(config.daemon.keep_runs, 7);
+
+    let events = job(&config, "ev");
+    assert!(!events.enabled);
+    assert_eq!(events.timeout, Some(Duration::from_secs(60)));
+    assert_eq!(events.jitter, Some(Duration::from_secs(3)));
+    assert_eq!(events.schedule.timezone, chrono_tz::Europe::Berlin);
+    let HandlerConfig::Events(options) = &events.handler else {
+        panic!("not events")
+    };
+    assert_eq!(
+        options,
+        &EventsOptions {
+            max_attempts: 3,
+            retain_done: Duration::from_secs(86400),
+            lease: Duration::from_secs(60),
+            batch_size: 50,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    );
+    let HandlerConfig::Sync(options) = &job(&config, "sy").handler else {
+        panic!("not sync")
+    };
+    assert_eq!(
+        options,
+        &SyncOptions {
+            strategy: Strategy::UpdateDelete,
+            max_delete_fraction: 1.0
+        }
+    );
+    let HandlerConfig::Security(options) = &job(&config, "sec").handler else {
+        panic!("not security")
+    };
+    assert_eq!(
+        options,
+        &SecurityOptions {
+            rescan_after: Duration::from_secs(12 * 3600),
+            concurrency: 4,
+            max_attempts: 2,
+            lease: Duration::from_secs(600),
+        }
+    );
+
+    let kinds: Vec<ScannerKind> = config.security.iter().map(|scanner| scanner.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ScannerKind::Clair,
+            ScannerKind::Clair4,
+            ScannerKind::Adapter,
+            ScannerKind::Fixture
+        ]
+    );
+    let clair = &config.security[0];
+    assert!(clair.enabled);
+    assert_eq!(clair.timeout, Duration::from_secs(900));
+    assert_eq!(
+        clair.server.as_ref().map(url::Url::as_str),
+        Some("http://clair:6060/")
+    );
+    let clair4 = &config.security[1];
+    assert!(!clair4.enabled);
+    assert_eq!(clair4.timeout, Duration::from_secs(60));
+    assert_eq!(
+        clair4.token_file.as_deref(),
+        Some(Path::new("/run/secrets/clair4"))
+    );
+    let adapter = &config.security[2];
+    assert_eq!(adapter.timeout, Duration::from_secs(300));
+    assert_eq!(adapter.username.as_deref(), Some("u"));
+    assert_eq!(adapter.password.as_deref(), Some("p"));
+    let fixture = &config.security[3];
+    assert_eq!(fixture.server, None);
+    assert_eq!(fixture.file.as_deref(), Some(Path::new("fixture.json")));
+}
+
+#[test]
+fn handler_options_default_when_absent() {
+    let config = parse_ok(&format!(
+        "{REGISTRY}
+[jobs.e]
+handler = \"events\"
+schedule = \"* * * * * *\"
+[jobs.s]
+handler = \"sync\"
+schedule = \"* * * * * *\"
+[jobs.x]
+handler = \"security\"
+schedule = \"* * * * * *\"
+"
+    ));
+    assert!(
+        matches!(&job(&config, "e").handler, HandlerConfig::Events(options) if *options == EventsOptions::default())
+    );
+    assert!(
+        matches!(&job(&config, "s").handler, HandlerConfig::Sync(options) if *options == SyncOptions::default())
+    );
+    assert!(
+        matches!(&job(&config, "x").handler, HandlerConfig::Security(options) if *options == SecurityOptions::default())
+    );
+    let e = job(&config, "e");
+    assert!(e.enabled);
+    assert_eq!(e.timeout, None);
+    assert_eq!(e.jitter, None);
+    assert_eq!(e.schedule.timezone, chrono_tz::Tz::UTC);
+    assert_eq!(
+        EventsOptions::default().retain_done,
+        Duration::from_secs(7 * 86400)
+    );
+    assert_eq!(SyncOptions::default().max_delete_fraction, 0.5);
+}
+
+#[test]
+fn jobs_keep_file_order() {
+    let config = parse_ok(&format!(
+        "{REGISTRY}
+[jobs.zeta]
+handler = \"events\"
+schedule = \"* * * * * *\"
+[jobs.alpha]
+handler = \"sync\"
+schedule = \"* * * * * *\"
+[jobs.\"mid.dle_1\"]
+handler = \"sync\"
+schedule = \"* * * * * *\"
+"
+    ));
+    let names: Vec<&str> = config.jobs.iter().map(|job| job.name.as_str()).collect();
+    assert_eq!(names, ["zeta", "alpha", "mid.dle_1"]);
+}
+
+#[test]
+fn every_strategy_parses() {
+    for strategy in Strategy::ALL {
+        let config = parse_ok(&format!(
+            "{REGISTRY}[jobs.s]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\nstrategy = \"{}\"\n",
+            strategy.name()
+        ));
+        assert!(
+            matches!(&job(&config, "s").handler, HandlerConfig::Sync(options) if options.strategy == strategy)
+        );
+    }
+}
+
+fn schedule_of(expression: &str) -> Schedule {
+    let config = parse_ok(&format!(
+        "{REGISTRY}[jobs.j]\nhandler = \"events\"\nschedule = \"{expression}\"\n"
+    ));
+    job(&config, "j").schedule.clone()
+}
+
+fn next_after(schedule: &Schedule, after: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    schedule
+        .cron
+        .find_next_occurrence(&after, false)
+        .expect("a next fire time")
+}
+
+#[test]
+fn schedules_have_seconds_and_an_optional_year() {
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+    let every_two = schedule_of("*/2 * * * * *");
+    assert_eq!(
+        next_after(&every_two, start),
+        Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 2).unwrap()
+    );
+    let with_year = schedule_of("30 15 4 1 6 * 2027");
+    assert_eq!(
+        next_after(&with_year, start),
+        Utc.with_ymd_and_hms(2027, 6, 1, 4, 15, 30).unwrap()
+    );
+    let named = schedule_of("0 0 12 * JAN-MAR MON-FRI");
+    assert_eq!(
+        next_after(&named, start),
+        Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap()
+    );
+    let nickname = schedule_of("@daily");
+    assert_eq!(
+        next_after(&nickname, start),
+        Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+    );
+    assert_eq!(schedule_of("  0 0 * * * *  ").expression, "0 0 * * * *");
+}
+
+#[test]
+fn day_of_month_and_day_of_week_combine_with_or() {
+    // Vixie cron: when both are restricted, either matching fires. 2026-03-01
+    // is a Sunday; the next Monday is the 2nd, the next 15th is later.
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 1).unwrap();
+    let schedule = schedule_of("0 0 0 15 * MON");
+    assert_eq!(
+        next_after(&schedule, start),
+        Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+    );
+    let after_monday = Utc.with_ymd_and_hms(2026, 3, 9, 0, 0, 1).unwrap();
+    assert_eq!(
+        next_after(&schedule, after_monday),
+        Utc.with_ymd_and_hms(2026, 3, 15, 0, 0, 0).unwrap()
+    );
+}
+
+#[test]
+fn database_urls() {
+    let sqlite = parse_ok(&format!(
+        "[database]\nurl = \"sqlite:///var/lib/regkeeper/db.sqlite\"\n{REGISTRY}"
+    ));
+    assert!(
+        matches!(&sqlite.database, Database::Sqlite { path } if path == Path::new("/var/lib/regkeeper/db.sqlite"))
+    );
+    let postgresql = parse_ok(&format!(
+        "[database]\nurl = \"postgresql://u@h/db\"\n{REGISTRY}"
+    ));
+    assert!(
+        matches!(&postgresql.database, Database::Postgres { url, .. } if url == "postgresql://u@h/db")
+    );
+}
+
+#[test]
+fn a_password_in_the_database_url_moves_out_of_the_url() {
+    let config = parse_ok(&format!(
+        "[database]\nurl = \"postgres://u:s%40cret@h:5432/db\"\n{REGISTRY}"
+    ));
+    match &config.database {
+        Database::Postgres { url, password, .. } => {
+            assert_eq!(url, "postgres://u@h:5432/db");
+            assert_eq!(password.as_deref(), Some("s@cret"));
+        }
+        other => panic!("not postgres: {other:?}"),
+    }
+    assert!(!format!("{config:?}").contains("cret"));
+}
+
+#[test]
+fn environment_overrides() {
+    let text = "[database]\nurl = \"sqlite://file.db\"\n[registry]\nurl = \"http://r:5000\"\nusername = \"u\"\npassword = \"inline\"\n";
+    let config = parse_env(
+        text,
+        &[
+            (ENV_DATABASE_URL, "postgres://env@127.0.0.1:5432/envdb"),
+            (ENV_DATABASE_PASSWORD, "dbsecret"),
+            (ENV_REGISTRY_PASSWORD, "regsecret"),
+            (ENV_NOTIFY_TOKEN, "Bearer t"),
+        ],
+    )
+    .unwrap();
+    match &config.database {
+        Database::Postgres { url, password, .. } => {
+            assert_eq!(url, "postgres://env@127.0.0.1:5432/envdb");
+            assert_eq!(password.as_deref(), Some("dbsecret"));
+        }
+        other => panic!("not postgres: {other:?}"),
+    }
+    assert_eq!(config.registry.password.as_deref(), Some("regsecret"));
+    assert_eq!(config.notifications.token.as_deref(), Some("Bearer t"));
+    // Without the environment, the file's values stand.
+    let plain = parse_env(text, &[]).unwrap();
+    assert!(matches!(&plain.database, Database::Sqlite { path } if path == Path::new("file.db")));
+    assert_eq!(plain.registry.password.as_deref(), Some("inline"));
+}
+
+#[test]
+fn notifications_listen_forms() {
+    let disabled = parse_ok(&format!("{REGISTRY}[notifications]\nlisten = \"\"\n"));
+    assert_eq!(disabled.notifications.listen, None);
+    let ipv6 = parse_ok(&format!(
+        "{REGISTRY}[notifications]\nlisten = \"[::1]:5055\"\n"
+    ));
+    assert_eq!(
+        ipv6.notifications.listen,
+        Some("[::1]:5055".parse().unwrap())
+    );
+    let open = parse_ok(&format!(
+        "{REGISTRY}[notifications]\nlisten = \"0.0.0.0:5055\"\nallow_unauthenticated = true\n"
+    ));
+    assert!(open.notifications.allow_unauthenticated);
+    let with_env_token = parse_env(
+        &format!("{REGISTRY}[notifications]\nlisten = \"0.0.0.0:5055\"\n"),
+        &[(ENV_NOTIFY_TOKEN, "Bearer x")],
+    )
+    .unwrap();
+    assert_eq!(
+        with_env_token.notifications.listen,
+        Some("0.0.0.0:5055".parse().unwrap())
+    );
+}
+
+#[test]
+fn body_limit_forms() {
+    for (written, bytes) in [
+        ("2048", 2048),
+        ("\"2048\"", 2048),
+        ("\"1MiB\"", 1 << 20),
+        ("\"1MB\"", 1_000_000),
+        ("\"2 KiB\"", 2048),
+        ("\"1GiB\"", 1 << 30),
+    ] {
+        let config = parse_ok(&format!(
+            "{REGISTRY}[notifications]\nbody_limit = {written}\n"
+        ));
+        assert_eq!(config.notifications.body_limit, bytes, "{written}");
+    }
+}
+
+#[test]
+fn debug_output_redacts_secrets() {
+    let config = parse_env(
+        "[database]\nurl = \"postgres://u:dbpass@h/db\"\n[registry]\nurl = \"http://r\"\nusername = \"u\"\npassword = \"regpass\"\n[security.adapter]\nserver = \"http://s\"\nusername = \"u\"\npassword = \"scanpass\"\n",
+        &[(ENV_NOTIFY_TOKEN, "Bearer notifytoken")],
+    )
+    .unwrap();
+    let debug = format!("{config:?}");
+    for secret in ["dbpass", "regpass", "scanpass", "notifytoken"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+    assert!(debug.contains("<redacted>"));
+}
+
+#[test]
+fn load_reads_secret_files_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = |name: &str, value: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value).unwrap();
+        path.display().to_string()
+    };
+    let registry_file = secret("registry", "regpass\n");
+    let token_file = secret("token", "Bearer tok\r\n");
+    let scanner_file = secret("scanner", "scantoken");
+    let config_path = dir.path().join("schedules.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[registry]\nurl = \"http://r\"\nusername = \"u\"\npassword_file = \"{registry_file}\"\n\
+             [notifications]\ntoken_file = \"{token_file}\"\n\
+             [security.adapter]\nserver = \"http://s\"\ntoken_file = \"{scanner_file}\"\n"
+        ),
+    )
+    .unwrap();
+    let config = load(&config_path).unwrap();
+    assert_eq!(config.registry.password.as_deref(), Some("regpass"));
+    assert_eq!(config.notifications.token.as_deref(), Some("Bearer tok"));
+    assert_eq!(config.security[0].token.as_deref(), Some("scantoken"));
+    assert_eq!(config.path, config_path);
+}
+
+#[test]
+fn load_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let error = format!("{:#}", load(&missing).unwrap_err());
+    assert!(
+        error.starts_with(&format!("reading {}: ", missing.display())),
+        "{error}"
+    );
+
+    let config_path = dir.path().join("schedules.toml");
+    let secret_path = dir.path().join("absent-secret");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[registry]\nurl = \"http://r\"\nusername = \"u\"\npassword_file = \"{}\"\n",
+            secret_path.display()
+        ),
+    )
+    .unwrap();
+    let error = format!("{:#}", load(&config_path).unwrap_err());
+    let expected = format!(
+        "{}: [registry] password_file: reading {}: ",
+        config_path.display(),
+        secret_path.display()
+    );
+    assert!(error.starts_with(&expected), "{error}");
+}
+
+// ---- error snapshots, one table per family ----
+
+#[test]
+fn errors_toml_syntax_and_types() {
+    assert_errors(&[
+        ("[registry\nurl = 1\n", "schedules.toml:1:10: unclosed table, expected `]`"),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nenabled = \"yes\"\n",
+            "schedules.toml:6:11: job \"j\": enabled: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\nconcurrency = \"8\"\n",
+            "schedules.toml:3:15: [registry] concurrency: invalid type: string \"8\", expected i64",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[notifications]\nbody_limit = true\n",
+            "schedules.toml:4:14: [notifications] body_limit: invalid type: boolean `true`, expected a number of bytes or text like \"1MiB\"",
+        ),
+    ]);
+}
+
+#[test]
+fn errors_unknown_keys_and_sections() {
+    assert_errors(&[
+        (
+            "[registry]\nurl = \"http://r\"\nuser = \"x\"\n",
+            "schedules.toml:3:1: [registry] unknown field `user`, expected one of `url`, `username`, `password`, `password_file`, `ca_file`, `insecure_skip_tls_verify`, `timeout`, `concurrency`, `catalog_page_size`",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nschedual = \"x\"\n",
+            "schedules.toml:6:1: job \"j\": unknown field `schedual`, expected one of `handler`, `schedule`, `enabled`, `timeout`, `jitter`, `timezone`, `max_attempts`, `retain_done`, `lease`, `batch_size`, `backoff`, `max_backoff`, `strategy`, `max_delete_fraction`, `rescan_after`, `concurrency`",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[deamon]\n",
+            "schedules.toml:3:2: unknown field `deamon`, expected one of `database`, `registry`, `notifications`, `daemon`, `jobs`, `security`",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.snyk]\nserver = \"http://s\"\n",
+            "schedules.toml:3:11: unknown scanner [security.snyk] (expected clair, clair4, adapter or fixture)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.fixture]\nfile = \"f.json\"\nurl = \"x\"\n",
+            "schedules.toml:5:1: [security.fixture] unknown field `url`, expected one of `enabled`, `server`, `timeout`, `token_file`, `username`, `password`, `file`",
+        ),
+    ]);
+}
+
+#[test]
+fn errors_jobs_handler_and_keys() {
+    assert_errors(&[
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nschedule = \"* * * * * *\"\n",
+            "schedules.toml:3:7: job \"j\": handler is required (events, sync or security)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"gc\"\nschedule = \"* * * * * *\"\n",
+            "schedules.toml:4:11: job \"j\": unknown handler \"gc\" (expected events, sync or security)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"sync\"\n",
+            "schedules.toml:3:7: job \"j\": schedule is required (cron with seconds: sec min hour dom mon dow [year], e.g. \"*/10 * * * * *\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.\"bad name\"]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\n",
+            "schedules.toml:3:7: invalid job name \"bad name\" (use letters, digits, '-', '_' and '.')",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.registry-events]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nstrategy = \"update\"\n",
+            "schedules.toml:6:12: job \"registry-events\": key strategy belongs to the \"sync\" handler, not \"events\"",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.s]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\nlease = \"1m\"\n",
+            "schedules.toml:6:9: job \"s\": key lease belongs to the \"events\" and \"security\" handler, not \"sync\"",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.s]\nhandler = \"security\"\nschedule = \"* * * * * *\"\nbatch_size = 5\n",
+            "schedules.toml:6:14: job \"s\": key batch_size belongs to the \"events\" handler, not \"security\"",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"*/20 * * * * *\"\nstrategy = \"sometimes\"\n",
+            "schedules.toml:6:12: job \"registry-sync\": unknown strategy \"sometimes\" (expected initial, on-start, update or update-delete)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.s]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\nmax_delete_fraction = 1.5\n",
+            "schedules.toml:6:23: job \"s\": max_delete_fraction 1.5 is out of range (expected 0.0 to 1.0)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.e]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nbackoff = \"1m\"\nmax_backoff = \"10s\"\n",
+            "schedules.toml:7:15: job \"e\": max_backoff (10s) is shorter than backoff (1m)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.e]\nhandler = \"events\"\nschedule = \"* * * * * *\"\ntimezone = \"Mars/Olympus\"\n",
+            "schedules.toml:6:12: job \"e\": unknown timezone \"Mars/Olympus\" (expected an IANA name like \"Europe/Berlin\" or \"UTC\")",
+        ),
+    ]);
+}
+
+#[test]
+fn errors_schedules() {
+    let job = |schedule: &str| {
+        format!("[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"{schedule}\"\n")
+    };
+    assert_errors(&[
+        (
+            &job("*/5 * * * *"),
+            "schedules.toml:5:12: job \"j\": schedule \"*/5 * * * *\" has 5 fields, but seconds come first: sec min hour dom mon dow [year] (did you mean \"0 */5 * * * *\"?)",
+        ),
+        (
+            &job("* * * *"),
+            "schedules.toml:5:12: job \"j\": schedule \"* * * *\" has 4 fields (expected 6 or 7: sec min hour dom mon dow [year])",
+        ),
+        (
+            &job(""),
+            "schedules.toml:5:12: job \"j\": schedule \"\" has 0 fields (expected 6 or 7: sec min hour dom mon dow [year])",
+        ),
+        (
+            &job("0 0 0 1 * +MON"),
+            "schedules.toml:5:12: job \"j\": schedule \"0 0 0 1 * +MON\": the '+' day-of-week modifier is not supported (day-of-month and day-of-week combine with OR when both are set)",
+        ),
+        (
+            &job("61 * * * * *"),
+            "schedules.toml:5:12: job \"j\": invalid schedule \"61 * * * * *\": second field \"61\" (Component error: Number out of bounds.)",
+        ),
+        (
+            &job("0 0 25 * * *"),
+            "schedules.toml:5:12: job \"j\": invalid schedule \"0 0 25 * * *\": hour field \"25\" (Component error: Number out of bounds.)",
+        ),
+        (
+            &job("0 0 0 * * FUNDAY"),
+            "schedules.toml:5:12: job \"j\": invalid schedule \"0 0 0 * * FUNDAY\": day-of-week field \"FUNDAY\" (Pattern contains illegal characters: CronPattern contains illegal character 'F' in part 'FUNDAY')",
+        ),
+        (
+            &job("0 0 0 * * * 1999x"),
+            "schedules.toml:5:12: job \"j\": invalid schedule \"0 0 0 * * * 1999x\": year field \"1999x\" (Pattern contains illegal characters: CronPattern contains illegal character 'X' in part '1999X')",
+        ),
+        (
+            &job("* * * * * * * *"),
+            "schedules.toml:5:12: job \"j\": schedule \"* * * * * * * *\" has 8 fields (expected 6 or 7: sec min hour dom mon dow [year])",
+        ),
+        (
+            &job("@reboot"),
+            "schedules.toml:5:12: job \"j\": invalid schedule \"@reboot\" (Invalid pattern: Pattern must have 6 or 7 fields when seconds are required and years are optional.)",
+        ),
+    ]);
+}
+
+#[test]
+fn errors_durations_and_numbers() {
+    assert_errors(&[
+        (
+            "[registry]\nurl = \"http://r\"\ntimeout = \"soon\"\n",
+            "schedules.toml:3:11: [registry] timeout: invalid duration \"soon\" (expected number at 0; write e.g. \"30s\", \"5m\", \"24h\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\ntimeout = \"30\"\n",
+            "schedules.toml:3:11: [registry] timeout: invalid duration \"30\" (time unit needed, for example 30sec or 30ms; write e.g. \"30s\", \"5m\", \"24h\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\ntimeout = \"0s\"\n",
+            "schedules.toml:3:11: [registry] timeout: duration \"0s\" must be greater than zero",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"* * * * * *\"\ntimeout = \"5 parsecs\"\n",
+            "schedules.toml:6:11: job \"j\": timeout: invalid duration \"5 parsecs\" (unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); write e.g. \"30s\", \"5m\", \"24h\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nlease = \"0s\"\n",
+            "schedules.toml:6:9: job \"j\": lease: duration \"0s\" must be greater than zero",
+        ),
+        (
+            "[database]\nwait = \"later\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:8: [database] wait: invalid duration \"later\" (expected number at 0; write e.g. \"30s\", \"5m\", \"24h\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[daemon]\ngrace_period = \"-1s\"\n",
+            "schedules.toml:4:16: [daemon] grace_period: invalid duration \"-1s\" (expected number at 0; write e.g. \"30s\", \"5m\", \"24h\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\nconcurrency = 65\n",
+            "schedules.toml:3:15: [registry] concurrency 65 is out of range (expected 1 to 64)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\ncatalog_page_size = 0\n",
+            "schedules.toml:3:21: [registry] catalog_page_size 0 is out of range (expected 1 to 1000)",
+        ),
+        (
+            "[database]\npool_size = 0\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:13: [database] pool_size 0 is out of range (expected 1 to 1000)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[daemon]\nkeep_runs = 0\n",
+            "schedules.toml:4:13: [daemon] keep_runs 0 is out of range (expected 1 to 1000000)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"security\"\nschedule = \"* * * * * *\"\nconcurrency = 0\n",
+            "schedules.toml:6:15: job \"j\": concurrency 0 is out of range (expected 1 to 64)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nmax_attempts = 0\n",
+            "schedules.toml:6:16: job \"j\": max_attempts 0 is out of range (expected 1 to 1000)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[notifications]\nbody_limit = \"1 lot\"\n",
+            "schedules.toml:4:14: [notifications] body_limit: invalid size \"1 lot\" (expected a positive number of bytes or text like \"1MiB\", \"512KiB\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[notifications]\nbody_limit = 0\n",
+            "schedules.toml:4:14: [notifications] body_limit: invalid size 0 (expected a positive number of bytes or text like \"1MiB\", \"512KiB\")",
+        ),
+    ]);
+}
+
+#[test]
+fn errors_database() {
+    assert_errors(&[
+        (
+            "[database]\nurl = \"mysql://u@h/db\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: unsupported database url \"mysql://u@h/db\" (expected sqlite://PATH or postgres://USER@HOST:PORT/DB)",
+        ),
+        (
+            "[database]\nurl = \"mysql://u:hunter2@h/db\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: unsupported database url \"mysql://u:<redacted>@h/db\" (expected sqlite://PATH or postgres://USER@HOST:PORT/DB)",
+        ),
+        (
+            "[database]\nurl = \"sqlite://\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: \"sqlite://\" names no file (write sqlite://PATH)",
+        ),
+        (
+            "[database]\nurl = \"postgres://u@h:99999/db\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: invalid database url \"postgres://u@h:99999/db\" (invalid port number)",
+        ),
+        (
+            "[database]\nurl = \"postgres:///db\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: database url \"postgres:///db\" names no host",
+        ),
+        (
+            "[database]\nurl = \"sqlite://x.db\"\npassword_file = \"/p\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:3:17: [database] password_file is only used with a postgres:// url",
+        ),
+        (
+            "[database]\nurl = \"postgres://u:p@h/db\"\npassword_file = \"/p\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: the url has a password and password_file is set too (use one)",
+        ),
+    ]);
+    let error = format!(
+        "{:#}",
+        parse_env(REGISTRY, &[(ENV_DATABASE_URL, "redis://h")]).unwrap_err()
+    );
+    assert_eq!(
+        error,
+        "schedules.toml: REGKEEPER_DATABASE_URL: url: unsupported database url \"redis://h\" (expected sqlite://PATH or postgres://USER@HOST:PORT/DB)"
+    );
+}
+
+#[test]
+fn errors_registry() {
+    assert_errors(&[
+        ("", "schedules.toml:1:1: missing [registry] section (at least url = \"http://HOST:PORT\")"),
+        ("[registry]\nusername = \"u\"\n", "schedules.toml:1:1: [registry] url is required, e.g. url = \"http://127.0.0.1:5000\""),
+        ("[registry]\nurl = \"127.0.0.1:5000\"\n", "schedules.toml:2:7: [registry] url: URL \"127.0.0.1:5000\" has no scheme (write e.g. \"http://127.0.0.1:5000\")"),
+        ("[registry]\nurl = \"localhost:5000\"\n", "schedules.toml:2:7: [registry] url: URL \"localhost:5000\" is not http:// or https://"),
+        ("[registry]\nurl = \"registry\"\n", "schedules.toml:2:7: [registry] url: URL \"registry\" has no scheme (write e.g. \"http://registry\")"),
+        ("[registry]\nurl = \"ftp://r\"\n", "schedules.toml:2:7: [registry] url: URL \"ftp://r\" is not http:// or https://"),
+        (
+            "[registry]\nurl = \"http://u:p@r\"\n",
+            "schedules.toml:2:7: [registry] url: put credentials in username and password, not in the url",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\nusername = \"u\"\npassword = \"p\"\npassword_file = \"/f\"\n",
+            "schedules.toml:4:12: [registry] password and password_file are both set (use one)",
+        ),
+        ("[registry]\nurl = \"http://r\"\npassword = \"p\"\n", "schedules.toml:3:12: [registry] password is set but username is not"),
+        ("[registry]\nurl = \"http://r\"\npassword_file = \"/f\"\n", "schedules.toml:3:17: [registry] password_file is set but username is not"),
+    ]);
+    let error = format!(
+        "{:#}",
+        parse_env(REGISTRY, &[(ENV_REGISTRY_PASSWORD, "p")]).unwrap_err()
+    );
+    assert_eq!(
+        error,
+        "schedules.toml:1:1: [registry] REGKEEPER_REGISTRY_PASSWORD is set but username is not"
+    );
+}
+
+#[test]
+fn errors_notifications() {
+    assert_errors(&[
+        (
+            "[registry]\nurl = \"http://r\"\n[notifications]\nlisten = \"localhost:5055\"\n",
+            "schedules.toml:4:10: [notifications] listen: invalid address \"localhost:5055\" (expected IP:PORT like \"127.0.0.1:5055\", or \"\" to disable the intake)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[notifications]\nlisten = \"0.0.0.0:5055\"\n",
+            "schedules.toml:4:10: [notifications] listen: 0.0.0.0:5055 is reachable from other hosts but no token is set (set token_file or REGKEEPER_NOTIFY_TOKEN, or allow_unauthenticated = true)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[notifications]\nlisten = \"[::]:5055\"\nallow_unauthenticated = false\n",
+            "schedules.toml:4:10: [notifications] listen: [::]:5055 is reachable from other hosts but no token is set (set token_file or REGKEEPER_NOTIFY_TOKEN, or allow_unauthenticated = true)",
+        ),
+    ]);
+}
+
+#[test]
+fn errors_scanners() {
+    assert_errors(&[
+        (
+            "[registry]\nurl = \"http://r\"\n[security.clair]\ntimeout = \"1m\"\n",
+            "schedules.toml:3:1: [security.clair] server is required, e.g. server = \"http://127.0.0.1:6060\"",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.adapter]\nserver = \"trivy:8080\"\n",
+            "schedules.toml:4:10: [security.adapter] server: URL \"trivy:8080\" is not http:// or https://",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.fixture]\nenabled = true\n",
+            "schedules.toml:3:1: [security.fixture] file is required (the JSON file with the reports)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.fixture]\nfile = \"f.json\"\nserver = \"http://s\"\n",
+            "schedules.toml:5:10: [security.fixture] server does not apply to the fixture scanner (it reads `file`)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.clair4]\nserver = \"http://s\"\nfile = \"f.json\"\n",
+            "schedules.toml:5:8: [security.clair4] file only applies to the fixture scanner",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.clair4]\nserver = \"http://s\"\npassword = \"p\"\n",
+            "schedules.toml:5:12: [security.clair4] password is set but username is not",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.adapter]\nserver = \"http://s\"\nusername = \"u\"\ntoken_file = \"/t\"\n",
+            "schedules.toml:6:14: [security.adapter] token_file and username are both set (use one)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.clair]\nserver = \"http://s\"\ntimeout = \"0s\"\n",
+            "schedules.toml:5:11: [security.clair] timeout: duration \"0s\" must be greater than zero",
+        ),
+    ]);
+}
+
+#[test]
+fn line_and_column_count_characters() {
+    assert_eq!(line_column("ab\ncd", 0), (1, 1));
+    assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    assert_eq!(line_column("é = 1\nx", 3), (1, 3));
+    assert_eq!(line_column("ab", 99), (1, 3));
+}
