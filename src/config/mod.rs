@@ -32,6 +32,20 @@ pub struct Config {
     pub jobs: Vec<JobConfig>,
     /// `[security.NAME]`: the vulnerability scanners, in file order.
     pub security: Vec<ScannerConfig>,
+    /// Where secrets are read from (`*_file` keys).
+    pub secret_files: SecretFiles,
+}
+
+/// The `*_file` keys of secrets, as written. [`parse`] only records them;
+/// [`load`] reads each into its secret unless the environment set it.
+#[derive(Debug, Clone, Default)]
+pub struct SecretFiles {
+    /// `[database] password_file`, into `Database::Postgres::password`.
+    pub database_password: Option<PathBuf>,
+    /// `[registry] password_file`, into `RegistryConfig::password`.
+    pub registry_password: Option<PathBuf>,
+    /// `[notifications] token_file`, into `NotificationsConfig::token`.
+    pub notify_token: Option<PathBuf>,
 }
 
 impl Config {
@@ -56,8 +70,6 @@ pub enum Database {
         /// From REGKEEPER_DATABASE_PASSWORD, `password_file` or the URL;
         /// never logged.
         password: Option<String>,
-        /// `password_file` as written; [`load`] reads it into `password`.
-        password_file: Option<PathBuf>,
         /// Connections in the pool.
         pool_size: u32,
     },
@@ -70,13 +82,11 @@ impl std::fmt::Debug for Database {
             Database::Postgres {
                 url,
                 password,
-                password_file,
                 pool_size,
             } => f
                 .debug_struct("Postgres")
                 .field("url", url)
                 .field("password", &password.as_ref().map(|_| "<redacted>"))
-                .field("password_file", password_file)
                 .field("pool_size", pool_size)
                 .finish(),
         }
@@ -92,8 +102,6 @@ pub struct RegistryConfig {
     pub username: Option<String>,
     /// Password (from `password`, `password_file` or REGKEEPER_REGISTRY_PASSWORD); never logged.
     pub password: Option<String>,
-    /// `password_file` as written; [`load`] reads it into `password`.
-    pub password_file: Option<PathBuf>,
     /// Extra CA certificates (PEM).
     pub ca_file: Option<PathBuf>,
     /// Skip TLS verification (explicit opt-in).
@@ -112,7 +120,6 @@ impl std::fmt::Debug for RegistryConfig {
             .field("url", &self.url.as_str())
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("password_file", &self.password_file)
             .field("ca_file", &self.ca_file)
             .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
             .field("timeout", &self.timeout)
@@ -129,8 +136,6 @@ pub struct NotificationsConfig {
     pub listen: Option<std::net::SocketAddr>,
     /// The exact `Authorization` header value required; never logged.
     pub token: Option<String>,
-    /// `token_file` as written; [`load`] reads it into `token`.
-    pub token_file: Option<PathBuf>,
     /// Allow a non-loopback `listen` without a token.
     pub allow_unauthenticated: bool,
     /// Largest accepted body.
@@ -142,7 +147,6 @@ impl std::fmt::Debug for NotificationsConfig {
         f.debug_struct("NotificationsConfig")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("token_file", &self.token_file)
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("body_limit", &self.body_limit)
             .finish()
@@ -386,7 +390,6 @@ impl std::fmt::Debug for ScannerConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("token_file", &self.token_file)
             .field("file", &self.file)
             .finish()
     }
@@ -442,11 +445,9 @@ pub fn parse_with_env(
 /// already provided that secret. A trailing newline is dropped.
 fn read_secret_files(config: &mut Config) -> anyhow::Result<()> {
     let file = config.path.display().to_string();
-    if let Database::Postgres {
-        password,
-        password_file: Some(secret_path),
-        ..
-    } = &mut config.database
+    let secret_files = config.secret_files.clone();
+    if let (Database::Postgres { password, .. }, Some(secret_path)) =
+        (&mut config.database, &secret_files.database_password)
     {
         if password.is_none() {
             *password = Some(
@@ -455,16 +456,14 @@ fn read_secret_files(config: &mut Config) -> anyhow::Result<()> {
             );
         }
     }
-    if let (None, Some(secret_path)) = (&config.registry.password, &config.registry.password_file) {
+    if let (None, Some(secret_path)) = (&config.registry.password, &secret_files.registry_password)
+    {
         config.registry.password = Some(
             read_secret(secret_path)
                 .with_context(|| format!("{file}: [registry] password_file"))?,
         );
     }
-    if let (None, Some(secret_path)) = (
-        &config.notifications.token,
-        &config.notifications.token_file,
-    ) {
+    if let (None, Some(secret_path)) = (&config.notifications.token, &secret_files.notify_token) {
         config.notifications.token = Some(
             read_secret(secret_path)
                 .with_context(|| format!("{file}: [notifications] token_file"))?,
@@ -619,7 +618,27 @@ impl Checker<'_> {
             Some(jobs) => self.jobs(jobs)?,
             None => Vec::new(),
         };
+        let path_of =
+            |value: Option<&Spanned<String>>| value.map(|value| PathBuf::from(value.get_ref()));
+        let secret_files = SecretFiles {
+            database_password: path_of(
+                raw.database
+                    .as_ref()
+                    .and_then(|database| database.get_ref().password_file.as_ref()),
+            ),
+            registry_password: path_of(
+                raw.registry
+                    .as_ref()
+                    .and_then(|registry| registry.get_ref().password_file.as_ref()),
+            ),
+            notify_token: path_of(
+                raw.notifications
+                    .as_ref()
+                    .and_then(|notifications| notifications.get_ref().token_file.as_ref()),
+            ),
+        };
         Ok(Config {
+            secret_files,
             path: path.to_path_buf(),
             database,
             registry,
@@ -704,7 +723,6 @@ impl Checker<'_> {
         Ok(Database::Postgres {
             url: url.to_string(),
             password,
-            password_file: password_file.map(|file| PathBuf::from(file.get_ref())),
             pool_size: pool_size as u32,
         })
     }
@@ -753,10 +771,6 @@ impl Checker<'_> {
             .password
             .as_ref()
             .map(|password| password.get_ref().clone());
-        let password_file = registry
-            .password_file
-            .as_ref()
-            .map(|file| PathBuf::from(file.get_ref()));
         if let Some(from_env) = env(ENV_REGISTRY_PASSWORD) {
             password = Some(from_env);
         }
@@ -808,7 +822,6 @@ impl Checker<'_> {
             url,
             username,
             password,
-            password_file,
             ca_file: registry
                 .ca_file
                 .as_ref()
@@ -888,7 +901,6 @@ impl Checker<'_> {
         Ok(NotificationsConfig {
             listen,
             token,
-            token_file: token_file.map(|file| PathBuf::from(file.get_ref())),
             allow_unauthenticated,
             body_limit,
         })

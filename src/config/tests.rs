@@ -188,22 +188,24 @@ file = "fixture.json"
         Database::Postgres {
             url,
             password,
-            password_file,
             pool_size,
         } => {
             assert_eq!(url, "postgres://keeper@db.example:5433/regkeeper");
             assert_eq!(password, &None);
-            assert_eq!(password_file.as_deref(), Some(Path::new("/run/secrets/db")));
             assert_eq!(*pool_size, 3);
         }
         other => panic!("not postgres: {other:?}"),
     }
+    assert_eq!(
+        config.secret_files.database_password.as_deref(),
+        Some(Path::new("/run/secrets/db"))
+    );
     assert_eq!(config.daemon.database_wait, Duration::from_secs(120));
     let registry = &config.registry;
     assert_eq!(registry.url.as_str(), "https://registry.example:5000/");
     assert_eq!(registry.username.as_deref(), Some("keeper"));
     assert_eq!(
-        registry.password_file.as_deref(),
+        config.secret_files.registry_password.as_deref(),
         Some(Path::new("/run/secrets/registry"))
     );
     assert_eq!(registry.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
@@ -216,7 +218,7 @@ file = "fixture.json"
         Some("0.0.0.0:6000".parse().unwrap())
     );
     assert_eq!(
-        config.notifications.token_file.as_deref(),
+        config.secret_files.notify_token.as_deref(),
         Some(Path::new("/run/secrets/token"))
     );
     assert_eq!(config.notifications.body_limit, 512 * 1024);
@@ -451,7 +453,7 @@ fn a_password_in_the_database_url_moves_out_of_the_url() {
         }
         other => panic!("not postgres: {other:?}"),
     }
-    assert!(!format!("{config:?}").contains("cret"));
+    assert!(!format!("{config:?}").contains("s@cret"));
 }
 
 #[test]
