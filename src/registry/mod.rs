@@ -7,10 +7,12 @@
 use std::fmt;
 use std::time::Duration;
 
+pub mod auth;
 mod client;
 pub mod manifest;
+pub mod parse;
 
-pub use client::Client;
+pub use client::{Client, RetryPolicy};
 pub use manifest::{Descriptor, Manifest, ManifestHead, Platform, PlatformManifest};
 
 /// Media types sent in `Accept` for every manifest request.
