@@ -1,12 +1,17 @@
 //! The registry client against a real docker-registry in anonymous, htpasswd
-//! and token mode, plus tiny local servers of ours for failures (stalls,
-//! 5xx, malformed bodies).
+//! and token mode, plus tiny local servers of ours for failures a real
+//! registry cannot show on demand (stalls, 5xx, 429, malformed bodies).
+//! The `support_*` tests check the test support itself.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::registry::{Auth, Notifications, Options, Reply, ScriptedServer, TestRegistry};
+use regkeeper::registry::{Client, RegistryError};
+use support::registry::{
+    free_port, Auth, Notifications, Options, Reply, ScriptedServer, TestRegistry, TokenPolicy,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+};
 
 #[test]
 fn support_pushes_every_image_kind_anonymously() {
@@ -93,4 +98,745 @@ fn support_configures_notifications_with_authorization() {
         )
     });
     assert_eq!(found.header("authorization"), Some("Token abc"));
+}
+
+// ---------------------------------------------------------------------------
+// The client against a real registry, anonymous.
+
+fn client(config: &regkeeper::config::RegistryConfig) -> Client {
+    Client::new(config).expect("building the client")
+}
+
+fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values
+}
+
+#[test]
+fn anonymous_catalog_tags_head_and_get() {
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_image("a/b/c", "v1");
+    registry.tag("a/b/c", "v1", "v2");
+    let client = client(&registry.client_config());
+    client.ping().expect("ping");
+    assert_eq!(client.catalog().expect("catalog"), vec!["a/b/c"]);
+    assert_eq!(
+        sorted(client.tags("a/b/c").expect("tags").expect("some tags")),
+        vec!["v1", "v2"]
+    );
+    let head = client.head_manifest("a/b/c", "v1").expect("head");
+    assert_eq!(head.digest, image.digest);
+    assert_eq!(head.media_type, DOCKER_MANIFEST);
+    assert_eq!(head.size, image.manifest.len() as i64);
+    let manifest = client.manifest("a/b/c", "v2").expect("manifest");
+    assert_eq!(manifest.digest, image.digest);
+    assert_eq!(manifest.media_type, DOCKER_MANIFEST);
+    assert_eq!(manifest.image_id, image.image_id);
+    assert_eq!(manifest.size, image.size);
+    let layers: Vec<(String, i64)> = manifest
+        .layers
+        .iter()
+        .map(|layer| (layer.digest.clone(), layer.size))
+        .collect();
+    assert_eq!(layers, image.layers);
+    let by_digest = client
+        .manifest("a/b/c", &image.digest)
+        .expect("manifest by digest");
+    assert_eq!(by_digest.digest, image.digest);
+    assert!(client.requests_made() >= 6);
+}
+
+#[test]
+fn catalog_pages_with_small_n_and_nested_names() {
+    let registry = TestRegistry::anonymous();
+    let names = ["ns/app0", "ns/app1", "ns/app10", "ns/app2", "solo"];
+    for name in names {
+        registry.push_image(name, "v1");
+    }
+    let mut config = registry.client_config();
+    config.catalog_page_size = 2;
+    let client = client(&config);
+    assert_eq!(client.catalog().expect("catalog"), names);
+    // Three pages of at most 2; the last page has no Link.
+    assert_eq!(client.requests_made(), 3);
+}
+
+#[test]
+fn tags_of_an_emptied_repository_are_none() {
+    let registry = TestRegistry::anonymous();
+    registry.push_image("ns/gone", "v1");
+    registry.push_image("ns/gone", "v2");
+    registry.empty_repository("ns/gone");
+    let client = client(&registry.client_config());
+    assert_eq!(client.tags("ns/gone").expect("tags"), None);
+    assert_eq!(client.catalog().expect("catalog"), vec!["ns/gone"]);
+}
+
+#[test]
+fn unknown_repository_and_manifest_are_not_found_with_codes() {
+    let registry = TestRegistry::anonymous();
+    registry.push_image("ns/app", "v1");
+    let client = client(&registry.client_config());
+    match client.tags("ns/nope") {
+        Err(RegistryError::NotFound { code, .. }) => {
+            assert_eq!(code.as_deref(), Some("NAME_UNKNOWN"))
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match client.manifest("ns/app", "nope") {
+        Err(RegistryError::NotFound { code, .. }) => {
+            assert_eq!(code.as_deref(), Some("MANIFEST_UNKNOWN"))
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(matches!(
+        client.head_manifest("ns/app", "nope"),
+        Err(RegistryError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn every_accept_type_head_and_get_agree() {
+    let registry = TestRegistry::anonymous();
+    let docker = registry.push_image("types", "docker");
+    let oci = registry.push_oci_image("types", "oci");
+    let index = registry.push_oci_index("types", "index");
+    let list = registry.push_index_of("types", "list", DOCKER_MANIFEST_LIST);
+    let client = client(&registry.client_config());
+    for (tag, digest, media_type) in [
+        ("docker", &docker.digest, DOCKER_MANIFEST),
+        ("oci", &oci.digest, OCI_MANIFEST),
+        ("index", &index.digest, OCI_INDEX),
+        ("list", &list.digest, DOCKER_MANIFEST_LIST),
+    ] {
+        let head = client.head_manifest("types", tag).expect("head");
+        let manifest = client.manifest("types", tag).expect("manifest");
+        assert_eq!(
+            (&head.digest, head.media_type.as_str()),
+            (digest, media_type),
+            "HEAD of {tag}"
+        );
+        assert_eq!(
+            (&manifest.digest, manifest.media_type.as_str()),
+            (digest, media_type),
+            "GET of {tag}"
+        );
+    }
+    let oci_manifest = client.manifest("types", "oci").expect("oci");
+    assert_eq!(
+        (oci_manifest.image_id.as_str(), oci_manifest.size),
+        (oci.image_id.as_str(), oci.size)
+    );
+    let index_manifest = client.manifest("types", "index").expect("index");
+    assert!(index_manifest.is_index());
+    let platforms: Vec<(String, String, Option<String>)> = index_manifest
+        .children
+        .iter()
+        .map(|child| {
+            let platform = child.platform.clone().expect("platform");
+            (platform.os, platform.architecture, platform.variant)
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        vec![
+            ("linux".into(), "amd64".into(), None),
+            ("linux".into(), "arm64".into(), Some("v8".into()))
+        ]
+    );
+    let child_sizes: i64 = index
+        .children
+        .iter()
+        .map(|(_, _, image)| image.manifest.len() as i64)
+        .sum();
+    assert_eq!(index_manifest.size, child_sizes);
+    let child = client
+        .manifest("types", &index.children[1].2.digest)
+        .expect("child by digest");
+    assert_eq!(child.image_id, index.children[1].2.image_id);
+}
+
+#[test]
+fn delete_by_digest_then_again_is_not_found() {
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_image("ns/app", "v1");
+    registry.tag("ns/app", "v1", "v2");
+    let keep = registry.push_image("ns/app", "keep");
+    let client = client(&registry.client_config());
+    client
+        .delete_manifest("ns/app", &image.digest)
+        .expect("delete");
+    assert_eq!(
+        client.tags("ns/app").expect("tags"),
+        Some(vec!["keep".to_string()])
+    );
+    assert!(matches!(
+        client.head_manifest("ns/app", &image.digest),
+        Err(RegistryError::NotFound { .. })
+    ));
+    match client.delete_manifest("ns/app", &image.digest) {
+        Err(RegistryError::NotFound { code, .. }) => {
+            assert_eq!(code.as_deref(), Some("MANIFEST_UNKNOWN"))
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        client.head_manifest("ns/app", "keep").expect("kept").digest,
+        keep.digest
+    );
+}
+
+#[test]
+fn map_concurrent_keeps_input_order_against_the_registry() {
+    let registry = TestRegistry::anonymous();
+    let mut expected = Vec::new();
+    for index in 0..6 {
+        expected.push(registry.push_image("ns/app", &format!("t{index}")).digest);
+    }
+    let client = client(&registry.client_config());
+    let tags: Vec<String> = (0..6).map(|index| format!("t{index}")).collect();
+    let digests = client.map_concurrent(tags, |tag| {
+        client.head_manifest("ns/app", &tag).map(|head| head.digest)
+    });
+    let digests: Vec<String> = digests
+        .into_iter()
+        .map(|digest| digest.expect("head"))
+        .collect();
+    assert_eq!(digests, expected);
+    let empty: Vec<u32> = client.map_concurrent(Vec::<u32>::new(), |value| value);
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn anonymous_pull_authorization_is_none_and_blob_url_serves_the_blob() {
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_image("ns/app", "v1");
+    let client = client(&registry.client_config());
+    assert_eq!(
+        client
+            .pull_authorization("ns/app")
+            .expect("pull authorization"),
+        None
+    );
+    let url = client.blob_url("ns/app", &image.config_digest);
+    assert_eq!(
+        url,
+        format!("{}/v2/ns/app/blobs/{}", registry.url, image.config_digest)
+    );
+    let status = ureq::get(&url).call().expect("blob GET").status().as_u16();
+    assert_eq!(status, 200);
+}
+
+// ---------------------------------------------------------------------------
+// htpasswd (Basic).
+
+fn htpasswd_registry() -> TestRegistry {
+    TestRegistry::start(Options {
+        auth: Auth::htpasswd("alice", "secret"),
+        ..Options::default()
+    })
+}
+
+#[test]
+fn htpasswd_client_answers_the_basic_challenge() {
+    let registry = htpasswd_registry();
+    let image = registry.push_image("ns/app", "v1");
+    let client = client(&registry.client_config());
+    client.ping().expect("ping");
+    assert_eq!(client.catalog().expect("catalog"), vec!["ns/app"]);
+    assert_eq!(
+        client.tags("ns/app").expect("tags"),
+        Some(vec!["v1".to_string()])
+    );
+    assert_eq!(
+        client.head_manifest("ns/app", "v1").expect("head").digest,
+        image.digest
+    );
+    assert_eq!(
+        client.manifest("ns/app", "v1").expect("manifest").digest,
+        image.digest
+    );
+    let authorization = client
+        .pull_authorization("ns/app")
+        .expect("pull authorization")
+        .expect("some");
+    assert!(authorization.starts_with("Basic "));
+    let blob = ureq::get(&client.blob_url("ns/app", &image.config_digest))
+        .header("Authorization", &authorization)
+        .call()
+        .expect("blob GET");
+    assert_eq!(blob.status().as_u16(), 200);
+    client
+        .delete_manifest("ns/app", &image.digest)
+        .expect("delete");
+}
+
+#[test]
+fn htpasswd_wrong_password_is_unauthorized() {
+    let registry = htpasswd_registry();
+    registry.push_image("ns/app", "v1");
+    let mut config = registry.client_config();
+    config.password = Some("wrong".into());
+    let client = client(&config);
+    match client.tags("ns/app") {
+        Err(RegistryError::Unauthorized { message, .. }) => {
+            assert!(message.contains("refused"), "{message}");
+            assert!(!message.contains("wrong"), "the password leaked: {message}");
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    let error = client.catalog().expect_err("catalog with a wrong password");
+    assert!(!format!("{error} {error:?} {client:?}").contains("wrong"));
+}
+
+#[test]
+fn htpasswd_without_credentials_is_unauthorized() {
+    let registry = htpasswd_registry();
+    let mut config = registry.client_config();
+    config.username = None;
+    config.password = None;
+    let client = client(&config);
+    assert!(matches!(
+        client.catalog(),
+        Err(RegistryError::Unauthorized { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------
+// Token auth.
+
+fn token_registry(policy: TokenPolicy) -> TestRegistry {
+    TestRegistry::start(Options {
+        auth: Auth::Token(policy),
+        ..Options::default()
+    })
+}
+
+#[test]
+fn token_auth_every_endpoint_with_cached_tokens() {
+    let registry = token_registry(TokenPolicy::full("alice", "secret"));
+    let image = registry.push_image("ns/app", "v1");
+    let index = registry.push_oci_index("a/b/c", "multi");
+    let client = client(&registry.client_config());
+    client.ping().expect("ping");
+    assert_eq!(client.catalog().expect("catalog"), vec!["a/b/c", "ns/app"]);
+    assert_eq!(
+        client.tags("ns/app").expect("tags"),
+        Some(vec!["v1".to_string()])
+    );
+    assert_eq!(
+        client.head_manifest("ns/app", "v1").expect("head").digest,
+        image.digest
+    );
+    assert_eq!(
+        client.manifest("a/b/c", "multi").expect("index").digest,
+        index.digest
+    );
+    let server = registry.token_server.as_ref().expect("token server");
+    let issued = server.tokens_issued();
+    // Same scopes again: every token comes from the cache.
+    let before = client.requests_made();
+    client.catalog().expect("catalog again");
+    client.tags("ns/app").expect("tags again");
+    client.manifest("ns/app", "v1").expect("manifest again");
+    client.manifest("a/b/c", "multi").expect("index again");
+    assert_eq!(server.tokens_issued(), issued);
+    assert_eq!(
+        client.requests_made() - before,
+        4,
+        "no challenge round trips once tokens are cached"
+    );
+    let requests = server.requests();
+    assert!(requests
+        .iter()
+        .all(|request| request.with_credentials && request.account.as_deref() == Some("alice")));
+    assert!(requests
+        .iter()
+        .all(|request| request.service.as_deref() == Some(support::registry::TOKEN_SERVICE)));
+    let scopes: Vec<String> = requests
+        .iter()
+        .flat_map(|request| request.scopes.clone())
+        .collect();
+    for scope in [
+        "registry:catalog:*",
+        "repository:ns/app:pull",
+        "repository:a/b/c:pull",
+    ] {
+        assert!(
+            scopes.iter().any(|seen| seen == scope),
+            "{scope} not requested: {scopes:?}"
+        );
+    }
+    client
+        .delete_manifest("ns/app", &image.digest)
+        .expect("delete");
+    assert!(server.requests().iter().any(|request| request
+        .scopes
+        .iter()
+        .any(|scope| scope == "repository:ns/app:delete")));
+}
+
+#[test]
+fn token_auth_wrong_password_is_unauthorized_naming_the_scope() {
+    let registry = token_registry(TokenPolicy::full("alice", "secret"));
+    registry.push_image("ns/app", "v1");
+    let mut config = registry.client_config();
+    config.password = Some("wrong".into());
+    let client = client(&config);
+    match client.tags("ns/app") {
+        Err(RegistryError::Unauthorized { scope, message }) => {
+            assert_eq!(scope.as_deref(), Some("repository:ns/app:pull"));
+            assert!(message.contains("token realm refused"), "{message}");
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+}
+
+#[test]
+fn token_auth_missing_scope_is_unauthorized_insufficient_scope() {
+    let mut policy = TokenPolicy::full("alice", "secret");
+    policy.user_actions = vec!["pull".into()];
+    policy.user_catalog = false;
+    let registry = token_registry(policy);
+    let image = registry.push_image("ns/app", "v1");
+    let client = client(&registry.client_config());
+    assert_eq!(
+        client
+            .manifest("ns/app", "v1")
+            .expect("pull is granted")
+            .digest,
+        image.digest
+    );
+    match client.delete_manifest("ns/app", &image.digest) {
+        Err(RegistryError::Unauthorized { scope, message }) => {
+            assert_eq!(scope.as_deref(), Some("repository:ns/app:delete"));
+            assert!(message.contains("insufficient_scope"), "{message}");
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    match client.catalog() {
+        Err(RegistryError::Unauthorized { scope, .. }) => {
+            assert_eq!(scope.as_deref(), Some("registry:catalog:*"))
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    assert_eq!(
+        client
+            .head_manifest("ns/app", "v1")
+            .expect("still there")
+            .digest,
+        image.digest
+    );
+}
+
+#[test]
+fn token_auth_anonymous_pull_without_credentials() {
+    let mut policy = TokenPolicy::full("alice", "secret");
+    policy.anonymous_actions = vec!["pull".into()];
+    let registry = token_registry(policy);
+    let image = registry.push_image("ns/app", "v1");
+    let mut config = registry.client_config();
+    config.username = None;
+    config.password = None;
+    let client = client(&config);
+    assert_eq!(
+        client
+            .manifest("ns/app", "v1")
+            .expect("anonymous pull")
+            .digest,
+        image.digest
+    );
+    assert!(matches!(
+        client.catalog(),
+        Err(RegistryError::Unauthorized { .. })
+    ));
+    let server = registry.token_server.as_ref().expect("token server");
+    let anonymous = server
+        .requests()
+        .into_iter()
+        .filter(|request| !request.with_credentials)
+        .collect::<Vec<_>>();
+    assert!(!anonymous.is_empty());
+    assert!(anonymous.iter().all(|request| request.account.is_none()));
+}
+
+#[test]
+fn token_pull_authorization_lets_a_scanner_fetch_blobs() {
+    let registry = token_registry(TokenPolicy::full("alice", "secret"));
+    let image = registry.push_image("ns/app", "v1");
+    let client = client(&registry.client_config());
+    let authorization = client
+        .pull_authorization("ns/app")
+        .expect("pull authorization")
+        .expect("some");
+    assert!(authorization.starts_with("Bearer "));
+    let url = client.blob_url("ns/app", &image.layers[0].0);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    assert_eq!(
+        agent.get(&url).call().expect("blob GET").status().as_u16(),
+        401
+    );
+    let with_token = agent
+        .get(&url)
+        .header("Authorization", &authorization)
+        .call()
+        .expect("blob GET");
+    assert_eq!(with_token.status().as_u16(), 200);
+}
+
+// ---------------------------------------------------------------------------
+// Failures, with tiny local servers of ours.
+
+const TAGS_BODY: &str = r#"{"name":"ns/app","tags":["v1"]}"#;
+
+#[test]
+fn registry_down_is_a_transport_error_after_retries() {
+    let port = free_port();
+    let mut config = ScriptedServer::start(vec![]).client_config();
+    config.url = url::Url::parse(&format!("http://127.0.0.1:{port}")).expect("url");
+    let client = client(&config);
+    match client.tags("ns/app") {
+        Err(RegistryError::Transport(message)) => {
+            assert!(message.contains(&port.to_string()), "{message}")
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert_eq!(client.requests_made(), 3);
+}
+
+#[test]
+fn slow_registry_times_out() {
+    let server = ScriptedServer::start(vec![
+        Reply::json(200, TAGS_BODY).delayed(Duration::from_secs(30))
+    ]);
+    let mut config = server.client_config();
+    config.timeout = Duration::from_millis(300);
+    let client = client(&config);
+    let started = Instant::now();
+    match client.tags("ns/app") {
+        Err(RegistryError::Transport(message)) => {
+            assert!(message.to_lowercase().contains("time"), "{message}")
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the client waited for the stalled answer"
+    );
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
+fn server_errors_then_success_is_retried() {
+    let server = ScriptedServer::start(vec![
+        Reply::json(
+            503,
+            r#"{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}"#,
+        ),
+        Reply::json(500, "oops"),
+        Reply::json(200, TAGS_BODY),
+    ]);
+    let client = client(&server.client_config());
+    assert_eq!(
+        client.tags("ns/app").expect("tags after retries"),
+        Some(vec!["v1".to_string()])
+    );
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
+fn server_errors_beyond_the_attempts_are_typed() {
+    let server = ScriptedServer::start(vec![Reply::json(
+        502,
+        r#"{"errors":[{"code":"UNKNOWN","message":"unknown error"}]}"#,
+    )]);
+    let client = client(&server.client_config());
+    match client.tags("ns/app") {
+        Err(RegistryError::Server { status, message }) => {
+            assert_eq!((status, message.as_str()), (502, "unknown error"))
+        }
+        other => panic!("expected Server, got {other:?}"),
+    }
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
+fn rate_limited_honours_retry_after() {
+    let server = ScriptedServer::start(vec![
+        Reply::json(
+            429,
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+        )
+        .header("Retry-After", "1"),
+        Reply::json(200, TAGS_BODY),
+    ]);
+    let client = client(&server.client_config());
+    assert_eq!(
+        client.tags("ns/app").expect("tags after 429"),
+        Some(vec!["v1".to_string()])
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn rate_limited_with_a_long_retry_after_is_returned_at_once() {
+    let server = ScriptedServer::start(vec![Reply::json(429, "{}").header("Retry-After", "3600")]);
+    let client = client(&server.client_config());
+    assert_eq!(
+        client.tags("ns/app"),
+        Err(RegistryError::RateLimited {
+            retry_after: Some(Duration::from_secs(3600))
+        })
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn delete_is_not_retried_on_server_error() {
+    let server = ScriptedServer::start(vec![Reply::json(500, "{}")]);
+    let client = client(&server.client_config());
+    let digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    assert!(matches!(
+        client.delete_manifest("ns/app", digest),
+        Err(RegistryError::Server { status: 500, .. })
+    ));
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(server.requests()[0].method, "DELETE");
+}
+
+#[test]
+fn delete_with_deletion_disabled_is_not_found_unsupported() {
+    let server = ScriptedServer::start(vec![Reply::json(
+        405,
+        r#"{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}"#,
+    )]);
+    let client = client(&server.client_config());
+    let digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    match client.delete_manifest("ns/app", digest) {
+        Err(RegistryError::NotFound { code, .. }) => {
+            assert_eq!(code.as_deref(), Some("UNSUPPORTED"))
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+#[test]
+fn malformed_manifest_body_names_repository_and_reference() {
+    let server = ScriptedServer::start(vec![Reply::json(
+        200,
+        r#"{"schemaVersion": 2, "config": {"#,
+    )
+    .header("Content-Type", DOCKER_MANIFEST)
+    .header(
+        "Docker-Content-Digest",
+        "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+    )]);
+    let client = client(&server.client_config());
+    match client.manifest("ns/app", "v1") {
+        Err(RegistryError::Malformed(message)) => {
+            assert!(message.contains("ns/app:v1"), "{message}")
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+}
+
+#[test]
+fn manifest_whose_body_does_not_match_its_digest_is_malformed() {
+    let body = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:ab","size":1},"layers":[]}"#;
+    let server = ScriptedServer::start(vec![Reply::json(200, body)
+        .header("Content-Type", OCI_MANIFEST)
+        .header(
+            "Docker-Content-Digest",
+            "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        )]);
+    let client = client(&server.client_config());
+    match client.manifest("ns/app", "v1") {
+        Err(RegistryError::Malformed(message)) => {
+            assert!(message.contains("mismatch"), "{message}")
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+}
+
+#[test]
+fn requests_carry_user_agent_and_every_manifest_type_in_accept() {
+    let body = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:ab","size":1},"layers":[]}"#;
+    let server = ScriptedServer::start(vec![
+        Reply::json(200, body).header("Content-Type", OCI_MANIFEST)
+    ]);
+    let client = client(&server.client_config());
+    let manifest = client.manifest("ns/app", "v1").expect("manifest");
+    assert_eq!(
+        manifest.digest,
+        support::registry::sha256_digest(body.as_bytes())
+    );
+    let request = &server.requests()[0];
+    assert_eq!(request.path(), "/v2/ns/app/manifests/v1");
+    assert_eq!(
+        request.header("user-agent"),
+        Some(format!("regkeeper/{}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    let accept = request.header("accept").expect("Accept");
+    for media_type in [
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+        OCI_MANIFEST,
+        OCI_INDEX,
+    ] {
+        assert!(
+            accept.contains(media_type),
+            "{media_type} missing from {accept}"
+        );
+    }
+}
+
+#[test]
+fn catalog_follows_absolute_links_on_the_registry_origin() {
+    let server = ScriptedServer::with_handler(|_, request| {
+        let last = request
+            .query()
+            .into_iter()
+            .find(|(key, _)| key == "last")
+            .map(|(_, value)| value);
+        match last.as_deref() {
+            None => Reply::json(200, r#"{"repositories":["a","ns/b"]}"#).header(
+                "Link",
+                r#"<http://registry.internal:5000/v2/_catalog?last=ns%2Fb&n=2>; rel="next""#,
+            ),
+            Some("ns/b") => Reply::json(200, r#"{"repositories":["ns/c"]}"#),
+            Some(_) => Reply::json(400, "{}"),
+        }
+    });
+    let mut config = server.client_config();
+    config.catalog_page_size = 2;
+    let client = client(&config);
+    assert_eq!(
+        client.catalog().expect("catalog"),
+        vec!["a", "ns/b", "ns/c"]
+    );
+    assert_eq!(server.requests()[0].target, "/v2/_catalog?n=2");
+}
+
+#[test]
+fn tags_follow_link_pages() {
+    let server = ScriptedServer::start(vec![
+        Reply::json(200, r#"{"name":"busybox","tags":["1","2"]}"#)
+            .header("Link", r#"</v2/busybox/tags/list?last=2&n=2>; rel="next""#),
+        Reply::json(200, r#"{"name":"busybox","tags":["3"]}"#),
+    ]);
+    let client = client(&server.client_config());
+    assert_eq!(
+        client.tags("busybox").expect("tags"),
+        Some(vec!["1".to_string(), "2".into(), "3".into()])
+    );
+}
+
+#[test]
+fn ping_rejects_a_server_that_is_not_a_registry() {
+    let server = ScriptedServer::start(vec![Reply::json(200, "{}")]);
+    let client = client(&server.client_config());
+    assert!(matches!(client.ping(), Err(RegistryError::Malformed(_))));
 }

@@ -19,7 +19,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -27,7 +30,10 @@ impl Credentials {
     /// The `Authorization` value for Basic auth.
     pub fn basic(&self) -> String {
         let pair = format!("{}:{}", self.username, self.password);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
     }
 }
 
@@ -85,14 +91,23 @@ pub struct TokenCache {
 impl TokenCache {
     /// The token for `scope_key` if it is still usable at `now`.
     pub fn get(&self, scope_key: &str, now: Instant) -> Option<String> {
-        self.tokens.get(scope_key).filter(|cached| now < cached.usable_until).map(|cached| cached.token.clone())
+        self.tokens
+            .get(scope_key)
+            .filter(|cached| now < cached.usable_until)
+            .map(|cached| cached.token.clone())
     }
 
     /// Keeps `token` for `scope_key`; it lives `lifetime` from `now` and is
     /// dropped [`REFRESH_MARGIN`] (or a quarter of its life) before that.
     pub fn insert(&mut self, scope_key: &str, token: String, lifetime: Duration, now: Instant) {
         let margin = REFRESH_MARGIN.min(lifetime / 4);
-        self.tokens.insert(scope_key.to_string(), CachedToken { token, usable_until: now + (lifetime - margin) });
+        self.tokens.insert(
+            scope_key.to_string(),
+            CachedToken {
+                token,
+                usable_until: now + (lifetime - margin),
+            },
+        );
     }
 
     /// Forgets the token for `scope_key` (the registry refused it).
@@ -103,7 +118,9 @@ impl TokenCache {
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenCache").field("scopes", &self.tokens.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("TokenCache")
+            .field("scopes", &self.tokens.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -115,12 +132,28 @@ mod tests {
     fn tokens_expire_shortly_before_their_lifetime() {
         let now = Instant::now();
         let mut cache = TokenCache::default();
-        cache.insert("repository:a:pull", "t1".into(), Duration::from_secs(300), now);
-        assert_eq!(cache.get("repository:a:pull", now + Duration::from_secs(269)).as_deref(), Some("t1"));
-        assert_eq!(cache.get("repository:a:pull", now + Duration::from_secs(270)), None);
+        cache.insert(
+            "repository:a:pull",
+            "t1".into(),
+            Duration::from_secs(300),
+            now,
+        );
+        assert_eq!(
+            cache
+                .get("repository:a:pull", now + Duration::from_secs(269))
+                .as_deref(),
+            Some("t1")
+        );
+        assert_eq!(
+            cache.get("repository:a:pull", now + Duration::from_secs(270)),
+            None
+        );
         assert_eq!(cache.get("repository:b:pull", now), None);
         cache.insert("short", "t2".into(), Duration::from_secs(60), now);
-        assert_eq!(cache.get("short", now + Duration::from_secs(44)).as_deref(), Some("t2"));
+        assert_eq!(
+            cache.get("short", now + Duration::from_secs(44)).as_deref(),
+            Some("t2")
+        );
         assert_eq!(cache.get("short", now + Duration::from_secs(45)), None);
         cache.remove("repository:a:pull");
         assert_eq!(cache.get("repository:a:pull", now), None);
@@ -129,13 +162,20 @@ mod tests {
 
     #[test]
     fn scope_keys_are_order_free() {
-        let scopes = vec!["repository:b:pull".to_string(), "repository:a:pull".to_string(), "repository:b:pull".to_string()];
+        let scopes = vec![
+            "repository:b:pull".to_string(),
+            "repository:a:pull".to_string(),
+            "repository:b:pull".to_string(),
+        ];
         assert_eq!(scope_key(&scopes), "repository:a:pull repository:b:pull");
     }
 
     #[test]
     fn credentials_are_redacted() {
-        let credentials = Credentials { username: "alice".into(), password: "s3cret".into() };
+        let credentials = Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        };
         assert!(!format!("{credentials:?}").contains("s3cret"));
         assert_eq!(credentials.basic(), "Basic YWxpY2U6czNjcmV0");
     }

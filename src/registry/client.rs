@@ -50,7 +50,9 @@ impl RetryPolicy {
     /// The delay before retry number `retry` (1-based): exponential, capped,
     /// with jitter between half and all of it.
     fn backoff(&self, retry: u32) -> Duration {
-        let exponential = self.base_delay.saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let exponential = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
         let capped = exponential.min(self.max_delay);
         let jitter = rand::rng().random_range(0.5..=1.0);
         capped.mul_f64(jitter)
@@ -208,7 +210,11 @@ impl Client {
     /// Applies `f` to every item on at most `concurrency` threads and returns
     /// the results in input order. A panic in `f` propagates to the caller
     /// once the other workers have stopped.
-    pub fn map_concurrent<T: Send, R: Send>(&self, items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    pub fn map_concurrent<T: Send, R: Send>(
+        &self,
+        items: Vec<T>,
+        f: impl Fn(T) -> R + Sync,
+    ) -> Vec<R> {
         let count = items.len();
         let workers = self.concurrency.min(count);
         if workers <= 1 {
@@ -226,12 +232,22 @@ impl Client {
                 });
             }
         });
-        results.into_inner().unwrap_or_else(PoisonError::into_inner).into_iter().flatten().collect()
+        results
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The URL of a blob: `BASE/v2/REPOSITORY/blobs/DIGEST`.
     pub fn blob_url(&self, repository: &str, digest: &str) -> String {
-        self.endpoint(&format!("v2/{}/blobs/{}", encode_path(repository), encode_path(digest))).to_string()
+        self.endpoint(&format!(
+            "v2/{}/blobs/{}",
+            encode_path(repository),
+            encode_path(digest)
+        ))
+        .to_string()
     }
 
     /// An `Authorization` header value with which a scanner can pull blobs
@@ -271,7 +287,8 @@ impl Client {
     /// `catalog_page_size` entries.
     pub fn catalog(&self) -> Result<Vec<String>, RegistryError> {
         let mut url = self.endpoint("v2/_catalog");
-        url.query_pairs_mut().append_pair("n", &self.catalog_page_size.to_string());
+        url.query_pairs_mut()
+            .append_pair("n", &self.catalog_page_size.to_string());
         let mut repositories = Vec::new();
         let mut seen = HashSet::new();
         loop {
@@ -280,8 +297,9 @@ impl Client {
             struct Page {
                 repositories: Option<Vec<String>>,
             }
-            let page: Page = serde_json::from_slice(&answer.body)
-                .map_err(|error| RegistryError::Malformed(format!("catalog page {url}: {error}")))?;
+            let page: Page = serde_json::from_slice(&answer.body).map_err(|error| {
+                RegistryError::Malformed(format!("catalog page {url}: {error}"))
+            })?;
             repositories.extend(page.repositories.unwrap_or_default());
             match self.next_page(&answer, &mut seen)? {
                 Some(next) => url = next,
@@ -304,8 +322,9 @@ impl Client {
             struct Page {
                 tags: Option<Vec<String>>,
             }
-            let page: Page = serde_json::from_slice(&answer.body)
-                .map_err(|error| RegistryError::Malformed(format!("tags of {repository}: {error}")))?;
+            let page: Page = serde_json::from_slice(&answer.body).map_err(|error| {
+                RegistryError::Malformed(format!("tags of {repository}: {error}"))
+            })?;
             if let Some(page_tags) = page.tags {
                 tags.get_or_insert_with(Vec::new).extend(page_tags);
             }
@@ -317,7 +336,11 @@ impl Client {
     }
 
     /// `HEAD` of a manifest by tag or digest, with every manifest type in `Accept`.
-    pub fn head_manifest(&self, repository: &str, reference: &str) -> Result<ManifestHead, RegistryError> {
+    pub fn head_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<ManifestHead, RegistryError> {
         let url = self.manifest_url(repository, reference);
         let scope = auth::pull_scope(repository);
         let answer = self.request(Method::Head, url, Some(&accept_header()), Some(&scope))?;
@@ -352,7 +375,8 @@ impl Client {
     pub fn delete_manifest(&self, repository: &str, digest: &str) -> Result<(), RegistryError> {
         let url = self.manifest_url(repository, digest);
         let scope = auth::delete_scope(repository);
-        self.request(Method::Delete, url, None, Some(&scope)).map(|_| ())
+        self.request(Method::Delete, url, None, Some(&scope))
+            .map(|_| ())
     }
 
     fn endpoint(&self, path: &str) -> url::Url {
@@ -362,15 +386,28 @@ impl Client {
     }
 
     fn manifest_url(&self, repository: &str, reference: &str) -> url::Url {
-        self.endpoint(&format!("v2/{}/manifests/{}", encode_path(repository), encode_path(reference)))
+        self.endpoint(&format!(
+            "v2/{}/manifests/{}",
+            encode_path(repository),
+            encode_path(reference)
+        ))
     }
 
-    fn next_page(&self, answer: &Answer, seen: &mut HashSet<String>) -> Result<Option<url::Url>, RegistryError> {
-        let Some(target) = answer.header("link").and_then(parse::next_link) else { return Ok(None) };
-        let next = parse::resolve_link(&answer.url, &target)
-            .ok_or_else(|| RegistryError::Malformed(format!("unusable Link target {target} on {}", answer.url)))?;
+    fn next_page(
+        &self,
+        answer: &Answer,
+        seen: &mut HashSet<String>,
+    ) -> Result<Option<url::Url>, RegistryError> {
+        let Some(target) = answer.header("link").and_then(parse::next_link) else {
+            return Ok(None);
+        };
+        let next = parse::resolve_link(&answer.url, &target).ok_or_else(|| {
+            RegistryError::Malformed(format!("unusable Link target {target} on {}", answer.url))
+        })?;
         if !seen.insert(next.to_string()) || next == answer.url {
-            return Err(RegistryError::Malformed(format!("Link pages loop at {next}")));
+            return Err(RegistryError::Malformed(format!(
+                "Link pages loop at {next}"
+            )));
         }
         Ok(Some(next))
     }
@@ -392,18 +429,30 @@ impl Client {
             return check(answer, scope);
         }
         let challenges = answer.challenges();
-        let retry_authorization = if let Some(challenge) = challenges.iter().find(|challenge| challenge.scheme == "bearer") {
+        let retry_authorization = if let Some(challenge) = challenges
+            .iter()
+            .find(|challenge| challenge.scheme == "bearer")
+        {
             let realm = challenge.realm().ok_or_else(|| {
-                RegistryError::Malformed(format!("{} {}: Bearer challenge without realm", method.name(), url.path()))
+                RegistryError::Malformed(format!(
+                    "{} {}: Bearer challenge without realm",
+                    method.name(),
+                    url.path()
+                ))
             })?;
             let service = challenge.service().map(String::from);
-            *lock(&self.scheme) = Scheme::Bearer { realm: realm.to_string(), service: service.clone() };
+            *lock(&self.scheme) = Scheme::Bearer {
+                realm: realm.to_string(),
+                service: service.clone(),
+            };
             let mut scopes = challenge.scopes();
             if scopes.is_empty() {
                 scopes = requested_scopes.clone();
             }
             let key = auth::scope_key(&scopes);
-            let sent_bearer = sent.as_deref().is_some_and(|value| value.starts_with("Bearer "));
+            let sent_bearer = sent
+                .as_deref()
+                .is_some_and(|value| value.starts_with("Bearer "));
             if sent_bearer && fresh && key == auth::scope_key(&requested_scopes) {
                 // A token fetched just now for exactly this scope was refused:
                 // another one would be refused too.
@@ -412,23 +461,33 @@ impl Client {
             lock(&self.tokens).remove(&key);
             let token = self.token(realm, service.as_deref(), &scopes)?;
             format!("Bearer {token}")
-        } else if challenges.iter().any(|challenge| challenge.scheme == "basic") {
+        } else if challenges
+            .iter()
+            .any(|challenge| challenge.scheme == "basic")
+        {
             *lock(&self.scheme) = Scheme::Basic;
             let Some(credentials) = &self.credentials else {
                 return Err(RegistryError::Unauthorized {
                     scope: scope.map(String::from),
-                    message: "the registry asks for Basic credentials and none are configured".into(),
+                    message: "the registry asks for Basic credentials and none are configured"
+                        .into(),
                 });
             };
             if sent.is_some() {
                 return Err(RegistryError::Unauthorized {
                     scope: scope.map(String::from),
-                    message: format!("the registry refused the configured credentials: {}", answer.message()),
+                    message: format!(
+                        "the registry refused the configured credentials: {}",
+                        answer.message()
+                    ),
                 });
             }
             credentials.basic()
         } else {
-            return Err(RegistryError::Unauthorized { scope: scope.map(String::from), message: answer.message() });
+            return Err(RegistryError::Unauthorized {
+                scope: scope.map(String::from),
+                message: answer.message(),
+            });
         };
         let answer = self.send(method, &url, accept, Some(&retry_authorization))?;
         if answer.status == 401 {
@@ -441,11 +500,17 @@ impl Client {
                 .map(|scopes| auth::scope_key(&scopes))
                 .unwrap_or_else(|| auth::scope_key(&requested_scopes));
             lock(&self.tokens).remove(&key);
-            return match challenges.iter().find(|challenge| challenge.scheme == "bearer") {
+            return match challenges
+                .iter()
+                .find(|challenge| challenge.scheme == "bearer")
+            {
                 Some(challenge) => Err(unauthorized(&key, challenge, &answer)),
                 None => Err(RegistryError::Unauthorized {
                     scope: scope.map(String::from),
-                    message: format!("the registry refused the configured credentials: {}", answer.message()),
+                    message: format!(
+                        "the registry refused the configured credentials: {}",
+                        answer.message()
+                    ),
                 }),
             };
         }
@@ -456,7 +521,10 @@ impl Client {
     /// Basic once the registry asked for it, a cached (or freshly fetched)
     /// token once it asked for tokens. The flag says whether the token was
     /// fetched just now.
-    fn preemptive_authorization(&self, scopes: &[String]) -> Result<(Option<String>, bool), RegistryError> {
+    fn preemptive_authorization(
+        &self,
+        scopes: &[String],
+    ) -> Result<(Option<String>, bool), RegistryError> {
         let scheme = lock(&self.scheme).clone();
         match scheme {
             Scheme::Unknown => Ok((None, false)),
@@ -473,7 +541,12 @@ impl Client {
     }
 
     /// A token for `scopes`: from the cache, or from the realm (then cached).
-    fn token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String, RegistryError> {
+    fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<String, RegistryError> {
         let key = auth::scope_key(scopes);
         if let Some(token) = lock(&self.tokens).get(&key, Instant::now()) {
             return Ok(token);
@@ -486,12 +559,20 @@ impl Client {
 
     /// `GET REALM?service=&scope=...&account=` with the configured
     /// credentials as Basic, or anonymously without them.
-    fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<TokenGrant, RegistryError> {
+    fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<TokenGrant, RegistryError> {
         let key = auth::scope_key(scopes);
-        let mut url = url::Url::parse(realm)
-            .map_err(|error| RegistryError::Malformed(format!("token realm {realm} is not a URL: {error}")))?;
+        let mut url = url::Url::parse(realm).map_err(|error| {
+            RegistryError::Malformed(format!("token realm {realm} is not a URL: {error}"))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(RegistryError::Malformed(format!("token realm {realm} is not http or https")));
+            return Err(RegistryError::Malformed(format!(
+                "token realm {realm} is not http or https"
+            )));
         }
         {
             let mut query = url.query_pairs_mut();
@@ -515,12 +596,18 @@ impl Client {
                 scope: Some(key),
                 message: format!(
                     "the token realm refused {}: {}",
-                    if self.credentials.is_some() { "the configured credentials" } else { "an anonymous request" },
+                    if self.credentials.is_some() {
+                        "the configured credentials"
+                    } else {
+                        "an anonymous request"
+                    },
                     answer.message()
                 ),
             }),
             _ => check(answer, Some(&key)).and_then(|_| {
-                Err(RegistryError::Malformed(format!("token realm {realm} answered without a token")))
+                Err(RegistryError::Malformed(format!(
+                    "token realm {realm} answered without a token"
+                )))
             }),
         }
     }
@@ -538,9 +625,9 @@ impl Client {
         loop {
             let result = self.send_once(method, url, accept, authorization);
             let retry_after = match &result {
-                Ok(answer) if answer.status == 429 || answer.status >= 500 => {
-                    answer.header("retry-after").and_then(|value| parse::parse_retry_after(value, SystemTime::now()))
-                }
+                Ok(answer) if answer.status == 429 || answer.status >= 500 => answer
+                    .header("retry-after")
+                    .and_then(|value| parse::parse_retry_after(value, SystemTime::now())),
                 Err(RegistryError::Transport(_)) => None,
                 _ => return result,
             };
@@ -556,7 +643,11 @@ impl Client {
                 Ok(answer) => format!("HTTP {}", answer.status),
                 Err(error) => error.to_string(),
             };
-            log::debug!("retrying {} {} in {delay:?} after {what}", method.name(), url.path());
+            log::debug!(
+                "retrying {} {} in {delay:?} after {what}",
+                method.name(),
+                url.path()
+            );
             std::thread::sleep(delay);
             attempt += 1;
         }
@@ -582,7 +673,12 @@ impl Client {
             request = request.header("Authorization", authorization);
         }
         let transport = |error: ureq::Error| {
-            RegistryError::Transport(format!("{} {}{}: {error}", method.name(), origin(url), url.path()))
+            RegistryError::Transport(format!(
+                "{} {}{}: {error}",
+                method.name(),
+                origin(url),
+                url.path()
+            ))
         };
         let mut response = request.call().map_err(transport)?;
         let status = response.status().as_u16();
@@ -590,10 +686,20 @@ impl Client {
         let body = if method == Method::Head {
             Vec::new()
         } else {
-            response.body_mut().with_config().limit(BODY_LIMIT).read_to_vec().map_err(transport)?
+            response
+                .body_mut()
+                .with_config()
+                .limit(BODY_LIMIT)
+                .read_to_vec()
+                .map_err(transport)?
         };
         log::trace!("{} {} -> {status}", method.name(), url.path());
-        Ok(Answer { status, headers, body, url: url.clone() })
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            url: url.clone(),
+        })
     }
 }
 
@@ -635,19 +741,32 @@ fn unauthorized(scope_key: &str, challenge: &Challenge, answer: &Answer) -> Regi
 fn check(answer: Answer, scope: Option<&str>) -> Result<Answer, RegistryError> {
     match answer.status {
         200..=299 => Ok(answer),
-        401 | 403 => Err(RegistryError::Unauthorized { scope: scope.map(String::from), message: answer.message() }),
-        404 | 405 => Err(RegistryError::NotFound { code: answer.code(), message: answer.message() }),
-        429 => Err(RegistryError::RateLimited {
-            retry_after: answer.header("retry-after").and_then(|value| parse::parse_retry_after(value, SystemTime::now())),
+        401 | 403 => Err(RegistryError::Unauthorized {
+            scope: scope.map(String::from),
+            message: answer.message(),
         }),
-        status => Err(RegistryError::Server { status, message: answer.message() }),
+        404 | 405 => Err(RegistryError::NotFound {
+            code: answer.code(),
+            message: answer.message(),
+        }),
+        429 => Err(RegistryError::RateLimited {
+            retry_after: answer
+                .header("retry-after")
+                .and_then(|value| parse::parse_retry_after(value, SystemTime::now())),
+        }),
+        status => Err(RegistryError::Server {
+            status,
+            message: answer.message(),
+        }),
     }
 }
 
 fn tls_config(config: &crate::config::RegistryConfig) -> anyhow::Result<ureq::tls::TlsConfig> {
     if config.insecure_skip_tls_verify {
         log::warn!("registry TLS certificates are not verified (insecure_skip_tls_verify = true)");
-        return Ok(ureq::tls::TlsConfig::builder().disable_verification(true).build());
+        return Ok(ureq::tls::TlsConfig::builder()
+            .disable_verification(true)
+            .build());
     }
     let mut certificates: Vec<ureq::tls::Certificate<'static>> = Vec::new();
     let native = rustls_native_certs::load_native_certs();
@@ -658,20 +777,27 @@ fn tls_config(config: &crate::config::RegistryConfig) -> anyhow::Result<ureq::tl
         certificates.push(ureq::tls::Certificate::from_der(certificate.as_ref()).to_owned());
     }
     if let Some(ca_file) = &config.ca_file {
-        let pem = std::fs::read(ca_file).with_context(|| format!("reading registry ca_file {}", ca_file.display()))?;
+        let pem = std::fs::read(ca_file)
+            .with_context(|| format!("reading registry ca_file {}", ca_file.display()))?;
         let mut found = 0;
         for item in ureq::tls::parse_pem(&pem) {
-            let item = item.with_context(|| format!("parsing registry ca_file {}", ca_file.display()))?;
+            let item =
+                item.with_context(|| format!("parsing registry ca_file {}", ca_file.display()))?;
             if let ureq::tls::PemItem::Certificate(certificate) = item {
                 certificates.push(certificate);
                 found += 1;
             }
         }
         if found == 0 {
-            anyhow::bail!("registry ca_file {} holds no PEM certificate", ca_file.display());
+            anyhow::bail!(
+                "registry ca_file {} holds no PEM certificate",
+                ca_file.display()
+            );
         }
     }
-    Ok(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certificates)).build())
+    Ok(ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&certificates))
+        .build())
 }
 
 #[cfg(test)]
@@ -690,7 +816,10 @@ mod tests {
         let policy = RetryPolicy::default();
         for _ in 0..50 {
             let first = policy.backoff(1);
-            assert!(first >= Duration::from_millis(125) && first <= Duration::from_millis(250), "{first:?}");
+            assert!(
+                first >= Duration::from_millis(125) && first <= Duration::from_millis(250),
+                "{first:?}"
+            );
             assert!(policy.backoff(10) <= policy.max_delay);
         }
     }

@@ -23,7 +23,8 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Docker schema 1, signed.
-pub const DOCKER_MANIFEST_V1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_MANIFEST_V1_SIGNED: &str =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
 /// Docker schema 1, unsigned.
 pub const DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 /// The layer media type given to schema 1 layers, which carry none.
@@ -130,21 +131,41 @@ pub fn parse_manifest(
     body: &[u8],
 ) -> Result<Manifest, RegistryError> {
     let separator = if is_digest(reference) { '@' } else { ':' };
-    let malformed = |reason: String| RegistryError::Malformed(format!("manifest {repository}{separator}{reference}: {reason}"));
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|error| malformed(format!("body is not JSON: {error}")))?;
-    let object = value.as_object().ok_or_else(|| malformed("body is not a JSON object".into()))?;
+    let malformed = |reason: String| {
+        RegistryError::Malformed(format!(
+            "manifest {repository}{separator}{reference}: {reason}"
+        ))
+    };
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| malformed(format!("body is not JSON: {error}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| malformed("body is not a JSON object".into()))?;
     let header_type = content_type
-        .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|value| is_manifest_type(value));
-    let body_type = object.get("mediaType").and_then(|media_type| media_type.as_str()).map(String::from);
-    let schema_version = object.get("schemaVersion").and_then(|version| version.as_i64());
+    let body_type = object
+        .get("mediaType")
+        .and_then(|media_type| media_type.as_str())
+        .map(String::from);
+    let schema_version = object
+        .get("schemaVersion")
+        .and_then(|version| version.as_i64());
     let declared = header_type.clone().or_else(|| body_type.clone());
     let kind = match (schema_version, declared.as_deref()) {
         (Some(1), _) | (_, Some(DOCKER_MANIFEST_V1 | DOCKER_MANIFEST_V1_SIGNED)) => Kind::Schema1,
         (_, Some(DOCKER_MANIFEST_LIST | OCI_INDEX)) => Kind::Index,
         (_, Some(DOCKER_MANIFEST | OCI_MANIFEST)) => Kind::Image,
-        (_, Some(other)) if !other.is_empty() => return Err(malformed(format!("unknown media type {other}"))),
+        (_, Some(other)) if !other.is_empty() => {
+            return Err(malformed(format!("unknown media type {other}")))
+        }
         _ if object.contains_key("manifests") => Kind::Index,
         _ if object.contains_key("config") => Kind::Image,
         _ => return Err(malformed("neither an image manifest nor an index".into())),
@@ -157,9 +178,17 @@ pub fn parse_manifest(
         Some(sha256_digest(body))
     };
     if let Some(computed) = &computed {
-        for claimed in [header_digest, Some(reference).filter(|reference| is_digest(reference))].into_iter().flatten() {
+        for claimed in [
+            header_digest,
+            Some(reference).filter(|reference| is_digest(reference)),
+        ]
+        .into_iter()
+        .flatten()
+        {
             if claimed.starts_with("sha256:") && claimed != computed {
-                return Err(malformed(format!("digest mismatch: expected {claimed}, body hashes to {computed}")));
+                return Err(malformed(format!(
+                    "digest mismatch: expected {claimed}, body hashes to {computed}"
+                )));
             }
         }
     }
@@ -167,29 +196,49 @@ pub fn parse_manifest(
         .map(String::from)
         .or_else(|| Some(reference.to_string()).filter(|reference| is_digest(reference)))
         .or(computed)
-        .ok_or_else(|| malformed("no digest: no Docker-Content-Digest and an unreadable signature".into()))?;
+        .ok_or_else(|| {
+            malformed("no digest: no Docker-Content-Digest and an unreadable signature".into())
+        })?;
 
     match kind {
         Kind::Image => {
             let config = object
                 .get("config")
                 .ok_or_else(|| malformed("no config".into()))
-                .and_then(|config| descriptor(config).map_err(|reason| malformed(format!("config: {reason}"))))?;
+                .and_then(|config| {
+                    descriptor(config).map_err(|reason| malformed(format!("config: {reason}")))
+                })?;
             let layers = object
                 .get("layers")
                 .and_then(|layers| layers.as_array())
                 .ok_or_else(|| malformed("no layers array".into()))?
                 .iter()
                 .enumerate()
-                .map(|(index, layer)| descriptor(layer).map_err(|reason| malformed(format!("layer {index}: {reason}"))))
+                .map(|(index, layer)| {
+                    descriptor(layer)
+                        .map_err(|reason| malformed(format!("layer {index}: {reason}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let size = layers
                 .iter()
                 .try_fold(config.size, |total, layer| total.checked_add(layer.size))
                 .ok_or_else(|| malformed("sizes overflow".into()))?;
             let media_type = declared.unwrap_or_else(|| OCI_MANIFEST.to_string());
-            let image_id = config.digest.split_once(':').map(|(_, hex)| hex).unwrap_or(&config.digest).to_string();
-            Ok(Manifest { digest, media_type, image_id, size, config: Some(config), layers, children: Vec::new() })
+            let image_id = config
+                .digest
+                .split_once(':')
+                .map(|(_, hex)| hex)
+                .unwrap_or(&config.digest)
+                .to_string();
+            Ok(Manifest {
+                digest,
+                media_type,
+                image_id,
+                size,
+                config: Some(config),
+                layers,
+                children: Vec::new(),
+            })
         }
         Kind::Index => {
             let children = object
@@ -199,17 +248,31 @@ pub fn parse_manifest(
                 .iter()
                 .enumerate()
                 .map(|(index, child)| {
-                    let descriptor = descriptor(child).map_err(|reason| malformed(format!("manifest {index}: {reason}")))?;
+                    let descriptor = descriptor(child)
+                        .map_err(|reason| malformed(format!("manifest {index}: {reason}")))?;
                     let platform = child.get("platform").and_then(platform);
-                    Ok(PlatformManifest { descriptor, platform })
+                    Ok(PlatformManifest {
+                        descriptor,
+                        platform,
+                    })
                 })
                 .collect::<Result<Vec<_>, RegistryError>>()?;
             let size = children
                 .iter()
-                .try_fold(0i64, |total, child| total.checked_add(child.descriptor.size))
+                .try_fold(0i64, |total, child| {
+                    total.checked_add(child.descriptor.size)
+                })
                 .ok_or_else(|| malformed("sizes overflow".into()))?;
             let media_type = declared.unwrap_or_else(|| OCI_INDEX.to_string());
-            Ok(Manifest { digest, media_type, image_id: String::new(), size, config: None, layers: Vec::new(), children })
+            Ok(Manifest {
+                digest,
+                media_type,
+                image_id: String::new(),
+                size,
+                config: None,
+                layers: Vec::new(),
+                children,
+            })
         }
         Kind::Schema1 => {
             let mut layers = object
@@ -223,16 +286,33 @@ pub fn parse_manifest(
                         .get("blobSum")
                         .and_then(|digest| digest.as_str())
                         .filter(|digest| is_digest(digest))
-                        .map(|digest| Descriptor { digest: digest.to_string(), size: 0, media_type: DOCKER_LAYER.into() })
+                        .map(|digest| Descriptor {
+                            digest: digest.to_string(),
+                            size: 0,
+                            media_type: DOCKER_LAYER.into(),
+                        })
                         .ok_or_else(|| malformed(format!("fsLayers {index}: no blobSum")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             // Schema 1 lists the top layer first.
             layers.reverse();
             let media_type = declared.unwrap_or_else(|| {
-                if signed { DOCKER_MANIFEST_V1_SIGNED } else { DOCKER_MANIFEST_V1 }.to_string()
+                if signed {
+                    DOCKER_MANIFEST_V1_SIGNED
+                } else {
+                    DOCKER_MANIFEST_V1
+                }
+                .to_string()
             });
-            Ok(Manifest { digest, media_type, image_id: String::new(), size: 0, config: None, layers, children: Vec::new() })
+            Ok(Manifest {
+                digest,
+                media_type,
+                image_id: String::new(),
+                size: 0,
+                config: None,
+                layers,
+                children: Vec::new(),
+            })
         }
     }
 }
@@ -247,16 +327,28 @@ pub fn parse_manifest_head(
     content_length: Option<&str>,
 ) -> Result<ManifestHead, RegistryError> {
     let separator = if is_digest(reference) { '@' } else { ':' };
-    let malformed = |reason: &str| RegistryError::Malformed(format!("manifest {repository}{separator}{reference}: {reason}"));
+    let malformed = |reason: &str| {
+        RegistryError::Malformed(format!(
+            "manifest {repository}{separator}{reference}: {reason}"
+        ))
+    };
     let digest = header_digest
         .filter(|digest| is_digest(digest))
         .ok_or_else(|| malformed("HEAD answered without Docker-Content-Digest"))?;
     if is_digest(reference) && reference != digest {
         return Err(malformed(&format!("HEAD answered with digest {digest}")));
     }
-    let media_type = content_type.map(|value| value.split(';').next().unwrap_or("").trim().to_string()).unwrap_or_default();
-    let size = content_length.and_then(|length| length.trim().parse::<i64>().ok()).unwrap_or(0);
-    Ok(ManifestHead { digest: digest.to_string(), media_type, size })
+    let media_type = content_type
+        .map(|value| value.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    let size = content_length
+        .and_then(|length| length.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    Ok(ManifestHead {
+        digest: digest.to_string(),
+        media_type,
+        size,
+    })
 }
 
 /// `(image_id, size)` from the `target.mediaType` and `target.references`
@@ -271,15 +363,23 @@ pub fn summarize_references(media_type: &str, references: &[Descriptor]) -> (Str
         references
             .iter()
             .find(|reference| is_config_type(&reference.media_type))
-            .and_then(|config| config.digest.split_once(':').map(|(_, hex)| hex.to_string()))
+            .and_then(|config| {
+                config
+                    .digest
+                    .split_once(':')
+                    .map(|(_, hex)| hex.to_string())
+            })
             .unwrap_or_default()
     };
-    let size = references.iter().fold(0i64, |total, reference| total.saturating_add(reference.size.max(0)));
+    let size = references.iter().fold(0i64, |total, reference| {
+        total.saturating_add(reference.size.max(0))
+    });
     (image_id, size)
 }
 
 fn is_config_type(media_type: &str) -> bool {
-    media_type == "application/vnd.docker.container.image.v1+json" || media_type == "application/vnd.oci.image.config.v1+json"
+    media_type == "application/vnd.docker.container.image.v1+json"
+        || media_type == "application/vnd.oci.image.config.v1+json"
 }
 
 fn is_manifest_type(media_type: &str) -> bool {
@@ -292,29 +392,61 @@ fn descriptor(value: &serde_json::Value) -> Result<Descriptor, String> {
         .and_then(|digest| digest.as_str())
         .filter(|digest| is_digest(digest))
         .ok_or("no digest")?;
-    let size = value.get("size").and_then(|size| size.as_i64()).ok_or("no size")?;
+    let size = value
+        .get("size")
+        .and_then(|size| size.as_i64())
+        .ok_or("no size")?;
     if size < 0 {
         return Err(format!("negative size {size}"));
     }
-    let media_type = value.get("mediaType").and_then(|media_type| media_type.as_str()).unwrap_or("").to_string();
-    Ok(Descriptor { digest: digest.to_string(), size, media_type })
+    let media_type = value
+        .get("mediaType")
+        .and_then(|media_type| media_type.as_str())
+        .unwrap_or("")
+        .to_string();
+    Ok(Descriptor {
+        digest: digest.to_string(),
+        size,
+        media_type,
+    })
 }
 
 fn platform(value: &serde_json::Value) -> Option<Platform> {
-    let text = |key: &str| value.get(key).and_then(|text| text.as_str()).map(String::from);
-    Some(Platform { os: text("os")?, architecture: text("architecture")?, variant: text("variant") })
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(|text| text.as_str())
+            .map(String::from)
+    };
+    Some(Platform {
+        os: text("os")?,
+        architecture: text("architecture")?,
+        variant: text("variant"),
+    })
 }
 
 /// The signed payload of a schema 1 manifest (the body without its
 /// `signatures`, as libtrust rebuilds it from `formatLength` and
 /// `formatTail`); its sha256 is the manifest's digest.
-fn schema1_payload(object: &serde_json::Map<String, serde_json::Value>, body: &[u8]) -> Option<Vec<u8>> {
-    let protected = object.get("signatures")?.as_array()?.first()?.get("protected")?.as_str()?;
-    let protected = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(protected.trim_end_matches('=')).ok()?;
+fn schema1_payload(
+    object: &serde_json::Map<String, serde_json::Value>,
+    body: &[u8],
+) -> Option<Vec<u8>> {
+    let protected = object
+        .get("signatures")?
+        .as_array()?
+        .first()?
+        .get("protected")?
+        .as_str()?;
+    let protected = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(protected.trim_end_matches('='))
+        .ok()?;
     let protected: serde_json::Value = serde_json::from_slice(&protected).ok()?;
     let length = usize::try_from(protected.get("formatLength")?.as_u64()?).ok()?;
     let tail = protected.get("formatTail")?.as_str()?;
-    let tail = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tail.trim_end_matches('=')).ok()?;
+    let tail = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(tail.trim_end_matches('='))
+        .ok()?;
     let mut payload = body.get(..length)?.to_vec();
     payload.extend_from_slice(&tail);
     Some(payload)
@@ -360,10 +492,20 @@ mod tests {
     #[test]
     fn docker_schema2_from_the_fixture_shape() {
         let digest = sha256_digest(DOCKER_BODY.as_bytes());
-        let manifest = parse_manifest("busybox", "latest", Some(&digest), Some(DOCKER_MANIFEST), DOCKER_BODY.as_bytes()).unwrap();
+        let manifest = parse_manifest(
+            "busybox",
+            "latest",
+            Some(&digest),
+            Some(DOCKER_MANIFEST),
+            DOCKER_BODY.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(manifest.digest, digest);
         assert_eq!(manifest.media_type, DOCKER_MANIFEST);
-        assert_eq!(manifest.image_id, "02674b9cb179d57c68b526733adf38b458bd31ba0abff0c2bf5ceca5bad72cd9");
+        assert_eq!(
+            manifest.image_id,
+            "02674b9cb179d57c68b526733adf38b458bd31ba0abff0c2bf5ceca5bad72cd9"
+        );
         assert_eq!(manifest.size, 1522 + 1967906);
         assert_eq!(manifest.layers.len(), 1);
         assert_eq!(manifest.layers[0].size, 1967906);
@@ -372,25 +514,53 @@ mod tests {
 
     #[test]
     fn oci_manifest_without_media_type_in_body() {
-        let manifest = parse_manifest("ns/app", "v1", None, Some("application/json"), OCI_BODY.as_bytes()).unwrap();
+        let manifest = parse_manifest(
+            "ns/app",
+            "v1",
+            None,
+            Some("application/json"),
+            OCI_BODY.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(manifest.media_type, OCI_MANIFEST);
         assert_eq!(manifest.digest, sha256_digest(OCI_BODY.as_bytes()));
         assert_eq!(manifest.size, 7023 + 32654 + 16724);
-        assert_eq!(manifest.layers[1].digest, "sha256:3c3a4604a545cdc127456d94e421cd355bca5b528f4a9c1905b15da2eb4a4c6b");
-        let header = parse_manifest("ns/app", "v1", None, Some(OCI_MANIFEST), OCI_BODY.as_bytes()).unwrap();
+        assert_eq!(
+            manifest.layers[1].digest,
+            "sha256:3c3a4604a545cdc127456d94e421cd355bca5b528f4a9c1905b15da2eb4a4c6b"
+        );
+        let header = parse_manifest(
+            "ns/app",
+            "v1",
+            None,
+            Some(OCI_MANIFEST),
+            OCI_BODY.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(header.media_type, OCI_MANIFEST);
     }
 
     #[test]
     fn oci_index_children_platforms_and_size() {
-        let manifest = parse_manifest("ns/app", "multi", None, Some(OCI_INDEX), INDEX_BODY.as_bytes()).unwrap();
+        let manifest = parse_manifest(
+            "ns/app",
+            "multi",
+            None,
+            Some(OCI_INDEX),
+            INDEX_BODY.as_bytes(),
+        )
+        .unwrap();
         assert!(manifest.is_index());
         assert_eq!(manifest.image_id, "");
         assert_eq!(manifest.size, 7143 + 7682 + 500);
         assert_eq!(manifest.children.len(), 3);
         assert_eq!(
             manifest.children[1].platform,
-            Some(Platform { os: "linux".into(), architecture: "arm64".into(), variant: Some("v8".into()) })
+            Some(Platform {
+                os: "linux".into(),
+                architecture: "arm64".into(),
+                variant: Some("v8".into())
+            })
         );
         assert_eq!(manifest.children[2].platform, None);
     }
@@ -405,10 +575,20 @@ mod tests {
 
     #[test]
     fn schema1_layers_base_first_and_digest_of_the_body() {
-        let manifest = parse_manifest("busybox", "latest", None, Some(DOCKER_MANIFEST_V1), SCHEMA1_UNSIGNED.as_bytes()).unwrap();
+        let manifest = parse_manifest(
+            "busybox",
+            "latest",
+            None,
+            Some(DOCKER_MANIFEST_V1),
+            SCHEMA1_UNSIGNED.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(manifest.media_type, DOCKER_MANIFEST_V1);
         assert_eq!(manifest.digest, sha256_digest(SCHEMA1_UNSIGNED.as_bytes()));
-        assert_eq!(manifest.layers[0].digest, "sha256:8ddc19f16526912237dd8af81971d5e4dd0587907234be2b83e249518d5b673f");
+        assert_eq!(
+            manifest.layers[0].digest,
+            "sha256:8ddc19f16526912237dd8af81971d5e4dd0587907234be2b83e249518d5b673f"
+        );
         assert_eq!(manifest.size, 0);
         assert_eq!(manifest.image_id, "");
     }
@@ -428,7 +608,14 @@ mod tests {
         );
         let body = format!("{payload},\n   \"signatures\": [{{\"header\": {{}}, \"signature\": \"x\", \"protected\": \"{protected}\"}}]\n}}");
         let expected = sha256_digest(format!("{payload}{tail}").as_bytes());
-        let manifest = parse_manifest("busybox", "latest", Some(&expected), Some(DOCKER_MANIFEST_V1_SIGNED), body.as_bytes()).unwrap();
+        let manifest = parse_manifest(
+            "busybox",
+            "latest",
+            Some(&expected),
+            Some(DOCKER_MANIFEST_V1_SIGNED),
+            body.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(manifest.digest, expected);
         assert_eq!(manifest.media_type, DOCKER_MANIFEST_V1_SIGNED);
         assert_eq!(manifest.layers.len(), 2);
@@ -437,10 +624,30 @@ mod tests {
     #[test]
     fn digest_mismatch_is_malformed_naming_repository_and_reference() {
         let wrong = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-        let error = parse_manifest("ns/app", "v1", Some(wrong), Some(DOCKER_MANIFEST), DOCKER_BODY.as_bytes()).unwrap_err();
-        assert!(matches!(&error, RegistryError::Malformed(message) if message.contains("ns/app:v1") && message.contains("mismatch")), "{error}");
-        let error = parse_manifest("ns/app", wrong, None, Some(DOCKER_MANIFEST), DOCKER_BODY.as_bytes()).unwrap_err();
-        assert!(matches!(&error, RegistryError::Malformed(message) if message.contains(&format!("ns/app@{wrong}"))), "{error}");
+        let error = parse_manifest(
+            "ns/app",
+            "v1",
+            Some(wrong),
+            Some(DOCKER_MANIFEST),
+            DOCKER_BODY.as_bytes(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, RegistryError::Malformed(message) if message.contains("ns/app:v1") && message.contains("mismatch")),
+            "{error}"
+        );
+        let error = parse_manifest(
+            "ns/app",
+            wrong,
+            None,
+            Some(DOCKER_MANIFEST),
+            DOCKER_BODY.as_bytes(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, RegistryError::Malformed(message) if message.contains(&format!("ns/app@{wrong}"))),
+            "{error}"
+        );
     }
 
     #[test]
@@ -462,30 +669,76 @@ mod tests {
         ];
         for body in cases {
             let error = parse_manifest("ns/app", "v1", None, None, body).unwrap_err();
-            assert!(matches!(&error, RegistryError::Malformed(message) if message.starts_with("manifest ns/app:v1: ")), "{error}");
+            assert!(
+                matches!(&error, RegistryError::Malformed(message) if message.starts_with("manifest ns/app:v1: ")),
+                "{error}"
+            );
         }
     }
 
     #[test]
     fn head_needs_a_digest() {
         let digest = "sha256:02674b9cb179d57c68b526733adf38b458bd31ba0abff0c2bf5ceca5bad72cd9";
-        let head = parse_manifest_head("a/b", "v1", Some(digest), Some(DOCKER_MANIFEST), Some("528")).unwrap();
-        assert_eq!(head, ManifestHead { digest: digest.into(), media_type: DOCKER_MANIFEST.into(), size: 528 });
-        assert!(matches!(parse_manifest_head("a/b", "v1", None, None, None), Err(RegistryError::Malformed(_))));
+        let head = parse_manifest_head(
+            "a/b",
+            "v1",
+            Some(digest),
+            Some(DOCKER_MANIFEST),
+            Some("528"),
+        )
+        .unwrap();
+        assert_eq!(
+            head,
+            ManifestHead {
+                digest: digest.into(),
+                media_type: DOCKER_MANIFEST.into(),
+                size: 528
+            }
+        );
+        assert!(matches!(
+            parse_manifest_head("a/b", "v1", None, None, None),
+            Err(RegistryError::Malformed(_))
+        ));
     }
 
     #[test]
     fn references_of_a_push_notification() {
         let references = vec![
-            Descriptor { digest: "sha256:cfg".into(), size: 353, media_type: "application/vnd.docker.container.image.v1+json".into() },
-            Descriptor { digest: "sha256:l1".into(), size: 146, media_type: DOCKER_LAYER.into() },
-            Descriptor { digest: "sha256:l2".into(), size: 246, media_type: DOCKER_LAYER.into() },
+            Descriptor {
+                digest: "sha256:cfg".into(),
+                size: 353,
+                media_type: "application/vnd.docker.container.image.v1+json".into(),
+            },
+            Descriptor {
+                digest: "sha256:l1".into(),
+                size: 146,
+                media_type: DOCKER_LAYER.into(),
+            },
+            Descriptor {
+                digest: "sha256:l2".into(),
+                size: 246,
+                media_type: DOCKER_LAYER.into(),
+            },
         ];
-        assert_eq!(summarize_references(DOCKER_MANIFEST, &references), ("cfg".to_string(), 745));
+        assert_eq!(
+            summarize_references(DOCKER_MANIFEST, &references),
+            ("cfg".to_string(), 745)
+        );
         let children = vec![
-            Descriptor { digest: "sha256:a".into(), size: 700, media_type: OCI_MANIFEST.into() },
-            Descriptor { digest: "sha256:b".into(), size: 710, media_type: OCI_MANIFEST.into() },
+            Descriptor {
+                digest: "sha256:a".into(),
+                size: 700,
+                media_type: OCI_MANIFEST.into(),
+            },
+            Descriptor {
+                digest: "sha256:b".into(),
+                size: 710,
+                media_type: OCI_MANIFEST.into(),
+            },
         ];
-        assert_eq!(summarize_references(OCI_INDEX, &children), (String::new(), 1410));
+        assert_eq!(
+            summarize_references(OCI_INDEX, &children),
+            (String::new(), 1410)
+        );
     }
 }

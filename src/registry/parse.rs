@@ -17,7 +17,10 @@ pub struct Challenge {
 impl Challenge {
     /// The first parameter called `key` (give it lowercased).
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params.iter().find(|(name, _)| name == key).map(|(_, value)| value.as_str())
+        self.params
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
     }
 
     /// `realm`.
@@ -40,7 +43,12 @@ impl Challenge {
         self.params
             .iter()
             .filter(|(name, _)| name == "scope")
-            .flat_map(|(_, value)| value.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .flat_map(|(_, value)| {
+                value
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 }
@@ -54,7 +62,8 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
     let mut position = 0;
     let mut challenges: Vec<Challenge> = Vec::new();
     loop {
-        while position < chars.len() && (chars[position].is_whitespace() || chars[position] == ',') {
+        while position < chars.len() && (chars[position].is_whitespace() || chars[position] == ',')
+        {
             position += 1;
         }
         if position >= chars.len() {
@@ -90,7 +99,10 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
                     read_quoted(&chars, &mut position)
                 } else {
                     let value_start = position;
-                    while position < chars.len() && chars[position] != ',' && !chars[position].is_whitespace() {
+                    while position < chars.len()
+                        && chars[position] != ','
+                        && !chars[position].is_whitespace()
+                    {
                         position += 1;
                     }
                     chars[value_start..position].iter().collect()
@@ -101,7 +113,10 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
                 // A parameter before any scheme: skip its value.
                 position = lookahead + 1;
             }
-            (false, _) => challenges.push(Challenge { scheme: token.to_ascii_lowercase(), params: Vec::new() }),
+            (false, _) => challenges.push(Challenge {
+                scheme: token.to_ascii_lowercase(),
+                params: Vec::new(),
+            }),
         }
     }
     challenges
@@ -144,13 +159,21 @@ pub fn next_link(header: &str) -> Option<String> {
         let params_end = after_close.find('<').unwrap_or(after_close.len());
         let params = &after_close[..params_end];
         for param in params.split(';') {
-            let Some((key, value)) = param.split_once('=') else { continue };
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
             if !key.trim().eq_ignore_ascii_case("rel") {
                 continue;
             }
-            let value: String = value.chars().filter(|character| !matches!(character, '"' | '\\')).collect();
+            let value: String = value
+                .chars()
+                .filter(|character| !matches!(character, '"' | '\\'))
+                .collect();
             let value = value.trim().trim_end_matches(',');
-            if value.split_whitespace().any(|relation| relation.eq_ignore_ascii_case("next")) {
+            if value
+                .split_whitespace()
+                .any(|relation| relation.eq_ignore_ascii_case("next"))
+            {
                 return Some(target.to_string());
             }
         }
@@ -208,11 +231,17 @@ pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
                         .map(String::from)
                 })
                 .collect();
-            return Some(ErrorBody { code, message: messages.join("; ") });
+            return Some(ErrorBody {
+                code,
+                message: messages.join("; "),
+            });
         }
         for key in ["error", "message", "details"] {
             if let Some(message) = value.get(key).and_then(|message| message.as_str()) {
-                return Some(ErrorBody { code: None, message: message.to_string() });
+                return Some(ErrorBody {
+                    code: None,
+                    message: message.to_string(),
+                });
             }
         }
         return None;
@@ -220,14 +249,30 @@ pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
     let codes = quoted_values_after(text, "code");
     let messages = quoted_values_after(text, "message");
     if !codes.is_empty() || !messages.is_empty() {
-        let message = if messages.is_empty() { codes.join("; ") } else { messages.join("; ") };
-        return Some(ErrorBody { code: codes.into_iter().next(), message });
+        let message = if messages.is_empty() {
+            codes.join("; ")
+        } else {
+            messages.join("; ")
+        };
+        return Some(ErrorBody {
+            code: codes.into_iter().next(),
+            message,
+        });
     }
     if text.starts_with('{') || text.starts_with('<') {
         return None;
     }
-    let line: String = text.lines().next().unwrap_or("").chars().take(200).collect();
-    Some(ErrorBody { code: None, message: line })
+    let line: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    Some(ErrorBody {
+        code: None,
+        message: line,
+    })
 }
 
 /// Every `"KEY" : "VALUE"` value in `text`, for JSON too broken to parse.
@@ -238,9 +283,13 @@ fn quoted_values_after(text: &str, key: &str) -> Vec<String> {
     while let Some(found) = rest.find(&needle) {
         rest = &rest[found + needle.len()..];
         let trimmed = rest.trim_start();
-        let Some(after_colon) = trimmed.strip_prefix(':') else { continue };
+        let Some(after_colon) = trimmed.strip_prefix(':') else {
+            continue;
+        };
         let after_colon = after_colon.trim_start();
-        let Some(quoted) = after_colon.strip_prefix('"') else { continue };
+        let Some(quoted) = after_colon.strip_prefix('"') else {
+            continue;
+        };
         let chars: Vec<char> = std::iter::once('"').chain(quoted.chars()).collect();
         let mut position = 0;
         values.push(read_quoted(&chars, &mut position));
@@ -285,7 +334,10 @@ impl TokenGrant {
     /// from `issued_at` when that lies in the last `expires_in` (a clock
     /// ahead or far behind falls back to counting from `now`).
     pub fn lifetime(&self, now: SystemTime) -> Duration {
-        match self.issued_at.and_then(|issued| now.duration_since(issued).ok()) {
+        match self
+            .issued_at
+            .and_then(|issued| now.duration_since(issued).ok())
+        {
             Some(age) if age < self.expires_in => self.expires_in - age,
             _ => self.expires_in,
         }
@@ -298,15 +350,24 @@ pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Reads a token response: `{"token": ..., "access_token": ...,
 /// "expires_in": seconds, "issued_at": RFC 3339}`.
 pub fn parse_token_response(body: &[u8]) -> Result<TokenGrant, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|error| format!("token response is not JSON: {error}"))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| format!("token response is not JSON: {error}"))?;
     let token = ["token", "access_token"]
         .iter()
-        .find_map(|key| value.get(*key).and_then(|token| token.as_str()).filter(|token| !token.is_empty()))
+        .find_map(|key| {
+            value
+                .get(*key)
+                .and_then(|token| token.as_str())
+                .filter(|token| !token.is_empty())
+        })
         .ok_or_else(|| "token response has neither token nor access_token".to_string())?;
     let expires_in = value
         .get("expires_in")
-        .and_then(|seconds| seconds.as_u64().or_else(|| seconds.as_f64().map(|seconds| seconds.max(0.0) as u64)))
+        .and_then(|seconds| {
+            seconds
+                .as_u64()
+                .or_else(|| seconds.as_f64().map(|seconds| seconds.max(0.0) as u64))
+        })
         .filter(|seconds| *seconds > 0)
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TOKEN_LIFETIME);
@@ -316,7 +377,11 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenGrant, String> {
         .and_then(|issued| chrono::DateTime::parse_from_rfc3339(issued).ok())
         .and_then(|issued| u64::try_from(issued.timestamp()).ok())
         .map(|seconds| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds));
-    Ok(TokenGrant { token: token.to_string(), expires_in, issued_at })
+    Ok(TokenGrant {
+        token: token.to_string(),
+        expires_in,
+        issued_at,
+    })
 }
 
 #[cfg(test)]
@@ -324,7 +389,11 @@ mod tests {
     use super::*;
 
     fn params(challenge: &Challenge) -> Vec<(&str, &str)> {
-        challenge.params.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect()
+        challenge
+            .params
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect()
     }
 
     #[test]
@@ -334,14 +403,19 @@ mod tests {
         );
         assert_eq!(challenges.len(), 1);
         assert_eq!(challenges[0].scheme, "bearer");
-        assert_eq!(challenges[0].realm(), Some("http://portus.test.lan/v2/token"));
+        assert_eq!(
+            challenges[0].realm(),
+            Some("http://portus.test.lan/v2/token")
+        );
         assert_eq!(challenges[0].service(), Some("registry.test.lan"));
         assert_eq!(challenges[0].scopes(), vec!["registry:catalog:*"]);
     }
 
     #[test]
     fn bearer_challenge_without_scope_and_with_nested_repository() {
-        let challenge = &parse_www_authenticate(r#"Bearer realm="http://portus.test.lan/v2/token",service="registry.test.lan""#)[0];
+        let challenge = &parse_www_authenticate(
+            r#"Bearer realm="http://portus.test.lan/v2/token",service="registry.test.lan""#,
+        )[0];
         assert!(challenge.scopes().is_empty());
         let challenge = &parse_www_authenticate(
             r#"Bearer realm="http://portus.test.lan/v2/token",service="registry.test.lan",scope="repository:foo/busybox:pull""#,
@@ -352,7 +426,13 @@ mod tests {
     #[test]
     fn basic_challenge() {
         let challenges = parse_www_authenticate(r#"Basic realm="Application""#);
-        assert_eq!(challenges, vec![Challenge { scheme: "basic".into(), params: vec![("realm".into(), "Application".into())] }]);
+        assert_eq!(
+            challenges,
+            vec![Challenge {
+                scheme: "basic".into(),
+                params: vec![("realm".into(), "Application".into())]
+            }]
+        );
     }
 
     #[test]
@@ -377,7 +457,14 @@ mod tests {
         let challenge = &parse_www_authenticate(
             r#"Bearer realm="r",scope="repository:a:pull repository:b:pull",scope="registry:catalog:*""#,
         )[0];
-        assert_eq!(challenge.scopes(), vec!["repository:a:pull", "repository:b:pull", "registry:catalog:*"]);
+        assert_eq!(
+            challenge.scopes(),
+            vec![
+                "repository:a:pull",
+                "repository:b:pull",
+                "registry:catalog:*"
+            ]
+        );
     }
 
     #[test]
@@ -401,15 +488,30 @@ mod tests {
 
     #[test]
     fn garbage_challenges_do_not_panic() {
-        for header in ["", "=", "\"", "Bearer realm=", "Bearer realm=\"unterminated", ",,,", "= x = \"y\"", "Bearer ==,"] {
+        for header in [
+            "",
+            "=",
+            "\"",
+            "Bearer realm=",
+            "Bearer realm=\"unterminated",
+            ",,,",
+            "= x = \"y\"",
+            "Bearer ==,",
+        ] {
             let _ = parse_www_authenticate(header);
         }
-        assert_eq!(parse_www_authenticate("Bearer realm=\"unterminated")[0].realm(), Some("unterminated"));
+        assert_eq!(
+            parse_www_authenticate("Bearer realm=\"unterminated")[0].realm(),
+            Some("unterminated")
+        );
     }
 
     #[test]
     fn next_link_relative_with_escaped_quotes() {
-        assert_eq!(next_link(r#"<_catalog?last=busybox99&n=100>; rel=\"next\""#).as_deref(), Some("_catalog?last=busybox99&n=100"));
+        assert_eq!(
+            next_link(r#"<_catalog?last=busybox99&n=100>; rel=\"next\""#).as_deref(),
+            Some("_catalog?last=busybox99&n=100")
+        );
         assert_eq!(
             next_link(r#"<busybox/tags/list?last=102&n=100>; rel=\"next\""#).as_deref(),
             Some("busybox/tags/list?last=102&n=100")
@@ -418,13 +520,22 @@ mod tests {
 
     #[test]
     fn next_link_shapes() {
-        assert_eq!(next_link(r#"</v2/_catalog?last=ns%2Fapp&n=1>; rel="next""#).as_deref(), Some("/v2/_catalog?last=ns%2Fapp&n=1"));
+        assert_eq!(
+            next_link(r#"</v2/_catalog?last=ns%2Fapp&n=1>; rel="next""#).as_deref(),
+            Some("/v2/_catalog?last=ns%2Fapp&n=1")
+        );
         assert_eq!(
             next_link(r#"<https://r.example/v2/_catalog?last=a&n=2>; rel=next"#).as_deref(),
             Some("https://r.example/v2/_catalog?last=a&n=2")
         );
-        assert_eq!(next_link(r#"</first>; rel="prev", </second>; REL="next""#).as_deref(), Some("/second"));
-        assert_eq!(next_link(r#"</x>; title="a,b"; rel="prev next""#).as_deref(), Some("/x"));
+        assert_eq!(
+            next_link(r#"</first>; rel="prev", </second>; REL="next""#).as_deref(),
+            Some("/second")
+        );
+        assert_eq!(
+            next_link(r#"</x>; title="a,b"; rel="prev next""#).as_deref(),
+            Some("/x")
+        );
         assert_eq!(next_link(r#"</x>; rel="prev""#), None);
         assert_eq!(next_link(""), None);
         assert_eq!(next_link("<unterminated; rel=next"), None);
@@ -434,19 +545,27 @@ mod tests {
     fn resolve_link_relative_absolute_and_foreign() {
         let current = url::Url::parse("http://127.0.0.1:5000/v2/_catalog?n=2").unwrap();
         assert_eq!(
-            resolve_link(&current, "_catalog?last=busybox99&n=100").unwrap().as_str(),
+            resolve_link(&current, "_catalog?last=busybox99&n=100")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:5000/v2/_catalog?last=busybox99&n=100"
         );
         assert_eq!(
-            resolve_link(&current, "/v2/_catalog?last=ns%2Fapp&n=1").unwrap().as_str(),
+            resolve_link(&current, "/v2/_catalog?last=ns%2Fapp&n=1")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:5000/v2/_catalog?last=ns%2Fapp&n=1"
         );
         assert_eq!(
-            resolve_link(&current, "http://127.0.0.1:5000/v2/_catalog?last=b&n=2").unwrap().as_str(),
+            resolve_link(&current, "http://127.0.0.1:5000/v2/_catalog?last=b&n=2")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:5000/v2/_catalog?last=b&n=2"
         );
         assert_eq!(
-            resolve_link(&current, "https://internal:443/v2/_catalog?last=b&n=2").unwrap().as_str(),
+            resolve_link(&current, "https://internal:443/v2/_catalog?last=b&n=2")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:5000/v2/_catalog?last=b&n=2"
         );
     }
@@ -464,7 +583,10 @@ mod tests {
         let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry","detail":{"name":"x"}},{"code":"MANIFEST_UNKNOWN"}]}"#;
         let parsed = parse_error_body(body).unwrap();
         assert_eq!(parsed.code.as_deref(), Some("NAME_UNKNOWN"));
-        assert_eq!(parsed.message, "repository name not known to registry; MANIFEST_UNKNOWN");
+        assert_eq!(
+            parsed.message,
+            "repository name not known to registry; MANIFEST_UNKNOWN"
+        );
     }
 
     #[test]
@@ -472,7 +594,10 @@ mod tests {
         let body = br#"{[{"code":"NAME_UNKNOWN","message":"repository name not known to registry","detail":{"name":"another"}}]}"#;
         assert_eq!(
             parse_error_body(body),
-            Some(ErrorBody { code: Some("NAME_UNKNOWN".into()), message: "repository name not known to registry".into() })
+            Some(ErrorBody {
+                code: Some("NAME_UNKNOWN".into()),
+                message: "repository name not known to registry".into()
+            })
         );
     }
 
@@ -480,37 +605,69 @@ mod tests {
     fn error_body_of_a_token_realm_and_plain_text() {
         assert_eq!(
             parse_error_body(br#"{"error":"Invalid username or password."}"#),
-            Some(ErrorBody { code: None, message: "Invalid username or password.".into() })
+            Some(ErrorBody {
+                code: None,
+                message: "Invalid username or password.".into()
+            })
         );
         assert_eq!(parse_error_body(b"{}"), None);
         assert_eq!(parse_error_body(b""), None);
         assert_eq!(parse_error_body(b"<html>bad gateway</html>"), None);
-        assert_eq!(parse_error_body(b"upstream timed out\nmore"), Some(ErrorBody { code: None, message: "upstream timed out".into() }));
+        assert_eq!(
+            parse_error_body(b"upstream timed out\nmore"),
+            Some(ErrorBody {
+                code: None,
+                message: "upstream timed out".into()
+            })
+        );
         assert_eq!(parse_error_body(&[0xff, 0xfe]), None);
     }
 
     #[test]
     fn retry_after_seconds_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]
     fn token_responses() {
         let grant = parse_token_response(br#"{"token":"abc"}"#).unwrap();
-        assert_eq!((grant.token.as_str(), grant.expires_in, grant.issued_at), ("abc", DEFAULT_TOKEN_LIFETIME, None));
-        let grant =
-            parse_token_response(br#"{"access_token":"xyz","expires_in":900,"issued_at":"2019-01-10T15:29:18+00:00"}"#).unwrap();
+        assert_eq!(
+            (grant.token.as_str(), grant.expires_in, grant.issued_at),
+            ("abc", DEFAULT_TOKEN_LIFETIME, None)
+        );
+        let grant = parse_token_response(
+            br#"{"access_token":"xyz","expires_in":900,"issued_at":"2019-01-10T15:29:18+00:00"}"#,
+        )
+        .unwrap();
         assert_eq!(grant.token, "xyz");
         assert_eq!(grant.expires_in, Duration::from_secs(900));
         let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_547_134_158);
         assert_eq!(grant.issued_at, Some(issued));
-        assert_eq!(grant.lifetime(issued + Duration::from_secs(100)), Duration::from_secs(800));
-        assert_eq!(grant.lifetime(issued + Duration::from_secs(5000)), Duration::from_secs(900));
-        assert_eq!(grant.lifetime(issued - Duration::from_secs(5)), Duration::from_secs(900));
+        assert_eq!(
+            grant.lifetime(issued + Duration::from_secs(100)),
+            Duration::from_secs(800)
+        );
+        assert_eq!(
+            grant.lifetime(issued + Duration::from_secs(5000)),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            grant.lifetime(issued - Duration::from_secs(5)),
+            Duration::from_secs(900)
+        );
         assert!(parse_token_response(br#"{"token":""}"#).is_err());
         assert!(parse_token_response(b"not json").is_err());
         assert!(!format!("{grant:?}").contains("xyz"));
