@@ -15,7 +15,7 @@ as_root() {
 # --- packages ---------------------------------------------------------------
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
-for package in docker-registry skopeo apache2-utils; do
+for package in docker-registry skopeo apache2-utils openssl; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
 done
 [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
