@@ -840,3 +840,78 @@ fn ping_rejects_a_server_that_is_not_a_registry() {
     let client = client(&server.client_config());
     assert!(matches!(client.ping(), Err(RegistryError::Malformed(_))));
 }
+
+// ---------------------------------------------------------------------------
+// TLS.
+
+fn tls_registry() -> TestRegistry {
+    TestRegistry::start(Options {
+        tls: true,
+        ..Options::default()
+    })
+}
+
+#[test]
+fn tls_with_ca_file_verifies_the_registry() {
+    let registry = tls_registry();
+    let image = registry.push_image("ns/app", "v1");
+    assert!(registry.url.starts_with("https://"));
+    let client = client(&registry.client_config());
+    client.ping().expect("ping over TLS");
+    assert_eq!(
+        client.head_manifest("ns/app", "v1").expect("head").digest,
+        image.digest
+    );
+}
+
+#[test]
+fn tls_without_the_ca_is_a_transport_error() {
+    let registry = tls_registry();
+    let mut config = registry.client_config();
+    config.ca_file = None;
+    let client = client(&config);
+    assert!(matches!(client.catalog(), Err(RegistryError::Transport(_))));
+}
+
+#[test]
+fn tls_insecure_skip_verify_is_an_explicit_opt_in() {
+    let registry = tls_registry();
+    registry.push_image("ns/app", "v1");
+    let mut config = registry.client_config();
+    config.ca_file = None;
+    config.insecure_skip_tls_verify = true;
+    let client = client(&config);
+    assert_eq!(
+        client.catalog().expect("catalog without verification"),
+        vec!["ns/app"]
+    );
+}
+
+#[test]
+fn ca_file_without_certificates_is_a_configuration_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_file = dir.path().join("empty.pem");
+    std::fs::write(&ca_file, "not a certificate\n").expect("writing");
+    let mut config = ScriptedServer::start(vec![]).client_config();
+    config.ca_file = Some(ca_file);
+    let error = Client::new(&config).expect_err("an empty ca_file");
+    assert!(format!("{error:#}").contains("empty.pem"), "{error:#}");
+}
+
+#[test]
+fn token_auth_invalid_token_is_unauthorized_after_one_retry() {
+    let mut policy = TokenPolicy::full("alice", "secret");
+    policy.issuer = "someone-else".into();
+    let registry = token_registry(policy);
+    registry.push_image("ns/app", "v1");
+    let client = client(&registry.client_config());
+    match client.tags("ns/app") {
+        Err(RegistryError::Unauthorized { scope, message }) => {
+            assert_eq!(scope.as_deref(), Some("repository:ns/app:pull"));
+            assert!(message.contains("invalid_token"), "{message}");
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    // One token for the challenge, then no second guess for the same scope.
+    assert_eq!(registry.token_server.as_ref().expect("token server").tokens_issued(), 1);
+}

@@ -87,6 +87,9 @@ pub struct TokenPolicy {
     pub anonymous_actions: Vec<String>,
     /// `expires_in` of minted tokens, in seconds.
     pub expires_in: u64,
+    /// `iss` of tokens the realm mints; anything but [`TOKEN_ISSUER`] makes
+    /// the registry answer `invalid_token`.
+    pub issuer: String,
 }
 
 impl TokenPolicy {
@@ -99,6 +102,7 @@ impl TokenPolicy {
             user_catalog: true,
             anonymous_actions: Vec::new(),
             expires_in: 300,
+            issuer: TOKEN_ISSUER.into(),
         }
     }
 }
@@ -120,6 +124,9 @@ pub struct Options {
     /// Optional notifications endpoint (`includereferences: true`, 1 s
     /// timeout, threshold 3, 1 s backoff).
     pub notifications: Option<Notifications>,
+    /// Serve HTTPS with a certificate for 127.0.0.1 signed by a test CA
+    /// (see [`TestRegistry::ca_file`]); the helpers skip verification.
+    pub tls: bool,
 }
 
 /// A pushed image manifest (Docker schema 2 or OCI).
@@ -169,6 +176,7 @@ pub struct TestRegistry {
     /// The token server, in token mode.
     pub token_server: Option<TokenServer>,
     auth: Auth,
+    tls: bool,
     child: Child,
     agent: ureq::Agent,
     dir: tempfile::TempDir,
@@ -199,7 +207,15 @@ impl TestRegistry {
                 .expect("running htpasswd (apt-get install apache2-utils)");
             assert!(status.success(), "htpasswd failed");
         }
+        if options.tls {
+            make_tls_certificates(dir.path());
+        }
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .disable_verification(options.tls)
+                    .build(),
+            )
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .max_redirects(0)
@@ -222,13 +238,17 @@ impl TestRegistry {
                 .stderr(log)
                 .spawn()
                 .expect("starting docker-registry (apt-get install docker-registry)");
-            let url = format!("http://127.0.0.1:{port}");
+            let url = format!(
+                "{}://127.0.0.1:{port}",
+                if options.tls { "https" } else { "http" }
+            );
             if wait_ready(&mut child, &agent, &url) {
                 return TestRegistry {
                     url,
                     port,
                     token_server,
                     auth: options.auth.clone(),
+                    tls: options.tls,
                     child,
                     agent,
                     dir,
@@ -256,8 +276,14 @@ impl TestRegistry {
         self.dir.path().join("data")
     }
 
+    /// The CA certificate (PEM) that signed the registry's certificate, with `tls`.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.path().join("ca.crt"))
+    }
+
     /// A `[registry]` configuration for the product pointing here, with the
-    /// credentials of the auth mode, a 10 s timeout, concurrency 4, pages of 100.
+    /// credentials of the auth mode, the test CA as `ca_file` with `tls`, a
+    /// 10 s timeout, concurrency 4, pages of 100.
     pub fn client_config(&self) -> regkeeper::config::RegistryConfig {
         let (username, password) = match &self.auth {
             Auth::Anonymous => (None, None),
@@ -270,7 +296,7 @@ impl TestRegistry {
             url: url::Url::parse(&self.url).expect("the registry url parses"),
             username,
             password,
-            ca_file: None,
+            ca_file: self.ca_file(),
             insecure_skip_tls_verify: false,
             timeout: Duration::from_secs(10),
             concurrency: 4,
@@ -658,6 +684,61 @@ fn wait_ready(child: &mut Child, agent: &ureq::Agent, url: &str) -> bool {
     false
 }
 
+/// Writes `ca.crt`/`ca.key` (a test CA) and `tls.crt`/`tls.key` (a
+/// certificate for IP 127.0.0.1 signed by it) into `dir` with the openssl CLI.
+fn make_tls_certificates(dir: &Path) {
+    let run = |arguments: &[&str]| {
+        let output = Command::new("openssl")
+            .args(arguments)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl (apt-get install openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=regkeeper-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.crt",
+    ]);
+}
+
 fn registry_config(
     dir: &Path,
     port: u16,
@@ -668,10 +749,19 @@ fn registry_config(
         "version: 0.1\n\
          log:\n  level: info\n\
          storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
-         http:\n  addr: 127.0.0.1:{port}\n  secret: regkeeper-test-{unique}\n\
+         http:\n  addr: 127.0.0.1:{port}\n  secret: regkeeper-test-{unique}\n{tls}\
          health:\n  storagedriver:\n    enabled: false\n",
         data = dir.join("data").display(),
         unique = unique_token(),
+        tls = if options.tls {
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.join("tls.crt").display(),
+                dir.join("tls.key").display()
+            )
+        } else {
+            String::new()
+        },
     );
     match &options.auth {
         Auth::Anonymous => {}
@@ -873,7 +963,7 @@ impl TokenServer {
 
     /// Mints a token for `subject` with `access` entries, valid `expires_in` s.
     pub fn mint(&self, subject: &str, access: Vec<serde_json::Value>, expires_in: u64) -> String {
-        mint_token(&self.keys, subject, access, expires_in)
+        mint_token(&self.keys, TOKEN_ISSUER, subject, access, expires_in)
     }
 }
 
@@ -903,6 +993,7 @@ fn base64url(bytes: &[u8]) -> String {
 
 fn mint_token(
     keys: &TokenKeys,
+    issuer: &str,
     subject: &str,
     access: Vec<serde_json::Value>,
     expires_in: u64,
@@ -917,7 +1008,7 @@ fn mint_token(
         "x5c": [base64::engine::general_purpose::STANDARD.encode(&keys.cert_der)],
     });
     let claims = serde_json::json!({
-        "iss": TOKEN_ISSUER,
+        "iss": issuer,
         "aud": TOKEN_SERVICE,
         "sub": subject,
         "exp": now + expires_in,
@@ -1154,7 +1245,7 @@ fn serve_token_connection(
                     .collect();
                 access.push(serde_json::json!({"type": kind, "name": name, "actions": granted}));
             }
-            let token = mint_token(keys, &subject, access, policy.expires_in);
+            let token = mint_token(keys, &policy.issuer, &subject, access, policy.expires_in);
             let issued_at = chrono::Utc::now().to_rfc3339();
             Reply::json(
                 200,
