@@ -13,7 +13,8 @@ as_root() {
 }
 
 # --- packages ---------------------------------------------------------------
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# shellcheck source=scripts/lib/postgres.sh
+. scripts/lib/postgres.sh
 missing=()
 for package in docker-registry skopeo apache2-utils openssl; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -27,53 +28,19 @@ fi
 
 # --- PostgreSQL ---------------------------------------------------------------
 work_dir=$(mktemp -d "${TMPDIR:-/tmp}/regkeeper-test.XXXXXX")
-chmod 755 "$work_dir"
-pg_dir="$work_dir/pg"
-
-# PostgreSQL refuses to run as root: run its commands as `postgres` then.
-if [ "$(id -u)" -eq 0 ]; then
-    install -d -o postgres -g postgres -m 700 "$pg_dir"
-    as_pg() { runuser -u postgres -- "$@"; }
-else
-    install -d -m 700 "$pg_dir"
-    as_pg() { "$@"; }
-fi
-
-stop_cluster() {
-    if [ -f "$pg_dir/data/postmaster.pid" ]; then
-        as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -m immediate -w stop >/dev/null 2>&1 || true
-    fi
+cleanup() {
+    stop_postgres
     rm -rf "$work_dir"
 }
-trap stop_cluster EXIT
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-as_pg "$PG_BIN/initdb" -D "$pg_dir/data" -U postgres --auth=trust -E UTF8 --no-locale >"$pg_dir/initdb.log" 2>&1 \
-    || { cat "$pg_dir/initdb.log" >&2; exit 1; }
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
-        || echo $((20000 + RANDOM % 40000))
-}
-
-started=""
-for attempt in 1 2 3 4 5; do
-    port=$(free_port)
-    if as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $pg_dir -c fsync=off -c synchronous_commit=off \
-            -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB" start >/dev/null; then
-        started=yes
-        break
-    fi
-    log "PostgreSQL did not start on port $port (attempt $attempt)"
-done
-if [ -z "$started" ]; then
-    cat "$pg_dir/log" >&2 || true
-    exit 1
-fi
-
-export REGKEEPER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+# Durability off: the cluster is thrown away. Enough connections for
+# parallel tests, each with its own pool.
+start_postgres "$work_dir" -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c max_connections=300 -c shared_buffers=32MB
+export REGKEEPER_TEST_POSTGRES_URL="$POSTGRES_URL"
 log "PostgreSQL at $REGKEEPER_TEST_POSTGRES_URL"
 
 # --- tests --------------------------------------------------------------------
