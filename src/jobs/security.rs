@@ -171,7 +171,7 @@ pub struct Security {
     scanners: Vec<Arc<dyn Scanner>>,
     images: Arc<dyn Images>,
     options: SecurityOptions,
-    registry_id: i64,
+    registry_host: String,
     clock: Clock,
 }
 
@@ -184,20 +184,20 @@ enum Done {
 }
 
 impl Security {
-    /// A handler over these scanners and images, for the registry row
-    /// `registry_id`, reading time from `clock`.
+    /// A handler over these scanners and images, for the tags of the
+    /// registry `registry_host` (`host:port`), reading time from `clock`.
     pub fn new(
         scanners: Vec<Arc<dyn Scanner>>,
         images: Arc<dyn Images>,
         options: SecurityOptions,
-        registry_id: i64,
+        registry_host: String,
         clock: Clock,
     ) -> Security {
         Security {
             scanners,
             images,
             options,
-            registry_id,
+            registry_host,
             clock,
         }
     }
@@ -309,6 +309,7 @@ impl Handler for Security {
             return Ok(outcome);
         }
         let store: &dyn Store = ctx.store.as_ref();
+        let registry_id = store.ensure_registry(&self.registry_host)?;
         let retry_failed = ctx.options.retry_failed;
         let feeder = Mutex::new(Feeder {
             queue: VecDeque::new(),
@@ -328,7 +329,7 @@ impl Handler for Security {
                     return Ok(None);
                 }
                 let fresh: Vec<ScanCandidate> = store
-                    .scan_candidates(self.registry_id, &self.policy(retry_failed, BATCH))?
+                    .scan_candidates(registry_id, &self.policy(retry_failed, BATCH))?
                     .into_iter()
                     .filter(|candidate| !feeder.seen.contains(&candidate.digest))
                     .collect();

@@ -1,0 +1,252 @@
+//! Benchmark of the `security` job (not a test; run `scripts/bench-security.sh`).
+//!
+//! 1. Scan throughput: 1,000 tags over 200 manifest digests in a real
+//!    docker-registry, scanned once by the handler (default concurrency 2)
+//!    with the fixture backend and with the stand-in Clair v2 server of the
+//!    tests; images (digests) per second, on SQLite and, when
+//!    `REGKEEPER_TEST_POSTGRES_URL` is set, PostgreSQL.
+//! 2. Database time per stored vulnerability: `finish_scan` of one image
+//!    with 650 vulnerabilities, first store and replacement, on each database.
+//!
+//! Prints one line per figure.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use regkeeper::config::SecurityOptions;
+use regkeeper::jobs::security::{RegistryImages, Security};
+use regkeeper::jobs::{Cancel, Handler, JobContext, RunOptions, Trigger};
+use regkeeper::scanner::{self, Kind, Settings};
+use regkeeper::store::postgres::PostgresBackend;
+use regkeeper::store::sql::SqlStore;
+use regkeeper::store::sqlite::SqliteBackend;
+use regkeeper::store::{ScanPolicy, ScanStored, Store, TagWrite, VulnerabilityWrite};
+use support::registry::TestRegistry;
+use support::scanners::{many_vulns, Api, ScannerServer};
+
+const DIGESTS: usize = 200;
+const TAGS_PER_DIGEST: usize = 5;
+const VULNS_PER_IMAGE: usize = 650;
+
+/// A fresh store and what keeps it alive.
+fn store(database: &str, keep: &mut Vec<Box<dyn std::any::Any>>) -> Arc<dyn Store> {
+    match database {
+        "postgres" => {
+            let database = support::postgres::TestDatabase::create();
+            let backend = PostgresBackend::connect(database.url(), None, 8).expect("connecting to postgres");
+            let store = SqlStore::new(Box::new(backend));
+            store.migrate().expect("migrating");
+            keep.push(Box::new(database));
+            Arc::new(store)
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let backend = SqliteBackend::open(&dir.path().join("bench.db")).expect("opening sqlite");
+            let store = SqlStore::new(Box::new(backend));
+            store.migrate().expect("migrating");
+            keep.push(Box::new(dir));
+            Arc::new(store)
+        }
+    }
+}
+
+fn context(store: Arc<dyn Store>) -> JobContext {
+    JobContext {
+        job_name: "security".into(),
+        run_id: 1,
+        trigger: Trigger::Once,
+        claimant: "bench".into(),
+        store,
+        options: RunOptions::default(),
+        cancel: Cancel::default(),
+    }
+}
+
+fn throughput(registry: &TestRegistry, images: &[(String, String)], database: &str, backend: &str) {
+    let mut keep = Vec::new();
+    let store = store(database, &mut keep);
+    let host = format!("127.0.0.1:{}", registry.port);
+    let registry_id = store.ensure_registry(&host).expect("registry row");
+    for (index, (repository, digest)) in images.iter().enumerate() {
+        for copy in 0..TAGS_PER_DIGEST {
+            store
+                .upsert_tag(
+                    registry_id,
+                    &TagWrite {
+                        repository: if copy == 0 { repository.clone() } else { format!("copies{copy}/app{index}") },
+                        tag: "1".into(),
+                        digest: digest.clone(),
+                        image_id: String::new(),
+                        media_type: "application/vnd.docker.distribution.manifest.v2+json".into(),
+                        size: None,
+                        platforms: None,
+                    },
+                    0,
+                )
+                .expect("recording a tag");
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut servers = Vec::new();
+    let scanner = match backend {
+        "fixture" => {
+            let path = dir.path().join("fixture.json");
+            let entries: Vec<serde_json::Value> = many_vulns(20)
+                .into_iter()
+                .map(|v| serde_json::json!({"Name": v.name, "Severity": v.severity, "Link": "https://cve.example/"}))
+                .collect();
+            std::fs::write(&path, serde_json::to_vec(&entries).expect("fixture json")).expect("writing fixture");
+            scanner::build(
+                Kind::Fixture,
+                &Settings {
+                    name: "fixture".into(),
+                    server: None,
+                    timeout: Duration::from_secs(10),
+                    authorization: None,
+                    file: Some(path),
+                },
+            )
+        }
+        _ => {
+            let server = ScannerServer::start(Api::Clair);
+            server.set(|s| s.vulns = many_vulns(20));
+            let built = scanner::build(
+                Kind::Clair,
+                &Settings {
+                    name: "clair".into(),
+                    server: Some(url::Url::parse(&server.url()).expect("server url")),
+                    timeout: Duration::from_secs(30),
+                    authorization: None,
+                    file: None,
+                },
+            );
+            servers.push(server);
+            built
+        }
+    }
+    .expect("building the scanner");
+    let client = Arc::new(regkeeper::registry::Client::new(&registry.client_config()).expect("registry client"));
+    let handler = Security::new(
+        vec![scanner],
+        Arc::new(RegistryImages::new(client)),
+        SecurityOptions {
+            rescan_after: Duration::from_secs(24 * 3600),
+            concurrency: 2,
+            max_attempts: 3,
+            lease: Duration::from_secs(1800),
+        },
+        host,
+        Arc::new(|| 1_000),
+    );
+    let started = Instant::now();
+    let outcome = handler.run(&context(store)).expect("the security run");
+    let elapsed = started.elapsed();
+    let scanned = outcome.counts.get("scanned").copied().unwrap_or(0);
+    assert_eq!(scanned as usize, images.len(), "every digest scanned: {outcome:?}");
+    println!(
+        "scan {backend:8} {database:8} {} tags / {} digests in {:.2}s: {:.1} images/s ({:.1} tags/s)",
+        images.len() * TAGS_PER_DIGEST,
+        images.len(),
+        elapsed.as_secs_f64(),
+        images.len() as f64 / elapsed.as_secs_f64(),
+        (images.len() * TAGS_PER_DIGEST) as f64 / elapsed.as_secs_f64()
+    );
+}
+
+fn store_time(database: &str) {
+    let mut keep = Vec::new();
+    let store = store(database, &mut keep);
+    let registry_id = store.ensure_registry("bench.example:5000").expect("registry row");
+    let digest = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+    store
+        .upsert_tag(
+            registry_id,
+            &TagWrite {
+                repository: "bench/app".into(),
+                tag: "1".into(),
+                digest: digest.into(),
+                image_id: String::new(),
+                media_type: String::new(),
+                size: None,
+                platforms: None,
+            },
+            0,
+        )
+        .expect("recording a tag");
+    let writes: Vec<VulnerabilityWrite> = many_vulns(VULNS_PER_IMAGE)
+        .into_iter()
+        .map(|v| VulnerabilityWrite {
+            name: v.name.clone(),
+            scanner: "clair".into(),
+            severity: v.severity.clone(),
+            severity_raw: v.severity,
+            link: format!("https://cve.example/{}", v.name),
+            fixed_by: v.fixed_by,
+            description: format!("{} lets a remote attacker do something bad to {}", v.name, v.package),
+            metadata: Some(format!(
+                r#"{{"namespace":"debian:9","package":"{}","details":{{"NVD":{{"CVSSv2":{{"Score":5.0}}}}}}}}"#,
+                v.package
+            )),
+        })
+        .collect();
+    let rounds = 20;
+    let mut first = Duration::ZERO;
+    let mut replace = Duration::ZERO;
+    for round in 0..rounds {
+        let now = 1_000 + round * 100_000_000;
+        let policy = ScanPolicy {
+            now,
+            lease_ms: 1_000,
+            rescan_after_ms: Some(1),
+            retry_failed: false,
+            limit: 1,
+        };
+        store.claim_scan(digest, "bench", &policy).expect("claim").expect("due");
+        let started = Instant::now();
+        let stored = store.finish_scan(digest, "bench", &writes, now).expect("finish_scan");
+        let elapsed = started.elapsed();
+        assert!(matches!(stored, ScanStored::Stored { .. }));
+        if round == 0 {
+            first = elapsed;
+        } else {
+            replace += elapsed;
+        }
+    }
+    let replace = replace / (rounds as u32 - 1);
+    println!(
+        "store    {database:8} {VULNS_PER_IMAGE} vulnerabilities: first {:.1} ms ({:.1} µs/vuln), replace {:.1} ms ({:.1} µs/vuln)",
+        first.as_secs_f64() * 1e3,
+        first.as_secs_f64() * 1e6 / VULNS_PER_IMAGE as f64,
+        replace.as_secs_f64() * 1e3,
+        replace.as_secs_f64() * 1e6 / VULNS_PER_IMAGE as f64,
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let mut databases = vec!["sqlite"];
+    if std::env::var(support::postgres::URL_VARIABLE).is_ok() {
+        databases.push("postgres");
+    } else {
+        eprintln!("{} is not set: PostgreSQL figures skipped", support::postgres::URL_VARIABLE);
+    }
+    let registry = TestRegistry::anonymous();
+    let started = Instant::now();
+    let images: Vec<(String, String)> = (0..DIGESTS)
+        .map(|index| {
+            let repository = format!("bench/app{index}");
+            let image = registry.push_image(&repository, "1");
+            (repository, image.digest)
+        })
+        .collect();
+    eprintln!("pushed {DIGESTS} images in {:.1}s", started.elapsed().as_secs_f64());
+    for database in &databases {
+        for backend in ["fixture", "clair"] {
+            throughput(&registry, &images, database, backend);
+        }
+        store_time(database);
+    }
+}
