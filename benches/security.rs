@@ -36,7 +36,8 @@ fn store(database: &str, keep: &mut Vec<Box<dyn std::any::Any>>) -> Arc<dyn Stor
     match database {
         "postgres" => {
             let database = support::postgres::TestDatabase::create();
-            let backend = PostgresBackend::connect(database.url(), None, 8).expect("connecting to postgres");
+            let backend =
+                PostgresBackend::connect(database.url(), None, 8).expect("connecting to postgres");
             let store = SqlStore::new(Box::new(backend));
             store.migrate().expect("migrating");
             keep.push(Box::new(database));
@@ -44,7 +45,8 @@ fn store(database: &str, keep: &mut Vec<Box<dyn std::any::Any>>) -> Arc<dyn Stor
         }
         _ => {
             let dir = tempfile::tempdir().expect("temp dir");
-            let backend = SqliteBackend::open(&dir.path().join("bench.db")).expect("opening sqlite");
+            let backend =
+                SqliteBackend::open(&dir.path().join("bench.db")).expect("opening sqlite");
             let store = SqlStore::new(Box::new(backend));
             store.migrate().expect("migrating");
             keep.push(Box::new(dir));
@@ -76,7 +78,11 @@ fn throughput(registry: &TestRegistry, images: &[(String, String)], database: &s
                 .upsert_tag(
                     registry_id,
                     &TagWrite {
-                        repository: if copy == 0 { repository.clone() } else { format!("copies{copy}/app{index}") },
+                        repository: if copy == 0 {
+                            repository.clone()
+                        } else {
+                            format!("copies{copy}/app{index}")
+                        },
                         tag: "1".into(),
                         digest: digest.clone(),
                         image_id: String::new(),
@@ -128,7 +134,9 @@ fn throughput(registry: &TestRegistry, images: &[(String, String)], database: &s
         }
     }
     .expect("building the scanner");
-    let client = Arc::new(regkeeper::registry::Client::new(&registry.client_config()).expect("registry client"));
+    let client = Arc::new(
+        regkeeper::registry::Client::new(&registry.client_config()).expect("registry client"),
+    );
     let handler = Security::new(
         vec![scanner],
         Arc::new(RegistryImages::new(client)),
@@ -145,7 +153,11 @@ fn throughput(registry: &TestRegistry, images: &[(String, String)], database: &s
     let outcome = handler.run(&context(store)).expect("the security run");
     let elapsed = started.elapsed();
     let scanned = outcome.counts.get("scanned").copied().unwrap_or(0);
-    assert_eq!(scanned as usize, images.len(), "every digest scanned: {outcome:?}");
+    assert_eq!(
+        scanned as usize,
+        images.len(),
+        "every digest scanned: {outcome:?}"
+    );
     println!(
         "scan {backend:8} {database:8} {} tags / {} digests in {:.2}s: {:.1} images/s ({:.1} tags/s)",
         images.len() * TAGS_PER_DIGEST,
@@ -159,7 +171,9 @@ fn throughput(registry: &TestRegistry, images: &[(String, String)], database: &s
 fn store_time(database: &str) {
     let mut keep = Vec::new();
     let store = store(database, &mut keep);
-    let registry_id = store.ensure_registry("bench.example:5000").expect("registry row");
+    let registry_id = store
+        .ensure_registry("bench.example:5000")
+        .expect("registry row");
     let digest = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
     store
         .upsert_tag(
@@ -204,9 +218,14 @@ fn store_time(database: &str) {
             retry_failed: false,
             limit: 1,
         };
-        store.claim_scan(digest, "bench", &policy).expect("claim").expect("due");
+        store
+            .claim_scan(digest, "bench", &policy)
+            .expect("claim")
+            .expect("due");
         let started = Instant::now();
-        let stored = store.finish_scan(digest, "bench", &writes, now).expect("finish_scan");
+        let stored = store
+            .finish_scan(digest, "bench", &writes, now)
+            .expect("finish_scan");
         let elapsed = started.elapsed();
         assert!(matches!(stored, ScanStored::Stored { .. }));
         if round == 0 {
@@ -226,12 +245,19 @@ fn store_time(database: &str) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing to parse.
+    // `cargo bench` passes `--bench`. Test runners also start bench targets
+    // (`cargo test --all-targets`, nextest's `--list`): list nothing, run nothing.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
     let mut databases = vec!["sqlite"];
     if std::env::var(support::postgres::URL_VARIABLE).is_ok() {
         databases.push("postgres");
     } else {
-        eprintln!("{} is not set: PostgreSQL figures skipped", support::postgres::URL_VARIABLE);
+        eprintln!(
+            "{} is not set: PostgreSQL figures skipped",
+            support::postgres::URL_VARIABLE
+        );
     }
     let registry = TestRegistry::anonymous();
     let started = Instant::now();
@@ -242,7 +268,10 @@ fn main() {
             (repository, image.digest)
         })
         .collect();
-    eprintln!("pushed {DIGESTS} images in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "pushed {DIGESTS} images in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     for database in &databases {
         for backend in ["fixture", "clair"] {
             throughput(&registry, &images, database, backend);

@@ -369,19 +369,14 @@ use support::registry::{Auth, Options, PushedImage, TestRegistry};
 
 const T0: i64 = 1_800_000_000_000;
 
-/// The database a lifecycle test runs on; kept alive with the store.
-enum Database {
-    Sqlite(tempfile::TempDir),
-    Postgres(TestDatabase),
-}
-
 struct World {
     registry: TestRegistry,
     client: Arc<regkeeper::registry::Client>,
     store: Arc<dyn Store>,
     registry_id: i64,
     host: String,
-    _database: Database,
+    /// The temp dir or PostgreSQL database, kept alive with the store.
+    _database: Box<dyn std::any::Any>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -397,20 +392,20 @@ fn world(db: Db, auth: Auth) -> World {
         auth,
         ..Options::default()
     });
-    let (store, database): (Arc<dyn Store>, Database) = match db {
+    let (store, database): (Arc<dyn Store>, Box<dyn std::any::Any>) = match db {
         Db::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
             let backend = SqliteBackend::open(&dir.path().join("regkeeper.db")).unwrap();
             let store = SqlStore::new(Box::new(backend));
             store.migrate().unwrap();
-            (Arc::new(store), Database::Sqlite(dir))
+            (Arc::new(store), Box::new(dir))
         }
         Db::Postgres => {
             let database = TestDatabase::create();
             let backend = PostgresBackend::connect(database.url(), None, 8).unwrap();
             let store = SqlStore::new(Box::new(backend));
             store.migrate().unwrap();
-            (Arc::new(store), Database::Postgres(database))
+            (Arc::new(store), Box::new(database))
         }
     };
     let client = Arc::new(regkeeper::registry::Client::new(&registry.client_config()).unwrap());
@@ -453,7 +448,12 @@ impl World {
         image
     }
 
-    fn handler(&self, scanners: Vec<Arc<dyn Scanner>>, options: SecurityOptions, clock: Clock) -> Security {
+    fn handler(
+        &self,
+        scanners: Vec<Arc<dyn Scanner>>,
+        options: SecurityOptions,
+        clock: Clock,
+    ) -> Security {
         Security::new(
             scanners,
             Arc::new(RegistryImages::new(self.client.clone())),
@@ -512,7 +512,11 @@ fn count(outcome: &Outcome, name: &str) -> i64 {
 }
 
 fn clair_of(server: &ScannerServer) -> Arc<dyn Scanner> {
-    scanner::build(Kind::Clair, &settings("clair", &server.url(), Duration::from_secs(10))).unwrap()
+    scanner::build(
+        Kind::Clair,
+        &settings("clair", &server.url(), Duration::from_secs(10)),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -531,28 +535,58 @@ fn clair_scan_serves_every_tag_sharing_a_digest_with_one_scan() {
         let outcome = handler.run(&world.context("daemon-a")).unwrap();
         assert_eq!(count(&outcome, "scanned"), 1, "{db:?}: {outcome:?}");
         assert_eq!(count(&outcome, "vulnerabilities"), 2);
-        assert_eq!(server.requests_to("POST", "/v1/layers").len(), image.layers.len());
-        assert_eq!(server.requests_to("GET", "/v1/layers/").len(), 1, "one scan for three tags");
+        assert_eq!(
+            server.requests_to("POST", "/v1/layers").len(),
+            image.layers.len()
+        );
+        assert_eq!(
+            server.requests_to("GET", "/v1/layers/").len(),
+            1,
+            "one scan for three tags"
+        );
         let posts = server.requests_to("POST", "/v1/layers");
         let first = posts[0].json();
         assert_eq!(first["Layer"]["Name"], image.layers[0].0.as_str());
         assert_eq!(first["Layer"]["ParentName"], "");
         assert_eq!(
             first["Layer"]["Path"],
-            format!("{}/v2/ns/app/blobs/{}", world.registry.url, image.layers[0].0)
+            format!(
+                "{}/v2/ns/app/blobs/{}",
+                world.registry.url, image.layers[0].0
+            )
         );
-        assert!(first["Layer"]["Headers"]["Authorization"].as_str().unwrap().starts_with("Bearer "));
-        assert_eq!(posts[1].json()["Layer"]["ParentName"], image.layers[0].0.as_str());
-        for (repository, tag) in [("ns/app", "1.0"), ("ns/app", "latest"), ("other/app", "copy")] {
+        assert!(first["Layer"]["Headers"]["Authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer "));
+        assert_eq!(
+            posts[1].json()["Layer"]["ParentName"],
+            image.layers[0].0.as_str()
+        );
+        for (repository, tag) in [
+            ("ns/app", "1.0"),
+            ("ns/app", "latest"),
+            ("other/app", "copy"),
+        ] {
             let state = world.state(repository, tag);
             assert_eq!(state.state.scanned, 2, "{db:?} {repository}:{tag}");
             assert_eq!(state.state.scanned_at, Some(T0));
-            assert_eq!(world.names(repository, tag), ["CVE-2016-6301", "CVE-2016-8859"]);
+            assert_eq!(
+                world.names(repository, tag),
+                ["CVE-2016-6301", "CVE-2016-8859"]
+            );
         }
         let stored = &world.state("ns/app", "1.0").vulnerabilities[0];
-        assert_eq!((stored.scanner.as_str(), stored.severity.as_str()), ("clair", "High"));
-        let metadata: serde_json::Value = serde_json::from_str(stored.metadata.as_deref().unwrap()).unwrap();
-        assert_eq!(metadata["details"]["NVD"]["CVSSv2"]["Score"], 5.0, "metadata is real JSON");
+        assert_eq!(
+            (stored.scanner.as_str(), stored.severity.as_str()),
+            ("clair", "High")
+        );
+        let metadata: serde_json::Value =
+            serde_json::from_str(stored.metadata.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            metadata["details"]["NVD"]["CVSSv2"]["Score"], 5.0,
+            "metadata is real JSON"
+        );
         // Nothing is due any more.
         let again = handler.run(&world.context("daemon-a")).unwrap();
         assert_eq!(count(&again, "scanned"), 0);
@@ -581,10 +615,16 @@ fn clair_features_null_marks_the_tag_done_with_no_vulnerabilities() {
 #[test]
 fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
     let post_fails = |s: &mut support::scanners::Switches| {
-        s.fail_submit = Some((401, r#"{"Error":{"Message":"Something went wrong when posting"}}"#.into()))
+        s.fail_submit = Some((
+            401,
+            r#"{"Error":{"Message":"Something went wrong when posting"}}"#.into(),
+        ))
     };
     let get_fails = |s: &mut support::scanners::Switches| {
-        s.fail_report = Some((400, r#"{"Error":{"Message":"Something went wrong when fetching"}}"#.into()))
+        s.fail_report = Some((
+            400,
+            r#"{"Error":{"Message":"Something went wrong when fetching"}}"#.into(),
+        ))
     };
     let html_fails = |s: &mut support::scanners::Switches| {
         s.fail_report = Some((502, "<html><body>502 Bad Gateway</body></html>".into()))
@@ -593,12 +633,37 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
     for db in BOTH {
         let world = world(db, Auth::Anonymous);
         world.push("app", "1");
-        let cases: Vec<(&str, Box<dyn Fn(&mut support::scanners::Switches)>, Option<&str>, &str)> = vec![
-            ("post fails", Box::new(post_fails), None, "Something went wrong when posting"),
-            ("get fails", Box::new(get_fails), None, "Something went wrong when fetching"),
-            ("html error page", Box::new(html_fails), None, "502 Bad Gateway"),
+        let cases: Vec<(
+            &str,
+            Box<dyn Fn(&mut support::scanners::Switches)>,
+            Option<&str>,
+            &str,
+        )> = vec![
+            (
+                "post fails",
+                Box::new(post_fails),
+                None,
+                "Something went wrong when posting",
+            ),
+            (
+                "get fails",
+                Box::new(get_fails),
+                None,
+                "Something went wrong when fetching",
+            ),
+            (
+                "html error page",
+                Box::new(html_fails),
+                None,
+                "502 Bad Gateway",
+            ),
             ("timeout", Box::new(slow), None, "timed out"),
-            ("unreachable", Box::new(|_: &mut support::scanners::Switches| {}), Some("unreachable"), "posting layer"),
+            (
+                "unreachable",
+                Box::new(|_: &mut support::scanners::Switches| {}),
+                Some("unreachable"),
+                "posting layer",
+            ),
         ];
         for (case, switch, url, expected) in cases {
             let server = ScannerServer::start(Api::Clair);
@@ -607,8 +672,11 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
                 Some(_) => unreachable_url(),
                 None => server.url(),
             };
-            let clair =
-                scanner::build(Kind::Clair, &settings("clair", &server_url, Duration::from_millis(500))).unwrap();
+            let clair = scanner::build(
+                Kind::Clair,
+                &settings("clair", &server_url, Duration::from_millis(500)),
+            )
+            .unwrap();
             // Every case starts from a fresh first attempt.
             let mut policy = options();
             policy.max_attempts = 100;
@@ -620,10 +688,16 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
             assert_eq!(count(&outcome, "failed"), 1, "{db:?} {case}: {outcome:?}");
             assert_eq!(count(&outcome, "scanned"), 0, "{db:?} {case}");
             let state = world.state("app", "1");
-            assert_eq!(state.state.scanned, 0, "{db:?} {case}: back to none, never done");
+            assert_eq!(
+                state.state.scanned, 0,
+                "{db:?} {case}: back to none, never done"
+            );
             let error = state.state.last_error.unwrap_or_default();
             assert!(error.contains(expected), "{db:?} {case}: {error}");
-            assert!(state.state.not_before.unwrap() > now, "{db:?} {case}: backs off");
+            assert!(
+                state.state.not_before.unwrap() > now,
+                "{db:?} {case}: backs off"
+            );
             assert!(state.vulnerabilities.is_empty());
         }
         // The backoff holds: nothing is tried before not_before.
@@ -644,7 +718,10 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
             .unwrap();
         assert_eq!(count(&outcome, "gave_up"), 1, "{db:?}: {outcome:?}");
         assert_eq!(world.state("app", "1").state.scanned, 3);
-        assert_eq!(world.store.queue_counts().unwrap().tags_by_scan["failed"], 1);
+        assert_eq!(
+            world.store.queue_counts().unwrap().tags_by_scan["failed"],
+            1
+        );
         // --retry-failed takes it again; a working scanner finishes it.
         server.set(|s| s.fail_submit = None);
         let mut context = world.context("d");
@@ -655,7 +732,10 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
             .unwrap();
         assert_eq!(count(&outcome, "scanned"), 1, "{db:?}: {outcome:?}");
         let state = world.state("app", "1").state;
-        assert_eq!((state.scanned, state.attempts, state.last_error), (2, 0, None));
+        assert_eq!(
+            (state.scanned, state.attempts, state.last_error),
+            (2, 0, None)
+        );
     }
 }
 
@@ -680,7 +760,10 @@ fn repush_during_a_scan_discards_the_results_of_the_old_digest() {
         assert_eq!(count(&outcome, "discarded"), 1, "{db:?}: {outcome:?}");
         let state = world.state("app", "1");
         assert_ne!(state.digest, old.digest);
-        assert_eq!(state.state.scanned, 0, "{db:?}: the new digest still needs a scan");
+        assert_eq!(
+            state.state.scanned, 0,
+            "{db:?}: the new digest still needs a scan"
+        );
         assert!(state.vulnerabilities.is_empty());
         // The next run scans the new digest.
         let outcome = handler.run(&context).unwrap();
@@ -703,11 +786,21 @@ fn rescan_after_rescan_after_has_passed() {
         };
         assert_eq!(count(&run_at(T0), "scanned"), 1);
         let day = 24 * 3600 * 1000;
-        assert_eq!(count(&run_at(T0 + day - 1), "scanned"), 0, "{db:?}: not yet");
+        assert_eq!(
+            count(&run_at(T0 + day - 1), "scanned"),
+            0,
+            "{db:?}: not yet"
+        );
         // New CVEs appear daily: the same image is scanned again.
-        server.set(|s| s.vulns.push(Vuln::new("CVE-2024-0001", "Critical", "", "openssl")));
+        server.set(|s| {
+            s.vulns
+                .push(Vuln::new("CVE-2024-0001", "Critical", "", "openssl"))
+        });
         assert_eq!(count(&run_at(T0 + day), "scanned"), 1, "{db:?}");
-        assert_eq!(world.names("app", "1"), ["CVE-2016-6301", "CVE-2016-8859", "CVE-2024-0001"]);
+        assert_eq!(
+            world.names("app", "1"),
+            ["CVE-2016-6301", "CVE-2016-8859", "CVE-2024-0001"]
+        );
         assert_eq!(world.state("app", "1").state.scanned_at, Some(T0 + day));
         assert_eq!(world.store.vulnerability_counts().unwrap()["Critical"], 1);
     }
@@ -727,7 +820,11 @@ fn crash_during_a_scan_is_taken_again_after_the_lease() {
             retry_failed: false,
             limit: 10,
         };
-        assert!(world.store.claim_scan(&image.digest, "crashed", &policy).unwrap().is_some());
+        assert!(world
+            .store
+            .claim_scan(&image.digest, "crashed", &policy)
+            .unwrap()
+            .is_some());
         assert_eq!(world.state("app", "1").state.scanned, 1);
         let run_at = |now: i64| {
             world
@@ -735,9 +832,17 @@ fn crash_during_a_scan_is_taken_again_after_the_lease() {
                 .run(&world.context("survivor"))
                 .unwrap()
         };
-        assert_eq!(count(&run_at(T0 + 60_000), "scanned"), 0, "{db:?}: the lease still holds");
+        assert_eq!(
+            count(&run_at(T0 + 60_000), "scanned"),
+            0,
+            "{db:?}: the lease still holds"
+        );
         assert!(server.requests().is_empty());
-        assert_eq!(count(&run_at(T0 + 30 * 60 * 1000), "scanned"), 1, "{db:?}: lease expired");
+        assert_eq!(
+            count(&run_at(T0 + 30 * 60 * 1000), "scanned"),
+            1,
+            "{db:?}: lease expired"
+        );
         assert_eq!(world.state("app", "1").state.scanned, 2);
     }
 }
@@ -770,20 +875,36 @@ fn clair4_flow_through_the_handler() {
         let server = ScannerServer::start(Api::Clair4);
         server.set(|s| s.fetch_layers = true);
         let image = world.push("ns/app", "1");
-        let clair4 = scanner::build(Kind::Clair4, &settings("clair4", &server.url(), Duration::from_secs(10))).unwrap();
-        let outcome = world.handler(vec![clair4], options(), at(T0)).run(&world.context("d")).unwrap();
+        let clair4 = scanner::build(
+            Kind::Clair4,
+            &settings("clair4", &server.url(), Duration::from_secs(10)),
+        )
+        .unwrap();
+        let outcome = world
+            .handler(vec![clair4], options(), at(T0))
+            .run(&world.context("d"))
+            .unwrap();
         assert_eq!(count(&outcome, "scanned"), 1, "{db:?}: {outcome:?}");
         let index = server.requests_to("POST", "/indexer/api/v1/index_report");
         assert_eq!(index.len(), 1);
         let manifest = index[0].json();
         assert_eq!(manifest["hash"], image.digest.as_str());
-        assert_eq!(manifest["layers"].as_array().unwrap().len(), image.layers.len());
-        assert!(manifest["layers"][0]["headers"]["Authorization"][0].as_str().unwrap().starts_with("Basic "));
+        assert_eq!(
+            manifest["layers"].as_array().unwrap().len(),
+            image.layers.len()
+        );
+        assert!(manifest["layers"][0]["headers"]["Authorization"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Basic "));
         let state = world.state("ns/app", "1");
         assert_eq!(state.state.scanned, 2);
         assert_eq!(state.vulnerabilities.len(), 2);
         assert_eq!(state.vulnerabilities[0].scanner, "clair4");
-        assert!(state.vulnerabilities[0].link.contains(' '), "clair4 links stay space-separated");
+        assert!(
+            state.vulnerabilities[0].link.contains(' '),
+            "clair4 links stay space-separated"
+        );
     }
 }
 
@@ -801,22 +922,42 @@ fn adapter_flow_with_302_polling_and_a_harbor_report() {
             ];
         });
         let image = world.push("ns/app", "1");
-        let adapter = scanner::build(Kind::Adapter, &settings("adapter", &server.url(), Duration::from_secs(10))).unwrap();
-        let outcome = world.handler(vec![adapter], options(), at(T0)).run(&world.context("d")).unwrap();
+        let adapter = scanner::build(
+            Kind::Adapter,
+            &settings("adapter", &server.url(), Duration::from_secs(10)),
+        )
+        .unwrap();
+        let outcome = world
+            .handler(vec![adapter], options(), at(T0))
+            .run(&world.context("d"))
+            .unwrap();
         assert_eq!(count(&outcome, "scanned"), 1, "{db:?}: {outcome:?}");
         let request = server.requests_to("POST", "/api/v1/scan")[0].json();
         assert_eq!(request["registry"]["url"], world.registry.url.as_str());
-        assert!(request["registry"]["authorization"].as_str().unwrap().starts_with("Bearer "));
+        assert!(request["registry"]["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer "));
         assert_eq!(request["artifact"]["digest"], image.digest.as_str());
         assert_eq!(request["artifact"]["repository"], "ns/app");
-        assert_eq!(server.requests_to("GET", "/api/v1/scan/").len(), 3, "two 302s then the report");
+        assert_eq!(
+            server.requests_to("GET", "/api/v1/scan/").len(),
+            3,
+            "two 302s then the report"
+        );
         let state = world.state("ns/app", "1");
         let listed: Vec<(&str, &str)> = state
             .vulnerabilities
             .iter()
             .map(|v| (v.name.as_str(), v.severity.as_str()))
             .collect();
-        assert_eq!(listed, [("CVE-2017-8283", "Critical"), ("CVE-2019-0001", "Negligible")]);
+        assert_eq!(
+            listed,
+            [
+                ("CVE-2017-8283", "Critical"),
+                ("CVE-2019-0001", "Negligible")
+            ]
+        );
     }
 }
 
@@ -883,6 +1024,12 @@ fn an_index_is_scanned_per_platform_and_stored_under_its_digest() {
         .run(&world.context("d"))
         .unwrap();
     assert_eq!(count(&outcome, "scanned"), 1, "{outcome:?}");
-    assert_eq!(server.requests_to("GET", "/v1/layers/").len(), index.children.len());
-    assert_eq!(world.names("app", "multi"), ["CVE-2016-6301", "CVE-2016-8859"]);
+    assert_eq!(
+        server.requests_to("GET", "/v1/layers/").len(),
+        index.children.len()
+    );
+    assert_eq!(
+        world.names("app", "multi"),
+        ["CVE-2016-6301", "CVE-2016-8859"]
+    );
 }

@@ -54,7 +54,13 @@ impl RegistryImages {
         RegistryImages { client }
     }
 
-    fn target(&self, repository: &str, tag: &str, manifest: &Manifest, credential: Arc<dyn PullCredential>) -> Target {
+    fn target(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest: &Manifest,
+        credential: Arc<dyn PullCredential>,
+    ) -> Target {
         Target {
             repository: repository.to_string(),
             tag: tag.to_string(),
@@ -69,7 +75,7 @@ impl RegistryImages {
                     url: self.client.blob_url(repository, &layer.digest),
                 })
                 .collect(),
-            registry_url: self.client.base_url().to_string(),
+            registry_url: self.client.base_url().as_str().trim_end_matches('/').to_string(),
             credential,
         }
     }
@@ -96,26 +102,43 @@ impl Images for RegistryImages {
         let manifest = self
             .client
             .manifest(repository, &candidate.digest)
-            .map_err(|error| anyhow::anyhow!("fetching manifest {repository}@{}: {error}", candidate.digest))?;
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "fetching manifest {repository}@{}: {error}",
+                    candidate.digest
+                )
+            })?;
         let credential: Arc<dyn PullCredential> = Arc::new(RepositoryCredential {
             client: self.client.clone(),
             repository: repository.clone(),
         });
         if manifest.children.is_empty() {
-            return Ok(vec![self.target(repository, &candidate.tag, &manifest, credential)]);
+            return Ok(vec![self.target(
+                repository,
+                &candidate.tag,
+                &manifest,
+                credential,
+            )]);
         }
         // An index: scan each platform image; attestations and other
         // non-images (platform unknown/unknown) are skipped.
         let mut targets = Vec::new();
         for child in &manifest.children {
-            if child.platform.as_ref().is_some_and(|platform| platform.os == "unknown") {
+            if child
+                .platform
+                .as_ref()
+                .is_some_and(|platform| platform.os == "unknown")
+            {
                 continue;
             }
             let image = self
                 .client
                 .manifest(repository, &child.descriptor.digest)
                 .map_err(|error| {
-                    anyhow::anyhow!("fetching manifest {repository}@{}: {error}", child.descriptor.digest)
+                    anyhow::anyhow!(
+                        "fetching manifest {repository}@{}: {error}",
+                        child.descriptor.digest
+                    )
                 })?;
             if image.children.is_empty() {
                 targets.push(self.target(repository, &candidate.tag, &image, credential.clone()));
@@ -141,7 +164,10 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
                 (Some(username), password, _) => {
                     use base64::Engine as _;
                     let pair = format!("{username}:{}", password.as_deref().unwrap_or(""));
-                    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+                    Some(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(pair)
+                    ))
                 }
                 (None, _, Some(token)) => Some(format!("Bearer {token}")),
                 _ => None,
@@ -153,8 +179,12 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
                 authorization,
                 file: config.file.clone(),
             };
-            scanner::build(kind, &settings)
-                .map_err(|error| anyhow::anyhow!("building scanner [security.{}]: {error:#}", config.kind.name()))
+            scanner::build(kind, &settings).map_err(|error| {
+                anyhow::anyhow!(
+                    "building scanner [security.{}]: {error:#}",
+                    config.kind.name()
+                )
+            })
         })
         .collect()
 }
@@ -163,7 +193,9 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
 /// failure: one minute, doubling, at most an hour.
 pub fn backoff(attempts: i64) -> Duration {
     let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
-    BACKOFF_BASE.saturating_mul(2u32.saturating_pow(exponent)).min(BACKOFF_MAX)
+    BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(BACKOFF_MAX)
 }
 
 /// The `security` handler.
@@ -243,15 +275,25 @@ impl Security {
     }
 
     /// Claims, scans and settles one digest.
-    fn process(&self, store: &dyn Store, claimant: &str, candidate: &ScanCandidate, retry_failed: bool) -> anyhow::Result<Done> {
-        let Some(claim) = store.claim_scan(&candidate.digest, claimant, &self.policy(retry_failed, 1))? else {
+    fn process(
+        &self,
+        store: &dyn Store,
+        claimant: &str,
+        candidate: &ScanCandidate,
+        retry_failed: bool,
+    ) -> anyhow::Result<Done> {
+        let Some(claim) =
+            store.claim_scan(&candidate.digest, claimant, &self.policy(retry_failed, 1))?
+        else {
             return Ok(Done::Lost);
         };
         match self.scan(candidate) {
             Ok(writes) => {
                 let count = writes.len() as u64;
                 match store.finish_scan(&candidate.digest, claimant, &writes, (self.clock)())? {
-                    ScanStored::Stored { .. } => Ok(Done::Stored { vulnerabilities: count }),
+                    ScanStored::Stored { .. } => Ok(Done::Stored {
+                        vulnerabilities: count,
+                    }),
                     ScanStored::Discarded => {
                         log::info!(
                             "scan of {} discarded: its tags changed during the scan",
@@ -267,7 +309,13 @@ impl Security {
                 let gave_up = attempts >= max_attempts;
                 let message = format!("{error:#}");
                 let not_before = (self.clock)().saturating_add(duration_ms(backoff(attempts)));
-                store.fail_scan(&candidate.digest, claimant, &message, not_before, max_attempts)?;
+                store.fail_scan(
+                    &candidate.digest,
+                    claimant,
+                    &message,
+                    not_before,
+                    max_attempts,
+                )?;
                 if gave_up {
                     log::warn!(
                         "scan of {} ({}:{}) failed for good after {attempts} attempts: {message}",
@@ -317,7 +365,9 @@ impl Handler for Security {
             exhausted: false,
         });
         let next = || -> anyhow::Result<Option<ScanCandidate>> {
-            let mut feeder = feeder.lock().map_err(|_| anyhow::anyhow!("a scan worker panicked"))?;
+            let mut feeder = feeder
+                .lock()
+                .map_err(|_| anyhow::anyhow!("a scan worker panicked"))?;
             loop {
                 if ctx.cancel.is_cancelled() {
                     return Ok(None);
@@ -344,6 +394,11 @@ impl Handler for Security {
         };
         let totals = Mutex::new(Outcome::default());
         let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let remember = |error: anyhow::Error| {
+            if let Ok(mut slot) = first_error.lock() {
+                slot.get_or_insert(error);
+            }
+        };
         let workers = self.options.concurrency.max(1);
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -352,7 +407,7 @@ impl Handler for Security {
                         Ok(Some(candidate)) => candidate,
                         Ok(None) => break,
                         Err(error) => {
-                            first_error.lock().map(|mut slot| slot.get_or_insert(error)).ok();
+                            remember(error);
                             break;
                         }
                     };
@@ -374,7 +429,7 @@ impl Handler for Security {
                         Err(error) => {
                             // A database error: stop this worker, report it.
                             drop(totals);
-                            first_error.lock().map(|mut slot| slot.get_or_insert(error)).ok();
+                            remember(error);
                             break;
                         }
                     }
