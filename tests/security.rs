@@ -612,6 +612,15 @@ fn clair_features_null_marks_the_tag_done_with_no_vulnerabilities() {
     }
 }
 
+/// A failure case: its name, how the stand-in misbehaves, whether Clair is
+/// unreachable instead, and what the recorded error says.
+type FailureCase = (
+    &'static str,
+    Box<dyn Fn(&mut support::scanners::Switches)>,
+    Option<&'static str>,
+    &'static str,
+);
+
 #[test]
 fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
     let post_fails = |s: &mut support::scanners::Switches| {
@@ -633,12 +642,7 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
     for db in BOTH {
         let world = world(db, Auth::Anonymous);
         world.push("app", "1");
-        let cases: Vec<(
-            &str,
-            Box<dyn Fn(&mut support::scanners::Switches)>,
-            Option<&str>,
-            &str,
-        )> = vec![
+        let cases: Vec<FailureCase> = vec![
             (
                 "post fails",
                 Box::new(post_fails),

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+pub mod security;
+
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -117,9 +119,13 @@ pub fn build(
     job: &crate::config::JobConfig,
     resources: &Resources,
 ) -> anyhow::Result<Arc<dyn Handler>> {
-    let _ = (job, resources);
-    anyhow::bail!(
-        "handler `{}` is not implemented in this version",
-        job.handler.name()
-    )
+    match &job.handler {
+        crate::config::HandlerConfig::Security(options) => {
+            Ok(Arc::new(security::Security::from_resources(options, resources)?))
+        }
+        other => anyhow::bail!(
+            "handler `{}` is not implemented in this version",
+            other.name()
+        ),
+    }
 }

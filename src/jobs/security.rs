@@ -75,7 +75,12 @@ impl RegistryImages {
                     url: self.client.blob_url(repository, &layer.digest),
                 })
                 .collect(),
-            registry_url: self.client.base_url().as_str().trim_end_matches('/').to_string(),
+            registry_url: self
+                .client
+                .base_url()
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
             credential,
         }
     }
@@ -232,6 +237,27 @@ impl Security {
             registry_host,
             clock,
         }
+    }
+
+    /// The handler of a `security` job: the enabled `[security.NAME]`
+    /// scanners, images from the shared registry client, the wall clock.
+    pub fn from_resources(
+        options: &SecurityOptions,
+        resources: &super::Resources,
+    ) -> anyhow::Result<Security> {
+        let url = &resources.config.registry.url;
+        // The registry's row is named `host:port` as docker clients spell it.
+        let registry_host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or("")),
+            None => url.host_str().unwrap_or("").to_string(),
+        };
+        Ok(Security::new(
+            scanners(&resources.config.security)?,
+            Arc::new(RegistryImages::new(resources.registry.clone())),
+            options.clone(),
+            registry_host,
+            Arc::new(crate::store::now_ms),
+        ))
     }
 
     fn policy(&self, retry_failed: bool, limit: usize) -> ScanPolicy {
@@ -453,6 +479,36 @@ impl Handler for Security {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enabled_scanners_are_built_by_kind_name() {
+        let config = |kind, enabled| ScannerConfig {
+            kind,
+            enabled,
+            server: Some(url::Url::parse("http://127.0.0.1:6060").unwrap()),
+            timeout: Duration::from_secs(5),
+            username: Some("user".into()),
+            password: Some("pass".into()),
+            token: None,
+            token_file: None,
+            file: None,
+        };
+        let built = scanners(&[
+            config(ScannerKind::Clair, true),
+            config(ScannerKind::Adapter, false),
+        ])
+        .unwrap();
+        let names: Vec<&str> = built.iter().map(|scanner| scanner.name()).collect();
+        assert_eq!(names, ["clair"]);
+        let fixture = ScannerConfig {
+            server: None,
+            file: Some("/nonexistent/fixture.json".into()),
+            ..config(ScannerKind::Fixture, true)
+        };
+        let error = scanners(&[fixture]).err().unwrap();
+        assert!(format!("{error:#}")
+            .starts_with("building scanner [security.fixture]: reading fixture"));
+    }
 
     #[test]
     fn backoff_doubles_up_to_an_hour() {
