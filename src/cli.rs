@@ -1,16 +1,805 @@
-//! The command line: `regkeeper [--config FILE]`, `--once JOB`, `check`,
-//! `status`. Parses arguments with clap, sets up env_logger, dispatches to the
-//! daemon or a one-off command, and turns the result into an exit code.
-//! Owns no business logic.
+//! The command line: `regkeeper [--config FILE]` runs the daemon,
+//! `--once JOB` runs one job now, `check` validates the configuration and
+//! shows fire times, `status` shows recent runs and queue depths. Parses
+//! arguments with clap, sets up env_logger, dispatches, and turns the result
+//! into an exit code. Owns no business logic: results go to stdout,
+//! diagnostics to stderr.
+//!
+//! To add a subcommand: a variant of [`Command`] with its own `Args`
+//! struct, and one `fn` that returns `Result<ExitCode, Failure>`.
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError, JobConfig};
+use crate::jobs::{Resources, RunOptions, Trigger};
+use crate::store::{QueueCounts, RunOutcome, RunRecord, Store};
 
 /// Exit code for a run that failed.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for a usage or configuration error.
 pub const EXIT_USAGE: u8 = 2;
 
+/// Keeps a SQL database in step with a Docker Registry v2 / OCI distribution
+/// registry. Without a subcommand, runs the daemon: the notification intake
+/// and the jobs of schedules.toml on their schedules.
+#[derive(Debug, Parser)]
+#[command(name = "regkeeper", version)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "REGKEEPER_CONFIG",
+        default_value = "schedules.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Run this one job now in the foreground, then exit (0 ok, 1 the run
+    /// failed, 2 usage or configuration error). Ignores the job's schedule
+    /// and `enabled`.
+    #[arg(long, value_name = "JOB")]
+    pub once: Option<String>,
+
+    #[command(flatten)]
+    pub run_options: OnceOptions,
+
+    /// What to do instead of running the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options of `--once` runs.
+#[derive(Debug, Args)]
+pub struct OnceOptions {
+    /// Show what the run would do, write nothing (sync).
+    #[arg(long, requires = "once")]
+    pub dry_run: bool,
+    /// Override safety valves such as sync's max_delete_fraction.
+    #[arg(long, requires = "once")]
+    pub force: bool,
+    /// Take items that failed for good again (events, security).
+    #[arg(long, requires = "once")]
+    pub retry_failed: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and show each job's next fire times.
+    Check(CheckArgs),
+    /// Show each job's last runs and the queue depths.
+    Status(StatusArgs),
+}
+
+/// `regkeeper check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Compute fire times after this instant (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME")]
+    pub after: Option<DateTime<Utc>>,
+    /// How many fire times to show per job.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub fire_times: usize,
+}
+
+/// `regkeeper status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Runs shown per job.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub runs: usize,
+}
+
+/// Why a command did not succeed, with its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Usage or configuration error: exit 2.
+    Usage(anyhow::Error),
+    /// Anything else (a failed run, an unreachable database): exit 1.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    /// A [`ConfigError`] anywhere in the chain is a usage error.
+    fn from(error: anyhow::Error) -> Failure {
+        if error
+            .chain()
+            .any(|cause| cause.downcast_ref::<ConfigError>().is_some())
+        {
+            Failure::Usage(error)
+        } else {
+            Failure::Failed(error)
+        }
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    ExitCode::from(EXIT_USAGE)
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap prints help and version to stdout with exit 0, and usage
+        // errors to stderr with exit 2.
+        Err(error) => error.exit(),
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure::Usage(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Failed(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Runs what the command line asks for.
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match (&cli.command, &cli.once) {
+        (Some(_), Some(_)) => Err(Failure::Usage(anyhow::anyhow!(
+            "--once cannot be combined with a subcommand"
+        ))),
+        (Some(Command::Check(args)), _) => check(&cli.config, args),
+        (Some(Command::Status(args)), _) => status(&cli.config, args),
+        (None, Some(job_name)) => once(&cli.config, job_name, &cli.run_options),
+        (None, None) => {
+            let config = load_config(&cli.config)?;
+            crate::daemon::run(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Writes results to stdout. A closed pipe (`regkeeper status | head`) is
+/// not an error.
+fn print_out(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Failed(
+            anyhow::Error::new(error).context("writing to stdout"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Loads the configuration; every failure is a configuration error.
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    crate::config::load(path).map_err(Failure::Usage)
+}
+
+/// Opens the database the configuration names, waiting for it as the
+/// daemon does.
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
+    crate::store::open(&config.database, config.daemon.database_wait)
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                crate::store::describe(&config.database)
+            )
+        })
+        .map_err(Failure::from)
+}
+
+/// `--once JOB`.
+fn once(config_path: &Path, job_name: &str, options: &OnceOptions) -> Result<ExitCode, Failure> {
+    let config = Arc::new(load_config(config_path)?);
+    let job = find_job(&config, job_name)?.clone();
+    let store = open_store(&config)?;
+    let registry =
+        crate::registry::Client::new(&config.registry).context("building the registry client")?;
+    let resources = Resources {
+        config: config.clone(),
+        store,
+        registry: Arc::new(registry),
+    };
+    let run_options = RunOptions {
+        dry_run: options.dry_run,
+        force: options.force,
+        retry_failed: options.retry_failed,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = crate::scheduler::run_once(&job, &resources, Trigger::Once, run_options)?;
+    let mut summary = once_summary(
+        &job.name,
+        report.run_id,
+        report.outcome,
+        report.duration,
+        &report.result.counts,
+        report.error.as_deref(),
+    );
+    summary.push('\n');
+    if let Some(reason) = &report.result.finished {
+        summary.push_str(&format!("{}: finished for good: {reason}\n", job.name));
+    }
+    print_out(&summary)?;
+    Ok(match report.outcome {
+        RunOutcome::Ok => ExitCode::SUCCESS,
+        RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Skipped => {
+            ExitCode::from(EXIT_FAILED)
+        }
+    })
+}
+
+/// The job called `name`, or a usage error listing the configured jobs.
+fn find_job<'a>(config: &'a Config, name: &str) -> Result<&'a JobConfig, Failure> {
+    config.job(name).ok_or_else(|| {
+        let known: Vec<&str> = config.jobs.iter().map(|job| job.name.as_str()).collect();
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        Failure::Usage(anyhow::anyhow!(
+            "unknown job {name:?} (jobs in {}: {known})",
+            config.path.display()
+        ))
+    })
+}
+
+/// One line: `JOB: OUTCOME in DURATION (run ID) COUNTS[: ERROR]`.
+pub fn once_summary(
+    job_name: &str,
+    run_id: i64,
+    outcome: RunOutcome,
+    duration: std::time::Duration,
+    counts: &BTreeMap<String, i64>,
+    error: Option<&str>,
+) -> String {
+    let mut line = format!(
+        "{job_name}: {} in {} (run {run_id})",
+        outcome.as_str(),
+        format_duration_ms(duration.as_millis())
+    );
+    let counts = format_counts(counts);
+    if !counts.is_empty() {
+        line.push(' ');
+        line.push_str(&counts);
+    }
+    if let Some(error) = error {
+        line.push_str(": ");
+        line.push_str(&error.replace('\n', " "));
+    }
+    line
+}
+
+/// `check`: the configuration is valid; each job with its next fire times.
+fn check(config_path: &Path, args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let config = load_config(config_path)?;
+    let after = args.after.unwrap_or_else(Utc::now);
+    print_out(&check_report(&config, after, args.fire_times))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text `check` prints.
+pub fn check_report(config: &Config, after: DateTime<Utc>, fire_times: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: ok, {} job(s)",
+        config.path.display(),
+        config.jobs.len()
+    );
+    for job in &config.jobs {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "job {}", job.name);
+        let _ = writeln!(out, "  handler   {}", job.handler.name());
+        let _ = writeln!(
+            out,
+            "  enabled   {}",
+            if job.enabled {
+                "yes"
+            } else {
+                "no (runs only with --once)"
+            }
+        );
+        let _ = writeln!(out, "  schedule  {}", job.schedule.expression);
+        let _ = writeln!(out, "  timezone  {}", job.schedule.timezone.name());
+        let mut next = Vec::new();
+        let mut from = after;
+        while next.len() < fire_times {
+            let Some(fire) = crate::scheduler::next_fire(&job.schedule, from) else {
+                break;
+            };
+            next.push(fire);
+            from = fire;
+        }
+        if next.is_empty() {
+            let _ = writeln!(out, "  next      never");
+        }
+        for (index, fire) in next.iter().enumerate() {
+            let label = if index == 0 { "next" } else { "" };
+            let local = fire.with_timezone(&job.schedule.timezone);
+            let _ = writeln!(
+                out,
+                "  {label:<8}  {}",
+                local.format("%Y-%m-%d %H:%M:%S %:z")
+            );
+        }
+    }
+    for scanner in &config.security {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "scanner {}", scanner.kind.name());
+        let _ = writeln!(
+            out,
+            "  enabled   {}",
+            if scanner.enabled { "yes" } else { "no" }
+        );
+        if let Some(server) = &scanner.server {
+            let _ = writeln!(out, "  server    {server}");
+        }
+        if let Some(file) = &scanner.file {
+            let _ = writeln!(out, "  file      {}", file.display());
+        }
+    }
+    out
+}
+
+/// What `status --json` prints.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// The configuration file.
+    pub config: String,
+    /// The database, without secrets.
+    pub database: String,
+    /// Every configured job with its last runs, in file order.
+    pub jobs: Vec<JobStatus>,
+    /// Queue depths.
+    pub queues: QueueStatus,
+}
+
+/// One job in `status`.
+#[derive(Debug, Serialize)]
+pub struct JobStatus {
+    /// Job name.
+    pub name: String,
+    /// Handler name.
+    pub handler: String,
+    /// Whether the scheduler runs it.
+    pub enabled: bool,
+    /// The cron expression.
+    pub schedule: String,
+    /// IANA time zone.
+    pub timezone: String,
+    /// Newest first.
+    pub runs: Vec<RunStatus>,
+}
+
+/// One run in `status`.
+#[derive(Debug, Serialize)]
+pub struct RunStatus {
+    /// `job_runs` id.
+    pub id: i64,
+    /// `schedule`, `wake` or `once`.
+    pub trigger: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// RFC 3339, UTC; null while running.
+    pub finished_at: Option<String>,
+    /// Milliseconds; null while running.
+    pub duration_ms: Option<i64>,
+    /// `ok`, `failed`, `skipped`, `timed_out`; `running` while running.
+    pub outcome: String,
+    /// What the handler counted.
+    pub counts: BTreeMap<String, i64>,
+    /// Error text with its causes.
+    pub error: Option<String>,
+}
+
+/// Queue depths in `status`.
+#[derive(Debug, Serialize)]
+pub struct QueueStatus {
+    /// Registry events by status.
+    pub events: BTreeMap<String, i64>,
+    /// Tags by scan state.
+    pub tags_by_scan: BTreeMap<String, i64>,
+    /// Number of repositories.
+    pub repositories: i64,
+    /// Number of tags.
+    pub tags: i64,
+}
+
+impl From<QueueCounts> for QueueStatus {
+    fn from(counts: QueueCounts) -> QueueStatus {
+        QueueStatus {
+            events: counts.events,
+            tags_by_scan: counts.tags_by_scan,
+            repositories: counts.repositories,
+            tags: counts.tags,
+        }
+    }
+}
+
+impl From<RunRecord> for RunStatus {
+    fn from(run: RunRecord) -> RunStatus {
+        RunStatus {
+            id: run.id,
+            trigger: run.trigger,
+            started_at: format_ms(run.started_at),
+            finished_at: run.finished_at.map(format_ms),
+            duration_ms: run.finished_at.map(|finished| finished - run.started_at),
+            outcome: run
+                .outcome
+                .map_or("running", RunOutcome::as_str)
+                .to_string(),
+            counts: run.counts,
+            error: run.error,
+        }
+    }
+}
+
+/// `status`: recent runs and queue depths, from the database.
+fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode, Failure> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let mut jobs = Vec::new();
+    for job in &config.jobs {
+        let runs = store
+            .recent_runs(&job.name, args.runs)
+            .with_context(|| format!("reading the runs of job {}", job.name))?;
+        jobs.push(JobStatus {
+            name: job.name.clone(),
+            handler: job.handler.name().to_string(),
+            enabled: job.enabled,
+            schedule: job.schedule.expression.clone(),
+            timezone: job.schedule.timezone.name().to_string(),
+            runs: runs.into_iter().map(RunStatus::from).collect(),
+        });
+    }
+    let queues = store.queue_counts().context("counting the queues")?;
+    let report = StatusReport {
+        config: config.path.display().to_string(),
+        database: crate::store::describe(&config.database),
+        jobs,
+        queues: queues.into(),
+    };
+    if args.json {
+        let json = serde_json::to_string_pretty(&report).context("writing the status as JSON")?;
+        print_out(&format!("{json}\n"))?;
+    } else {
+        print_out(&status_table(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human-readable `status`.
+pub fn status_table(report: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "database {}", report.database);
+    for job in &report.jobs {
+        let _ = writeln!(out);
+        let enabled = if job.enabled { "enabled" } else { "disabled" };
+        let _ = writeln!(
+            out,
+            "job {} ({}, {enabled}, \"{}\" {})",
+            job.name, job.handler, job.schedule, job.timezone
+        );
+        if job.runs.is_empty() {
+            let _ = writeln!(out, "  no runs yet");
+            continue;
+        }
+        let header = [
+            "RUN", "TRIGGER", "STARTED", "DURATION", "OUTCOME", "COUNTS", "ERROR",
+        ]
+        .map(str::to_string);
+        let rows: Vec<[String; 7]> = job
+            .runs
+            .iter()
+            .map(|run| {
+                [
+                    run.id.to_string(),
+                    run.trigger.clone(),
+                    run.started_at.clone(),
+                    run.duration_ms
+                        .map_or("-".to_string(), |ms| format_duration_ms(ms.max(0) as u128)),
+                    run.outcome.clone(),
+                    format_counts(&run.counts),
+                    run.error
+                        .as_deref()
+                        .map_or(String::new(), |error| error.replace('\n', " ")),
+                ]
+            })
+            .collect();
+        write_table(&mut out, &header, &rows);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "queues");
+    let _ = writeln!(
+        out,
+        "  events        {}",
+        or_none(&format_counts(&report.queues.events))
+    );
+    let _ = writeln!(
+        out,
+        "  tags by scan  {}",
+        or_none(&format_counts(&report.queues.tags_by_scan))
+    );
+    let _ = writeln!(out, "  repositories  {}", report.queues.repositories);
+    let _ = writeln!(out, "  tags          {}", report.queues.tags);
+    out
+}
+
+/// Writes rows with columns padded to their widest cell, indented by two
+/// spaces; the last column is not padded.
+fn write_table<const N: usize>(out: &mut String, header: &[String; N], rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for row in std::iter::once(header).chain(rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(header).chain(rows) {
+        let mut line = String::from(" ");
+        for (index, cell) in row.iter().enumerate() {
+            line.push(' ');
+            if index + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$} ", width = widths[index]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+fn or_none(text: &str) -> &str {
+    if text.is_empty() {
+        "none"
+    } else {
+        text
+    }
+}
+
+/// `a=1 b=2`.
+fn format_counts(counts: &BTreeMap<String, i64>) -> String {
+    counts
+        .iter()
+        .map(|(name, count)| format!("{name}={count}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+fn format_ms(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+/// `0.012s`, `3.400s`, `75.0s`.
+fn format_duration_ms(ms: u128) -> String {
+    format!("{}.{:03}s", ms / 1000, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn once_summary_lists_outcome_counts_and_error() {
+        let counts = BTreeMap::from([("applied".to_string(), 3), ("failed".to_string(), 0)]);
+        assert_eq!(
+            once_summary(
+                "ev",
+                7,
+                RunOutcome::Ok,
+                std::time::Duration::from_millis(1234),
+                &counts,
+                None
+            ),
+            "ev: ok in 1.234s (run 7) applied=3 failed=0"
+        );
+        assert_eq!(
+            once_summary(
+                "sync",
+                8,
+                RunOutcome::Failed,
+                std::time::Duration::from_millis(5),
+                &BTreeMap::new(),
+                Some("listing tags of app: timeout\nmore")
+            ),
+            "sync: failed in 0.005s (run 8): listing tags of app: timeout more"
+        );
+    }
+
+    #[test]
+    fn check_report_shows_fire_times_in_the_job_time_zone() {
+        let text = "[registry]\nurl = \"http://r\"\n\
+            [jobs.ev]\nhandler = \"events\"\nschedule = \"*/2 * * * * *\"\n\
+            [jobs.nightly]\nhandler = \"sync\"\nschedule = \"0 30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nenabled = false\n\
+            [jobs.past]\nhandler = \"sync\"\nschedule = \"0 0 0 1 1 * 2020\"\n\
+            [security.fixture]\nfile = \"f.json\"\n";
+        let config = crate::config::parse(text, Path::new("schedules.toml")).unwrap();
+        // The night the clocks go forward in Berlin: 02:30 does not exist.
+        let after = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        assert_eq!(
+            check_report(&config, after, 3),
+            "schedules.toml: ok, 3 job(s)
+
+job ev
+  handler   events
+  enabled   yes
+  schedule  */2 * * * * *
+  timezone  UTC
+  next      2026-03-28 12:00:02 +00:00
+            2026-03-28 12:00:04 +00:00
+            2026-03-28 12:00:06 +00:00
+
+job nightly
+  handler   sync
+  enabled   no (runs only with --once)
+  schedule  0 30 2 * * *
+  timezone  Europe/Berlin
+  next      2026-03-29 03:00:00 +02:00
+            2026-03-30 02:30:00 +02:00
+            2026-03-31 02:30:00 +02:00
+
+job past
+  handler   sync
+  enabled   yes
+  schedule  0 0 0 1 1 * 2020
+  timezone  UTC
+  next      never
+
+scanner fixture
+  enabled   yes
+  file      f.json
+"
+        );
+    }
+
+    #[test]
+    fn status_table_lays_out_runs_and_queues() {
+        let report = StatusReport {
+            config: "schedules.toml".into(),
+            database: "sqlite://regkeeper.db".into(),
+            jobs: vec![
+                JobStatus {
+                    name: "ev".into(),
+                    handler: "events".into(),
+                    enabled: true,
+                    schedule: "*/2 * * * * *".into(),
+                    timezone: "UTC".into(),
+                    runs: vec![
+                        RunStatus::from(RunRecord {
+                            id: 12,
+                            job: "ev".into(),
+                            handler: "events".into(),
+                            trigger: "schedule".into(),
+                            started_at: 1_764_477_600_000,
+                            finished_at: Some(1_764_477_600_250),
+                            outcome: Some(RunOutcome::Ok),
+                            counts: BTreeMap::from([("applied".to_string(), 2)]),
+                            error: None,
+                        }),
+                        RunStatus::from(RunRecord {
+                            id: 11,
+                            job: "ev".into(),
+                            handler: "events".into(),
+                            trigger: "once".into(),
+                            started_at: 1_764_477_500_000,
+                            finished_at: Some(1_764_477_501_000),
+                            outcome: Some(RunOutcome::Failed),
+                            counts: BTreeMap::new(),
+                            error: Some("claiming events: database is locked".into()),
+                        }),
+                        RunStatus::from(RunRecord {
+                            id: 13,
+                            job: "ev".into(),
+                            handler: "events".into(),
+                            trigger: "wake".into(),
+                            started_at: 1_764_477_602_000,
+                            finished_at: None,
+                            outcome: None,
+                            counts: BTreeMap::new(),
+                            error: None,
+                        }),
+                    ],
+                },
+                JobStatus {
+                    name: "sync".into(),
+                    handler: "sync".into(),
+                    enabled: false,
+                    schedule: "*/20 * * * * *".into(),
+                    timezone: "UTC".into(),
+                    runs: vec![],
+                },
+            ],
+            queues: QueueStatus {
+                events: BTreeMap::from([("done".to_string(), 5), ("fresh".to_string(), 1)]),
+                tags_by_scan: BTreeMap::new(),
+                repositories: 2,
+                tags: 3,
+            },
+        };
+        assert_eq!(
+            status_table(&report),
+            "database sqlite://regkeeper.db
+
+job ev (events, enabled, \"*/2 * * * * *\" UTC)
+  RUN  TRIGGER   STARTED                   DURATION  OUTCOME  COUNTS     ERROR
+  12   schedule  2025-11-30T04:40:00.000Z  0.250s    ok       applied=2
+  11   once      2025-11-30T04:38:20.000Z  1.000s    failed              claiming events: database is locked
+  13   wake      2025-11-30T04:40:02.000Z  -         running
+
+job sync (sync, disabled, \"*/20 * * * * *\" UTC)
+  no runs yet
+
+queues
+  events        done=5 fresh=1
+  tags by scan  none
+  repositories  2
+  tags          3
+"
+        );
+    }
+
+    #[test]
+    fn config_errors_in_the_chain_are_usage_errors() {
+        let usage =
+            anyhow::Error::new(ConfigError::new("job x: handler missing")).context("starting");
+        assert!(matches!(Failure::from(usage), Failure::Usage(_)));
+        assert!(matches!(
+            Failure::from(anyhow::anyhow!("database down")),
+            Failure::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "regkeeper",
+            "--once",
+            "ev",
+            "--dry-run",
+            "--config",
+            "x.toml",
+        ])
+        .unwrap();
+        assert_eq!(cli.once.as_deref(), Some("ev"));
+        assert!(cli.run_options.dry_run);
+        assert_eq!(cli.config, PathBuf::from("x.toml"));
+        let cli = Cli::try_parse_from(["regkeeper", "check", "--config", "y.toml"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Check(_))));
+        assert_eq!(cli.config, PathBuf::from("y.toml"));
+        let cli = Cli::try_parse_from(["regkeeper", "-c", "z.toml", "status", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Status(StatusArgs {
+                json: true,
+                runs: 5
+            }))
+        ));
+        assert!(Cli::try_parse_from(["regkeeper", "--dry-run"]).is_err());
+        let both = Cli::try_parse_from(["regkeeper", "--once", "ev", "check"]).unwrap();
+        assert!(matches!(run(both), Err(Failure::Usage(_))));
+    }
 }

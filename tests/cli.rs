@@ -1,0 +1,296 @@
+//! The real binary end to end: `check`, `status`, `--once`, `--help` and
+//! the exit codes (0 ok, 1 a run failed, 2 usage or configuration error).
+
+mod support;
+
+use support::cli::{run_binary, CliEnv, UNUSED_REGISTRY};
+
+const JOBS: &str = "
+[jobs.registry-events]
+handler = \"events\"
+schedule = \"*/2 * * * * *\"
+
+[jobs.registry-sync]
+handler = \"sync\"
+schedule = \"0 30 2 * * *\"
+timezone = \"Europe/Berlin\"
+strategy = \"update\"
+enabled = false
+";
+
+#[test]
+fn check_prints_each_job_with_its_next_three_fire_times() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let output = env.run(&["check", "--after", "2026-03-28T12:00:00Z"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let expected = format!(
+        "{}: ok, 2 job(s)
+
+job registry-events
+  handler   events
+  enabled   yes
+  schedule  */2 * * * * *
+  timezone  UTC
+  next      2026-03-28 12:00:02 +00:00
+            2026-03-28 12:00:04 +00:00
+            2026-03-28 12:00:06 +00:00
+
+job registry-sync
+  handler   sync
+  enabled   no (runs only with --once)
+  schedule  0 30 2 * * *
+  timezone  Europe/Berlin
+  next      2026-03-29 03:00:00 +02:00
+            2026-03-30 02:30:00 +02:00
+            2026-03-31 02:30:00 +02:00
+",
+        env.config_path().display()
+    );
+    assert_eq!(output.stdout, expected);
+    assert!(
+        !env.database_path().exists(),
+        "check must not touch the database"
+    );
+}
+
+#[test]
+fn check_without_after_uses_now() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let output = env.run(&["check"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let next_lines = output
+        .stdout
+        .lines()
+        .filter(|line| line.contains(" +0"))
+        .count();
+    assert_eq!(next_lines, 6, "{}", output.stdout);
+}
+
+#[test]
+fn check_of_an_invalid_config_exits_2_with_the_message_on_stderr() {
+    let env = CliEnv::with_sqlite(
+        UNUSED_REGISTRY,
+        "[jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"*/20 * * * * *\"\nstrategy = \"sometimes\"\n",
+    );
+    let output = env.run(&["check"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert_eq!(output.stdout, "");
+    assert_eq!(
+        output.stderr,
+        format!(
+            "error: {}:8:12: job \"registry-sync\": unknown strategy \"sometimes\" (expected initial, on-start, update or update-delete)\n",
+            env.config_path().display()
+        )
+    );
+}
+
+#[test]
+fn check_of_a_missing_config_exits_2() {
+    let env = CliEnv::new();
+    let output = env.run(&["check"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert!(
+        output
+            .stderr
+            .starts_with(&format!("error: reading {}: ", env.config_path().display())),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn the_default_config_file_is_schedules_toml_in_the_working_directory() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let output = run_binary(
+        env.dir.path(),
+        &["check", "--after", "2026-01-01T00:00:00Z"],
+    );
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(
+        output.stdout.starts_with("schedules.toml: ok, 2 job(s)\n"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn the_shipped_schedules_toml_passes_check() {
+    let env = CliEnv::new();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/schedules.toml");
+    let output = run_binary(env.dir.path(), &["check", "--config", shipped]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    for job in [
+        "job registry-events",
+        "job registry-sync",
+        "job security-scan",
+    ] {
+        assert!(output.stdout.contains(job), "{}", output.stdout);
+    }
+}
+
+#[test]
+fn help_is_available_everywhere() {
+    let env = CliEnv::new();
+    for args in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["status", "--help"],
+        &["help", "status"],
+    ] {
+        let output = run_binary(env.dir.path(), args);
+        assert_eq!(output.code, Some(0), "{args:?}: {output:?}");
+        assert!(
+            output.stdout.contains("Usage: regkeeper"),
+            "{args:?}: {}",
+            output.stdout
+        );
+        assert!(
+            output.stdout.contains("--config <FILE>"),
+            "{args:?}: {}",
+            output.stdout
+        );
+    }
+    let top = run_binary(env.dir.path(), &["--help"]).stdout;
+    for word in [
+        "--once <JOB>",
+        "--dry-run",
+        "--force",
+        "--retry-failed",
+        "check",
+        "status",
+    ] {
+        assert!(top.contains(word), "{word} missing from:\n{top}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = CliEnv::new();
+    let output = run_binary(env.dir.path(), &["--dry-run"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert!(output.stderr.contains("--once"), "{}", output.stderr);
+    let output = run_binary(env.dir.path(), &["frobnicate"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+}
+
+#[test]
+fn once_with_an_unknown_job_exits_2_and_lists_the_jobs() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let output = env.run(&["--once", "registry-gc"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert_eq!(
+        output.stderr,
+        format!(
+            "error: unknown job \"registry-gc\" (jobs in {}: registry-events, registry-sync)\n",
+            env.config_path().display()
+        )
+    );
+    assert_eq!(output.stdout, "");
+}
+
+#[test]
+fn once_with_an_invalid_config_exits_2() {
+    let env = CliEnv::with_sqlite(
+        UNUSED_REGISTRY,
+        "[jobs.x]\nhandler = \"events\"\nschedule = \"*/5 * * * *\"\n",
+    );
+    let output = env.run(&["--once", "x"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert!(
+        output.stderr.contains("seconds come first"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn status_on_a_fresh_sqlite_database() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let output = env.run(&["status"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let expected = format!(
+        "database sqlite://{}
+
+job registry-events (events, enabled, \"*/2 * * * * *\" UTC)
+  no runs yet
+
+job registry-sync (sync, disabled, \"0 30 2 * * *\" Europe/Berlin)
+  no runs yet
+
+queues
+  events        none
+  tags by scan  none
+  repositories  0
+  tags          0
+",
+        env.database_path().display()
+    );
+    assert_eq!(strip_zero_counts(&output.stdout), expected);
+}
+
+/// Queue lines list every state, zero or not, depending on the store; the
+/// snapshot only cares that a fresh database has nothing queued.
+fn strip_zero_counts(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.starts_with("  events") || line.starts_with("  tags by scan") {
+                let (label, counts) = line.split_at(16);
+                let non_zero: Vec<&str> = counts
+                    .split(' ')
+                    .filter(|count| !count.ends_with("=0"))
+                    .collect();
+                let non_zero = non_zero.join(" ");
+                format!(
+                    "{label}{}",
+                    if non_zero.is_empty() || non_zero == "none" {
+                        "none"
+                    } else {
+                        &non_zero
+                    }
+                )
+            } else {
+                line.to_string()
+            }
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
+#[test]
+fn status_json_parses_and_lists_every_job() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let output = env.run(&["status", "--json"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let status: serde_json::Value =
+        serde_json::from_str(&output.stdout).expect("status --json is JSON");
+    let jobs = status["jobs"].as_array().expect("jobs array");
+    let names: Vec<&str> = jobs.iter().filter_map(|job| job["name"].as_str()).collect();
+    assert_eq!(names, ["registry-events", "registry-sync"]);
+    assert_eq!(jobs[0]["handler"], "events");
+    assert_eq!(jobs[0]["enabled"], true);
+    assert_eq!(jobs[1]["enabled"], false);
+    assert_eq!(jobs[1]["timezone"], "Europe/Berlin");
+    assert_eq!(jobs[0]["runs"], serde_json::json!([]));
+    assert_eq!(status["queues"]["repositories"], 0);
+    assert_eq!(status["queues"]["tags"], 0);
+    let queued: i64 = status["queues"]["events"]
+        .as_object()
+        .expect("events object")
+        .values()
+        .filter_map(|n| n.as_i64())
+        .sum();
+    assert_eq!(queued, 0);
+}
+
+#[test]
+fn status_of_an_invalid_config_exits_2() {
+    let env = CliEnv::with_sqlite("[registry]\nurl = \"ftp://r\"\n", "");
+    let output = env.run(&["status", "--json"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert_eq!(output.stdout, "");
+    assert!(
+        output.stderr.contains("is not http:// or https://"),
+        "{}",
+        output.stderr
+    );
+}
