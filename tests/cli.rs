@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::cli::{run_binary, CliEnv, UNUSED_REGISTRY};
+use support::cli::{run_binary, run_binary_with_env, CliEnv, UNUSED_REGISTRY};
 
 const JOBS: &str = "
 [jobs.registry-events]
@@ -111,6 +111,51 @@ fn the_default_config_file_is_schedules_toml_in_the_working_directory() {
         "{}",
         output.stdout
     );
+}
+
+#[test]
+fn regkeeper_config_names_the_config_file() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let config = env.config_path();
+    let output = run_binary_with_env(
+        env.dir.path(),
+        &["check"],
+        &[("REGKEEPER_CONFIG", config.to_str().expect("utf-8"))],
+    );
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(
+        output
+            .stdout
+            .starts_with(&format!("{}: ok, 2 job(s)\n", config.display())),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn environment_overrides_reach_the_binary() {
+    // REGKEEPER_DATABASE_URL replaces the file's url: status opens the
+    // database it names.
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let other = env.dir.path().join("other.db");
+    let url = format!("sqlite://{}", other.display());
+    let output = run_binary_with_env(
+        env.dir.path(),
+        &[
+            "status",
+            "--config",
+            env.config_path().to_str().expect("utf-8"),
+        ],
+        &[("REGKEEPER_DATABASE_URL", &url)],
+    );
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(
+        output.stdout.starts_with(&format!("database {url}\n")),
+        "{}",
+        output.stdout
+    );
+    assert!(other.exists());
+    assert!(!env.database_path().exists());
 }
 
 #[test]
@@ -293,4 +338,96 @@ fn status_of_an_invalid_config_exits_2() {
         "{}",
         output.stderr
     );
+}
+
+/// A disabled security job with the fixture scanner: the one handler that
+/// runs without a registry when there is nothing to scan.
+const SECURITY_JOB: &str = "
+[jobs.security-scan]
+handler = \"security\"
+schedule = \"*/10 * * * * *\"
+enabled = false
+
+[security.fixture]
+file = \"scan-fixture.json\"
+";
+
+#[test]
+fn once_runs_a_disabled_job_prints_a_summary_and_status_shows_the_run() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, SECURITY_JOB);
+    std::fs::write(env.dir.path().join("scan-fixture.json"), "[]").expect("writing the fixture");
+    let output = env.run(&["--once", "security-scan"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let summary = output.stdout.trim_end();
+    assert!(summary.starts_with("security-scan: ok in "), "{summary}");
+    assert!(summary.contains(" (run 1)"), "{summary}");
+    assert!(
+        output.stderr.contains("job=security-scan run=1 started"),
+        "{}",
+        output.stderr
+    );
+
+    let status = env.run(&["status", "--json"]);
+    assert_eq!(status.code, Some(0), "{status:?}");
+    let status: serde_json::Value =
+        serde_json::from_str(&status.stdout).expect("status --json is JSON");
+    let runs = status["jobs"][0]["runs"].as_array().expect("runs array");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["id"], 1);
+    assert_eq!(runs[0]["trigger"], "once");
+    assert_eq!(runs[0]["outcome"], "ok");
+    assert!(
+        runs[0]["duration_ms"].as_i64().is_some_and(|ms| ms >= 0),
+        "{runs:?}"
+    );
+    assert_eq!(runs[0]["error"], serde_json::Value::Null);
+
+    let table = env.run(&["status"]);
+    assert_eq!(table.code, Some(0), "{table:?}");
+    let run_line = table
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("1 "))
+        .expect("a line for run 1");
+    assert!(
+        run_line.contains(" once ") && run_line.contains(" ok"),
+        "{}",
+        table.stdout
+    );
+}
+
+#[test]
+fn once_with_a_handler_that_cannot_be_built_exits_2() {
+    // The fixture file is missing: building the handler fails, which is a
+    // configuration problem.
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, SECURITY_JOB);
+    let output = env.run(&["--once", "security-scan"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert!(output.stderr.contains("security-scan"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("scan-fixture.json"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn once_with_an_unusable_database_exits_1() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, SECURITY_JOB);
+    std::fs::write(env.dir.path().join("scan-fixture.json"), "[]").expect("writing the fixture");
+    std::fs::write(
+        env.database_path(),
+        "this is not a database, just some text long enough to be a header".repeat(20),
+    )
+    .expect("writing a broken database");
+    let output = env.run(&["--once", "security-scan"]);
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("error: opening the database sqlite://"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(output.stdout, "");
 }

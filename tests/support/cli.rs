@@ -89,6 +89,11 @@ impl Default for CliEnv {
 /// Runs the binary with exactly `args` in `dir`, with RUST_LOG and
 /// REGKEEPER_* variables cleared, and waits for it with [`CLI_DEADLINE`].
 pub fn run_binary(dir: &Path, args: &[&str]) -> CliOutput {
+    run_binary_with_env(dir, args, &[])
+}
+
+/// Like [`run_binary`], with the environment variables `env` set.
+pub fn run_binary_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
     let mut command = Command::new(env!("CARGO_BIN_EXE_regkeeper"));
     command
         .args(args)
@@ -101,6 +106,7 @@ pub fn run_binary(dir: &Path, args: &[&str]) -> CliOutput {
             command.env_remove(name);
         }
     }
+    command.envs(env.iter().copied());
     let mut child = command.spawn().expect("starting regkeeper");
     // Pipes are drained by threads so that a chatty child never blocks.
     let stdout = child.stdout.take().expect("stdout pipe");
