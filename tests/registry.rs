@@ -871,6 +871,11 @@ fn tls_without_the_ca_is_a_transport_error() {
     config.ca_file = None;
     let client = client(&config);
     assert!(matches!(client.catalog(), Err(RegistryError::Transport(_))));
+    assert_eq!(
+        client.requests_made(),
+        1,
+        "a certificate error is not retried"
+    );
 }
 
 #[test]
@@ -913,5 +918,12 @@ fn token_auth_invalid_token_is_unauthorized_after_one_retry() {
         other => panic!("expected Unauthorized, got {other:?}"),
     }
     // One token for the challenge, then no second guess for the same scope.
-    assert_eq!(registry.token_server.as_ref().expect("token server").tokens_issued(), 1);
+    assert_eq!(
+        registry
+            .token_server
+            .as_ref()
+            .expect("token server")
+            .tokens_issued(),
+        1
+    );
 }

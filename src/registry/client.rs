@@ -5,7 +5,7 @@
 //! logs a credential or a token.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -76,6 +76,12 @@ impl Method {
     }
 }
 
+/// A request that got no HTTP answer, and whether trying again may help.
+struct SendFailure {
+    error: RegistryError,
+    retryable: bool,
+}
+
 /// One HTTP answer, body read.
 struct Answer {
     status: u16,
@@ -123,6 +129,7 @@ pub struct Client {
     scheme: Mutex<Scheme>,
     tokens: Mutex<TokenCache>,
     requests: AtomicU64,
+    open: AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -183,6 +190,7 @@ impl Client {
             scheme: Mutex::new(Scheme::Unknown),
             tokens: Mutex::new(TokenCache::default()),
             requests: AtomicU64::new(0),
+            open: AtomicBool::new(false),
         })
     }
 
@@ -255,8 +263,12 @@ impl Client {
     /// credentials, or None for an anonymous registry. Learns the scheme with
     /// a ping when no challenge has been seen yet.
     pub fn pull_authorization(&self, repository: &str) -> Result<Option<String>, RegistryError> {
-        if *lock(&self.scheme) == Scheme::Unknown {
+        if *lock(&self.scheme) == Scheme::Unknown && !self.open.load(Ordering::Relaxed) {
             self.ping()?;
+            // `/v2/` answered without asking for credentials: an open registry.
+            if *lock(&self.scheme) == Scheme::Unknown {
+                self.open.store(true, Ordering::Relaxed);
+            }
         }
         let scheme = lock(&self.scheme).clone();
         match scheme {
@@ -293,14 +305,9 @@ impl Client {
         let mut seen = HashSet::new();
         loop {
             let answer = self.request(Method::Get, url.clone(), None, Some(auth::CATALOG_SCOPE))?;
-            #[derive(serde::Deserialize)]
-            struct Page {
-                repositories: Option<Vec<String>>,
-            }
-            let page: Page = serde_json::from_slice(&answer.body).map_err(|error| {
-                RegistryError::Malformed(format!("catalog page {url}: {error}"))
-            })?;
-            repositories.extend(page.repositories.unwrap_or_default());
+            let page = parse::parse_catalog_page(&answer.body)
+                .map_err(|error| RegistryError::Malformed(format!("{url}: {error}")))?;
+            repositories.extend(page);
             match self.next_page(&answer, &mut seen)? {
                 Some(next) => url = next,
                 None => return Ok(repositories),
@@ -318,14 +325,10 @@ impl Client {
         let mut seen = HashSet::new();
         loop {
             let answer = self.request(Method::Get, url.clone(), None, Some(&scope))?;
-            #[derive(serde::Deserialize)]
-            struct Page {
-                tags: Option<Vec<String>>,
-            }
-            let page: Page = serde_json::from_slice(&answer.body).map_err(|error| {
+            let page = parse::parse_tags_page(&answer.body).map_err(|error| {
                 RegistryError::Malformed(format!("tags of {repository}: {error}"))
             })?;
-            if let Some(page_tags) = page.tags {
+            if let Some(page_tags) = page {
                 tags.get_or_insert_with(Vec::new).extend(page_tags);
             }
             match self.next_page(&answer, &mut seen)? {
@@ -628,20 +631,22 @@ impl Client {
                 Ok(answer) if answer.status == 429 || answer.status >= 500 => answer
                     .header("retry-after")
                     .and_then(|value| parse::parse_retry_after(value, SystemTime::now())),
-                Err(RegistryError::Transport(_)) => None,
-                _ => return result,
+                Err(failure) if failure.retryable => None,
+                _ => return result.map_err(|failure| failure.error),
             };
             if method == Method::Delete || attempt >= self.retry.attempts {
-                return result;
+                return result.map_err(|failure| failure.error);
             }
             let delay = match retry_after {
-                Some(after) if after > self.retry.max_retry_after => return result,
+                Some(after) if after > self.retry.max_retry_after => {
+                    return result.map_err(|failure| failure.error)
+                }
                 Some(after) => after,
                 None => self.retry.backoff(attempt),
             };
             let what = match &result {
                 Ok(answer) => format!("HTTP {}", answer.status),
-                Err(error) => error.to_string(),
+                Err(failure) => failure.error.to_string(),
             };
             log::debug!(
                 "retrying {} {} in {delay:?} after {what}",
@@ -659,7 +664,7 @@ impl Client {
         url: &url::Url,
         accept: Option<&str>,
         authorization: Option<&str>,
-    ) -> Result<Answer, RegistryError> {
+    ) -> Result<Answer, SendFailure> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = match method {
             Method::Get => self.agent.get(url.as_str()),
@@ -672,13 +677,23 @@ impl Client {
         if let Some(authorization) = authorization {
             request = request.header("Authorization", authorization);
         }
-        let transport = |error: ureq::Error| {
-            RegistryError::Transport(format!(
+        let transport = |error: ureq::Error| SendFailure {
+            // Certificate and protocol-level refusals do not heal by retrying
+            // (rustls reports a refused certificate as InvalidData I/O).
+            retryable: !matches!(
+                &error,
+                ureq::Error::Tls(_)
+                    | ureq::Error::Rustls(_)
+                    | ureq::Error::BadUri(_)
+                    | ureq::Error::BodyExceedsLimit(_)
+                    | ureq::Error::TlsRequired
+            ) && !matches!(&error, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData),
+            error: RegistryError::Transport(format!(
                 "{} {}{}: {error}",
                 method.name(),
                 origin(url),
                 url.path()
-            ))
+            )),
         };
         let mut response = request.call().map_err(transport)?;
         let status = response.status().as_u16();

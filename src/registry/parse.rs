@@ -308,6 +308,30 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The repositories of one catalog page, `{"repositories":[...]}`; a page
+/// without the key (or with `null`) has none.
+pub fn parse_catalog_page(body: &[u8]) -> Result<Vec<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        repositories: Option<Vec<String>>,
+    }
+    let page: Page = serde_json::from_slice(body)
+        .map_err(|error| format!("catalog page is not valid: {error}"))?;
+    Ok(page.repositories.unwrap_or_default())
+}
+
+/// The tags of one tags-list page, `{"name":...,"tags":[...]}`; `None` when
+/// `tags` is `null` or absent (a repository whose manifests were all deleted).
+pub fn parse_tags_page(body: &[u8]) -> Result<Option<Vec<String>>, String> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        tags: Option<Vec<String>>,
+    }
+    let page: Page =
+        serde_json::from_slice(body).map_err(|error| format!("tags list is not valid: {error}"))?;
+    Ok(page.tags)
+}
+
 /// A token from the realm.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenGrant {
@@ -621,6 +645,39 @@ mod tests {
             })
         );
         assert_eq!(parse_error_body(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn catalog_pages() {
+        assert_eq!(
+            parse_catalog_page(br#"{"repositories":["missing/busybox", "busybox"]}"#).unwrap(),
+            vec!["missing/busybox", "busybox"]
+        );
+        assert_eq!(
+            parse_catalog_page(br#"{"repositories":[]}"#).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(parse_catalog_page(b"{}").unwrap(), Vec::<String>::new());
+        assert!(parse_catalog_page(br#"{"repositories":"busybox"}"#).is_err());
+        assert!(parse_catalog_page(b"").is_err());
+    }
+
+    #[test]
+    fn tags_pages() {
+        assert_eq!(
+            parse_tags_page(br#"{"name":"busybox", "tags": ["latest"] }"#).unwrap(),
+            Some(vec!["latest".to_string()])
+        );
+        assert_eq!(
+            parse_tags_page(br#"{"name":"busybox", "tags":["101", "102"]}"#).unwrap(),
+            Some(vec!["101".to_string(), "102".into()])
+        );
+        assert_eq!(
+            parse_tags_page(br#"{"name":"ns/app","tags":null}"#).unwrap(),
+            None
+        );
+        assert_eq!(parse_tags_page(br#"{"name":"ns/app"}"#).unwrap(), None);
+        assert!(parse_tags_page(br#"{"tags":[1]}"#).is_err());
     }
 
     #[test]
