@@ -598,6 +598,31 @@ fn load_errors_name_the_file() {
     assert!(error.starts_with(&expected), "{error}");
 }
 
+#[test]
+fn an_empty_secret_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_path = dir.path().join("token");
+    std::fs::write(&token_path, "\n").unwrap();
+    let config_path = dir.path().join("schedules.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[registry]\nurl = \"http://r\"\n[notifications]\ntoken_file = \"{}\"\n",
+            token_path.display()
+        ),
+    )
+    .unwrap();
+    let error = format!("{:#}", load(&config_path).unwrap_err());
+    assert_eq!(
+        error,
+        format!(
+            "{}: [notifications] token_file: {} is empty",
+            config_path.display(),
+            token_path.display()
+        )
+    );
+}
+
 // ---- error snapshots, one table per family ----
 
 #[test]
