@@ -229,10 +229,11 @@ fn once(config_path: &Path, job_name: &str, options: &OnceOptions) -> Result<Exi
         &report.result.counts,
         report.error.as_deref(),
     );
-    summary.push('\n');
     if let Some(reason) = &report.result.finished {
-        summary.push_str(&format!("{}: finished for good: {reason}\n", job.name));
+        // On a schedule the job would now leave it; --once just says so.
+        summary.push_str(&format!(" (done for good: {})", reason.replace('\n', " ")));
     }
+    summary.push('\n');
     print_out(&summary)?;
     Ok(match report.outcome {
         RunOutcome::Ok => ExitCode::SUCCESS,

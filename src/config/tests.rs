@@ -409,6 +409,27 @@ fn schedules_have_seconds_and_an_optional_year() {
 }
 
 #[test]
+fn last_day_nearest_weekday_and_nth_weekday_parse() {
+    let start = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+    let last = schedule_of("0 0 0 L * *");
+    assert_eq!(
+        next_after(&last, start),
+        Utc.with_ymd_and_hms(2026, 2, 28, 0, 0, 0).unwrap()
+    );
+    // 2026-02-15 is a Sunday: the nearest weekday is Monday the 16th.
+    let weekday = schedule_of("0 0 0 15W * *");
+    assert_eq!(
+        next_after(&weekday, start),
+        Utc.with_ymd_and_hms(2026, 2, 16, 0, 0, 0).unwrap()
+    );
+    let second_monday = schedule_of("0 0 0 * * MON#2");
+    assert_eq!(
+        next_after(&second_monday, start),
+        Utc.with_ymd_and_hms(2026, 2, 9, 0, 0, 0).unwrap()
+    );
+}
+
+#[test]
 fn day_of_month_and_day_of_week_combine_with_or() {
     // Vixie cron: when both are restricted, either matching fires. 2026-03-01
     // is a Sunday; the next Monday is the 2nd, the next 15th is later.
