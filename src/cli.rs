@@ -1,6 +1,7 @@
 //! The command line: `regkeeper [--config FILE]` runs the daemon,
 //! `--once JOB` runs one job now, `check` validates the configuration and
-//! shows fire times, `status` shows recent runs and queue depths. Parses
+//! shows fire times, `status` shows recent runs and queue depths, `tags`
+//! lists the tags the database holds. Parses
 //! arguments with clap, sets up env_logger, dispatches, and turns the result
 //! into an exit code. Owns no business logic: results go to stdout,
 //! diagnostics to stderr.
@@ -21,7 +22,7 @@ use serde::Serialize;
 
 use crate::config::{Config, ConfigError, JobConfig};
 use crate::jobs::{Resources, RunOptions, Trigger};
-use crate::store::{QueueCounts, RunOutcome, RunRecord, Store};
+use crate::store::{QueueCounts, RunOutcome, RunRecord, Store, TagRecord};
 
 /// Exit code for a run that failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -80,6 +81,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Show each job's last runs and the queue depths.
     Status(StatusArgs),
+    /// List the tags the database holds, with digests and sizes.
+    Tags(TagsArgs),
 }
 
 /// `regkeeper check`.
@@ -102,6 +105,17 @@ pub struct StatusArgs {
     /// Runs shown per job.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub runs: usize,
+}
+
+/// `regkeeper tags`.
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// Only this repository (full name, e.g. `ns/app`).
+    #[arg(value_name = "REPOSITORY")]
+    pub repository: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Why a command did not succeed, with its exit code.
@@ -159,6 +173,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         ))),
         (Some(Command::Check(args)), _) => check(&cli.config, args),
         (Some(Command::Status(args)), _) => status(&cli.config, args),
+        (Some(Command::Tags(args)), _) => tags(&cli.config, args),
         (None, Some(job_name)) => once(&cli.config, job_name, &cli.run_options),
         (None, None) => {
             let config = load_config(&cli.config)?;
@@ -543,6 +558,153 @@ pub fn status_table(report: &StatusReport) -> String {
     out
 }
 
+/// One tag in `tags --json`.
+#[derive(Debug, Serialize)]
+pub struct TagStatus {
+    /// Full repository name.
+    pub repository: String,
+    /// Tag name.
+    pub tag: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// Config digest without `sha256:`; empty for an index.
+    pub image_id: String,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Size in bytes, when known.
+    pub size: Option<i64>,
+    /// Scan state: `none`, `working`, `done` or `failed`.
+    pub scanned: String,
+    /// Last pull, RFC 3339 UTC.
+    pub pulled_at: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+}
+
+impl From<TagRecord> for TagStatus {
+    fn from(tag: TagRecord) -> TagStatus {
+        TagStatus {
+            scanned: scan_state_word(tag.scanned).to_string(),
+            pulled_at: tag.pulled_at.map(format_ms),
+            created_at: format_ms(tag.created_at),
+            updated_at: format_ms(tag.updated_at),
+            repository: tag.repository,
+            tag: tag.tag,
+            digest: tag.digest,
+            image_id: tag.image_id,
+            media_type: tag.media_type,
+            size: tag.size,
+        }
+    }
+}
+
+/// `tags`: the tags of the configured registry as the database holds them.
+fn tags(config_path: &Path, args: &TagsArgs) -> Result<ExitCode, Failure> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let hostname = registry_hostname(&config.registry.url);
+    let registry_id = store
+        .ensure_registry(&hostname)
+        .with_context(|| format!("finding the registry {hostname}"))?;
+    let tags: Vec<TagStatus> = store
+        .tags(registry_id, args.repository.as_deref())?
+        .into_iter()
+        .map(TagStatus::from)
+        .collect();
+    if args.json {
+        let json = serde_json::to_string_pretty(&tags).context("writing the tags as JSON")?;
+        print_out(&format!("{json}\n"))?;
+    } else {
+        print_out(&tags_table(&tags))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The registry's row name: `host:port` of its URL (`host` alone when the
+/// URL has the scheme's default port), as the handlers record it.
+fn registry_hostname(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// The human-readable `tags`: one line per tag, digests shortened to 12
+/// hex digits (`--json` has them whole).
+pub fn tags_table(tags: &[TagStatus]) -> String {
+    if tags.is_empty() {
+        return "no tags\n".to_string();
+    }
+    let header = ["REPOSITORY", "TAG", "DIGEST", "SIZE", "TYPE", "SCAN"].map(str::to_string);
+    let rows: Vec<[String; 6]> = tags
+        .iter()
+        .map(|tag| {
+            [
+                tag.repository.clone(),
+                tag.tag.clone(),
+                short_digest(&tag.digest),
+                tag.size.map_or("-".to_string(), format_size),
+                media_type_word(&tag.media_type).to_string(),
+                tag.scanned.clone(),
+            ]
+        })
+        .collect();
+    let mut out = String::new();
+    write_table(&mut out, &header, &rows);
+    out
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) => format!("{algorithm}:{}", hex.get(..12).unwrap_or(hex)),
+        None => digest.to_string(),
+    }
+}
+
+/// `812 B`, `1.5 KiB`, `23.4 MiB`.
+fn format_size(bytes: i64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A short name for a manifest media type; the type itself when unknown.
+fn media_type_word(media_type: &str) -> &str {
+    match media_type {
+        "application/vnd.oci.image.manifest.v1+json" => "oci",
+        "application/vnd.oci.image.index.v1+json" => "oci-index",
+        "application/vnd.docker.distribution.manifest.v2+json" => "docker-v2",
+        "application/vnd.docker.distribution.manifest.list.v2+json" => "docker-list",
+        "application/vnd.docker.distribution.manifest.v1+json"
+        | "application/vnd.docker.distribution.manifest.v1+prettyjws" => "docker-v1",
+        "" => "-",
+        other => other,
+    }
+}
+
+/// `tags.scanned` as a word, as `status` counts them.
+fn scan_state_word(state: i64) -> &'static str {
+    match state {
+        0 => "none",
+        1 => "working",
+        2 => "done",
+        3 => "failed",
+        _ => "unknown",
+    }
+}
+
 /// Writes rows with columns padded to their widest cell, indented by two
 /// spaces; the last column is not padded.
 fn write_table<const N: usize>(out: &mut String, header: &[String; N], rows: &[[String; N]]) {
@@ -802,5 +964,43 @@ queues
         assert!(Cli::try_parse_from(["regkeeper", "--dry-run"]).is_err());
         let both = Cli::try_parse_from(["regkeeper", "--once", "ev", "check"]).unwrap();
         assert!(matches!(run(both), Err(Failure::Usage(_))));
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(format_size(0), "0 B");
+        assert_eq!(format_size(1023), "1023 B");
+        assert_eq!(format_size(1024), "1.0 KiB");
+        assert_eq!(format_size(1_905), "1.9 KiB");
+        assert_eq!(format_size(3_500_000), "3.3 MiB");
+        assert_eq!(format_size(5 << 40), "5.0 TiB");
+        assert_eq!(format_size(5 << 50), "5120.0 TiB");
+    }
+
+    #[test]
+    fn digests_shorten_to_twelve_hex_digits() {
+        assert_eq!(
+            short_digest("sha256:8ffca51699b92830196fe8404d4d509ea345ba3cde251383a6c824630893f3f3"),
+            "sha256:8ffca51699b9"
+        );
+        assert_eq!(short_digest("sha256:abc"), "sha256:abc");
+        assert_eq!(short_digest("odd"), "odd");
+    }
+
+    #[test]
+    fn registry_hostname_keeps_an_explicit_port() {
+        let url = |text: &str| url::Url::parse(text).unwrap();
+        assert_eq!(
+            registry_hostname(&url("http://127.0.0.1:5000")),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(
+            registry_hostname(&url("https://registry.example/")),
+            "registry.example"
+        );
+        assert_eq!(
+            registry_hostname(&url("http://registry.example:80")),
+            "registry.example"
+        );
     }
 }

@@ -431,3 +431,112 @@ fn once_with_an_unusable_database_exits_1() {
     );
     assert_eq!(output.stdout, "");
 }
+
+/// Writes tags into the configuration's SQLite database through the store,
+/// as the events and sync jobs would, for `host` (the registry's `host:port`).
+fn seed_tags(env: &CliEnv, host: &str, tags: &[(&str, &str, &str, &str, Option<i64>)]) {
+    use regkeeper::store::sql::SqlStore;
+    use regkeeper::store::sqlite::SqliteBackend;
+    use regkeeper::store::{Store, TagWrite};
+    let backend = SqliteBackend::open(&env.database_path()).expect("opening the database");
+    let store = SqlStore::new(Box::new(backend));
+    store.migrate().expect("migrating");
+    let registry_id = store.ensure_registry(host).expect("registry row");
+    for (repository, tag, digest, media_type, size) in tags {
+        store
+            .upsert_tag(
+                registry_id,
+                &TagWrite {
+                    repository: repository.to_string(),
+                    tag: tag.to_string(),
+                    digest: digest.to_string(),
+                    image_id: "9079c54f3f99".into(),
+                    media_type: media_type.to_string(),
+                    size: *size,
+                    platforms: None,
+                },
+                1_764_477_600_000,
+            )
+            .expect("writing a tag");
+    }
+}
+
+const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DIGEST_A: &str = "sha256:8ffca51699b92830196fe8404d4d509ea345ba3cde251383a6c824630893f3f3";
+const DIGEST_B: &str = "sha256:12c9633973134741c34e17e6229978b1a6a9844ff12d9d8bfd57aae0f5c1854a";
+
+#[test]
+fn tags_lists_every_repository_with_short_digests_and_sizes() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    seed_tags(
+        &env,
+        "127.0.0.1:9",
+        &[
+            ("web/app", "2.0", DIGEST_B, OCI_INDEX, Some(1_905)),
+            ("base", "1", DIGEST_A, OCI, Some(402)),
+            ("demo/hello", "latest", DIGEST_A, OCI, Some(3_500_000)),
+            ("demo/hello", "1.0", DIGEST_A, OCI, None),
+        ],
+    );
+    // Tags of another registry in the same database are not listed.
+    seed_tags(
+        &env,
+        "other.example:5000",
+        &[("elsewhere", "1", DIGEST_A, OCI, None)],
+    );
+    let output = env.run(&["tags"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert_eq!(
+        output.stdout,
+        "  REPOSITORY  TAG     DIGEST               SIZE     TYPE       SCAN
+  base        1       sha256:8ffca51699b9  402 B    oci        none
+  demo/hello  1.0     sha256:8ffca51699b9  -        oci        none
+  demo/hello  latest  sha256:8ffca51699b9  3.3 MiB  oci        none
+  web/app     2.0     sha256:12c963397313  1.9 KiB  oci-index  none
+"
+    );
+}
+
+#[test]
+fn tags_of_one_repository_as_json() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    seed_tags(
+        &env,
+        "127.0.0.1:9",
+        &[
+            ("web/app", "2.0", DIGEST_B, OCI_INDEX, Some(1_905)),
+            ("base", "1", DIGEST_A, OCI, Some(402)),
+        ],
+    );
+    let output = env.run(&["tags", "web/app", "--json"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let tags: serde_json::Value =
+        serde_json::from_str(&output.stdout).expect("tags --json is JSON");
+    assert_eq!(
+        tags,
+        serde_json::json!([{
+            "repository": "web/app",
+            "tag": "2.0",
+            "digest": DIGEST_B,
+            "image_id": "9079c54f3f99",
+            "media_type": OCI_INDEX,
+            "size": 1905,
+            "scanned": "none",
+            "pulled_at": null,
+            "created_at": "2025-11-30T04:40:00.000Z",
+            "updated_at": "2025-11-30T04:40:00.000Z"
+        }])
+    );
+}
+
+#[test]
+fn tags_on_a_fresh_database_says_so() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let output = env.run(&["tags"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert_eq!(output.stdout, "no tags\n");
+    let output = env.run(&["tags", "--json"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert_eq!(output.stdout, "[]\n");
+}
