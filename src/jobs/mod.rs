@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::store::Store;
 
 pub mod security;
+pub mod sync;
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
