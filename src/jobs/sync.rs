@@ -1,4 +1,763 @@
 //! The `sync` handler: reconciles the database with the registry catalog.
-//! `plan.rs` decides (pure); this file walks the registry and applies.
+//!
+//! A pass takes a start mark and a snapshot of the database, walks the whole
+//! catalog, then asks the registry about every repository concurrently
+//! through the client's worker pool: the tag list, a HEAD for each tag the
+//! database knows (a GET only when the digest changed) and a GET for each tag
+//! it does not. `plan.rs` turns the snapshot and these observations into a
+//! plan (pure); this file checks the safety valve and applies the plan in
+//! short per-repository transactions, never holding one across HTTP.
+//!
+//! What this handler must not do: write anything when the catalog walk
+//! failed; touch a repository whose tag list or manifests could not be read;
+//! undo a change that registry events brought in during the pass (the events
+//! job is the source of truth for recent changes); delete anything under
+//! `initial` or `update`.
 
 pub mod plan;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use self::plan::{Action, Deletes, Observed, ObservedTag, Plan, Snapshot};
+use super::{Handler, JobContext, Outcome};
+use crate::config::{Strategy, SyncOptions};
+use crate::registry::{Client, Manifest, RegistryError};
+use crate::store::{RepositorySync, Store, SyncApplied, TagWrite};
+
+/// The PostgreSQL advisory lock key a pass holds, so two daemons on one
+/// database never sync at once ("regkeeper sync" in ASCII, truncated).
+pub const SYNC_LOCK_KEY: i64 = 0x7265_676b_7379_6e63;
+
+/// Repositories applied per transaction: enough to make the first pass of a
+/// large registry cheap, few enough to keep each transaction short.
+const APPLY_BATCH: usize = 64;
+
+/// How often a progress line is logged.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// The `sync` handler of one job.
+pub struct SyncHandler {
+    options: SyncOptions,
+    store: Arc<dyn Store>,
+    registry: Arc<Client>,
+    /// The key of the registry row (`host:port` of the registry URL).
+    registry_host: String,
+    /// Fan-out width for registry requests.
+    concurrency: usize,
+    /// This process started an `initial` pass on an empty database; it keeps
+    /// trying until a pass succeeds even though repositories now exist.
+    initial_started: AtomicBool,
+}
+
+/// What one pass did, for the run's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassCounts {
+    /// Repositories the catalog lists.
+    pub repositories_seen: usize,
+    /// Tags created.
+    pub tags_created: usize,
+    /// Tags whose digest changed.
+    pub tags_updated: usize,
+    /// Tags deleted, including those of deleted repositories.
+    pub tags_deleted: usize,
+    /// Repositories deleted.
+    pub repositories_deleted: usize,
+    /// Repositories left alone because of racing registry events.
+    pub skipped: usize,
+    /// Repositories left alone because they could not be read or written.
+    pub errors: usize,
+    /// Registry requests made during the pass.
+    pub requests: u64,
+}
+
+impl PassCounts {
+    fn record(&self, outcome: &mut Outcome) {
+        let as_count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        outcome.add("repositories_seen", as_count(self.repositories_seen));
+        outcome.add("tags_created", as_count(self.tags_created));
+        outcome.add("tags_updated", as_count(self.tags_updated));
+        outcome.add("tags_deleted", as_count(self.tags_deleted));
+        outcome.add("repositories_deleted", as_count(self.repositories_deleted));
+        outcome.add("skipped", as_count(self.skipped));
+        outcome.add("errors", as_count(self.errors));
+        outcome.add("requests", i64::try_from(self.requests).unwrap_or(i64::MAX));
+    }
+}
+
+/// Whether a run starts a pass, from the strategy and the database's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Run a pass.
+    Pass,
+    /// Finish for good without a pass, for this reason.
+    Finish(String),
+}
+
+/// Decides whether a run starts a pass. `initial` runs only while the
+/// database has no repositories, unless this process already began an
+/// initial pass that has not succeeded yet.
+pub fn decide_start(strategy: Strategy, has_repositories: bool, initial_started: bool) -> Start {
+    match strategy {
+        Strategy::Initial if has_repositories && !initial_started => {
+            Start::Finish("strategy initial: the database already has repositories".to_string())
+        }
+        _ => Start::Pass,
+    }
+}
+
+/// The reason to finish for good after a successful pass, if the strategy
+/// runs once.
+pub fn finish_after_success(strategy: Strategy) -> Option<String> {
+    match strategy {
+        Strategy::Initial => Some("strategy initial: the first pass succeeded".to_string()),
+        Strategy::OnStart => Some("strategy on-start: the pass of this start succeeded".to_string()),
+        Strategy::Update | Strategy::UpdateDelete => None,
+    }
+}
+
+/// Whether the strategy deletes what the registry lacks.
+pub fn deletes(strategy: Strategy) -> Deletes {
+    match strategy {
+        Strategy::Initial | Strategy::Update => Deletes::Never,
+        Strategy::OnStart | Strategy::UpdateDelete => Deletes::Missing,
+    }
+}
+
+/// The key of the registry row: `host:port` of the registry URL.
+pub fn registry_host(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("registry");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+impl SyncHandler {
+    /// Builds the handler of a `sync` job.
+    pub fn new(options: SyncOptions, resources: &super::Resources) -> SyncHandler {
+        SyncHandler {
+            options,
+            store: resources.store.clone(),
+            registry: resources.registry.clone(),
+            registry_host: registry_host(&resources.config.registry.url),
+            concurrency: resources.config.registry.concurrency.max(1),
+            initial_started: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Handler for SyncHandler {
+    fn run(&self, ctx: &JobContext) -> anyhow::Result<Outcome> {
+        let mut outcome = Outcome::default();
+        let registry_id = self.registry_id()?;
+        let strategy = self.options.strategy;
+        let has_repositories = !self.store.repositories(registry_id)?.is_empty();
+        if let Start::Finish(reason) =
+            decide_start(strategy, has_repositories, self.initial_started.load(Ordering::SeqCst))
+        {
+            log::info!("job={} {reason}", ctx.job_name);
+            outcome.finished = Some(reason);
+            return Ok(outcome);
+        }
+        let Some(_lock) = self.store.try_advisory_lock(SYNC_LOCK_KEY)? else {
+            log::info!(
+                "job={} skipped the pass: another daemon holds the sync lock",
+                ctx.job_name
+            );
+            outcome.add("skipped_passes", 1);
+            return Ok(outcome);
+        };
+        if strategy == Strategy::Initial && !ctx.options.dry_run {
+            self.initial_started.store(true, Ordering::SeqCst);
+        }
+        let counts = self.pass(ctx, registry_id)?;
+        counts.record(&mut outcome);
+        if counts.errors > 0 {
+            log::warn!(
+                "job={} {} repositories could not be synced and were left as they are",
+                ctx.job_name,
+                counts.errors
+            );
+        } else if !ctx.options.dry_run {
+            outcome.finished = finish_after_success(strategy);
+        }
+        Ok(outcome)
+    }
+}
+
+/// Everything a pass learnt before planning. Built by [`SyncHandler::begin`]
+/// and filled in by [`SyncHandler::observe`]; tests drive these phases one
+/// by one to change the registry in the middle of a pass.
+pub struct Walk {
+    /// The database's registry row.
+    pub registry_id: i64,
+    /// The start mark: registry events at or after it make a repository busy.
+    pub mark: i64,
+    /// The database before the walk.
+    pub snapshot: Snapshot,
+    /// Every repository of the catalog, in catalog order.
+    pub catalog: Vec<String>,
+    /// What the registry said about every repository of its catalog.
+    pub observed: BTreeMap<String, Observed>,
+    /// Registry requests made so far.
+    pub requests: u64,
+    requests_before: u64,
+}
+
+impl SyncHandler {
+    /// The id of the registry row this job syncs.
+    pub fn registry_id(&self) -> anyhow::Result<i64> {
+        self.store.ensure_registry(&self.registry_host)
+    }
+
+    /// One pass: walk, plan, check the valve, apply (or print, on a dry run).
+    fn pass(&self, ctx: &JobContext, registry_id: i64) -> anyhow::Result<PassCounts> {
+        let mut walk = self.begin(registry_id)?;
+        self.observe(ctx, &mut walk)?;
+        let plan = self.plan(&walk)?;
+        self.apply(ctx, &walk, &plan)
+    }
+
+    /// Takes the start mark and the snapshot, then walks the whole catalog.
+    /// Fails, having written nothing, when the catalog cannot be read
+    /// completely.
+    pub fn begin(&self, registry_id: i64) -> anyhow::Result<Walk> {
+        let requests_before = self.registry.requests_made();
+        let mark = now_ms_stand_in();
+        let snapshot = self.snapshot(registry_id)?;
+        let catalog = self.registry.catalog().context("walking the registry catalog")?;
+        Ok(Walk {
+            registry_id,
+            mark,
+            snapshot,
+            catalog,
+            observed: BTreeMap::new(),
+            requests: self.registry.requests_made().saturating_sub(requests_before),
+            requests_before,
+        })
+    }
+
+    /// Plans a walk: reads which repositories have racing events.
+    pub fn plan(&self, walk: &Walk) -> anyhow::Result<Plan> {
+        let busy = self
+            .store
+            .repositories_with_recent_events(walk.mark)
+            .context("reading repositories with recent registry events")?;
+        Ok(plan::plan(
+            &walk.snapshot,
+            &walk.observed,
+            &busy,
+            deletes(self.options.strategy),
+        ))
+    }
+
+    /// Applies a plan (or prints it on a dry run) after the safety valve.
+    pub fn apply(&self, ctx: &JobContext, walk: &Walk, plan: &Plan) -> anyhow::Result<PassCounts> {
+        let registry_id = walk.registry_id;
+        let totals = plan.totals();
+        let mut counts = PassCounts {
+            repositories_seen: walk.observed.len(),
+            skipped: totals.skipped,
+            errors: totals.errors,
+            requests: walk.requests,
+            ..PassCounts::default()
+        };
+        for entry in &plan.repositories {
+            if let Action::Skip(plan::SkipReason::Unreadable(cause)) = &entry.action {
+                log::warn!("job={} left {} as it is: {cause}", ctx.job_name, entry.repository);
+            }
+        }
+        if ctx.options.dry_run {
+            print!("{}", plan.render());
+            let _ = std::io::stdout().flush();
+            counts.tags_created = totals.tags_created;
+            counts.tags_updated = totals.tags_updated;
+            counts.tags_deleted = totals.tags_deleted;
+            counts.repositories_deleted = totals.repositories_deleted;
+            return Ok(counts);
+        }
+        if let Some(reason) = plan.exceeds_delete_fraction(&walk.snapshot, MAX_DELETE_FRACTION_STAND_IN) {
+            if ctx.options.force {
+                log::warn!("job={} {reason}; applying anyway (--force)", ctx.job_name);
+            } else {
+                log::warn!(
+                    "job={} safety valve: {reason}; the plan was:\n{}",
+                    ctx.job_name,
+                    plan.render()
+                );
+                anyhow::bail!(
+                    "safety valve: {reason}; nothing was written (check the registry, then run \
+                     `regkeeper --once {} --force` to apply it)",
+                    ctx.job_name
+                );
+            }
+        }
+        let writes: Vec<RepositorySync> = plan.repositories.iter().filter_map(repository_sync).collect();
+        let now = now_ms_stand_in();
+        for batch in writes.chunks(APPLY_BATCH) {
+            if ctx.cancel.is_cancelled() {
+                anyhow::bail!("the pass was cut short while applying its plan");
+            }
+            let results = match self.store.apply_repository_syncs(registry_id, batch, walk.mark, now) {
+                Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>(),
+                // One bad repository must not hold back the others: apply
+                // the batch one by one to find it.
+                Err(_) => batch
+                    .iter()
+                    .map(|write| {
+                        self.store
+                            .apply_repository_syncs(registry_id, std::slice::from_ref(write), walk.mark, now)
+                            .and_then(|mut results| results.pop().context("the store returned no result"))
+                    })
+                    .collect(),
+            };
+            for (write, result) in batch.iter().zip(results) {
+                match result {
+                    Ok(SyncApplied::Busy) => counts.skipped += 1,
+                    Ok(SyncApplied::Applied {
+                        created,
+                        updated,
+                        tags_deleted,
+                        repository_deleted,
+                    }) => {
+                        counts.tags_created += created;
+                        counts.tags_updated += updated;
+                        counts.tags_deleted += tags_deleted;
+                        counts.repositories_deleted += usize::from(repository_deleted);
+                    }
+                    Err(error) => {
+                        log::warn!(
+                            "job={} could not apply the sync of {}: {error:#}",
+                            ctx.job_name,
+                            write.repository
+                        );
+                        counts.errors += 1;
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The database's repositories and tags with their digests.
+    fn snapshot(&self, registry_id: i64) -> anyhow::Result<Snapshot> {
+        let mut snapshot: Snapshot = BTreeMap::new();
+        for repository in self.store.repositories(registry_id)? {
+            snapshot.entry(repository).or_default();
+        }
+        for tag in self.store.tags(registry_id, None)? {
+            snapshot.entry(tag.repository).or_default().insert(tag.tag, tag.digest);
+        }
+        Ok(snapshot)
+    }
+
+    /// Lists the tags of every repository of the catalog, then HEADs or GETs
+    /// every tag, both concurrently through the client's worker pool.
+    /// Per-repository failures become [`Observed::Failed`]. Fails, having
+    /// written nothing, when the run is cancelled or when the registry
+    /// stopped answering (transport errors): a pass then counts nothing.
+    pub fn observe(&self, ctx: &JobContext, walk: &mut Walk) -> anyhow::Result<()> {
+        let catalog = &walk.catalog;
+        let progress = Progress::new(&ctx.job_name, catalog.len(), ctx.options.progress);
+        let registry = &self.registry;
+        let cancel = &ctx.cancel;
+        let tag_lists: Vec<Result<Option<Vec<String>>, Failure>> =
+            registry.map_concurrent(self.concurrency, catalog, |repository| {
+                if cancel.is_cancelled() {
+                    return Err(Failure::cancelled());
+                }
+                registry
+                    .tags(repository)
+                    .map_err(|error| Failure::new(format!("listing tags of {repository}"), error))
+            });
+        if cancel.is_cancelled() {
+            anyhow::bail!("the pass was cut short while listing tags");
+        }
+
+        // One request per tag, flattened so that one large repository does
+        // not serialise the walk.
+        let empty = BTreeMap::new();
+        let mut requests: Vec<TagRequest> = Vec::new();
+        let pending: Vec<AtomicUsize> = catalog.iter().map(|_| AtomicUsize::new(0)).collect();
+        for (index, (repository, listed)) in catalog.iter().zip(&tag_lists).enumerate() {
+            let known = walk.snapshot.get(repository).unwrap_or(&empty);
+            match listed {
+                Ok(Some(tags)) if !tags.is_empty() => {
+                    pending[index].store(tags.len(), Ordering::SeqCst);
+                    for tag in tags {
+                        requests.push(TagRequest {
+                            index,
+                            tag: tag.clone(),
+                            known_digest: known.get(tag).cloned(),
+                        });
+                    }
+                }
+                _ => progress.advance(1),
+            }
+        }
+        let answers: Vec<Result<ObservedTag, Failure>> =
+            registry.map_concurrent(self.concurrency, &requests, |request| {
+                let answer = if cancel.is_cancelled() {
+                    Err(Failure::cancelled())
+                } else {
+                    observe_tag(registry, &catalog[request.index], request)
+                };
+                if pending[request.index].fetch_sub(1, Ordering::SeqCst) == 1 {
+                    progress.advance(1);
+                }
+                answer
+            });
+        progress.finish();
+        if cancel.is_cancelled() {
+            anyhow::bail!("the pass was cut short while reading manifests");
+        }
+
+        let mut per_repository: Vec<Result<BTreeMap<String, ObservedTag>, Failure>> =
+            tag_lists.iter().map(|_| Ok(BTreeMap::new())).collect();
+        for (request, answer) in requests.into_iter().zip(answers) {
+            let slot = &mut per_repository[request.index];
+            match (slot.as_mut(), answer) {
+                (Ok(tags), Ok(seen)) => {
+                    tags.insert(request.tag, seen);
+                }
+                (Ok(_), Err(failure)) => *slot = Err(failure),
+                (Err(_), _) => {}
+            }
+        }
+        let mut unreachable: (usize, Option<String>) = (0, None);
+        for ((repository, listed), tags) in catalog.iter().zip(tag_lists).zip(per_repository) {
+            let seen = match (listed, tags) {
+                (Err(failure), _) | (Ok(_), Err(failure)) => {
+                    if failure.unreachable {
+                        unreachable.0 += 1;
+                        unreachable.1.get_or_insert_with(|| failure.cause.clone());
+                    }
+                    Observed::Failed(failure.cause)
+                }
+                (Ok(None), _) => Observed::NoTags,
+                (Ok(Some(listed)), _) if listed.is_empty() => Observed::NoTags,
+                (Ok(Some(_)), Ok(tags)) => Observed::Tags(tags),
+            };
+            walk.observed.insert(repository.clone(), seen);
+        }
+        walk.requests = self.registry.requests_made().saturating_sub(walk.requests_before);
+        if let (count, Some(first)) = unreachable {
+            anyhow::bail!(
+                "the registry stopped answering during the pass ({count} repositories could not be read; \
+                 first: {first}); nothing was written"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Why one repository could not be observed.
+struct Failure {
+    /// What was being done and the registry's error.
+    cause: String,
+    /// The registry did not answer at all (connection refused, reset, timed out).
+    unreachable: bool,
+}
+
+impl Failure {
+    fn new(doing: String, error: RegistryError) -> Failure {
+        let unreachable = matches!(error, RegistryError::Transport(_));
+        Failure {
+            cause: format!("{doing}: {error}"),
+            unreachable,
+        }
+    }
+
+    fn cancelled() -> Failure {
+        Failure {
+            cause: "cancelled".to_string(),
+            unreachable: false,
+        }
+    }
+}
+
+/// One tag to ask the registry about.
+struct TagRequest {
+    /// Index of the repository in the catalog.
+    index: usize,
+    tag: String,
+    /// The digest the database has, if it knows the tag.
+    known_digest: Option<String>,
+}
+
+/// HEAD for a known tag (GET only when the digest changed), GET for a new one.
+fn observe_tag(registry: &Client, repository: &str, request: &TagRequest) -> Result<ObservedTag, Failure> {
+    let tag = &request.tag;
+    let failed = |what: &str, error: RegistryError| Failure::new(format!("{what} of {repository}:{tag}"), error);
+    if let Some(known) = &request.known_digest {
+        let head = registry
+            .head_manifest(repository, tag)
+            .map_err(|error| failed("reading the manifest digest", error))?;
+        if head.digest == *known {
+            return Ok(ObservedTag::Same);
+        }
+    }
+    let manifest = registry
+        .manifest(repository, tag)
+        .map_err(|error| failed("reading the manifest", error))?;
+    Ok(ObservedTag::Manifest(tag_write(repository, tag, &manifest)))
+}
+
+/// The tag row a manifest describes.
+pub fn tag_write(repository: &str, tag: &str, manifest: &Manifest) -> TagWrite {
+    let platforms: Vec<serde_json::Value> = manifest
+        .children
+        .iter()
+        .filter_map(|child| child.platform.as_ref())
+        .map(|platform| {
+            let mut entry = serde_json::json!({"os": platform.os, "architecture": platform.architecture});
+            if let Some(variant) = &platform.variant {
+                entry["variant"] = serde_json::Value::String(variant.clone());
+            }
+            entry
+        })
+        .collect();
+    TagWrite {
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        digest: manifest.digest.clone(),
+        image_id: manifest.image_id.clone(),
+        media_type: manifest.media_type.clone(),
+        size: Some(manifest.size),
+        platforms: (!platforms.is_empty()).then(|| serde_json::Value::Array(platforms).to_string()),
+    }
+}
+
+/// The writes of one repository's plan, or None when it writes nothing.
+fn repository_sync(entry: &plan::RepositoryPlan) -> Option<RepositorySync> {
+    match &entry.action {
+        Action::Sync(changes) if changes.writes_nothing() => None,
+        Action::Sync(changes) => Some(RepositorySync {
+            repository: entry.repository.clone(),
+            upserts: changes
+                .create
+                .iter()
+                .cloned()
+                .chain(changes.update.iter().map(|update| update.write.clone()))
+                .collect(),
+            delete_tags: changes.delete.clone(),
+            delete_repository: false,
+        }),
+        Action::Delete { .. } => Some(RepositorySync {
+            repository: entry.repository.clone(),
+            upserts: Vec::new(),
+            delete_tags: Vec::new(),
+            delete_repository: true,
+        }),
+        Action::Skip(_) => None,
+    }
+}
+
+/// Progress of the walk: a log line every few seconds and, under `--once`
+/// on a terminal, a bar on stderr.
+struct Progress {
+    job_name: String,
+    total: usize,
+    done: AtomicUsize,
+    started: Instant,
+    last_log: Mutex<Instant>,
+    last_draw: Mutex<Instant>,
+    bar: bool,
+}
+
+impl Progress {
+    fn new(job_name: &str, total: usize, bar: bool) -> Progress {
+        let now = Instant::now();
+        Progress {
+            job_name: job_name.to_string(),
+            total,
+            done: AtomicUsize::new(0),
+            started: now,
+            last_log: Mutex::new(now),
+            last_draw: Mutex::new(now),
+            bar: bar && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn advance(&self, repositories: usize) {
+        let done = self.done.fetch_add(repositories, Ordering::SeqCst) + repositories;
+        let elapsed = self.started.elapsed();
+        if let Ok(mut last_log) = self.last_log.try_lock() {
+            if last_log.elapsed() >= PROGRESS_LOG_EVERY {
+                *last_log = Instant::now();
+                log::info!("job={} {}", self.job_name, progress_line(done, self.total, elapsed));
+            }
+        }
+        if self.bar {
+            if let Ok(mut last_draw) = self.last_draw.try_lock() {
+                if last_draw.elapsed() >= Duration::from_millis(100) || done == self.total {
+                    *last_draw = Instant::now();
+                    eprint!("\r{}", progress_bar(done, self.total, elapsed, 30));
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        let done = self.done.load(Ordering::SeqCst);
+        let elapsed = self.started.elapsed();
+        if self.bar {
+            eprintln!("\r{}", progress_bar(done, self.total, elapsed, 30));
+        }
+        log::info!(
+            "job={} walked {}",
+            self.job_name,
+            progress_line(done, self.total, elapsed)
+        );
+    }
+}
+
+/// `120/1000 repositories, 40.0/s`.
+fn progress_line(done: usize, total: usize, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 { done as f64 / seconds } else { 0.0 };
+    format!("{done}/{total} repositories, {rate:.1}/s")
+}
+
+/// `[#######-------] 120/1000 repositories, 40.0/s`, `width` cells wide.
+fn progress_bar(done: usize, total: usize, elapsed: Duration, width: usize) -> String {
+    let filled = if total == 0 {
+        width
+    } else {
+        (done.min(total) * width) / total
+    };
+    format!(
+        "[{}{}] {}",
+        "#".repeat(filled),
+        "-".repeat(width - filled),
+        progress_line(done, total, elapsed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Descriptor, Platform, PlatformManifest};
+
+    #[test]
+    fn initial_runs_only_on_an_empty_database() {
+        assert_eq!(decide_start(Strategy::Initial, false, false), Start::Pass);
+        assert!(matches!(decide_start(Strategy::Initial, true, false), Start::Finish(_)));
+        // A failed initial pass may have written some repositories: keep going.
+        assert_eq!(decide_start(Strategy::Initial, true, true), Start::Pass);
+        for strategy in [Strategy::OnStart, Strategy::Update, Strategy::UpdateDelete] {
+            assert_eq!(decide_start(strategy, true, false), Start::Pass);
+        }
+    }
+
+    #[test]
+    fn only_initial_and_on_start_finish_for_good() {
+        assert!(finish_after_success(Strategy::Initial).is_some());
+        assert!(finish_after_success(Strategy::OnStart).is_some());
+        assert_eq!(finish_after_success(Strategy::Update), None);
+        assert_eq!(finish_after_success(Strategy::UpdateDelete), None);
+    }
+
+    #[test]
+    fn only_on_start_and_update_delete_delete() {
+        assert_eq!(deletes(Strategy::Initial), Deletes::Never);
+        assert_eq!(deletes(Strategy::Update), Deletes::Never);
+        assert_eq!(deletes(Strategy::OnStart), Deletes::Missing);
+        assert_eq!(deletes(Strategy::UpdateDelete), Deletes::Missing);
+    }
+
+    #[test]
+    fn registry_host_keeps_the_port() {
+        let url = |text: &str| url::Url::parse(text).unwrap();
+        assert_eq!(registry_host(&url("http://127.0.0.1:5000")), "127.0.0.1:5000");
+        assert_eq!(registry_host(&url("https://registry.example")), "registry.example:443");
+    }
+
+    #[test]
+    fn tag_write_of_an_index_lists_its_platforms() {
+        let child = |os: &str, architecture: &str, variant: Option<&str>| PlatformManifest {
+            descriptor: Descriptor {
+                digest: "sha256:c".into(),
+                size: 1,
+                media_type: "m".into(),
+            },
+            platform: Some(Platform {
+                os: os.into(),
+                architecture: architecture.into(),
+                variant: variant.map(str::to_string),
+            }),
+        };
+        let manifest = Manifest {
+            digest: "sha256:i".into(),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            image_id: String::new(),
+            size: 42,
+            config: None,
+            layers: Vec::new(),
+            children: vec![child("linux", "amd64", None), child("linux", "arm", Some("v7"))],
+        };
+        let write = tag_write("ns/app", "v1", &manifest);
+        assert_eq!(write.digest, "sha256:i");
+        assert_eq!(write.size, Some(42));
+        assert_eq!(
+            write.platforms.as_deref(),
+            Some(r#"[{"architecture":"amd64","os":"linux"},{"architecture":"arm","os":"linux","variant":"v7"}]"#)
+        );
+    }
+
+    #[test]
+    fn progress_bar_fills_with_done_repositories() {
+        let elapsed = Duration::from_secs(2);
+        assert_eq!(progress_line(10, 40, elapsed), "10/40 repositories, 5.0/s");
+        assert_eq!(progress_bar(10, 40, elapsed, 8), "[##------] 10/40 repositories, 5.0/s");
+        assert_eq!(progress_bar(0, 0, elapsed, 4), "[####] 0/0 repositories, 0.0/s");
+    }
+}
+
+/// Temporary stand-ins until the registry client's worker pool lands.
+trait ClientStandIn {
+    fn map_concurrent<T: Sync, R: Send>(&self, width: usize, items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R>;
+    fn requests_made(&self) -> u64;
+}
+
+impl ClientStandIn for Client {
+    fn map_concurrent<T: Sync, R: Send>(&self, width: usize, items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..width.max(1) {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(index) else { break };
+                    let result = work(item);
+                    if let Ok(mut slot) = results[index].lock() {
+                        *slot = Some(result);
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .filter_map(|slot| slot.into_inner().ok().flatten())
+            .collect()
+    }
+
+    fn requests_made(&self) -> u64 {
+        0
+    }
+}
+
+const MAX_DELETE_FRACTION_STAND_IN: f64 = 0.5;
+
+fn now_ms_stand_in() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

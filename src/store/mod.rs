@@ -12,7 +12,7 @@
 //! be called from an async task. Async code (the daemon's start-up, the
 //! intake) calls the store through `tokio::task::spawn_blocking`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -218,6 +218,61 @@ pub struct TagRecord {
     pub updated_at: i64,
 }
 
+/// One repository's writes of a sync pass ([`Store::apply_repository_syncs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositorySync {
+    /// Full repository name.
+    pub repository: String,
+    /// Tags to create or update (a changed digest resets the scan state).
+    pub upserts: Vec<TagWrite>,
+    /// Tags to delete.
+    pub delete_tags: Vec<String>,
+    /// Delete the repository and all its tags.
+    pub delete_repository: bool,
+}
+
+/// What [`Store::apply_repository_syncs`] did to one repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncApplied {
+    /// Registry events for it are pending or arrived after the pass's start
+    /// mark: nothing was written.
+    Busy,
+    /// The writes were applied.
+    Applied {
+        /// Tags created.
+        created: usize,
+        /// Tags whose digest changed.
+        updated: usize,
+        /// Tags deleted (those of a deleted repository included).
+        tags_deleted: usize,
+        /// The repository was deleted.
+        repository_deleted: bool,
+    },
+}
+
+/// A session-level advisory lock, released when dropped.
+pub struct AdvisoryLock {
+    _held: Option<Box<dyn Send>>,
+}
+
+impl AdvisoryLock {
+    /// A lock that holds nothing (SQLite: its write lock already serialises writers).
+    pub fn none() -> AdvisoryLock {
+        AdvisoryLock { _held: None }
+    }
+
+    /// A lock held by `guard` until it drops.
+    pub fn held_by(guard: Box<dyn Send>) -> AdvisoryLock {
+        AdvisoryLock { _held: Some(guard) }
+    }
+}
+
+impl std::fmt::Debug for AdvisoryLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdvisoryLock").field("held", &self._held.is_some()).finish()
+    }
+}
+
 /// The database, in domain terms. Implemented once by [`sql::SqlStore`].
 pub trait Store: Send + Sync {
     /// The dialect, for logs and `status`.
@@ -325,6 +380,26 @@ pub trait Store: Send + Sync {
     fn vulnerability_counts(&self) -> anyhow::Result<BTreeMap<String, i64>>;
     /// Deletes the scan results of digests that no tag has any more.
     fn prune_scan_results(&self) -> anyhow::Result<u64>;
+    /// Full names of the repositories with registry events that a sync pass
+    /// must not undo: pending ones (fresh, in progress) and any that arrived
+    /// at or after `since`. Pulls change nothing and do not count.
+    fn repositories_with_recent_events(&self, since: i64) -> anyhow::Result<BTreeSet<String>>;
+    /// Applies the writes of a sync pass to several repositories in one
+    /// short transaction, one result per entry. A repository with events as
+    /// in [`Store::repositories_with_recent_events`] is left alone
+    /// ([`SyncApplied::Busy`]); the check runs inside the transaction.
+    fn apply_repository_syncs(
+        &self,
+        registry_id: i64,
+        syncs: &[RepositorySync],
+        since: i64,
+        now: i64,
+    ) -> anyhow::Result<Vec<SyncApplied>>;
+    /// Takes the session-level advisory lock `key` on a dedicated
+    /// connection (PostgreSQL), held until the returned guard drops; None
+    /// when another session holds it. SQLite always succeeds with an empty
+    /// guard: its write lock already serialises writers.
+    fn try_advisory_lock(&self, key: i64) -> anyhow::Result<Option<AdvisoryLock>>;
 }
 
 /// When tags are due for a scan.
