@@ -82,7 +82,13 @@ fn put_link(path: &Path, hex: &str) -> Result<()> {
 }
 
 /// Writes one tag's config and manifest and points the tag at it.
-fn put_tag(root: &Path, repository: &str, tag: &str, generation: usize, layer: &(String, usize)) -> Result<()> {
+fn put_tag(
+    root: &Path,
+    repository: &str,
+    tag: &str,
+    generation: usize,
+    layer: &(String, usize),
+) -> Result<()> {
     let repo_dir = v2(root).join("repositories").join(repository);
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"repository":"{repository}","tag":"{tag}","generation":"{generation}"}}}},"rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
@@ -111,10 +117,16 @@ fn put_tag(root: &Path, repository: &str, tag: &str, generation: usize, layer: &
     );
     let manifest_hex = put_blob(root, manifest.as_bytes())?;
     put_link(
-        &repo_dir.join("_layers/sha256").join(&config_hex).join("link"),
+        &repo_dir
+            .join("_layers/sha256")
+            .join(&config_hex)
+            .join("link"),
         &config_hex,
     )?;
-    put_link(&repo_dir.join("_layers/sha256").join(&layer.0).join("link"), &layer.0)?;
+    put_link(
+        &repo_dir.join("_layers/sha256").join(&layer.0).join("link"),
+        &layer.0,
+    )?;
     put_link(
         &repo_dir
             .join("_manifests/revisions/sha256")
@@ -125,7 +137,10 @@ fn put_tag(root: &Path, repository: &str, tag: &str, generation: usize, layer: &
     let tag_dir = repo_dir.join("_manifests/tags").join(tag);
     put_link(&tag_dir.join("current/link"), &manifest_hex)?;
     put_link(
-        &tag_dir.join("index/sha256").join(&manifest_hex).join("link"),
+        &tag_dir
+            .join("index/sha256")
+            .join(&manifest_hex)
+            .join("link"),
         &manifest_hex,
     )
 }
@@ -156,7 +171,10 @@ fn generate(root: &Path, repositories: usize, tags: usize) -> Result<()> {
 
 fn shape(root: &Path) -> Result<(usize, usize, usize)> {
     let text = io(fs::read_to_string(root.join("shape")), "reading the shape")?;
-    let numbers: Vec<usize> = text.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+    let numbers: Vec<usize> = text
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
     match numbers.as_slice() {
         [repositories, tags, generation] => Ok((*repositories, *tags, *generation)),
         _ => Err(format!("bad shape file: {text:?}")),
@@ -183,7 +201,10 @@ fn mutate(root: &Path, percent: usize) -> Result<()> {
         }
     }
     io(
-        fs::write(root.join("shape"), format!("{repositories} {tags} {generation}")),
+        fs::write(
+            root.join("shape"),
+            format!("{repositories} {tags} {generation}"),
+        ),
         "writing the shape",
     )?;
     println!("re-pointed {changed} tags");
@@ -211,8 +232,14 @@ fn urls(root: &Path, base: &str) -> Result<()> {
             ));
         }
     }
-    io(fs::write(root.join("tags.curl"), tag_lists), "writing tags.curl")?;
-    io(fs::write(root.join("heads.curl"), heads), "writing heads.curl")?;
+    io(
+        fs::write(root.join("tags.curl"), tag_lists),
+        "writing tags.curl",
+    )?;
+    io(
+        fs::write(root.join("heads.curl"), heads),
+        "writing heads.curl",
+    )?;
     io(fs::write(root.join("gets.curl"), gets), "writing gets.curl")?;
     Ok(())
 }

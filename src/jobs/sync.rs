@@ -116,7 +116,9 @@ pub fn decide_start(strategy: Strategy, has_repositories: bool, initial_started:
 pub fn finish_after_success(strategy: Strategy) -> Option<String> {
     match strategy {
         Strategy::Initial => Some("strategy initial: the first pass succeeded".to_string()),
-        Strategy::OnStart => Some("strategy on-start: the pass of this start succeeded".to_string()),
+        Strategy::OnStart => {
+            Some("strategy on-start: the pass of this start succeeded".to_string())
+        }
         Strategy::Update | Strategy::UpdateDelete => None,
     }
 }
@@ -158,9 +160,11 @@ impl Handler for SyncHandler {
         let registry_id = self.registry_id()?;
         let strategy = self.options.strategy;
         let has_repositories = !self.store.repositories(registry_id)?.is_empty();
-        if let Start::Finish(reason) =
-            decide_start(strategy, has_repositories, self.initial_started.load(Ordering::SeqCst))
-        {
+        if let Start::Finish(reason) = decide_start(
+            strategy,
+            has_repositories,
+            self.initial_started.load(Ordering::SeqCst),
+        ) {
             log::info!("job={} {reason}", ctx.job_name);
             outcome.finished = Some(reason);
             return Ok(outcome);
@@ -229,16 +233,22 @@ impl SyncHandler {
     /// completely.
     pub fn begin(&self, registry_id: i64) -> anyhow::Result<Walk> {
         let requests_before = self.registry.requests_made();
-        let mark = now_ms_stand_in();
+        let mark = crate::store::now_ms();
         let snapshot = self.snapshot(registry_id)?;
-        let catalog = self.registry.catalog().context("walking the registry catalog")?;
+        let catalog = self
+            .registry
+            .catalog()
+            .context("walking the registry catalog")?;
         Ok(Walk {
             registry_id,
             mark,
             snapshot,
             catalog,
             observed: BTreeMap::new(),
-            requests: self.registry.requests_made().saturating_sub(requests_before),
+            requests: self
+                .registry
+                .requests_made()
+                .saturating_sub(requests_before),
             requests_before,
         })
     }
@@ -270,7 +280,11 @@ impl SyncHandler {
         };
         for entry in &plan.repositories {
             if let Action::Skip(plan::SkipReason::Unreadable(cause)) = &entry.action {
-                log::warn!("job={} left {} as it is: {cause}", ctx.job_name, entry.repository);
+                log::warn!(
+                    "job={} left {} as it is: {cause}",
+                    ctx.job_name,
+                    entry.repository
+                );
             }
         }
         if ctx.options.dry_run {
@@ -282,7 +296,9 @@ impl SyncHandler {
             counts.repositories_deleted = totals.repositories_deleted;
             return Ok(counts);
         }
-        if let Some(reason) = plan.exceeds_delete_fraction(&walk.snapshot, MAX_DELETE_FRACTION_STAND_IN) {
+        if let Some(reason) =
+            plan.exceeds_delete_fraction(&walk.snapshot, MAX_DELETE_FRACTION_STAND_IN)
+        {
             if ctx.options.force {
                 log::warn!("job={} {reason}; applying anyway (--force)", ctx.job_name);
             } else {
@@ -298,25 +314,40 @@ impl SyncHandler {
                 );
             }
         }
-        let writes: Vec<RepositorySync> = plan.repositories.iter().filter_map(repository_sync).collect();
-        let now = now_ms_stand_in();
+        let writes: Vec<RepositorySync> = plan
+            .repositories
+            .iter()
+            .filter_map(repository_sync)
+            .collect();
+        let now = crate::store::now_ms();
         for batch in writes.chunks(APPLY_BATCH) {
             if ctx.cancel.is_cancelled() {
                 anyhow::bail!("the pass was cut short while applying its plan");
             }
-            let results = match self.store.apply_repository_syncs(registry_id, batch, walk.mark, now) {
-                Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>(),
-                // One bad repository must not hold back the others: apply
-                // the batch one by one to find it.
-                Err(_) => batch
-                    .iter()
-                    .map(|write| {
-                        self.store
-                            .apply_repository_syncs(registry_id, std::slice::from_ref(write), walk.mark, now)
-                            .and_then(|mut results| results.pop().context("the store returned no result"))
-                    })
-                    .collect(),
-            };
+            let results =
+                match self
+                    .store
+                    .apply_repository_syncs(registry_id, batch, walk.mark, now)
+                {
+                    Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>(),
+                    // One bad repository must not hold back the others: apply
+                    // the batch one by one to find it.
+                    Err(_) => batch
+                        .iter()
+                        .map(|write| {
+                            self.store
+                                .apply_repository_syncs(
+                                    registry_id,
+                                    std::slice::from_ref(write),
+                                    walk.mark,
+                                    now,
+                                )
+                                .and_then(|mut results| {
+                                    results.pop().context("the store returned no result")
+                                })
+                        })
+                        .collect(),
+                };
             for (write, result) in batch.iter().zip(results) {
                 match result {
                     Ok(SyncApplied::Busy) => counts.skipped += 1,
@@ -352,7 +383,10 @@ impl SyncHandler {
             snapshot.entry(repository).or_default();
         }
         for tag in self.store.tags(registry_id, None)? {
-            snapshot.entry(tag.repository).or_default().insert(tag.tag, tag.digest);
+            snapshot
+                .entry(tag.repository)
+                .or_default()
+                .insert(tag.tag, tag.digest);
         }
         Ok(snapshot)
     }
@@ -446,7 +480,10 @@ impl SyncHandler {
             };
             walk.observed.insert(repository.clone(), seen);
         }
-        walk.requests = self.registry.requests_made().saturating_sub(walk.requests_before);
+        walk.requests = self
+            .registry
+            .requests_made()
+            .saturating_sub(walk.requests_before);
         if let (count, Some(first)) = unreachable {
             anyhow::bail!(
                 "the registry stopped answering during the pass ({count} repositories could not be read; \
@@ -492,9 +529,15 @@ struct TagRequest {
 }
 
 /// HEAD for a known tag (GET only when the digest changed), GET for a new one.
-fn observe_tag(registry: &Client, repository: &str, request: &TagRequest) -> Result<ObservedTag, Failure> {
+fn observe_tag(
+    registry: &Client,
+    repository: &str,
+    request: &TagRequest,
+) -> Result<ObservedTag, Failure> {
     let tag = &request.tag;
-    let failed = |what: &str, error: RegistryError| Failure::new(format!("{what} of {repository}:{tag}"), error);
+    let failed = |what: &str, error: RegistryError| {
+        Failure::new(format!("{what} of {repository}:{tag}"), error)
+    };
     if let Some(known) = &request.known_digest {
         let head = registry
             .head_manifest(repository, tag)
@@ -516,7 +559,8 @@ pub fn tag_write(repository: &str, tag: &str, manifest: &Manifest) -> TagWrite {
         .iter()
         .filter_map(|child| child.platform.as_ref())
         .map(|platform| {
-            let mut entry = serde_json::json!({"os": platform.os, "architecture": platform.architecture});
+            let mut entry =
+                serde_json::json!({"os": platform.os, "architecture": platform.architecture});
             if let Some(variant) = &platform.variant {
                 entry["variant"] = serde_json::Value::String(variant.clone());
             }
@@ -591,7 +635,11 @@ impl Progress {
         if let Ok(mut last_log) = self.last_log.try_lock() {
             if last_log.elapsed() >= PROGRESS_LOG_EVERY {
                 *last_log = Instant::now();
-                log::info!("job={} {}", self.job_name, progress_line(done, self.total, elapsed));
+                log::info!(
+                    "job={} {}",
+                    self.job_name,
+                    progress_line(done, self.total, elapsed)
+                );
             }
         }
         if self.bar {
@@ -621,7 +669,11 @@ impl Progress {
 /// `120/1000 repositories, 40.0/s`.
 fn progress_line(done: usize, total: usize, elapsed: Duration) -> String {
     let seconds = elapsed.as_secs_f64();
-    let rate = if seconds > 0.0 { done as f64 / seconds } else { 0.0 };
+    let rate = if seconds > 0.0 {
+        done as f64 / seconds
+    } else {
+        0.0
+    };
     format!("{done}/{total} repositories, {rate:.1}/s")
 }
 
@@ -648,7 +700,10 @@ mod tests {
     #[test]
     fn initial_runs_only_on_an_empty_database() {
         assert_eq!(decide_start(Strategy::Initial, false, false), Start::Pass);
-        assert!(matches!(decide_start(Strategy::Initial, true, false), Start::Finish(_)));
+        assert!(matches!(
+            decide_start(Strategy::Initial, true, false),
+            Start::Finish(_)
+        ));
         // A failed initial pass may have written some repositories: keep going.
         assert_eq!(decide_start(Strategy::Initial, true, true), Start::Pass);
         for strategy in [Strategy::OnStart, Strategy::Update, Strategy::UpdateDelete] {
@@ -675,8 +730,14 @@ mod tests {
     #[test]
     fn registry_host_keeps_the_port() {
         let url = |text: &str| url::Url::parse(text).unwrap();
-        assert_eq!(registry_host(&url("http://127.0.0.1:5000")), "127.0.0.1:5000");
-        assert_eq!(registry_host(&url("https://registry.example")), "registry.example:443");
+        assert_eq!(
+            registry_host(&url("http://127.0.0.1:5000")),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(
+            registry_host(&url("https://registry.example")),
+            "registry.example:443"
+        );
     }
 
     #[test]
@@ -700,14 +761,19 @@ mod tests {
             size: 42,
             config: None,
             layers: Vec::new(),
-            children: vec![child("linux", "amd64", None), child("linux", "arm", Some("v7"))],
+            children: vec![
+                child("linux", "amd64", None),
+                child("linux", "arm", Some("v7")),
+            ],
         };
         let write = tag_write("ns/app", "v1", &manifest);
         assert_eq!(write.digest, "sha256:i");
         assert_eq!(write.size, Some(42));
         assert_eq!(
             write.platforms.as_deref(),
-            Some(r#"[{"architecture":"amd64","os":"linux"},{"architecture":"arm","os":"linux","variant":"v7"}]"#)
+            Some(
+                r#"[{"architecture":"amd64","os":"linux"},{"architecture":"arm","os":"linux","variant":"v7"}]"#
+            )
         );
     }
 
@@ -715,19 +781,35 @@ mod tests {
     fn progress_bar_fills_with_done_repositories() {
         let elapsed = Duration::from_secs(2);
         assert_eq!(progress_line(10, 40, elapsed), "10/40 repositories, 5.0/s");
-        assert_eq!(progress_bar(10, 40, elapsed, 8), "[##------] 10/40 repositories, 5.0/s");
-        assert_eq!(progress_bar(0, 0, elapsed, 4), "[####] 0/0 repositories, 0.0/s");
+        assert_eq!(
+            progress_bar(10, 40, elapsed, 8),
+            "[##------] 10/40 repositories, 5.0/s"
+        );
+        assert_eq!(
+            progress_bar(0, 0, elapsed, 4),
+            "[####] 0/0 repositories, 0.0/s"
+        );
     }
 }
 
 /// Temporary stand-ins until the registry client's worker pool lands.
 trait ClientStandIn {
-    fn map_concurrent<T: Sync, R: Send>(&self, width: usize, items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R>;
+    fn map_concurrent<T: Sync, R: Send>(
+        &self,
+        width: usize,
+        items: &[T],
+        work: impl Fn(&T) -> R + Sync,
+    ) -> Vec<R>;
     fn requests_made(&self) -> u64;
 }
 
 impl ClientStandIn for Client {
-    fn map_concurrent<T: Sync, R: Send>(&self, width: usize, items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    fn map_concurrent<T: Sync, R: Send>(
+        &self,
+        width: usize,
+        items: &[T],
+        work: impl Fn(&T) -> R + Sync,
+    ) -> Vec<R> {
         let next = AtomicUsize::new(0);
         let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|scope| {
@@ -755,9 +837,3 @@ impl ClientStandIn for Client {
 
 const MAX_DELETE_FRACTION_STAND_IN: f64 = 0.5;
 
-fn now_ms_stand_in() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}

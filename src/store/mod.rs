@@ -23,6 +23,7 @@ pub mod postgres;
 pub mod scans;
 pub mod sql;
 pub mod sqlite;
+pub mod sync_pass;
 
 /// A value bound to or read from SQL. Integers are 64-bit everywhere
 /// (BIGINT on PostgreSQL), booleans are stored as 0/1.
@@ -70,6 +71,8 @@ pub trait Backend: Send + Sync {
         &self,
         work: &mut dyn FnMut(&mut dyn Conn) -> anyhow::Result<()>,
     ) -> anyhow::Result<()>;
+    /// Takes a session-level advisory lock: see [`Store::try_advisory_lock`].
+    fn try_advisory_lock(&self, key: i64) -> anyhow::Result<Option<AdvisoryLock>>;
 }
 
 /// Outcome of a job run as stored in `job_runs.outcome`.
@@ -269,7 +272,9 @@ impl AdvisoryLock {
 
 impl std::fmt::Debug for AdvisoryLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdvisoryLock").field("held", &self._held.is_some()).finish()
+        f.debug_struct("AdvisoryLock")
+            .field("held", &self._held.is_some())
+            .finish()
     }
 }
 

@@ -66,6 +66,8 @@ pub struct PostgresBackend {
     /// The URL without secrets, for messages.
     name: String,
     pool: r2d2::Pool<Manager>,
+    /// For connections outside the pool (advisory locks).
+    config: postgres::Config,
 }
 
 impl PostgresBackend {
@@ -95,7 +97,9 @@ impl PostgresBackend {
             .simple_query("SELECT 1")
             .map_err(|error| driver_error(error, &format!("querying {name}")))?;
         drop(client);
-        let manager = Manager { config };
+        let manager = Manager {
+            config: config.clone(),
+        };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(0))
@@ -104,13 +108,36 @@ impl PostgresBackend {
             // dropped; checking every checkout would double the round trips.
             .test_on_check_out(false)
             .build_unchecked(manager);
-        Ok(PostgresBackend { name, pool })
+        Ok(PostgresBackend { name, pool, config })
     }
 }
 
 impl Backend for PostgresBackend {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    fn try_advisory_lock(&self, key: i64) -> anyhow::Result<Option<super::AdvisoryLock>> {
+        // A dedicated connection, not a pooled one: a session lock lives as
+        // long as its connection, and a pooled connection would go back to
+        // the pool still holding it.
+        let mut client = self.config.connect(NoTls).map_err(|error| {
+            driver_error(
+                error,
+                &format!("connecting to {} for an advisory lock", self.name),
+            )
+        })?;
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .and_then(|row| row.try_get(0))
+            .map_err(|error| driver_error(error, &format!("taking advisory lock {key}")))?;
+        if !taken {
+            return Ok(None);
+        }
+        Ok(Some(super::AdvisoryLock::held_by(Box::new(HeldLock {
+            client,
+            key,
+        }))))
     }
 
     fn transaction(
@@ -143,6 +170,25 @@ impl Backend for PostgresBackend {
             conn.statements.clear();
         }
         result
+    }
+}
+
+/// A session-level advisory lock and the dedicated connection holding it.
+struct HeldLock {
+    client: postgres::Client,
+    key: i64,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Closing the connection would release the lock too; unlocking
+        // first releases it at once even if the close lingers.
+        if let Err(error) = self
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
+        {
+            log::warn!("releasing advisory lock {}: {error}", self.key);
+        }
     }
 }
 

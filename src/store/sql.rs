@@ -152,7 +152,7 @@ pub fn join_repository(namespace: &str, name: &str) -> String {
 }
 
 /// The id of a repository by full name, if it exists.
-fn find_repository(
+pub(super) fn find_repository(
     conn: &mut dyn Conn,
     registry_id: i64,
     full_name: &str,
@@ -167,7 +167,10 @@ fn find_repository(
 }
 
 /// Deletes a repository that has no tags left; returns whether it did.
-fn delete_repository_if_empty(conn: &mut dyn Conn, repository_id: i64) -> anyhow::Result<bool> {
+pub(super) fn delete_repository_if_empty(
+    conn: &mut dyn Conn,
+    repository_id: i64,
+) -> anyhow::Result<bool> {
     let deleted = conn.execute(
         "DELETE FROM repositories WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM tags WHERE repository_id = $1)",
         &[Value::Int(repository_id)],
@@ -195,7 +198,7 @@ fn ensure_namespace(
 }
 
 /// The id of a repository, creating it (and its namespace) when missing.
-fn ensure_repository(
+pub(super) fn ensure_repository(
     conn: &mut dyn Conn,
     registry_id: i64,
     full_name: &str,
@@ -676,6 +679,37 @@ impl Store for SqlStore {
     fn vulnerability_counts(&self) -> anyhow::Result<BTreeMap<String, i64>> {
         self.tx(super::scans::counts)
             .context("counting vulnerabilities")
+    }
+
+    fn repositories_with_recent_events(
+        &self,
+        since: i64,
+    ) -> anyhow::Result<std::collections::BTreeSet<String>> {
+        self.tx(|conn| super::sync_pass::busy_repositories(conn, since))
+            .context("listing repositories with recent registry events")
+    }
+
+    fn apply_repository_syncs(
+        &self,
+        registry_id: i64,
+        syncs: &[super::RepositorySync],
+        since: i64,
+        now: i64,
+    ) -> anyhow::Result<Vec<super::SyncApplied>> {
+        self.tx(|conn| {
+            syncs
+                .iter()
+                .map(|sync| {
+                    super::sync_pass::apply(conn, registry_id, sync, since, now)
+                        .with_context(|| format!("applying the sync of {}", sync.repository))
+                })
+                .collect()
+        })
+        .with_context(|| format!("applying the sync of {} repositories", syncs.len()))
+    }
+
+    fn try_advisory_lock(&self, key: i64) -> anyhow::Result<Option<super::AdvisoryLock>> {
+        self.backend.try_advisory_lock(key)
     }
 
     fn prune_scan_results(&self) -> anyhow::Result<u64> {

@@ -158,14 +158,18 @@ pub fn plan(
             Action::Skip(SkipReason::RecentEvents)
         } else {
             match (observed.get(name), known) {
-                (Some(Observed::Failed(cause)), _) => Action::Skip(SkipReason::Unreadable(cause.clone())),
+                (Some(Observed::Failed(cause)), _) => {
+                    Action::Skip(SkipReason::Unreadable(cause.clone()))
+                }
                 (Some(Observed::Tags(tags)), known) => {
                     Action::Sync(tag_changes(known.unwrap_or(&empty), tags, deletes))
                 }
-                (Some(Observed::NoTags), Some(known)) if deletes == Deletes::Missing => Action::Delete {
-                    reason: DeleteReason::NoTags,
-                    tags: known.len(),
-                },
+                (Some(Observed::NoTags), Some(known)) if deletes == Deletes::Missing => {
+                    Action::Delete {
+                        reason: DeleteReason::NoTags,
+                        tags: known.len(),
+                    }
+                }
                 (Some(Observed::NoTags), known) => Action::Sync(TagChanges {
                     kept: known.map_or(0, BTreeMap::len),
                     ..TagChanges::default()
@@ -198,7 +202,9 @@ fn tag_changes(
         match (seen, known.get(tag)) {
             (ObservedTag::Same, _) => changes.unchanged += 1,
             (ObservedTag::Manifest(write), None) => changes.create.push(write.clone()),
-            (ObservedTag::Manifest(write), Some(old_digest)) if *old_digest == write.digest => changes.unchanged += 1,
+            (ObservedTag::Manifest(write), Some(old_digest)) if *old_digest == write.digest => {
+                changes.unchanged += 1
+            }
             (ObservedTag::Manifest(write), Some(old_digest)) => changes.update.push(TagUpdate {
                 old_digest: old_digest.clone(),
                 write: write.clone(),
@@ -239,7 +245,11 @@ impl Plan {
     /// Whether the plan deletes too much of the database: more than
     /// `max_fraction` of its repositories or of its tags. Returns a sentence
     /// saying which when it does.
-    pub fn exceeds_delete_fraction(&self, snapshot: &Snapshot, max_fraction: f64) -> Option<String> {
+    pub fn exceeds_delete_fraction(
+        &self,
+        snapshot: &Snapshot,
+        max_fraction: f64,
+    ) -> Option<String> {
         let totals = self.totals();
         let repositories_known = snapshot.len();
         let tags_known: usize = snapshot.values().map(BTreeMap::len).sum();
@@ -374,7 +384,11 @@ mod tests {
     }
 
     fn action<'a>(plan: &'a Plan, repository: &str) -> &'a Action {
-        match plan.repositories.iter().find(|entry| entry.repository == repository) {
+        match plan
+            .repositories
+            .iter()
+            .find(|entry| entry.repository == repository)
+        {
             Some(entry) => &entry.action,
             None => panic!("{repository} is not in the plan"),
         }
@@ -386,7 +400,12 @@ mod tests {
 
     #[test]
     fn empty_registry_and_empty_database_plan_nothing() {
-        let plan = plan(&Snapshot::new(), &BTreeMap::new(), &no_busy(), Deletes::Missing);
+        let plan = plan(
+            &Snapshot::new(),
+            &BTreeMap::new(),
+            &no_busy(),
+            Deletes::Missing,
+        );
         assert!(plan.repositories.is_empty());
         assert_eq!(plan.totals(), PlanTotals::default());
     }
@@ -397,7 +416,10 @@ mod tests {
             ("app", tags("app", &[("latest", Some("sha256:a"))])),
             (
                 "ns/a/b",
-                tags("ns/a/b", &[("v1", Some("sha256:b")), ("v2", Some("sha256:c"))]),
+                tags(
+                    "ns/a/b",
+                    &[("v1", Some("sha256:b")), ("v2", Some("sha256:c"))],
+                ),
             ),
         ]);
         let plan = plan(&Snapshot::new(), &seen, &no_busy(), Deletes::Never);
@@ -416,7 +438,10 @@ mod tests {
     #[test]
     fn unchanged_digests_write_nothing() {
         let known = snapshot(&[("app", &[("v1", "sha256:a"), ("v2", "sha256:b")])]);
-        let seen = observed(vec![("app", tags("app", &[("v1", None), ("v2", Some("sha256:b"))]))]);
+        let seen = observed(vec![(
+            "app",
+            tags("app", &[("v1", None), ("v2", Some("sha256:b"))]),
+        )]);
         let plan = plan(&known, &seen, &no_busy(), Deletes::Missing);
         match action(&plan, "app") {
             Action::Sync(changes) => {
@@ -510,7 +535,9 @@ mod tests {
             }
         );
         let keeping = plan(&known, &seen, &no_busy(), Deletes::Never);
-        assert!(matches!(action(&keeping, "app"), Action::Sync(changes) if changes.writes_nothing()));
+        assert!(
+            matches!(action(&keeping, "app"), Action::Sync(changes) if changes.writes_nothing())
+        );
     }
 
     #[test]
@@ -525,7 +552,10 @@ mod tests {
     fn unreadable_repository_is_left_alone_and_counted_as_an_error() {
         // Portus deleted the tags of a repository whose tag list failed.
         let known = snapshot(&[("app", &[("v1", "sha256:a")])]);
-        let seen = observed(vec![("app", Observed::Failed("listing tags of app: boom".into()))]);
+        let seen = observed(vec![(
+            "app",
+            Observed::Failed("listing tags of app: boom".into()),
+        )]);
         let plan = plan(&known, &seen, &no_busy(), Deletes::Missing);
         assert_eq!(
             action(&plan, "app"),
@@ -540,12 +570,21 @@ mod tests {
     fn repository_with_recent_events_is_skipped_even_when_missing_from_catalog() {
         // A push during the walk creates the repository in the database after
         // the catalog was read: deleting it would undo the push.
-        let known = snapshot(&[("pushed", &[("v1", "sha256:a")]), ("app", &[("v1", "sha256:b")])]);
+        let known = snapshot(&[
+            ("pushed", &[("v1", "sha256:a")]),
+            ("app", &[("v1", "sha256:b")]),
+        ]);
         let seen = observed(vec![("app", tags("app", &[("v1", Some("sha256:c"))]))]);
         let busy: BTreeSet<String> = ["pushed".to_string(), "app".to_string()].into();
         let plan = plan(&known, &seen, &busy, Deletes::Missing);
-        assert_eq!(action(&plan, "pushed"), &Action::Skip(SkipReason::RecentEvents));
-        assert_eq!(action(&plan, "app"), &Action::Skip(SkipReason::RecentEvents));
+        assert_eq!(
+            action(&plan, "pushed"),
+            &Action::Skip(SkipReason::RecentEvents)
+        );
+        assert_eq!(
+            action(&plan, "app"),
+            &Action::Skip(SkipReason::RecentEvents)
+        );
         let totals = plan.totals();
         assert_eq!(totals.skipped, 2);
         assert_eq!(totals.tags_updated, 0);
@@ -571,7 +610,10 @@ mod tests {
             ("b", tags("b", &[("v1", None)])),
             (
                 "c",
-                tags("c", &[("v1", None), ("v2", None), ("v3", None), ("v4", None)]),
+                tags(
+                    "c",
+                    &[("v1", None), ("v2", None), ("v3", None), ("v4", None)],
+                ),
             ),
         ]);
         let within = plan(&known, &seen, &no_busy(), Deletes::Missing);
@@ -579,7 +621,10 @@ mod tests {
         // Two repositories of three is more than half.
         let seen = observed(vec![(
             "c",
-            tags("c", &[("v1", None), ("v2", None), ("v3", None), ("v4", None)]),
+            tags(
+                "c",
+                &[("v1", None), ("v2", None), ("v3", None), ("v4", None)],
+            ),
         )]);
         let repositories = plan(&known, &seen, &no_busy(), Deletes::Missing);
         let reason = repositories.exceeds_delete_fraction(&known, 0.5);
@@ -618,10 +663,16 @@ mod tests {
         let seen = observed(vec![
             (
                 "app",
-                tags("app", &[("v1", Some("sha256:new")), ("v2", Some("sha256:two"))]),
+                tags(
+                    "app",
+                    &[("v1", Some("sha256:new")), ("v2", Some("sha256:two"))],
+                ),
             ),
             ("busy", tags("busy", &[("v1", Some("sha256:b"))])),
-            ("broken", Observed::Failed("listing tags of broken: not found".into())),
+            (
+                "broken",
+                Observed::Failed("listing tags of broken: not found".into()),
+            ),
         ]);
         let busy: BTreeSet<String> = ["busy".to_string()].into();
         let text = plan(&known, &seen, &busy, Deletes::Missing).render();
