@@ -836,4 +836,3 @@ impl ClientStandIn for Client {
 }
 
 const MAX_DELETE_FRACTION_STAND_IN: f64 = 0.5;
-
