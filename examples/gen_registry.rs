@@ -95,7 +95,7 @@ fn put_tag(
         layer.0
     );
     let config_hex = put_blob(root, config.as_bytes())?;
-    let oci = (repository.len() + tag.len()) % 2 == 0;
+    let oci = (repository.len() + tag.len()).is_multiple_of(2);
     let (media_type, config_type, layer_type) = if oci {
         (
             OCI_MANIFEST,

@@ -124,6 +124,9 @@ pub fn build(
         crate::config::HandlerConfig::Security(options) => {
             Ok(Arc::new(security::Security::from_resources(options, resources)?))
         }
+        crate::config::HandlerConfig::Sync(options) => {
+            Ok(Arc::new(sync::SyncHandler::new(options.clone(), resources)))
+        }
         other => anyhow::bail!(
             "handler `{}` is not implemented in this version",
             other.name()

@@ -48,8 +48,6 @@ pub struct SyncHandler {
     registry: Arc<Client>,
     /// The key of the registry row (`host:port` of the registry URL).
     registry_host: String,
-    /// Fan-out width for registry requests.
-    concurrency: usize,
     /// This process started an `initial` pass on an empty database; it keeps
     /// trying until a pass succeeds even though repositories now exist.
     initial_started: AtomicBool,
@@ -148,7 +146,6 @@ impl SyncHandler {
             store: resources.store.clone(),
             registry: resources.registry.clone(),
             registry_host: registry_host(&resources.config.registry.url),
-            concurrency: resources.config.registry.concurrency.max(1),
             initial_started: AtomicBool::new(false),
         }
     }
@@ -297,7 +294,7 @@ impl SyncHandler {
             return Ok(counts);
         }
         if let Some(reason) =
-            plan.exceeds_delete_fraction(&walk.snapshot, MAX_DELETE_FRACTION_STAND_IN)
+            plan.exceeds_delete_fraction(&walk.snapshot, self.options.max_delete_fraction)
         {
             if ctx.options.force {
                 log::warn!("job={} {reason}; applying anyway (--force)", ctx.job_name);
@@ -402,7 +399,7 @@ impl SyncHandler {
         let registry = &self.registry;
         let cancel = &ctx.cancel;
         let tag_lists: Vec<Result<Option<Vec<String>>, Failure>> =
-            registry.map_concurrent(self.concurrency, catalog, |repository| {
+            registry.map_concurrent(catalog.iter().collect(), |repository: &String| {
                 if cancel.is_cancelled() {
                     return Err(Failure::cancelled());
                 }
@@ -436,7 +433,7 @@ impl SyncHandler {
             }
         }
         let answers: Vec<Result<ObservedTag, Failure>> =
-            registry.map_concurrent(self.concurrency, &requests, |request| {
+            registry.map_concurrent(requests.iter().collect(), |request: &TagRequest| {
                 let answer = if cancel.is_cancelled() {
                     Err(Failure::cancelled())
                 } else {
@@ -679,11 +676,9 @@ fn progress_line(done: usize, total: usize, elapsed: Duration) -> String {
 
 /// `[#######-------] 120/1000 repositories, 40.0/s`, `width` cells wide.
 fn progress_bar(done: usize, total: usize, elapsed: Duration, width: usize) -> String {
-    let filled = if total == 0 {
-        width
-    } else {
-        (done.min(total) * width) / total
-    };
+    let filled = (done.min(total) * width)
+        .checked_div(total)
+        .unwrap_or(width);
     format!(
         "[{}{}] {}",
         "#".repeat(filled),
@@ -791,48 +786,3 @@ mod tests {
         );
     }
 }
-
-/// Temporary stand-ins until the registry client's worker pool lands.
-trait ClientStandIn {
-    fn map_concurrent<T: Sync, R: Send>(
-        &self,
-        width: usize,
-        items: &[T],
-        work: impl Fn(&T) -> R + Sync,
-    ) -> Vec<R>;
-    fn requests_made(&self) -> u64;
-}
-
-impl ClientStandIn for Client {
-    fn map_concurrent<T: Sync, R: Send>(
-        &self,
-        width: usize,
-        items: &[T],
-        work: impl Fn(&T) -> R + Sync,
-    ) -> Vec<R> {
-        let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..width.max(1) {
-                scope.spawn(|| loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(index) else { break };
-                    let result = work(item);
-                    if let Ok(mut slot) = results[index].lock() {
-                        *slot = Some(result);
-                    }
-                });
-            }
-        });
-        results
-            .into_iter()
-            .filter_map(|slot| slot.into_inner().ok().flatten())
-            .collect()
-    }
-
-    fn requests_made(&self) -> u64 {
-        0
-    }
-}
-
-const MAX_DELETE_FRACTION_STAND_IN: f64 = 0.5;
