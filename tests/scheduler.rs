@@ -664,3 +664,117 @@ fn run_handler_marks_an_overrun_timed_out() {
     let all = runs(&fixture.store, "once-slow");
     assert_eq!(all[0].outcome, Some(RunOutcome::TimedOut));
 }
+
+/// The real binary running as a daemon, its stderr in a file; killed on drop
+/// if a test leaves it running.
+struct DaemonProcess {
+    child: std::process::Child,
+    log_path: std::path::PathBuf,
+}
+
+impl DaemonProcess {
+    fn start(dir: &std::path::Path, config_text: &str) -> DaemonProcess {
+        let config_path = dir.join("schedules.toml");
+        std::fs::write(&config_path, config_text).expect("writing the test config");
+        let log_path = dir.join("daemon.log");
+        let log = std::fs::File::create(&log_path).expect("creating the daemon log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_regkeeper"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .env_remove("REGKEEPER_CONFIG")
+            .env_remove("REGKEEPER_DATABASE_URL")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting the daemon");
+        DaemonProcess { child, log_path }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "sending signal {signal} to the daemon");
+    }
+
+    /// Waits for the daemon to exit; its exit code, or 128 + the signal
+    /// that killed it.
+    fn wait_exit(&mut self) -> i32 {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling the daemon") {
+                use std::os::unix::process::ExitStatusExt as _;
+                return status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the daemon did not exit; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_for_log(&mut self, text: &str) {
+        let started = Instant::now();
+        while !self.log().contains(text) {
+            if let Some(status) = self.child.try_wait().expect("polling the daemon") {
+                panic!(
+                    "the daemon exited ({status}) before logging {text:?}; its log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the daemon did not log {text:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A configuration for the binary: SQLite in `dir`, the intake off, the
+/// registry at `registry`, and `jobs` appended.
+fn daemon_config(dir: &std::path::Path, registry: &str, grace_period: &str, jobs: &str) -> String {
+    format!(
+        "[database]\nurl = \"sqlite://{}\"\n\n[registry]\nurl = \"{registry}\"\ntimeout = \"300s\"\n\n\
+         [notifications]\nlisten = \"\"\n\n[daemon]\ngrace_period = \"{grace_period}\"\n\n{jobs}",
+        dir.join("regkeeper.db").display()
+    )
+}
+
+#[test]
+fn sigterm_stops_an_idle_daemon_with_exit_0() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let jobs = "[jobs.security-scan]\nhandler = \"security\"\nschedule = \"* * * * * *\"\nenabled = false\n";
+    let mut daemon = DaemonProcess::start(
+        dir.path(),
+        &daemon_config(dir.path(), "http://127.0.0.1:9", "30s", jobs),
+    );
+    daemon.wait_for_log("regkeeper running");
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(), 0, "its log:\n{}", daemon.log());
+    assert!(
+        daemon.log().contains("SIGTERM received: stopping"),
+        "{}",
+        daemon.log()
+    );
+}
