@@ -1037,3 +1037,52 @@ fn an_index_is_scanned_per_platform_and_stored_under_its_digest() {
         ["CVE-2016-6301", "CVE-2016-8859"]
     );
 }
+
+#[test]
+fn a_long_scan_renews_its_lease() {
+    let world = world(Db::Sqlite, Auth::Anonymous);
+    let server = ScannerServer::start(Api::Clair);
+    let image = world.push("app", "1");
+    let mut short = options();
+    short.lease = Duration::from_millis(600);
+    let handler = world.handler(
+        vec![clair_of(&server)],
+        short,
+        Arc::new(regkeeper::store::now_ms),
+    );
+    let context = world.context("d");
+    server.set(|s| s.hold = true);
+    let outcome = std::thread::scope(|scope| {
+        let running = scope.spawn(|| handler.run(&context));
+        server.wait_for("POST", "/v1/layers", 1);
+        let first = world.state("app", "1").state.claimed_at.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while world.state("app", "1").state.claimed_at.unwrap() == first {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lease was never renewed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Renewed: another daemon cannot take the scan over.
+        let policy = regkeeper::store::ScanPolicy {
+            now: regkeeper::store::now_ms(),
+            lease_ms: 600,
+            rescan_after_ms: None,
+            retry_failed: false,
+            limit: 1,
+        };
+        let renewed_at = world.state("app", "1").state.claimed_at.unwrap();
+        if policy.now - renewed_at < 600 {
+            assert!(world
+                .store
+                .claim_scan(&image.digest, "other", &policy)
+                .unwrap()
+                .is_none());
+        }
+        server.set(|s| s.hold = false);
+        running.join().unwrap().unwrap()
+    });
+    assert_eq!(count(&outcome, "scanned"), 1, "{outcome:?}");
+    assert_eq!(world.state("app", "1").state.scanned, 2);
+}

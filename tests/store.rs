@@ -823,17 +823,29 @@ fn scan_chapter(store: &SqlStore) {
         )
         .unwrap()
         .is_none());
+    // A live scan renews its lease.
+    assert_eq!(
+        store
+            .renew_scan("sha256:d2", "dead", NOW + 30_000)
+            .expect("renew_scan"),
+        1
+    );
+    let at = |now: i64| store::ScanPolicy {
+        now,
+        ..retry.clone()
+    };
+    assert!(store
+        .claim_scan("sha256:d2", "y", &at(NOW + 60_000))
+        .unwrap()
+        .is_none());
     let taken = store
-        .claim_scan(
-            "sha256:d2",
-            "y",
-            &store::ScanPolicy {
-                now: NOW + 60_000,
-                ..retry.clone()
-            },
-        )
+        .claim_scan("sha256:d2", "y", &at(NOW + 90_000))
         .unwrap();
     assert!(taken.is_some());
+    assert_eq!(
+        store.renew_scan("sha256:d2", "dead", NOW + 90_000).unwrap(),
+        0
+    );
     assert_eq!(
         store.release_scan("sha256:d2", "y").expect("release_scan"),
         1

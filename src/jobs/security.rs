@@ -313,7 +313,27 @@ impl Security {
         else {
             return Ok(Done::Lost);
         };
-        match self.scan(candidate) {
+        // Renew the lease while the scanners work (a third of the lease at a
+        // time), so a long scan is not taken over as if its daemon had died.
+        let scanned = std::thread::scope(|scope| {
+            let (finished, wait) = std::sync::mpsc::channel::<()>();
+            let renew_every = (self.options.lease / 3).max(Duration::from_millis(100));
+            scope.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    wait.recv_timeout(renew_every)
+                {
+                    if let Err(error) =
+                        store.renew_scan(&candidate.digest, claimant, (self.clock)())
+                    {
+                        log::warn!("renewing the lease on {}: {error:#}", candidate.digest);
+                    }
+                }
+            });
+            let scanned = self.scan(candidate);
+            drop(finished);
+            scanned
+        });
+        match scanned {
             Ok(writes) => {
                 let count = writes.len() as u64;
                 match store.finish_scan(&candidate.digest, claimant, &writes, (self.clock)())? {

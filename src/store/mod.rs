@@ -370,6 +370,9 @@ pub trait Store: Send + Sync {
         not_before: i64,
         max_attempts: i64,
     ) -> anyhow::Result<u64>;
+    /// Extends `claimant`'s lease on `digest` from `now` while a long scan
+    /// goes on. Returns the tags still claimed (0: the claim was lost).
+    fn renew_scan(&self, digest: &str, claimant: &str, now: i64) -> anyhow::Result<u64>;
     /// Gives a claim back without counting an attempt.
     fn release_scan(&self, digest: &str, claimant: &str) -> anyhow::Result<u64>;
     /// The scan state and vulnerabilities of one tag, worst first; None
@@ -497,6 +500,8 @@ pub struct TagScanState {
     pub not_before: Option<i64>,
     /// When the last scan was stored.
     pub scanned_at: Option<i64>,
+    /// When the current claim was taken or last renewed.
+    pub claimed_at: Option<i64>,
 }
 
 /// One tag's scan state and vulnerabilities.

@@ -271,6 +271,15 @@ pub fn fail(
     )
 }
 
+/// Extends `claimant`'s lease on `digest` to start at `now` (a long scan
+/// is still going). Returns the tags still claimed.
+pub fn renew(conn: &mut dyn Conn, digest: &str, claimant: &str, now: i64) -> anyhow::Result<u64> {
+    conn.execute(
+        "UPDATE tags SET scan_claimed_at = $3 WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+        &[txt(digest), txt(claimant), Value::Int(now)],
+    )
+}
+
 /// Gives a claim back without counting an attempt (the run was cancelled).
 pub fn release(conn: &mut dyn Conn, digest: &str, claimant: &str) -> anyhow::Result<u64> {
     conn.execute(
@@ -290,7 +299,7 @@ pub fn image(
 ) -> anyhow::Result<Option<ImageVulnerabilities>> {
     let (namespace, name) = super::sql::split_repository(repository)?;
     let rows = conn.query(
-        "SELECT t.digest, t.scanned, t.scan_attempts, t.scan_last_error, t.scan_not_before, t.scanned_at \
+        "SELECT t.digest, t.scanned, t.scan_attempts, t.scan_last_error, t.scan_not_before, t.scanned_at, t.scan_claimed_at \
          FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN namespaces n ON n.id = r.namespace_id \
          WHERE n.registry_id = $1 AND n.name = $2 AND r.name = $3 AND t.name = $4",
         &[Value::Int(registry_id), txt(namespace), txt(name), txt(tag)],
@@ -305,6 +314,7 @@ pub fn image(
         last_error: opt_text(row, 3)?,
         not_before: opt_int(row, 4)?,
         scanned_at: opt_int(row, 5)?,
+        claimed_at: opt_int(row, 6)?,
     };
     let rows = conn.query(
         "SELECT v.name, v.scanner, v.severity, v.severity_raw, v.link, v.fixed_by, v.description, v.metadata \

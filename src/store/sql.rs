@@ -661,6 +661,11 @@ impl Store for SqlStore {
             .with_context(|| format!("recording the failed scan of {digest}"))
     }
 
+    fn renew_scan(&self, digest: &str, claimant: &str, now: i64) -> anyhow::Result<u64> {
+        self.tx(|conn| super::scans::renew(conn, digest, claimant, now))
+            .with_context(|| format!("renewing the lease on {digest}"))
+    }
+
     fn release_scan(&self, digest: &str, claimant: &str) -> anyhow::Result<u64> {
         self.tx(|conn| super::scans::release(conn, digest, claimant))
             .with_context(|| format!("releasing the scan of {digest}"))
