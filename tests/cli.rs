@@ -540,3 +540,68 @@ fn tags_on_a_fresh_database_says_so() {
     assert_eq!(output.code, Some(0), "{output:?}");
     assert_eq!(output.stdout, "[]\n");
 }
+
+#[test]
+fn once_sync_against_a_real_registry_with_and_without_dry_run() {
+    let registry = support::registry::TestRegistry::anonymous();
+    registry.push_image("app", "v1");
+    registry.push_image("team/tool", "latest");
+    let env = CliEnv::with_sqlite(
+        &format!("[registry]\nurl = \"{}\"\n", registry.url),
+        "[jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"0 0 * * * *\"\nstrategy = \"update\"\nenabled = false\n",
+    );
+    let queues = |env: &CliEnv| {
+        let output = env.run(&["status", "--json"]);
+        assert_eq!(output.code, Some(0), "{output:?}");
+        let status: serde_json::Value =
+            serde_json::from_str(&output.stdout).expect("status --json is JSON");
+        (
+            status["queues"]["repositories"].as_i64(),
+            status["queues"]["tags"].as_i64(),
+            status["jobs"][0]["runs"].clone(),
+        )
+    };
+
+    let dry = env.run(&["--once", "registry-sync", "--dry-run"]);
+    assert_eq!(
+        dry.code,
+        Some(0),
+        "{dry:?}\nregistry log:\n{}",
+        registry.log()
+    );
+    let summary = dry.stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("registry-sync: ok in "),
+        "{}",
+        dry.stdout
+    );
+    let (repositories, tags, runs) = queues(&env);
+    assert_eq!(
+        (repositories, tags),
+        (Some(0), Some(0)),
+        "a dry run writes nothing"
+    );
+    assert_eq!(runs[0]["trigger"], "once");
+
+    let real = env.run(&["--once", "registry-sync"]);
+    assert_eq!(
+        real.code,
+        Some(0),
+        "{real:?}\nregistry log:\n{}",
+        registry.log()
+    );
+    assert!(
+        real.stdout.starts_with("registry-sync: ok in "),
+        "{}",
+        real.stdout
+    );
+    let (repositories, tags, runs) = queues(&env);
+    assert_eq!((repositories, tags), (Some(2), Some(2)));
+    let outcomes: Vec<&str> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|run| run["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["ok", "ok"]);
+}
