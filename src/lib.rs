@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod intake;
 pub mod jobs;
+pub mod notification;
 pub mod registry;
 pub mod scanner;
 pub mod scheduler;
