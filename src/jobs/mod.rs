@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+pub mod events;
 pub mod security;
 pub mod sync;
 
@@ -121,6 +122,12 @@ pub fn build(
     resources: &Resources,
 ) -> anyhow::Result<Arc<dyn Handler>> {
     match &job.handler {
+        crate::config::HandlerConfig::Events(options) => Ok(Arc::new(events::EventsHandler::new(
+            resources.store.clone(),
+            resources.registry.clone(),
+            registry_hostname(&resources.config.registry.url),
+            events::Settings::from_options(options, &resources.config.registry),
+        ))),
         crate::config::HandlerConfig::Security(options) => {
             Ok(Arc::new(security::Security::from_resources(options, resources)?))
         }
@@ -131,5 +138,16 @@ pub fn build(
             "handler `{}` is not implemented in this version",
             other.name()
         ),
+    }
+}
+
+/// The name of the configured registry in the `registries` table: its
+/// `host:port` (the port only when the URL has one), as docker clients
+/// spell it.
+pub fn registry_hostname(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
     }
 }

@@ -278,6 +278,121 @@ impl std::fmt::Debug for AdvisoryLock {
     }
 }
 
+/// `registry_events.status`: applied (Portus's code).
+pub const EVENT_DONE: i64 = 0;
+/// `registry_events.status`: claimed by a daemon under a lease (Portus's code).
+pub const EVENT_PROGRESS: i64 = 1;
+/// `registry_events.status`: waiting to be applied (Portus's code).
+pub const EVENT_FRESH: i64 = 2;
+/// `registry_events.status`: given up on; `last_error` says why.
+pub const EVENT_FAILED: i64 = 3;
+
+/// A notification event to store, as the intake kept it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The registry's event id (unique: a redelivery is not stored twice).
+    pub event_id: String,
+    /// `push`, `pull` or `delete`.
+    pub action: String,
+    /// Full repository name; events of one repository are applied in order.
+    pub repository: String,
+    /// The event's JSON as received.
+    pub data: String,
+}
+
+/// What [`Store::claim_events`] is asked for.
+#[derive(Debug, Clone)]
+pub struct EventClaim {
+    /// Who claims (`JobContext::claimant`).
+    pub claimant: String,
+    /// Now, milliseconds since the epoch.
+    pub now: i64,
+    /// Claims older than this (milliseconds since the epoch) have expired
+    /// and are taken again.
+    pub expired_before: i64,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+/// An event claimed for applying.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedEvent {
+    /// Row id (arrival order).
+    pub id: i64,
+    /// The registry's event id.
+    pub event_id: String,
+    /// `push`, `pull` or `delete`.
+    pub action: String,
+    /// Full repository name.
+    pub repository: String,
+    /// The event's JSON as received.
+    pub data: String,
+    /// Failed attempts so far.
+    pub attempts: i64,
+}
+
+/// What applying one event changes, written together with its `done` status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventEffect {
+    /// Nothing to write (a push without tag, a pull of an unknown tag).
+    Nothing,
+    /// Create or update a tag ([`Store::upsert_tag`]).
+    Upsert(TagWrite),
+    /// Delete the repository's tags with this digest ([`Store::delete_tags_by_digest`]).
+    DeleteDigest {
+        /// Full repository name.
+        repository: String,
+        /// Manifest digest.
+        digest: String,
+    },
+    /// Delete one tag ([`Store::delete_tag`]).
+    DeleteTag {
+        /// Full repository name.
+        repository: String,
+        /// Tag name.
+        tag: String,
+    },
+    /// Record a pull of a tag, or of every tag of the repository with a digest.
+    Pull {
+        /// Full repository name.
+        repository: String,
+        /// The tag pulled, when pulled by tag.
+        tag: Option<String>,
+        /// The digest pulled, when pulled by digest.
+        digest: Option<String>,
+        /// The event's timestamp, milliseconds since the epoch.
+        at: i64,
+    },
+}
+
+/// One claimed event to mark done, with its effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedEvent {
+    /// Row id of the claimed event.
+    pub id: i64,
+    /// What it changes.
+    pub effect: EventEffect,
+}
+
+/// An event given up on, as `status` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedEvent {
+    /// Row id.
+    pub id: i64,
+    /// The registry's event id.
+    pub event_id: String,
+    /// `push`, `pull` or `delete`.
+    pub action: String,
+    /// Full repository name.
+    pub repository: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Why it failed.
+    pub last_error: String,
+    /// When it failed, milliseconds since the epoch.
+    pub updated_at: i64,
+}
+
 /// The database, in domain terms. Implemented once by [`sql::SqlStore`].
 pub trait Store: Send + Sync {
     /// The dialect, for logs and `status`.
@@ -408,6 +523,37 @@ pub trait Store: Send + Sync {
     /// when another session holds it. SQLite always succeeds with an empty
     /// guard: its write lock already serialises writers.
     fn try_advisory_lock(&self, key: i64) -> anyhow::Result<Option<AdvisoryLock>>;
+
+    /// Stores the kept events of one envelope in one transaction, status
+    /// fresh; an `event_id` already stored is skipped. Returns how many rows
+    /// were inserted.
+    fn insert_events(&self, events: &[NewEvent], now: i64) -> anyhow::Result<u64>;
+    /// Claims up to `limit` events in arrival order under a lease: fresh ones
+    /// whose backoff has passed and claims that expired. An event is not
+    /// claimed while an earlier event of its repository is still pending
+    /// (claimed by someone, or waiting for a retry), so events of one
+    /// repository are applied in order. Two claimants never get one event.
+    fn claim_events(&self, claim: &EventClaim) -> anyhow::Result<Vec<ClaimedEvent>>;
+    /// Writes the effects of claimed events and marks them done, in one
+    /// transaction. Events no longer claimed by `claimant` (the lease expired
+    /// and someone else took them) are left alone. Returns how many were
+    /// marked done.
+    fn apply_events(&self, registry_id: i64, claimant: &str, applied: &[AppliedEvent], now: i64) -> anyhow::Result<u64>;
+    /// Puts a claimed event back to fresh after a transient failure: one
+    /// more attempt, the error, and no new claim before `not_before`.
+    fn retry_event(&self, id: i64, claimant: &str, error: &str, not_before: i64, now: i64) -> anyhow::Result<bool>;
+    /// Gives claimed events back, status fresh, without counting an attempt
+    /// (they wait behind an earlier event of their repository).
+    fn release_events(&self, ids: &[i64], claimant: &str) -> anyhow::Result<u64>;
+    /// Marks a claimed event failed for good with the error (one more attempt).
+    fn fail_event(&self, id: i64, claimant: &str, error: &str, now: i64) -> anyhow::Result<bool>;
+    /// Puts every failed event back to fresh with no attempts
+    /// (`--retry-failed`). Returns how many.
+    fn retry_failed_events(&self, now: i64) -> anyhow::Result<u64>;
+    /// Deletes done events last changed before `older_than`. Returns how many.
+    fn prune_done_events(&self, older_than: i64) -> anyhow::Result<u64>;
+    /// The latest `limit` failed events, newest first.
+    fn failed_events(&self, limit: usize) -> anyhow::Result<Vec<FailedEvent>>;
 }
 
 /// When tags are due for a scan.
