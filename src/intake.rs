@@ -223,3 +223,48 @@ async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
         }
     }
 }
+
+/// A running intake, stopped by [`RunningIntake::stop`].
+pub struct RunningIntake {
+    /// The address it listens on.
+    pub address: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningIntake {
+    /// Stops accepting notifications and waits for requests in flight.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(|error| anyhow::anyhow!("the intake task ended abnormally: {error}"))?
+    }
+}
+
+/// Serves the intake on an already-bound listener in a task of its own.
+pub fn spawn(listener: tokio::net::TcpListener, intake: Intake) -> anyhow::Result<RunningIntake> {
+    let address = listener.local_addr().map_err(|error| anyhow::anyhow!("reading the intake's address: {error}"))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, intake, async {
+        let _ = stopped.await;
+    }));
+    Ok(RunningIntake { address, stop, task })
+}
+
+/// Starts the intake the configuration asks for (none when `listen` is
+/// unset): refuses an unauthenticated non-loopback address, binds, serves.
+pub async fn start(
+    config: &NotificationsConfig,
+    store: Arc<dyn Store>,
+    waker: Option<Waker>,
+) -> anyhow::Result<Option<RunningIntake>> {
+    let Some(listen) = config.listen else {
+        log::info!("notifications: no listen address configured, the intake is off");
+        return Ok(None);
+    };
+    check_listen(config, listen)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("binding the notification intake to {listen}: {error}"))?;
+    let intake = Intake { store, token: config.token.clone(), body_limit: config.body_limit, waker };
+    spawn(listener, intake).map(Some)
+}

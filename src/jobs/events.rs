@@ -238,7 +238,7 @@ impl Handler for EventsHandler {
             .store
             .ensure_registry(&self.registry_host)
             .with_context(|| format!("finding the registry {} in the database", self.registry_host))?;
-        for name in ["applied", "retried", "failed", "manifests_fetched"] {
+        for name in ["claimed", "applied", "retried", "failed", "manifests_fetched"] {
             outcome.add(name, 0);
         }
         while !ctx.cancel.is_cancelled() {
@@ -253,6 +253,7 @@ impl Handler for EventsHandler {
             if claimed.is_empty() {
                 break;
             }
+            outcome.add("claimed", claimed.len() as i64);
             self.apply_batch(ctx, registry_id, claimed, &mut outcome)?;
         }
         let older_than = now_ms() - millis(self.settings.retain_done);
