@@ -640,6 +640,35 @@ impl TestRegistry {
         }
     }
 
+    /// Stops the registry process; storage and config stay, so
+    /// [`TestRegistry::restart`] brings the same registry back (a registry
+    /// that is down meanwhile).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again on the same port with the same storage;
+    /// panics with its log if it does not come up.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .expect("opening the registry log");
+        self.child = Command::new(REGISTRY_BINARY)
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("restarting docker-registry");
+        if !wait_ready(&mut self.child, &self.agent, &self.url) {
+            panic!("docker-registry did not restart; its log:\n{}", self.log());
+        }
+    }
+
     /// Makes `repository` unreadable while it stays in the catalog: its
     /// `_manifests/tags` directory is replaced by a file, so listing its tags
     /// and resolving its tags fail with a 500 (tests run as root, where
