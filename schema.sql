@@ -80,7 +80,10 @@ CREATE TABLE registry_events (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX registry_events_status_id ON registry_events (status, id);
-CREATE INDEX registry_events_repository ON registry_events (repository);
+-- Pending events (progress, fresh) by repository: the claim's ordering check.
+CREATE INDEX registry_events_pending ON registry_events (repository, id) WHERE status IN (1, 2);
+-- Done events by age: pruning.
+CREATE INDEX registry_events_done ON registry_events (updated_at) WHERE status = 0;
 
 CREATE TABLE vulnerabilities (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,

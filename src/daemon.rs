@@ -82,12 +82,17 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
         },
     );
 
-    // The intake starts here: bind `config.notifications.listen` (when set),
-    // then serve on the bound listener with `events_waker`, so that storing
-    // new events wakes the events job. It must be started before the
-    // scheduler so that no notification is refused once jobs run.
+    // The intake binds `config.notifications.listen` (when set) and serves
+    // with the events job's waker, so that storing new events wakes the job.
+    // It starts before the scheduler so that no notification is refused
+    // once jobs run.
     let events_waker = events_job_name(&config).and_then(|job_name| scheduler.waker(job_name));
-    let _ = events_waker;
+    if config.notifications.listen.is_some() && events_waker.is_none() {
+        warn!("notifications are stored but no enabled job has the events handler: nothing applies them");
+    }
+    let intake = crate::intake::start(&config.notifications, store.clone(), events_waker)
+        .await
+        .context("starting the notification intake")?;
 
     let running = scheduler.start();
     info!("regkeeper running: {} job(s) configured", config.jobs.len());
@@ -103,6 +108,13 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
         std::process::exit(second.exit_code());
     });
 
+    // No new notifications while draining: the registry keeps and resends
+    // what it could not deliver.
+    if let Some(intake) = intake {
+        if let Err(error) = intake.stop().await {
+            warn!("stopping the notification intake: {error:#}");
+        }
+    }
     match running.shutdown(config.daemon.grace_period).await {
         Drain::Complete => info!("regkeeper stopped"),
         Drain::Cancelled => {

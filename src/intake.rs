@@ -79,7 +79,10 @@ pub fn router(intake: Intake) -> Router {
         events = events.route(path, post(receive));
     }
     let events = events
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
         .layer(DefaultBodyLimit::max(state.body_limit));
     Router::new()
         .route("/healthz", get(healthz))
@@ -98,7 +101,11 @@ pub async fn serve(
         log::info!(
             "intake listening on http://{address}{} ({})",
             EVENT_PATHS[0],
-            if intake.token.is_some() { "token required" } else { "no token" }
+            if intake.token.is_some() {
+                "token required"
+            } else {
+                "no token"
+            }
         );
     }
     axum::serve(listener, router(intake))
@@ -120,8 +127,13 @@ async fn authorize(State(intake): State<Arc<Intake>>, request: Request, next: Ne
             .map(|value| value.as_bytes())
             .unwrap_or(b"");
         if !bool::from(given.ct_eq(token.as_bytes())) {
-            log::warn!("intake: rejected a notification with a missing or wrong Authorization header");
-            return error_response(StatusCode::UNAUTHORIZED, "missing or wrong Authorization header");
+            log::warn!(
+                "intake: rejected a notification with a missing or wrong Authorization header"
+            );
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong Authorization header",
+            );
         }
     }
     next.run(request).await
@@ -135,7 +147,10 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
     if !notification::is_envelope_content_type(content_type) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type {content_type:?} is not {}", notification::EVENTS_V1),
+            format!(
+                "content type {content_type:?} is not {}",
+                notification::EVENTS_V1
+            ),
         );
     }
     let envelope = match notification::parse_envelope(&body) {
@@ -169,11 +184,19 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
             Ok(Ok(stored)) => stored,
             Ok(Err(error)) => {
                 log::error!("intake: storing {received} events: {error:#}");
-                return error_response(StatusCode::SERVICE_UNAVAILABLE, "the events could not be stored");
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the events could not be stored",
+                );
             }
             Err(error) => {
-                log::error!("intake: storing {received} events: the writer did not finish: {error}");
-                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "the events could not be stored");
+                log::error!(
+                    "intake: storing {received} events: the writer did not finish: {error}"
+                );
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the events could not be stored",
+                );
             }
         }
     };
@@ -204,7 +227,11 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
 async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
     let store = intake.store.clone();
     match tokio::task::spawn_blocking(move || store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "daemon": "ok", "database": "ok" }))).into_response(),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(json!({ "daemon": "ok", "database": "ok" })),
+        )
+            .into_response(),
         Ok(Err(error)) => {
             log::warn!("healthz: the database does not answer: {error:#}");
             (
@@ -236,18 +263,26 @@ impl RunningIntake {
     /// Stops accepting notifications and waits for requests in flight.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.task.await.map_err(|error| anyhow::anyhow!("the intake task ended abnormally: {error}"))?
+        self.task
+            .await
+            .map_err(|error| anyhow::anyhow!("the intake task ended abnormally: {error}"))?
     }
 }
 
 /// Serves the intake on an already-bound listener in a task of its own.
 pub fn spawn(listener: tokio::net::TcpListener, intake: Intake) -> anyhow::Result<RunningIntake> {
-    let address = listener.local_addr().map_err(|error| anyhow::anyhow!("reading the intake's address: {error}"))?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| anyhow::anyhow!("reading the intake's address: {error}"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, intake, async {
         let _ = stopped.await;
     }));
-    Ok(RunningIntake { address, stop, task })
+    Ok(RunningIntake {
+        address,
+        stop,
+        task,
+    })
 }
 
 /// Starts the intake the configuration asks for (none when `listen` is
@@ -265,6 +300,11 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| anyhow::anyhow!("binding the notification intake to {listen}: {error}"))?;
-    let intake = Intake { store, token: config.token.clone(), body_limit: config.body_limit, waker };
+    let intake = Intake {
+        store,
+        token: config.token.clone(),
+        body_limit: config.body_limit,
+        waker,
+    };
     spawn(listener, intake).map(Some)
 }

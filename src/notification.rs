@@ -157,7 +157,10 @@ impl std::fmt::Display for EnvelopeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EnvelopeError::NotJson(error) => write!(f, "body is not JSON: {error}"),
-            EnvelopeError::NotEnvelope => write!(f, "body is not a notification envelope: expected {{\"events\":[...]}}"),
+            EnvelopeError::NotEnvelope => write!(
+                f,
+                "body is not a notification envelope: expected {{\"events\":[...]}}"
+            ),
         }
     }
 }
@@ -167,7 +170,8 @@ impl std::error::Error for EnvelopeError {}
 /// Parses and sorts one envelope. Only a body that is not JSON or not an
 /// object with an `events` array is an error; single bad events are counted.
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
-    let value: Value = serde_json::from_slice(body).map_err(|error| EnvelopeError::NotJson(error.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|error| EnvelopeError::NotJson(error.to_string()))?;
     let events = value
         .as_object()
         .and_then(|object| object.get("events"))
@@ -176,7 +180,10 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
     let mut envelope = Envelope::default();
     for raw in events {
         match classify(raw) {
-            Verdict::Keep(event) => envelope.kept.push(KeptEvent { event, data: raw.to_string() }),
+            Verdict::Keep(event) => envelope.kept.push(KeptEvent {
+                event,
+                data: raw.to_string(),
+            }),
             Verdict::Drop(_) => envelope.dropped += 1,
             Verdict::Malformed(reason) => envelope.malformed.push(reason),
         }
@@ -255,7 +262,10 @@ pub fn parse_event(raw: &Value) -> Result<Event, String> {
     match action {
         Action::Push | Action::Pull => {
             if media_type.is_none() {
-                return Err(format!("{} event without target.mediaType", action.as_str()));
+                return Err(format!(
+                    "{} event without target.mediaType",
+                    action.as_str()
+                ));
             }
             if digest.is_none() {
                 return Err(format!("{} event without target.digest", action.as_str()));
@@ -267,11 +277,22 @@ pub fn parse_event(raw: &Value) -> Result<Event, String> {
             }
         }
     }
-    Ok(Event { id, timestamp, action, repository: repository.to_string(), tag, digest, media_type, references })
+    Ok(Event {
+        id,
+        timestamp,
+        action,
+        repository: repository.to_string(),
+        tag,
+        digest,
+        media_type,
+        references,
+    })
 }
 
 fn non_empty_str(value: Option<&Value>) -> Option<&str> {
-    value.and_then(Value::as_str).filter(|text| !text.is_empty())
+    value
+        .and_then(Value::as_str)
+        .filter(|text| !text.is_empty())
 }
 
 /// An optional string field: absent, null or "" are None; any other
@@ -290,7 +311,9 @@ fn check_digest(digest: &str) -> Result<(), String> {
         Some((algorithm, hex))
             if !algorithm.is_empty()
                 && !hex.is_empty()
-                && hex.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || byte == b'=') =>
+                && hex.bytes().all(|byte| {
+                    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || byte == b'='
+                }) =>
         {
             Ok(())
         }
@@ -306,8 +329,16 @@ fn parse_descriptor(raw: &Value) -> Result<Descriptor, String> {
         .and_then(Value::as_i64)
         .filter(|size| *size >= 0)
         .ok_or_else(|| format!("reference {digest} has no valid size"))?;
-    let media_type = raw.get("mediaType").and_then(Value::as_str).unwrap_or("").to_string();
-    Ok(Descriptor { digest: digest.to_string(), size, media_type })
+    let media_type = raw
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Ok(Descriptor {
+        digest: digest.to_string(),
+        size,
+        media_type,
+    })
 }
 
 /// What an image push tells about the image without asking the registry.
@@ -346,7 +377,9 @@ pub fn image_facts(event: &Event) -> Option<ImageFacts> {
 fn is_config_media_type(media_type: &str) -> bool {
     media_type == "application/vnd.docker.container.image.v1+json"
         || media_type == "application/vnd.oci.image.config.v1+json"
-        || (media_type.starts_with("application/") && media_type.contains(".config.") && media_type.ends_with("+json"))
+        || (media_type.starts_with("application/")
+            && media_type.contains(".config.")
+            && media_type.ends_with("+json"))
 }
 
 #[cfg(test)]
@@ -412,14 +445,26 @@ mod tests {
         assert_eq!(event.timestamp, 1_767_323_045_123);
         assert_eq!(event.references.as_ref().map(Vec::len), Some(2));
         assert!(!event.is_index());
-        assert_eq!(image_facts(&event), Some(ImageFacts { image_id: "9079".into(), size: 402 }));
+        assert_eq!(
+            image_facts(&event),
+            Some(ImageFacts {
+                image_id: "9079".into(),
+                size: 402
+            })
+        );
     }
 
     #[test]
     fn schema2_push_takes_config_and_layers_from_references() {
         let event = only_kept(SCHEMA2_PUSH);
         assert_eq!(event.repository, "app");
-        assert_eq!(image_facts(&event), Some(ImageFacts { image_id: "9079".into(), size: 1402 }));
+        assert_eq!(
+            image_facts(&event),
+            Some(ImageFacts {
+                image_id: "9079".into(),
+                size: 1402
+            })
+        );
     }
 
     #[test]
@@ -453,7 +498,11 @@ mod tests {
         ] {
             let body = PULL.replace("application/vnd.oci.image.manifest.v1+json", media_type);
             let envelope = parse_envelope(body.as_bytes()).unwrap();
-            assert_eq!((envelope.kept.len(), envelope.dropped), (0, 1), "{media_type}");
+            assert_eq!(
+                (envelope.kept.len(), envelope.dropped),
+                (0, 1),
+                "{media_type}"
+            );
         }
     }
 
@@ -463,7 +512,10 @@ mod tests {
             let body = PULL.replace("application/vnd.oci.image.manifest.v1+json", media_type);
             let event = only_kept(&body);
             assert_eq!(event.media_type.as_deref(), Some(*media_type));
-            assert_eq!(event.is_index(), media_type.contains("index") || media_type.contains("list"));
+            assert_eq!(
+                event.is_index(),
+                media_type.contains("index") || media_type.contains("list")
+            );
         }
     }
 
@@ -492,7 +544,14 @@ mod tests {
     fn unknown_actions_are_dropped() {
         let body = DELETE_TAG.replace("\"delete\"", "\"frobnicate\"");
         let envelope = parse_envelope(body.as_bytes()).unwrap();
-        assert_eq!((envelope.kept.len(), envelope.dropped, envelope.malformed.len()), (0, 1, 0));
+        assert_eq!(
+            (
+                envelope.kept.len(),
+                envelope.dropped,
+                envelope.malformed.len()
+            ),
+            (0, 1, 0)
+        );
     }
 
     #[test]
@@ -504,7 +563,10 @@ mod tests {
         let envelope = parse_envelope(body.as_bytes()).unwrap();
         assert_eq!(envelope.kept.len(), 1);
         assert_eq!(envelope.kept[0].event.id, "x2");
-        assert_eq!(envelope.malformed, vec!["event x1: push event without target.mediaType".to_string()]);
+        assert_eq!(
+            envelope.malformed,
+            vec!["event x1: push event without target.mediaType".to_string()]
+        );
     }
 
     #[test]
@@ -537,24 +599,41 @@ mod tests {
             {"id":"e2","timestamp":"2026-01-02T03:04:05Z","action":"mount","target":{}},
             {"id":"e3","timestamp":"2026-01-02T03:04:05Z","action":"delete","target":{"repository":"a","tag":"x"}}]}"#;
         let envelope = parse_envelope(body.as_bytes()).unwrap();
-        let ids: Vec<_> = envelope.kept.iter().map(|kept| kept.event.id.as_str()).collect();
+        let ids: Vec<_> = envelope
+            .kept
+            .iter()
+            .map(|kept| kept.event.id.as_str())
+            .collect();
         assert_eq!(ids, ["e1", "e3"]);
         assert_eq!(envelope.dropped, 1);
     }
 
     #[test]
     fn bodies_that_are_not_envelopes_are_errors() {
-        assert!(matches!(parse_envelope(b"garbage"), Err(EnvelopeError::NotJson(_))));
-        assert!(matches!(parse_envelope(b""), Err(EnvelopeError::NotJson(_))));
+        assert!(matches!(
+            parse_envelope(b"garbage"),
+            Err(EnvelopeError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_envelope(b""),
+            Err(EnvelopeError::NotJson(_))
+        ));
         for body in ["[]", "{}", r#"{"events":{}}"#, r#"{"events":null}"#, "42"] {
-            assert_eq!(parse_envelope(body.as_bytes()), Err(EnvelopeError::NotEnvelope), "{body}");
+            assert_eq!(
+                parse_envelope(body.as_bytes()),
+                Err(EnvelopeError::NotEnvelope),
+                "{body}"
+            );
         }
         assert_eq!(parse_envelope(br#"{"events":[]}"#), Ok(Envelope::default()));
     }
 
     #[test]
     fn index_push_needs_the_manifest() {
-        let body = OCI_PUSH.replace("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json");
+        let body = OCI_PUSH.replace(
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.index.v1+json",
+        );
         let event = only_kept(&body);
         assert!(event.is_index());
         assert_eq!(image_facts(&event), None);
@@ -562,7 +641,10 @@ mod tests {
 
     #[test]
     fn references_without_a_config_need_the_manifest() {
-        let body = SCHEMA2_PUSH.replace("application/vnd.docker.container.image.v1+json", "application/octet-stream");
+        let body = SCHEMA2_PUSH.replace(
+            "application/vnd.docker.container.image.v1+json",
+            "application/octet-stream",
+        );
         assert_eq!(image_facts(&only_kept(&body)), None);
     }
 

@@ -30,14 +30,28 @@ struct TestIntake {
 impl TestIntake {
     fn sqlite(token: Option<&str>, body_limit: usize) -> TestIntake {
         let dir = tempfile::tempdir().expect("temp dir");
-        let backend = SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("opening sqlite");
-        TestIntake::start(SqlStore::new(Box::new(backend)), token, body_limit, Some(dir), None)
+        let backend =
+            SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("opening sqlite");
+        TestIntake::start(
+            SqlStore::new(Box::new(backend)),
+            token,
+            body_limit,
+            Some(dir),
+            None,
+        )
     }
 
     fn postgres(token: Option<&str>, body_limit: usize) -> TestIntake {
         let database = TestDatabase::create();
-        let backend = PostgresBackend::connect(database.url(), None, 4).expect("connecting to postgres");
-        TestIntake::start(SqlStore::new(Box::new(backend)), token, body_limit, None, Some(database))
+        let backend =
+            PostgresBackend::connect(database.url(), None, 4).expect("connecting to postgres");
+        TestIntake::start(
+            SqlStore::new(Box::new(backend)),
+            token,
+            body_limit,
+            None,
+            Some(database),
+        )
     }
 
     fn start(
@@ -62,7 +76,9 @@ impl TestIntake {
             waker: Some(waker.clone()),
         };
         let running = runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binding 127.0.0.1:0");
             intake::spawn(listener, intake).expect("starting the intake")
         });
         TestIntake {
@@ -77,13 +93,21 @@ impl TestIntake {
     }
 
     /// POSTs `body`; returns the status and the body of the answer.
-    fn post(&self, path: &str, authorization: Option<&str>, content_type: &str, body: &[u8]) -> (u16, String) {
+    fn post(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let mut request = agent.post(&format!("{}{path}", self.url)).header("Content-Type", content_type);
+        let mut request = agent
+            .post(&format!("{}{path}", self.url))
+            .header("Content-Type", content_type);
         if let Some(authorization) = authorization {
             request = request.header("Authorization", authorization);
         }
@@ -94,7 +118,12 @@ impl TestIntake {
     }
 
     fn notify(&self, body: &str) -> (u16, String) {
-        self.post("/v2/webhooks/events", Some(TOKEN), EVENTS_V1, body.as_bytes())
+        self.post(
+            "/v2/webhooks/events",
+            Some(TOKEN),
+            EVENTS_V1,
+            body.as_bytes(),
+        )
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -103,9 +132,15 @@ impl TestIntake {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let mut response = agent.get(&format!("{}{path}", self.url)).call().expect("getting from the intake");
+        let mut response = agent
+            .get(&format!("{}{path}", self.url))
+            .call()
+            .expect("getting from the intake");
         let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap_or_default())
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
     }
 
     /// Every stored event id, in arrival order (claims them).
@@ -123,14 +158,23 @@ impl TestIntake {
     }
 
     fn fresh_count(&self) -> i64 {
-        self.store.queue_counts().expect("queue counts").events.get("fresh").copied().unwrap_or(0)
+        self.store
+            .queue_counts()
+            .expect("queue counts")
+            .events
+            .get("fresh")
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether the events job was woken (waits a generous while).
     fn was_woken(&self) -> bool {
         let waker = self.waker.clone();
-        self.runtime
-            .block_on(async move { tokio::time::timeout(Duration::from_secs(30), waker.woken()).await.is_ok() })
+        self.runtime.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(30), waker.woken())
+                .await
+                .is_ok()
+        })
     }
 }
 
@@ -176,8 +220,18 @@ fn envelope(events: &[&str]) -> String {
 fn a_wrong_or_missing_token_is_401_and_stores_nothing() {
     let intake = TestIntake::sqlite(Some(TOKEN), 1 << 20);
     let body = envelope(&[&push_event("e1", "ns/app", "1.0", OCI_MANIFEST)]);
-    for authorization in [None, Some("Token wrong"), Some("Token s3cret-intake-tokenX"), Some("token s3cret-intake-token")] {
-        let (status, _) = intake.post("/v2/webhooks/events", authorization, EVENTS_V1, body.as_bytes());
+    for authorization in [
+        None,
+        Some("Token wrong"),
+        Some("Token s3cret-intake-tokenX"),
+        Some("token s3cret-intake-token"),
+    ] {
+        let (status, _) = intake.post(
+            "/v2/webhooks/events",
+            authorization,
+            EVENTS_V1,
+            body.as_bytes(),
+        );
         assert_eq!(status, 401, "{authorization:?}");
     }
     assert_eq!(intake.fresh_count(), 0);
@@ -189,7 +243,9 @@ fn a_wrong_or_missing_token_is_401_and_stores_nothing() {
 #[test]
 fn an_oversized_body_is_413_and_stores_nothing() {
     let intake = TestIntake::sqlite(Some(TOKEN), 4096);
-    let events: Vec<String> = (0..20).map(|index| push_event(&format!("big-{index}"), "ns/app", "t", OCI_MANIFEST)).collect();
+    let events: Vec<String> = (0..20)
+        .map(|index| push_event(&format!("big-{index}"), "ns/app", "t", OCI_MANIFEST))
+        .collect();
     let refs: Vec<&str> = events.iter().map(String::as_str).collect();
     let body = envelope(&refs);
     assert!(body.len() > 4096);
@@ -205,7 +261,12 @@ fn garbage_and_non_envelopes_are_400_and_store_nothing() {
         let (status, answer) = intake.notify(body);
         assert_eq!(status, 400, "{body:?}: {answer}");
     }
-    let (status, _) = intake.post("/v2/webhooks/events", Some(TOKEN), "text/plain", envelope(&[DELETE_BY_DIGEST]).as_bytes());
+    let (status, _) = intake.post(
+        "/v2/webhooks/events",
+        Some(TOKEN),
+        "text/plain",
+        envelope(&[DELETE_BY_DIGEST]).as_bytes(),
+    );
     assert_eq!(status, 415);
     assert_eq!(intake.fresh_count(), 0);
 }
@@ -213,12 +274,31 @@ fn garbage_and_non_envelopes_are_400_and_store_nothing() {
 #[test]
 fn blob_and_mount_events_are_dropped_and_manifest_events_kept() {
     let intake = TestIntake::sqlite(Some(TOKEN), 1 << 20);
-    let oci_index = push_event("index-1", "ns/multi", "all", "application/vnd.oci.image.index.v1+json");
-    let schema2 = push_event("schema2-1", "app", "latest", "application/vnd.docker.distribution.manifest.v2+json");
+    let oci_index = push_event(
+        "index-1",
+        "ns/multi",
+        "all",
+        "application/vnd.oci.image.index.v1+json",
+    );
+    let schema2 = push_event(
+        "schema2-1",
+        "app",
+        "latest",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    );
     let oci = push_event("oci-1", "ns/app", "1.0", OCI_MANIFEST);
     let malformed = r#"{"id":"bad-1","timestamp":"2026-01-02T03:04:05Z","action":"push","target":{"repository":"a","tag":"t"}}"#;
     let unknown = r#"{"id":"odd-1","timestamp":"2026-01-02T03:04:05Z","action":"frobnicate","target":{"repository":"a"}}"#;
-    let body = envelope(&[BLOB_PUSH, &oci, MOUNT, malformed, &schema2, unknown, &oci_index, DELETE_BY_DIGEST]);
+    let body = envelope(&[
+        BLOB_PUSH,
+        &oci,
+        MOUNT,
+        malformed,
+        &schema2,
+        unknown,
+        &oci_index,
+        DELETE_BY_DIGEST,
+    ]);
     let (status, answer) = intake.notify(&body);
     assert_eq!(status, 202, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).expect("the answer is JSON");
@@ -226,13 +306,21 @@ fn blob_and_mount_events_are_dropped_and_manifest_events_kept() {
     assert_eq!(answer["dropped"], 3);
     assert_eq!(answer["malformed"], 1);
     assert!(intake.was_woken());
-    assert_eq!(intake.stored_ids(), ["oci-1", "schema2-1", "index-1", "delete-1"]);
+    assert_eq!(
+        intake.stored_ids(),
+        ["oci-1", "schema2-1", "index-1", "delete-1"]
+    );
 }
 
 #[test]
 fn an_envelope_of_dropped_events_is_accepted_without_a_wake_up() {
     let intake = TestIntake::sqlite(None, 1 << 20);
-    let (status, _) = intake.post("/events", None, "application/json", envelope(&[BLOB_PUSH, MOUNT]).as_bytes());
+    let (status, _) = intake.post(
+        "/events",
+        None,
+        "application/json",
+        envelope(&[BLOB_PUSH, MOUNT]).as_bytes(),
+    );
     assert_eq!(status, 202);
     assert_eq!(intake.fresh_count(), 0);
 }
@@ -248,7 +336,12 @@ fn duplicates_are_stored_once(intake: &TestIntake) {
     let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
     assert_eq!(answer["stored"], 1);
     assert_eq!(answer["duplicates"], 2);
-    let (status, _) = intake.post("/events", Some(TOKEN), "application/vnd.docker.distribution.events.v2+json", envelope(&[&first]).as_bytes());
+    let (status, _) = intake.post(
+        "/events",
+        Some(TOKEN),
+        "application/vnd.docker.distribution.events.v2+json",
+        envelope(&[&first]).as_bytes(),
+    );
     assert_eq!(status, 202);
     assert_eq!(intake.stored_ids(), ["dup-1", "dup-2"]);
 }
@@ -268,14 +361,27 @@ fn a_failed_database_write_is_503_and_the_redelivery_is_stored() {
     let intake = TestIntake::sqlite(Some(TOKEN), 1 << 20);
     intake
         .store
-        .tx(|conn| conn.execute("ALTER TABLE registry_events RENAME TO registry_events_away", &[]))
+        .tx(|conn| {
+            conn.execute(
+                "ALTER TABLE registry_events RENAME TO registry_events_away",
+                &[],
+            )
+        })
         .expect("hiding the events table");
-    let body = envelope(&[&push_event("e1", "ns/app", "1.0", OCI_MANIFEST), DELETE_BY_DIGEST]);
+    let body = envelope(&[
+        &push_event("e1", "ns/app", "1.0", OCI_MANIFEST),
+        DELETE_BY_DIGEST,
+    ]);
     let (status, _) = intake.notify(&body);
     assert_eq!(status, 503);
     intake
         .store
-        .tx(|conn| conn.execute("ALTER TABLE registry_events_away RENAME TO registry_events", &[]))
+        .tx(|conn| {
+            conn.execute(
+                "ALTER TABLE registry_events_away RENAME TO registry_events",
+                &[],
+            )
+        })
         .expect("restoring the events table");
     let (status, _) = intake.notify(&body);
     assert_eq!(status, 202);

@@ -60,9 +60,15 @@ impl Default for Settings {
 impl Settings {
     /// The settings of a configured `events` job; fan-out follows
     /// `registry.concurrency`.
-    pub fn from_options(options: &crate::config::EventsOptions, registry: &crate::config::RegistryConfig) -> Settings {
+    pub fn from_options(
+        options: &crate::config::EventsOptions,
+        registry: &crate::config::RegistryConfig,
+    ) -> Settings {
         let _ = options;
-        Settings { concurrency: registry.concurrency.max(1), ..Settings::default() }
+        Settings {
+            concurrency: registry.concurrency.max(1),
+            ..Settings::default()
+        }
     }
 }
 
@@ -77,8 +83,18 @@ pub struct EventsHandler {
 impl EventsHandler {
     /// A handler applying events to the registry named `registry_host`
     /// (`host:port`, see [`super::registry_hostname`]).
-    pub fn new(store: Arc<dyn Store>, registry: Arc<Client>, registry_host: String, settings: Settings) -> EventsHandler {
-        EventsHandler { store, registry, registry_host, settings }
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Client>,
+        registry_host: String,
+        settings: Settings,
+    ) -> EventsHandler {
+        EventsHandler {
+            store,
+            registry,
+            registry_host,
+            settings,
+        }
     }
 }
 
@@ -119,11 +135,18 @@ pub fn plan(event: &Event) -> Plan {
                     size: Some(facts.size),
                     platforms: None,
                 })),
-                None => Plan::Fetch { repository: event.repository.clone(), tag: tag.clone(), digest: digest.clone() },
+                None => Plan::Fetch {
+                    repository: event.repository.clone(),
+                    tag: tag.clone(),
+                    digest: digest.clone(),
+                },
             }
         }
         Action::Delete => match (&event.tag, &event.digest) {
-            (Some(tag), _) => Plan::Apply(EventEffect::DeleteTag { repository: event.repository.clone(), tag: tag.clone() }),
+            (Some(tag), _) => Plan::Apply(EventEffect::DeleteTag {
+                repository: event.repository.clone(),
+                tag: tag.clone(),
+            }),
             (None, Some(digest)) => Plan::Apply(EventEffect::DeleteDigest {
                 repository: event.repository.clone(),
                 digest: digest.clone(),
@@ -133,7 +156,11 @@ pub fn plan(event: &Event) -> Plan {
         Action::Pull => Plan::Apply(EventEffect::Pull {
             repository: event.repository.clone(),
             tag: event.tag.clone(),
-            digest: if event.tag.is_some() { None } else { event.digest.clone() },
+            digest: if event.tag.is_some() {
+                None
+            } else {
+                event.digest.clone()
+            },
             at: event.timestamp,
         }),
     }
@@ -141,13 +168,19 @@ pub fn plan(event: &Event) -> Plan {
 
 /// The tag write of a pushed tag whose manifest was fetched. The event's
 /// digest wins: it is what was pushed under the tag.
-pub fn write_from_manifest(repository: &str, tag: &str, digest: &str, manifest: &Manifest) -> TagWrite {
+pub fn write_from_manifest(
+    repository: &str,
+    tag: &str,
+    digest: &str,
+    manifest: &Manifest,
+) -> TagWrite {
     let platforms: Vec<serde_json::Value> = manifest
         .children
         .iter()
         .filter_map(|child| child.platform.as_ref())
         .map(|platform| {
-            let mut value = serde_json::json!({ "os": platform.os, "architecture": platform.architecture });
+            let mut value =
+                serde_json::json!({ "os": platform.os, "architecture": platform.architecture });
             if let Some(variant) = &platform.variant {
                 value["variant"] = serde_json::Value::String(variant.clone());
             }
@@ -162,7 +195,11 @@ pub fn write_from_manifest(repository: &str, tag: &str, digest: &str, manifest: 
         image_id: manifest.image_id.clone(),
         media_type: manifest.media_type.clone(),
         size: Some(manifest.size),
-        platforms: if is_index { Some(serde_json::Value::Array(platforms).to_string()) } else { None },
+        platforms: if is_index {
+            Some(serde_json::Value::Array(platforms).to_string())
+        } else {
+            None
+        },
     }
 }
 
@@ -188,9 +225,18 @@ pub enum Failure {
 pub fn failure_from_registry(context: &str, error: &RegistryError) -> Failure {
     let text = format!("{context}: {error}");
     match error {
-        RegistryError::RateLimited { retry_after } => Failure::Transient { error: text, retry_after: *retry_after },
-        RegistryError::Unauthorized { .. } => Failure::Transient { error: text, retry_after: None },
-        _ if error.is_transient() => Failure::Transient { error: text, retry_after: None },
+        RegistryError::RateLimited { retry_after } => Failure::Transient {
+            error: text,
+            retry_after: *retry_after,
+        },
+        RegistryError::Unauthorized { .. } => Failure::Transient {
+            error: text,
+            retry_after: None,
+        },
+        _ if error.is_transient() => Failure::Transient {
+            error: text,
+            retry_after: None,
+        },
         _ => Failure::Permanent { error: text },
     }
 }
@@ -198,7 +244,11 @@ pub fn failure_from_registry(context: &str, error: &RegistryError) -> Failure {
 /// The wait before the next try after `attempts` failed attempts (1 for the
 /// first failure): `backoff` doubling per attempt, capped at `max_backoff`,
 /// and never shorter than the registry's `Retry-After`.
-pub fn backoff_after(attempts: u32, settings: &Settings, retry_after: Option<Duration>) -> Duration {
+pub fn backoff_after(
+    attempts: u32,
+    settings: &Settings,
+    retry_after: Option<Duration>,
+) -> Duration {
     let exponent = attempts.saturating_sub(1).min(30);
     let wait = settings
         .backoff
@@ -231,14 +281,29 @@ impl Handler for EventsHandler {
                 .store
                 .retry_failed_events(now_ms())
                 .context("putting failed events back to fresh")?;
-            log::info!("job={} run={}: {retried} failed events put back to fresh", ctx.job_name, ctx.run_id);
+            log::info!(
+                "job={} run={}: {retried} failed events put back to fresh",
+                ctx.job_name,
+                ctx.run_id
+            );
             outcome.add("requeued", retried as i64);
         }
         let registry_id = self
             .store
             .ensure_registry(&self.registry_host)
-            .with_context(|| format!("finding the registry {} in the database", self.registry_host))?;
-        for name in ["claimed", "applied", "retried", "failed", "manifests_fetched"] {
+            .with_context(|| {
+                format!(
+                    "finding the registry {} in the database",
+                    self.registry_host
+                )
+            })?;
+        for name in [
+            "claimed",
+            "applied",
+            "retried",
+            "failed",
+            "manifests_fetched",
+        ] {
             outcome.add(name, 0);
         }
         while !ctx.cancel.is_cancelled() {
@@ -257,7 +322,10 @@ impl Handler for EventsHandler {
             self.apply_batch(ctx, registry_id, claimed, &mut outcome)?;
         }
         let older_than = now_ms() - millis(self.settings.retain_done);
-        let pruned = self.store.prune_done_events(older_than).context("pruning done events")?;
+        let pruned = self
+            .store
+            .prune_done_events(older_than)
+            .context("pruning done events")?;
         outcome.add("pruned", pruned as i64);
         Ok(outcome)
     }
@@ -295,16 +363,25 @@ impl EventsHandler {
                 continue;
             }
             match &item.plan {
-                Ok(Plan::Apply(effect)) => {
-                    applied.push((AppliedEvent { id: item.claimed.id, effect: effect.clone() }, &item.claimed))
-                }
+                Ok(Plan::Apply(effect)) => applied.push((
+                    AppliedEvent {
+                        id: item.claimed.id,
+                        effect: effect.clone(),
+                    },
+                    &item.claimed,
+                )),
                 Ok(Plan::Fetch { .. }) => {
                     // fetch_manifests turns every Fetch into Apply or a failure.
                     released.push(item.claimed.id);
                     held_back.insert(repository.clone());
                 }
                 Err(Failure::Permanent { error }) => {
-                    log::warn!("job={} run={}: event {} failed: {error}", ctx.job_name, ctx.run_id, item.claimed.event_id);
+                    log::warn!(
+                        "job={} run={}: event {} failed: {error}",
+                        ctx.job_name,
+                        ctx.run_id,
+                        item.claimed.event_id
+                    );
                     self.store
                         .fail_event(item.claimed.id, &ctx.claimant, error, now_ms())
                         .context("marking an event failed")?;
@@ -340,7 +417,12 @@ impl EventsHandler {
         let now = now_ms();
         if attempts >= self.settings.max_attempts {
             let error = format!("gave up after {attempts} attempts: {error}");
-            log::warn!("job={} run={}: event {} failed: {error}", ctx.job_name, ctx.run_id, claimed.event_id);
+            log::warn!(
+                "job={} run={}: event {} failed: {error}",
+                ctx.job_name,
+                ctx.run_id,
+                claimed.event_id
+            );
             self.store
                 .fail_event(claimed.id, &ctx.claimant, &error, now)
                 .context("marking an event failed")?;
@@ -387,7 +469,9 @@ impl EventsHandler {
                 applied.len()
             ),
         }
-        self.store.ping().context("checking the database after a failed write")?;
+        self.store
+            .ping()
+            .context("checking the database after a failed write")?;
         let mut held_back: HashSet<&str> = HashSet::new();
         let mut released = Vec::new();
         for (effect, claimed) in applied {
@@ -395,7 +479,12 @@ impl EventsHandler {
                 released.push(claimed.id);
                 continue;
             }
-            match self.store.apply_events(registry_id, &ctx.claimant, std::slice::from_ref(effect), now_ms()) {
+            match self.store.apply_events(
+                registry_id,
+                &ctx.claimant,
+                std::slice::from_ref(effect),
+                now_ms(),
+            ) {
                 Ok(done) => outcome.add("applied", done as i64),
                 Err(error) => {
                     let error = format!("writing the event: {error:#}");
@@ -420,7 +509,10 @@ impl EventsHandler {
         let mut wanted: Vec<(String, String)> = Vec::new();
         let mut seen = HashSet::new();
         for item in pending.iter() {
-            if let Ok(Plan::Fetch { repository, digest, .. }) = &item.plan {
+            if let Ok(Plan::Fetch {
+                repository, digest, ..
+            }) = &item.plan
+            {
                 if seen.insert((repository.clone(), digest.clone())) {
                     wanted.push((repository.clone(), digest.clone()));
                 }
@@ -429,7 +521,8 @@ impl EventsHandler {
         if wanted.is_empty() {
             return;
         }
-        let results: Mutex<HashMap<(String, String), Result<Manifest, RegistryError>>> = Mutex::new(HashMap::new());
+        let results: Mutex<HashMap<(String, String), Result<Manifest, RegistryError>>> =
+            Mutex::new(HashMap::new());
         let next = AtomicUsize::new(0);
         let workers = self.settings.concurrency.clamp(1, wanted.len());
         std::thread::scope(|scope| {
@@ -449,7 +542,12 @@ impl EventsHandler {
         outcome.add("manifests_fetched", wanted.len() as i64);
         let results = results.into_inner().unwrap_or_default();
         for item in pending.iter_mut() {
-            let Ok(Plan::Fetch { repository, tag, digest }) = &item.plan else {
+            let Ok(Plan::Fetch {
+                repository,
+                tag,
+                digest,
+            }) = &item.plan
+            else {
                 continue;
             };
             let context = format!("fetching manifest {repository}@{digest}");
@@ -458,7 +556,10 @@ impl EventsHandler {
                     repository, tag, digest, manifest,
                 )))),
                 Some(Err(error)) => Err(failure_from_registry(&context, error)),
-                None => Err(Failure::Transient { error: format!("{context}: no answer"), retry_after: None }),
+                None => Err(Failure::Transient {
+                    error: format!("{context}: no answer"),
+                    retry_after: None,
+                }),
             };
         }
     }
@@ -468,13 +569,16 @@ impl EventsHandler {
 /// intake would have dropped (nothing to do); anything unreadable is a
 /// permanent failure.
 fn read_stored(claimed: &ClaimedEvent) -> Result<Option<Event>, Failure> {
-    let value: serde_json::Value = serde_json::from_str(&claimed.data).map_err(|error| Failure::Permanent {
-        error: format!("malformed stored event: not JSON: {error}"),
-    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&claimed.data).map_err(|error| Failure::Permanent {
+            error: format!("malformed stored event: not JSON: {error}"),
+        })?;
     match notification::classify(&value) {
         Verdict::Keep(event) => Ok(Some(event)),
         Verdict::Drop(_) => Ok(None),
-        Verdict::Malformed(error) => Err(Failure::Permanent { error: format!("malformed stored event: {error}") }),
+        Verdict::Malformed(error) => Err(Failure::Permanent {
+            error: format!("malformed stored event: {error}"),
+        }),
     }
 }
 
@@ -514,7 +618,11 @@ mod tests {
             "target":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:m1","repository":"app","tag":"t"}}"#;
         assert_eq!(
             plan(&event(json)),
-            Plan::Fetch { repository: "app".into(), tag: "t".into(), digest: "sha256:m1".into() }
+            Plan::Fetch {
+                repository: "app".into(),
+                tag: "t".into(),
+                digest: "sha256:m1".into()
+            }
         );
     }
 
@@ -529,12 +637,18 @@ mod tests {
         let by_digest = r#"{"id":"d","timestamp":"2026-01-02T03:04:05Z","action":"delete","target":{"digest":"sha256:m1","repository":"ns/app"}}"#;
         assert_eq!(
             plan(&event(by_digest)),
-            Plan::Apply(EventEffect::DeleteDigest { repository: "ns/app".into(), digest: "sha256:m1".into() })
+            Plan::Apply(EventEffect::DeleteDigest {
+                repository: "ns/app".into(),
+                digest: "sha256:m1".into()
+            })
         );
         let by_tag = r#"{"id":"d","timestamp":"2026-01-02T03:04:05Z","action":"delete","target":{"tag":"x","repository":"ns/app"}}"#;
         assert_eq!(
             plan(&event(by_tag)),
-            Plan::Apply(EventEffect::DeleteTag { repository: "ns/app".into(), tag: "x".into() })
+            Plan::Apply(EventEffect::DeleteTag {
+                repository: "ns/app".into(),
+                tag: "x".into()
+            })
         );
     }
 
@@ -544,7 +658,12 @@ mod tests {
             "target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:m1","repository":"app","tag":"t"}}"#;
         assert_eq!(
             plan(&event(by_tag)),
-            Plan::Apply(EventEffect::Pull { repository: "app".into(), tag: Some("t".into()), digest: None, at: 1_767_323_045_000 })
+            Plan::Apply(EventEffect::Pull {
+                repository: "app".into(),
+                tag: Some("t".into()),
+                digest: None,
+                at: 1_767_323_045_000
+            })
         );
         let by_digest = by_tag.replace(r#","tag":"t""#, "");
         assert_eq!(
@@ -561,8 +680,16 @@ mod tests {
     #[test]
     fn an_index_write_carries_its_platforms() {
         let child = |os: &str, architecture: &str, variant: Option<&str>| PlatformManifest {
-            descriptor: Descriptor { digest: format!("sha256:{architecture}"), size: 5, media_type: String::new() },
-            platform: Some(Platform { os: os.into(), architecture: architecture.into(), variant: variant.map(Into::into) }),
+            descriptor: Descriptor {
+                digest: format!("sha256:{architecture}"),
+                size: 5,
+                media_type: String::new(),
+            },
+            platform: Some(Platform {
+                os: os.into(),
+                architecture: architecture.into(),
+                variant: variant.map(Into::into),
+            }),
         };
         let manifest = Manifest {
             digest: "sha256:other".into(),
@@ -571,14 +698,19 @@ mod tests {
             size: 1234,
             config: None,
             layers: Vec::new(),
-            children: vec![child("linux", "amd64", None), child("linux", "arm64", Some("v8"))],
+            children: vec![
+                child("linux", "amd64", None),
+                child("linux", "arm64", Some("v8")),
+            ],
         };
         let write = write_from_manifest("ns/app", "multi", "sha256:index", &manifest);
         assert_eq!(write.digest, "sha256:index");
         assert_eq!(write.size, Some(1234));
         assert_eq!(
             write.platforms.as_deref(),
-            Some(r#"[{"architecture":"amd64","os":"linux"},{"architecture":"arm64","os":"linux","variant":"v8"}]"#)
+            Some(
+                r#"[{"architecture":"amd64","os":"linux"},{"architecture":"arm64","os":"linux","variant":"v8"}]"#
+            )
         );
     }
 
@@ -586,20 +718,40 @@ mod tests {
     fn registry_errors_sort_into_transient_and_permanent() {
         let transient = [
             RegistryError::Transport("connection refused".into()),
-            RegistryError::Server { status: 503, message: String::new() },
-            RegistryError::RateLimited { retry_after: Some(Duration::from_secs(9)) },
-            RegistryError::Unauthorized { scope: None, message: String::new() },
+            RegistryError::Server {
+                status: 503,
+                message: String::new(),
+            },
+            RegistryError::RateLimited {
+                retry_after: Some(Duration::from_secs(9)),
+            },
+            RegistryError::Unauthorized {
+                scope: None,
+                message: String::new(),
+            },
         ];
         for error in &transient {
-            assert!(matches!(failure_from_registry("x", error), Failure::Transient { .. }), "{error}");
+            assert!(
+                matches!(failure_from_registry("x", error), Failure::Transient { .. }),
+                "{error}"
+            );
         }
         let permanent = [
-            RegistryError::NotFound { code: Some("MANIFEST_UNKNOWN".into()), message: String::new() },
+            RegistryError::NotFound {
+                code: Some("MANIFEST_UNKNOWN".into()),
+                message: String::new(),
+            },
             RegistryError::Malformed("bad".into()),
-            RegistryError::Server { status: 400, message: String::new() },
+            RegistryError::Server {
+                status: 400,
+                message: String::new(),
+            },
         ];
         for error in &permanent {
-            assert!(matches!(failure_from_registry("x", error), Failure::Permanent { .. }), "{error}");
+            assert!(
+                matches!(failure_from_registry("x", error), Failure::Permanent { .. }),
+                "{error}"
+            );
         }
     }
 
@@ -610,10 +762,15 @@ mod tests {
             max_backoff: Duration::from_secs(60),
             ..Settings::default()
         };
-        let waits: Vec<u64> = (1..=7).map(|attempt| backoff_after(attempt, &settings, None).as_secs()).collect();
+        let waits: Vec<u64> = (1..=7)
+            .map(|attempt| backoff_after(attempt, &settings, None).as_secs())
+            .collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(backoff_after(100, &settings, None), Duration::from_secs(60));
-        assert_eq!(backoff_after(1, &settings, Some(Duration::from_secs(30))), Duration::from_secs(30));
+        assert_eq!(
+            backoff_after(1, &settings, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
@@ -626,8 +783,15 @@ mod tests {
             data: data.into(),
             attempts: 0,
         };
-        for data in ["not json", r#"{"id":"x"}"#, r#"{"id":"x","timestamp":"2026-01-02T03:04:05Z","action":"push","target":{"repository":"app"}}"#] {
-            assert!(matches!(read_stored(&claimed(data)), Err(Failure::Permanent { .. })), "{data}");
+        for data in [
+            "not json",
+            r#"{"id":"x"}"#,
+            r#"{"id":"x","timestamp":"2026-01-02T03:04:05Z","action":"push","target":{"repository":"app"}}"#,
+        ] {
+            assert!(
+                matches!(read_stored(&claimed(data)), Err(Failure::Permanent { .. })),
+                "{data}"
+            );
         }
     }
 }

@@ -538,10 +538,23 @@ pub trait Store: Send + Sync {
     /// transaction. Events no longer claimed by `claimant` (the lease expired
     /// and someone else took them) are left alone. Returns how many were
     /// marked done.
-    fn apply_events(&self, registry_id: i64, claimant: &str, applied: &[AppliedEvent], now: i64) -> anyhow::Result<u64>;
+    fn apply_events(
+        &self,
+        registry_id: i64,
+        claimant: &str,
+        applied: &[AppliedEvent],
+        now: i64,
+    ) -> anyhow::Result<u64>;
     /// Puts a claimed event back to fresh after a transient failure: one
     /// more attempt, the error, and no new claim before `not_before`.
-    fn retry_event(&self, id: i64, claimant: &str, error: &str, not_before: i64, now: i64) -> anyhow::Result<bool>;
+    fn retry_event(
+        &self,
+        id: i64,
+        claimant: &str,
+        error: &str,
+        not_before: i64,
+        now: i64,
+    ) -> anyhow::Result<bool>;
     /// Gives claimed events back, status fresh, without counting an attempt
     /// (they wait behind an earlier event of their repository).
     fn release_events(&self, ids: &[i64], claimant: &str) -> anyhow::Result<u64>;

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 
 use super::{
-    migrations, Backend, Conn, Dialect, QueueCounts, Row, RunOutcome, RunRecord, Store, TagChange,
-    TagRecord, TagWrite, Value,
+    migrations, AppliedEvent, Backend, ClaimedEvent, Conn, Dialect, EventClaim, EventEffect,
+    FailedEvent, NewEvent, QueueCounts, Row, RunOutcome, RunRecord, Store, TagChange, TagRecord,
+    TagWrite, Value,
 };
 
 /// Scan state words for `tags.scanned`, by code.
@@ -311,6 +312,127 @@ pub fn write_tag(
     Ok(TagChange::Unchanged)
 }
 
+/// Deletes the tags of a repository with `digest`, then the repository if
+/// it is empty, inside a transaction: [`Store::delete_tags_by_digest`].
+pub fn delete_tags_with_digest(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    repository: &str,
+    digest: &str,
+) -> anyhow::Result<u64> {
+    let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
+        return Ok(0);
+    };
+    let deleted = conn.execute(
+        "DELETE FROM tags WHERE repository_id = $1 AND digest = $2",
+        &[Value::Int(repository_id), txt(digest)],
+    )?;
+    delete_repository_if_empty(conn, repository_id)?;
+    Ok(deleted)
+}
+
+/// Deletes one tag, then the repository if it is empty, inside a
+/// transaction: [`Store::delete_tag`].
+pub fn remove_tag(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    repository: &str,
+    tag: &str,
+) -> anyhow::Result<bool> {
+    let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
+        return Ok(false);
+    };
+    let deleted = conn.execute(
+        "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
+        &[Value::Int(repository_id), txt(tag)],
+    )?;
+    delete_repository_if_empty(conn, repository_id)?;
+    Ok(deleted > 0)
+}
+
+/// Records a pull of a tag inside a transaction: [`Store::record_pull`].
+pub fn write_pull(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    repository: &str,
+    tag: &str,
+    at: i64,
+) -> anyhow::Result<bool> {
+    let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
+        return Ok(false);
+    };
+    let rows = conn.query(
+        "SELECT id FROM tags WHERE repository_id = $1 AND name = $2",
+        &[Value::Int(repository_id), txt(tag)],
+    )?;
+    let Some(row) = rows.first() else {
+        return Ok(false);
+    };
+    // Pull events can arrive out of order: pulled_at never moves back.
+    conn.execute(
+        "UPDATE tags SET pulled_at = $2 WHERE id = $1 AND (pulled_at IS NULL OR pulled_at < $2)",
+        &[Value::Int(int(row, 0)?), Value::Int(at)],
+    )?;
+    Ok(true)
+}
+
+/// Key of the PostgreSQL advisory lock that serialises event claims
+/// ("regkevt" in ASCII).
+const EVENT_CLAIM_LOCK_KEY: i64 = 0x0072_6567_6b65_7674;
+
+/// Writes the effect of one event inside the caller's transaction.
+fn apply_effect(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    effect: &EventEffect,
+    now: i64,
+) -> anyhow::Result<()> {
+    match effect {
+        EventEffect::Nothing => {}
+        EventEffect::Upsert(write) => {
+            write_tag(conn, registry_id, write, now)?;
+        }
+        EventEffect::DeleteDigest { repository, digest } => {
+            delete_tags_with_digest(conn, registry_id, repository, digest)?;
+        }
+        EventEffect::DeleteTag { repository, tag } => {
+            remove_tag(conn, registry_id, repository, tag)?;
+        }
+        EventEffect::Pull {
+            repository,
+            tag,
+            digest,
+            at,
+        } => {
+            if let Some(tag) = tag {
+                write_pull(conn, registry_id, repository, tag, *at)?;
+            } else if let Some(digest) = digest {
+                write_pull_of_digest(conn, registry_id, repository, digest, *at)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets `pulled_at` of the repository's tags with `digest` (a pull by
+/// digest), never moving it back. Returns how many tags moved.
+fn write_pull_of_digest(
+    conn: &mut dyn Conn,
+    registry_id: i64,
+    repository: &str,
+    digest: &str,
+    at: i64,
+) -> anyhow::Result<u64> {
+    let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
+        return Ok(0);
+    };
+    conn.execute(
+        "UPDATE tags SET pulled_at = $3 WHERE repository_id = $1 AND digest = $2 \
+         AND (pulled_at IS NULL OR pulled_at < $3)",
+        &[Value::Int(repository_id), txt(digest), Value::Int(at)],
+    )
+}
+
 /// Columns of [`TagRecord`] in the order [`tag_record`] reads them; needs
 /// `tags t`, `repositories r` and `namespaces n` in the query.
 const TAG_COLUMNS: &str =
@@ -512,33 +634,13 @@ impl Store for SqlStore {
         repository: &str,
         digest: &str,
     ) -> anyhow::Result<u64> {
-        self.tx(|conn| {
-            let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
-                return Ok(0);
-            };
-            let deleted = conn.execute(
-                "DELETE FROM tags WHERE repository_id = $1 AND digest = $2",
-                &[Value::Int(repository_id), txt(digest)],
-            )?;
-            delete_repository_if_empty(conn, repository_id)?;
-            Ok(deleted)
-        })
-        .with_context(|| format!("deleting the tags of {repository} at {digest}"))
+        self.tx(|conn| delete_tags_with_digest(conn, registry_id, repository, digest))
+            .with_context(|| format!("deleting the tags of {repository} at {digest}"))
     }
 
     fn delete_tag(&self, registry_id: i64, repository: &str, tag: &str) -> anyhow::Result<bool> {
-        self.tx(|conn| {
-            let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
-                return Ok(false);
-            };
-            let deleted = conn.execute(
-                "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
-                &[Value::Int(repository_id), txt(tag)],
-            )?;
-            delete_repository_if_empty(conn, repository_id)?;
-            Ok(deleted > 0)
-        })
-        .with_context(|| format!("deleting tag {repository}:{tag}"))
+        self.tx(|conn| remove_tag(conn, registry_id, repository, tag))
+            .with_context(|| format!("deleting tag {repository}:{tag}"))
     }
 
     fn record_pull(
@@ -548,25 +650,8 @@ impl Store for SqlStore {
         tag: &str,
         at: i64,
     ) -> anyhow::Result<bool> {
-        self.tx(|conn| {
-            let Some(repository_id) = find_repository(conn, registry_id, repository)? else {
-                return Ok(false);
-            };
-            let rows = conn.query(
-                "SELECT id FROM tags WHERE repository_id = $1 AND name = $2",
-                &[Value::Int(repository_id), txt(tag)],
-            )?;
-            let Some(row) = rows.first() else {
-                return Ok(false);
-            };
-            // Pull events can arrive out of order: pulled_at never moves back.
-            conn.execute(
-                "UPDATE tags SET pulled_at = $2 WHERE id = $1 AND (pulled_at IS NULL OR pulled_at < $2)",
-                &[Value::Int(int(row, 0)?), Value::Int(at)],
-            )?;
-            Ok(true)
-        })
-        .with_context(|| format!("recording a pull of {repository}:{tag}"))
+        self.tx(|conn| write_pull(conn, registry_id, repository, tag, at))
+            .with_context(|| format!("recording a pull of {repository}:{tag}"))
     }
 
     fn repositories(&self, registry_id: i64) -> anyhow::Result<Vec<String>> {
@@ -720,6 +805,216 @@ impl Store for SqlStore {
     fn prune_scan_results(&self) -> anyhow::Result<u64> {
         self.tx(super::scans::prune)
             .context("pruning scan results of deleted images")
+    }
+
+    fn insert_events(&self, events: &[NewEvent], now: i64) -> anyhow::Result<u64> {
+        self.tx(|conn| {
+            let mut inserted = 0;
+            for event in events {
+                // A redelivery carries the same id: not a new event.
+                inserted += conn.execute(
+                    "INSERT INTO registry_events (event_id, status, action, repository, data, attempts, \
+                     created_at, updated_at) VALUES ($1, 2, $2, $3, $4, 0, $5, $5) \
+                     ON CONFLICT (event_id) DO NOTHING",
+                    &[
+                        txt(&event.event_id),
+                        txt(&event.action),
+                        txt(&event.repository),
+                        txt(&event.data),
+                        Value::Int(now),
+                    ],
+                )?;
+            }
+            Ok(inserted)
+        })
+        .with_context(|| format!("storing {} events", events.len()))
+    }
+
+    fn claim_events(&self, claim: &EventClaim) -> anyhow::Result<Vec<ClaimedEvent>> {
+        self.tx(|conn| {
+            // Claims are serialised so that the ordering check below sees
+            // every other claim: SQLite's BEGIN IMMEDIATE already holds the
+            // write lock; PostgreSQL takes a transaction advisory lock (the
+            // intake's inserts do not wait for it), and SKIP LOCKED keeps
+            // rows other transactions are writing out of the batch.
+            let skip_locked = match conn.dialect() {
+                Dialect::Sqlite => "",
+                Dialect::Postgres => {
+                    conn.query("SELECT pg_advisory_xact_lock($1)", &[Value::Int(EVENT_CLAIM_LOCK_KEY)])?;
+                    " FOR UPDATE SKIP LOCKED"
+                }
+            };
+            // Claimable: fresh past its backoff, or claimed under an expired
+            // lease; and no earlier event of the same repository still
+            // pending (claimed under a live lease, or waiting for a retry).
+            let sql = format!(
+                "UPDATE registry_events SET status = 1, claimed_at = $1, claimant = $2, updated_at = $1 \
+                 WHERE id IN (SELECT e.id FROM registry_events e \
+                   WHERE e.status IN (1, 2) \
+                   AND ((e.status = 2 AND COALESCE(e.not_before, 0) <= $1) OR (e.status = 1 AND e.claimed_at < $3)) \
+                   AND NOT EXISTS (SELECT 1 FROM registry_events p \
+                     WHERE p.repository = e.repository AND p.id < e.id AND p.status IN (1, 2) \
+                     AND ((p.status = 2 AND COALESCE(p.not_before, 0) > $1) \
+                       OR (p.status = 1 AND p.claimed_at >= $3))) \
+                   ORDER BY e.id LIMIT $4{skip_locked}) \
+                 RETURNING id, event_id, action, repository, data, attempts"
+            );
+            let rows = conn.query(
+                &sql,
+                &[
+                    Value::Int(claim.now),
+                    txt(&claim.claimant),
+                    Value::Int(claim.expired_before),
+                    count(claim.limit),
+                ],
+            )?;
+            let mut claimed = rows
+                .iter()
+                .map(|row| {
+                    Ok(ClaimedEvent {
+                        id: int(row, 0)?,
+                        event_id: text(row, 1)?,
+                        action: text(row, 2)?,
+                        repository: text(row, 3)?,
+                        data: text(row, 4)?,
+                        attempts: int(row, 5)?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<ClaimedEvent>>>()?;
+            claimed.sort_by_key(|event| event.id);
+            Ok(claimed)
+        })
+        .context("claiming events")
+    }
+
+    fn apply_events(
+        &self,
+        registry_id: i64,
+        claimant: &str,
+        applied: &[AppliedEvent],
+        now: i64,
+    ) -> anyhow::Result<u64> {
+        self.tx(|conn| {
+            let mut done = 0;
+            for event in applied {
+                // Only while the claim is still ours: after the lease expired
+                // someone else applies it (and maybe later events of its
+                // repository), and writing it now would undo theirs. The
+                // claimant stays on the row: it tells who applied it.
+                let marked = conn.execute(
+                    "UPDATE registry_events SET status = 0, claimed_at = NULL, last_error = NULL, \
+                     not_before = NULL, updated_at = $3 WHERE id = $1 AND claimant = $2 AND status = 1",
+                    &[Value::Int(event.id), txt(claimant), Value::Int(now)],
+                )?;
+                if marked == 0 {
+                    continue;
+                }
+                apply_effect(conn, registry_id, &event.effect, now)
+                    .with_context(|| format!("applying event {}", event.id))?;
+                done += 1;
+            }
+            Ok(done)
+        })
+        .with_context(|| format!("applying {} events", applied.len()))
+    }
+
+    fn retry_event(
+        &self,
+        id: i64,
+        claimant: &str,
+        error: &str,
+        not_before: i64,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        self.tx(|conn| {
+            let changed = conn.execute(
+                "UPDATE registry_events SET status = 2, attempts = attempts + 1, last_error = $3, \
+                 not_before = $4, claimed_at = NULL, claimant = NULL, updated_at = $5 \
+                 WHERE id = $1 AND claimant = $2 AND status = 1",
+                &[
+                    Value::Int(id),
+                    txt(claimant),
+                    txt(error),
+                    Value::Int(not_before),
+                    Value::Int(now),
+                ],
+            )?;
+            Ok(changed > 0)
+        })
+        .with_context(|| format!("putting event {id} back for a retry"))
+    }
+
+    fn release_events(&self, ids: &[i64], claimant: &str) -> anyhow::Result<u64> {
+        self.tx(|conn| {
+            let mut released = 0;
+            for id in ids {
+                released += conn.execute(
+                    "UPDATE registry_events SET status = 2, claimed_at = NULL, claimant = NULL \
+                     WHERE id = $1 AND claimant = $2 AND status = 1",
+                    &[Value::Int(*id), txt(claimant)],
+                )?;
+            }
+            Ok(released)
+        })
+        .with_context(|| format!("releasing {} events", ids.len()))
+    }
+
+    fn fail_event(&self, id: i64, claimant: &str, error: &str, now: i64) -> anyhow::Result<bool> {
+        self.tx(|conn| {
+            let changed = conn.execute(
+                "UPDATE registry_events SET status = 3, attempts = attempts + 1, last_error = $3, \
+                 not_before = NULL, claimed_at = NULL, updated_at = $4 \
+                 WHERE id = $1 AND claimant = $2 AND status = 1",
+                &[Value::Int(id), txt(claimant), txt(error), Value::Int(now)],
+            )?;
+            Ok(changed > 0)
+        })
+        .with_context(|| format!("marking event {id} failed"))
+    }
+
+    fn retry_failed_events(&self, now: i64) -> anyhow::Result<u64> {
+        self.tx(|conn| {
+            conn.execute(
+                "UPDATE registry_events SET status = 2, attempts = 0, not_before = NULL, claimant = NULL, \
+                 updated_at = $1 WHERE status = 3",
+                &[Value::Int(now)],
+            )
+        })
+        .context("putting failed events back to fresh")
+    }
+
+    fn prune_done_events(&self, older_than: i64) -> anyhow::Result<u64> {
+        self.tx(|conn| {
+            conn.execute(
+                "DELETE FROM registry_events WHERE status = 0 AND updated_at < $1",
+                &[Value::Int(older_than)],
+            )
+        })
+        .context("pruning done events")
+    }
+
+    fn failed_events(&self, limit: usize) -> anyhow::Result<Vec<FailedEvent>> {
+        self.tx(|conn| {
+            let rows = conn.query(
+                "SELECT id, event_id, action, repository, attempts, COALESCE(last_error, ''), updated_at \
+                 FROM registry_events WHERE status = 3 ORDER BY updated_at DESC, id DESC LIMIT $1",
+                &[count(limit)],
+            )?;
+            rows.iter()
+                .map(|row| {
+                    Ok(FailedEvent {
+                        id: int(row, 0)?,
+                        event_id: text(row, 1)?,
+                        action: text(row, 2)?,
+                        repository: text(row, 3)?,
+                        attempts: int(row, 4)?,
+                        last_error: text(row, 5)?,
+                        updated_at: int(row, 6)?,
+                    })
+                })
+                .collect()
+        })
+        .context("listing failed events")
     }
 }
 
