@@ -134,10 +134,6 @@ pub fn build(
         crate::config::HandlerConfig::Sync(options) => {
             Ok(Arc::new(sync::SyncHandler::new(options.clone(), resources)))
         }
-        other => anyhow::bail!(
-            "handler `{}` is not implemented in this version",
-            other.name()
-        ),
     }
 }
 
