@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -190,6 +190,10 @@ struct RunFlags {
     cancel: Cancel,
     /// Set when the run overran its timeout.
     timed_out: Arc<AtomicBool>,
+    /// The `job_runs` row once recorded; 0 before.
+    run_id: Arc<AtomicI64>,
+    /// Set once the run has recorded its end.
+    recorded_end: Arc<AtomicBool>,
 }
 
 impl RunFlags {
@@ -246,6 +250,7 @@ fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
             started_at: now_ms(),
         })
         .with_context(|| format!("recording the start of a run of job {job_name}"))?;
+    request.flags.run_id.store(run_id, Ordering::SeqCst);
     info!(
         "job={job_name} run={run_id} started: handler={} trigger={}",
         request.handler_name,
@@ -311,6 +316,7 @@ fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
     {
         error!("job={job_name} run={run_id} recording the end of the run: {cause:#}");
     }
+    request.flags.recorded_end.store(true, Ordering::SeqCst);
     prune(store.as_ref(), job_name, request.settings.keep_runs);
     Ok(RunReport {
         run_id,
@@ -416,6 +422,10 @@ struct JobSlot {
     waker: Waker,
 }
 
+/// The runs in flight, by job name, so that shutdown can record those it
+/// has to leave behind.
+type InFlight = Arc<std::sync::Mutex<BTreeMap<String, RunFlags>>>;
+
 /// The jobs of one daemon, ready to start. Built from the configured jobs
 /// and their handlers, so tests can schedule handlers of their own.
 pub struct Scheduler {
@@ -456,6 +466,7 @@ impl Scheduler {
     /// one) and returns the handle that shuts them down.
     pub fn start(self) -> RunningScheduler {
         let (phase_sender, phase_receiver) = watch::channel(Phase::Running);
+        let in_flight = InFlight::default();
         let mut tasks = JoinSet::new();
         let mut wakers = Vec::new();
         for slot in self.slots {
@@ -481,6 +492,7 @@ impl Scheduler {
                 slot: Arc::new(slot),
                 settings: self.settings.clone(),
                 phase: phase_receiver.clone(),
+                in_flight: in_flight.clone(),
             };
             tasks.spawn(job_task.run());
         }
@@ -488,6 +500,8 @@ impl Scheduler {
             phase: phase_sender,
             tasks,
             wakers,
+            in_flight,
+            settings: self.settings,
         }
     }
 }
@@ -497,6 +511,8 @@ pub struct RunningScheduler {
     phase: watch::Sender<Phase>,
     tasks: JoinSet<()>,
     wakers: Vec<(String, Waker)>,
+    in_flight: InFlight,
+    settings: RunSettings,
 }
 
 /// How a shutdown went.
@@ -548,8 +564,51 @@ impl RunningScheduler {
                 self.tasks.len()
             );
             self.tasks.abort_all();
+            self.record_abandoned().await;
         }
         Drain::Cancelled
+    }
+
+    /// Records the runs still going at the very end as failed, so that no
+    /// row is left without an end. A run that records its own end later
+    /// (the process rarely lives that long) overwrites this.
+    async fn record_abandoned(&self) {
+        let abandoned: Vec<(String, i64)> = match self.in_flight.lock() {
+            Ok(in_flight) => in_flight
+                .iter()
+                .filter(|(_, flags)| !flags.recorded_end.load(Ordering::SeqCst))
+                .map(|(job_name, flags)| (job_name.clone(), flags.run_id.load(Ordering::SeqCst)))
+                .filter(|(_, run_id)| *run_id > 0)
+                .collect(),
+            Err(_) => return,
+        };
+        if abandoned.is_empty() {
+            return;
+        }
+        let store = self.settings.store.clone();
+        let recording = tokio::task::spawn_blocking(move || {
+            for (job_name, run_id) in abandoned {
+                let error =
+                    "abandoned at shutdown: still running after the grace period and cancellation";
+                match store.finish_run(
+                    run_id,
+                    now_ms(),
+                    RunOutcome::Failed,
+                    &BTreeMap::new(),
+                    Some(error),
+                ) {
+                    Ok(()) => error!(
+                        "job={job_name} run={run_id} finished: outcome=failed error: {error}"
+                    ),
+                    Err(cause) => {
+                        error!("job={job_name} run={run_id} recording an abandoned run: {cause:#}")
+                    }
+                }
+            }
+        });
+        if tokio::time::timeout(CANCEL_WAIT, recording).await.is_err() {
+            warn!("recording the abandoned runs took too long; leaving them");
+        }
     }
 }
 
@@ -569,6 +628,7 @@ struct JobTask {
     slot: Arc<JobSlot>,
     settings: RunSettings,
     phase: watch::Receiver<Phase>,
+    in_flight: InFlight,
 }
 
 /// Why the idle wait ended.
@@ -652,6 +712,9 @@ impl JobTask {
             RunOptions::default(),
             flags.clone(),
         );
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            in_flight.insert(job_name.clone(), flags.clone());
+        }
         let mut running = tokio::task::spawn_blocking(move || execute_run(request));
         let deadline = slot
             .config
@@ -663,6 +726,9 @@ impl JobTask {
         loop {
             tokio::select! {
                 joined = &mut running => {
+                    if let Ok(mut in_flight) = self.in_flight.lock() {
+                        in_flight.remove(&job_name);
+                    }
                     return match joined {
                         Ok(Ok(report)) => report.result.finished,
                         Ok(Err(cause)) => {

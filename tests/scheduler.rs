@@ -415,6 +415,44 @@ async fn grace_period_deadline_cancels_the_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ignoring_cancel_is_recorded_as_abandoned_at_shutdown() {
+    let fixture = fixture();
+    let gate = Arc::new(Gate::default());
+    let handler_gate = gate.clone();
+    let handler = TestHandler::new(move |_, _| {
+        handler_gate.wait(|| false);
+        Ok(Outcome::default())
+    });
+    let scheduler = Scheduler::new(
+        vec![(job("stuck", NEVER_SOON), handler.clone())],
+        settings(&fixture.store, 100),
+    );
+    scheduler.waker("stuck").expect("a waker").wake();
+    let running = scheduler.start();
+    wait_until("the run started", || {
+        runs(&fixture.store, "stuck").len() == 1
+    })
+    .await;
+
+    assert_eq!(
+        running.shutdown(Duration::from_millis(100)).await,
+        Drain::Cancelled
+    );
+    let all = runs(&fixture.store, "stuck");
+    // Let the blocking thread end, or the test runtime would wait for it.
+    gate.open();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].outcome, Some(RunOutcome::Failed));
+    assert!(
+        all[0]
+            .error
+            .as_deref()
+            .is_some_and(|error| error.starts_with("abandoned at shutdown")),
+        "{all:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_for_good_removes_the_job() {
     let fixture = fixture();
     let once = TestHandler::new(|_, _| {
@@ -774,6 +812,76 @@ fn sigterm_stops_an_idle_daemon_with_exit_0() {
     assert_eq!(daemon.wait_exit(), 0, "its log:\n{}", daemon.log());
     assert!(
         daemon.log().contains("SIGTERM received: stopping"),
+        "{}",
+        daemon.log()
+    );
+}
+/// A registry address that accepts connections and never answers, so a
+/// sync run stays in flight as long as the test needs.
+fn silent_registry() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a silent registry");
+    let address = listener.local_addr().expect("its address");
+    (listener, format!("http://{address}"))
+}
+
+const SYNC_JOB: &str =
+    "[jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\nstrategy = \"update\"\n";
+
+/// Waits until the job has a run in flight in the daemon's database.
+fn wait_for_run_in_flight(dir: &std::path::Path, job_name: &str) {
+    let database = regkeeper::config::Database::Sqlite {
+        path: dir.join("regkeeper.db"),
+    };
+    let store = regkeeper::store::open(&database, DEADLINE).expect("opening the daemon's database");
+    let started = Instant::now();
+    while !runs(&store, job_name)
+        .iter()
+        .any(|run| run.finished_at.is_none())
+    {
+        assert!(started.elapsed() < DEADLINE, "no run of {job_name} started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn grace_period_deadline_through_the_binary_cancels_and_exits_0() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (_registry, registry_url) = silent_registry();
+    let mut daemon = DaemonProcess::start(
+        dir.path(),
+        &daemon_config(dir.path(), &registry_url, "1s", SYNC_JOB),
+    );
+    daemon.wait_for_log("regkeeper running");
+    wait_for_run_in_flight(dir.path(), "registry-sync");
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(), 0, "its log:\n{}", daemon.log());
+    assert!(
+        daemon
+            .log()
+            .contains("grace period of 1s passed: cancelling runs in flight"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn second_signal_exits_at_once_with_143() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (_registry, registry_url) = silent_registry();
+    let mut daemon = DaemonProcess::start(
+        dir.path(),
+        &daemon_config(dir.path(), &registry_url, "300s", SYNC_JOB),
+    );
+    daemon.wait_for_log("regkeeper running");
+    wait_for_run_in_flight(dir.path(), "registry-sync");
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_for_log("SIGTERM received: stopping");
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(), 143, "its log:\n{}", daemon.log());
+    assert!(
+        daemon
+            .log()
+            .contains("second SIGTERM received: exiting at once"),
         "{}",
         daemon.log()
     );
