@@ -83,6 +83,19 @@ pub enum Command {
     Status(StatusArgs),
     /// List the tags the database holds, with digests and sizes.
     Tags(TagsArgs),
+    /// List one image's vulnerabilities, worst first.
+    Vulns(VulnsArgs),
+}
+
+/// `regkeeper vulns`.
+#[derive(Debug, Args)]
+pub struct VulnsArgs {
+    /// The image, e.g. `ns/app:1.0`.
+    #[arg(value_name = "REPOSITORY:TAG")]
+    pub image: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `regkeeper check`.
@@ -174,6 +187,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         (Some(Command::Check(args)), _) => check(&cli.config, args),
         (Some(Command::Status(args)), _) => status(&cli.config, args),
         (Some(Command::Tags(args)), _) => tags(&cli.config, args),
+        (Some(Command::Vulns(args)), _) => vulns(&cli.config, args),
         (None, Some(job_name)) => once(&cli.config, job_name, &cli.run_options),
         (None, None) => {
             let config = load_config(&cli.config)?;
@@ -435,6 +449,8 @@ pub struct QueueStatus {
     pub repositories: i64,
     /// Number of tags.
     pub tags: i64,
+    /// Vulnerabilities affecting current tags, by severity.
+    pub vulnerabilities: BTreeMap<String, i64>,
 }
 
 impl From<QueueCounts> for QueueStatus {
@@ -444,6 +460,7 @@ impl From<QueueCounts> for QueueStatus {
             tags_by_scan: counts.tags_by_scan,
             repositories: counts.repositories,
             tags: counts.tags,
+            vulnerabilities: counts.vulnerabilities,
         }
     }
 }
@@ -555,6 +572,183 @@ pub fn status_table(report: &StatusReport) -> String {
     );
     let _ = writeln!(out, "  repositories  {}", report.queues.repositories);
     let _ = writeln!(out, "  tags          {}", report.queues.tags);
+    if !report.queues.vulnerabilities.is_empty() {
+        let _ = writeln!(
+            out,
+            "  vulns         {}",
+            severity_counts(&report.queues.vulnerabilities)
+        );
+    }
+    out
+}
+
+/// `Critical=1 High=2 ...`, worst first.
+fn severity_counts(counts: &BTreeMap<String, i64>) -> String {
+    let mut words: Vec<&String> = counts.keys().collect();
+    words.sort_by_key(|word| std::cmp::Reverse(severity_rank(word)));
+    words
+        .into_iter()
+        .map(|word| format!("{word}={}", counts[word]))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn severity_rank(word: &str) -> usize {
+    crate::store::scans::SEVERITIES
+        .iter()
+        .position(|known| *known == word)
+        .unwrap_or(0)
+}
+
+/// What `vulns --json` prints.
+#[derive(Debug, Serialize)]
+pub struct VulnsReport {
+    /// Full repository name.
+    pub repository: String,
+    /// Tag.
+    pub tag: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// `none`, `working`, `done` or `failed`.
+    pub scan: String,
+    /// Failed attempts since the last successful scan.
+    pub attempts: i64,
+    /// The last scan failure.
+    pub last_error: Option<String>,
+    /// When the results were stored (RFC 3339).
+    pub scanned_at: Option<String>,
+    /// Vulnerabilities, worst first.
+    pub vulnerabilities: Vec<VulnStatus>,
+}
+
+/// One vulnerability in `vulns`.
+#[derive(Debug, Serialize)]
+pub struct VulnStatus {
+    /// e.g. `CVE-2016-6301`.
+    pub name: String,
+    /// The scanner that reported it.
+    pub scanner: String,
+    /// Normalised severity.
+    pub severity: String,
+    /// The scanner's own word.
+    pub severity_raw: String,
+    /// Link(s), space-separated.
+    pub link: String,
+    /// Fixed-in version.
+    pub fixed_by: String,
+    /// Description.
+    pub description: String,
+    /// Other details the scanner gave.
+    pub metadata: serde_json::Value,
+}
+
+/// Splits `REPOSITORY:TAG` at the last `:` (a tag has no `/`).
+pub fn split_image(image: &str) -> Option<(&str, &str)> {
+    let (repository, tag) = image.rsplit_once(':')?;
+    (!repository.is_empty() && !tag.is_empty() && !tag.contains('/')).then_some((repository, tag))
+}
+
+/// `vulns`: one image's scan state and vulnerabilities.
+fn vulns(config_path: &Path, args: &VulnsArgs) -> Result<ExitCode, Failure> {
+    let Some((repository, tag)) = split_image(&args.image) else {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "expected REPOSITORY:TAG, e.g. ns/app:1.0, not {:?}",
+            args.image
+        )));
+    };
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let hostname = crate::jobs::sync::registry_host(&config.registry.url);
+    let registry_id = store
+        .ensure_registry(&hostname)
+        .with_context(|| format!("finding the registry {hostname}"))?;
+    let Some(image) = store.image_vulnerabilities(registry_id, repository, tag)? else {
+        return Err(Failure::Failed(anyhow::anyhow!(
+            "no tag {repository}:{tag} in the database"
+        )));
+    };
+    let report = VulnsReport {
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        digest: image.digest,
+        scan: scan_state_word(image.state.scanned).to_string(),
+        attempts: image.state.attempts,
+        last_error: image.state.last_error,
+        scanned_at: image.state.scanned_at.map(format_ms),
+        vulnerabilities: image
+            .vulnerabilities
+            .into_iter()
+            .map(|v| VulnStatus {
+                metadata: v
+                    .metadata
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str(text).ok())
+                    .unwrap_or(serde_json::Value::Null),
+                name: v.name,
+                scanner: v.scanner,
+                severity: v.severity,
+                severity_raw: v.severity_raw,
+                link: v.link,
+                fixed_by: v.fixed_by,
+                description: v.description,
+            })
+            .collect(),
+    };
+    if args.json {
+        let json =
+            serde_json::to_string_pretty(&report).context("writing the vulnerabilities as JSON")?;
+        print_out(&format!("{json}\n"))?;
+    } else {
+        print_out(&vulns_table(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human-readable `vulns`: a line on the scan, then one line per
+/// vulnerability (the first link only; `--json` has everything).
+pub fn vulns_table(report: &VulnsReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{}:{} {} scan {}",
+        report.repository,
+        report.tag,
+        short_digest(&report.digest),
+        report.scan
+    );
+    if let Some(at) = &report.scanned_at {
+        let _ = write!(out, ", results of {at}");
+    }
+    if report.attempts > 0 {
+        let _ = write!(out, ", {} failed attempts", report.attempts);
+    }
+    let _ = writeln!(out, ": {} vulnerabilities", report.vulnerabilities.len());
+    if let Some(error) = &report.last_error {
+        let _ = writeln!(out, "last error: {error}");
+    }
+    if report.vulnerabilities.is_empty() {
+        return out;
+    }
+    let header = ["SEVERITY", "NAME", "SCANNER", "FIXED BY", "LINK"].map(str::to_string);
+    let rows: Vec<[String; 5]> = report
+        .vulnerabilities
+        .iter()
+        .map(|v| {
+            [
+                v.severity.clone(),
+                v.name.clone(),
+                v.scanner.clone(),
+                if v.fixed_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.fixed_by.clone()
+                },
+                v.link.split_whitespace().next().unwrap_or("-").to_string(),
+            ]
+        })
+        .collect();
+    write_table(&mut out, &header, &rows);
     out
 }
 
@@ -899,6 +1093,7 @@ scanner fixture
                 tags_by_scan: BTreeMap::new(),
                 repositories: 2,
                 tags: 3,
+                vulnerabilities: BTreeMap::new(),
             },
         };
         assert_eq!(
@@ -1002,5 +1197,75 @@ queues
             registry_hostname(&url("http://registry.example:80")),
             "registry.example"
         );
+    }
+
+    #[test]
+    fn images_split_at_the_last_colon() {
+        assert_eq!(split_image("ns/app:1.0"), Some(("ns/app", "1.0")));
+        assert_eq!(split_image("a/b/c:latest"), Some(("a/b/c", "latest")));
+        assert_eq!(split_image("ns/app"), None);
+        assert_eq!(split_image("ns/app:"), None);
+        assert_eq!(split_image(":1"), None);
+    }
+
+    #[test]
+    fn vulns_table_shows_the_scan_then_worst_first() {
+        let vuln = |name: &str, severity: &str, fixed_by: &str, link: &str| VulnStatus {
+            name: name.into(),
+            scanner: "clair".into(),
+            severity: severity.into(),
+            severity_raw: severity.into(),
+            link: link.into(),
+            fixed_by: fixed_by.into(),
+            description: String::new(),
+            metadata: serde_json::Value::Null,
+        };
+        let report = VulnsReport {
+            repository: "ns/app".into(),
+            tag: "1.0".into(),
+            digest: "sha256:4f1c2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"
+                .into(),
+            scan: "done".into(),
+            attempts: 0,
+            last_error: None,
+            scanned_at: Some("2024-05-01T10:00:00.000Z".into()),
+            vulnerabilities: vec![
+                vuln(
+                    "CVE-2016-6301",
+                    "High",
+                    "1.24.2-r12",
+                    "https://cve.example/a https://b.example/a",
+                ),
+                vuln("CVE-2016-9840", "Low", "", ""),
+            ],
+        };
+        assert_eq!(
+            vulns_table(&report),
+            "ns/app:1.0 sha256:4f1c2a3b4c5d scan done, results of 2024-05-01T10:00:00.000Z: 2 vulnerabilities
+  SEVERITY  NAME           SCANNER  FIXED BY    LINK
+  High      CVE-2016-6301  clair    1.24.2-r12  https://cve.example/a
+  Low       CVE-2016-9840  clair    -           -
+"
+        );
+        let failed = VulnsReport {
+            scan: "failed".into(),
+            attempts: 5,
+            last_error: Some("scanner clair: timed out after 15m".into()),
+            scanned_at: None,
+            vulnerabilities: vec![],
+            ..report
+        };
+        assert_eq!(
+            vulns_table(&failed),
+            "ns/app:1.0 sha256:4f1c2a3b4c5d scan failed, 5 failed attempts: 0 vulnerabilities
+last error: scanner clair: timed out after 15m
+"
+        );
+        let counts = BTreeMap::from([
+            ("High".to_string(), 2),
+            ("Critical".to_string(), 1),
+            ("Low".to_string(), 0),
+        ]);
+        assert_eq!(severity_counts(&counts), "Critical=1 High=2 Low=0");
     }
 }

@@ -267,6 +267,7 @@ queues
   tags by scan  none
   repositories  0
   tags          0
+  vulns         none
 ",
         env.database_path().display()
     );
@@ -278,7 +279,10 @@ queues
 fn strip_zero_counts(text: &str) -> String {
     text.lines()
         .map(|line| {
-            if line.starts_with("  events") || line.starts_with("  tags by scan") {
+            if line.starts_with("  events")
+                || line.starts_with("  tags by scan")
+                || line.starts_with("  vulns")
+            {
                 let (label, counts) = line.split_at(16);
                 let non_zero: Vec<&str> = counts
                     .split(' ')

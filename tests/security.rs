@@ -1086,3 +1086,122 @@ fn a_long_scan_renews_its_lease() {
     assert_eq!(count(&outcome, "scanned"), 1, "{outcome:?}");
     assert_eq!(world.state("app", "1").state.scanned, 2);
 }
+
+#[test]
+fn the_binary_scans_then_vulns_and_status_show_the_results() {
+    use support::cli::CliEnv;
+    let registry = TestRegistry::anonymous();
+    let server = ScannerServer::start(Api::Clair);
+    server.set(|s| {
+        s.vulns = vec![
+            Vuln::new("CVE-2016-9840", "Low", "", "zlib"),
+            Vuln::new("CVE-2016-6301", "High", "1.24.2-r12", "busybox"),
+        ]
+    });
+    let env = CliEnv::with_sqlite(
+        &format!("[registry]\nurl = \"{}\"\n", registry.url),
+        &format!(
+            "
+[jobs.security-scan]
+handler = \"security\"
+schedule = \"*/10 * * * * *\"
+enabled = false
+
+[security.clair]
+server = \"{}\"
+timeout = \"30s\"
+",
+            server.url()
+        ),
+    );
+    // The tag as the events or sync job would have recorded it.
+    let image = registry.push_image("ns/app", "1.0");
+    {
+        let store = SqlStore::new(Box::new(SqliteBackend::open(&env.database_path()).unwrap()));
+        store.migrate().unwrap();
+        let registry_id = store
+            .ensure_registry(&regkeeper::jobs::sync::registry_host(
+                &url::Url::parse(&registry.url).unwrap(),
+            ))
+            .unwrap();
+        store
+            .upsert_tag(
+                registry_id,
+                &TagWrite {
+                    repository: "ns/app".into(),
+                    tag: "1.0".into(),
+                    digest: image.digest.clone(),
+                    image_id: image.image_id.clone(),
+                    media_type: image.media_type.clone(),
+                    size: Some(image.size),
+                    platforms: None,
+                },
+                T0,
+            )
+            .unwrap();
+    }
+    let output = env.run(&["--once", "security-scan"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(output.stdout.contains("scanned=1"), "{}", output.stdout);
+
+    let output = env.run(&["vulns", "ns/app:1.0"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("ns/app:1.0 sha256:"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        lines[0].ends_with(": 2 vulnerabilities"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        lines[2]
+            .trim_start()
+            .starts_with("High      CVE-2016-6301  clair    1.24.2-r12"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        lines[3]
+            .trim_start()
+            .starts_with("Low       CVE-2016-9840  clair    -"),
+        "{}",
+        output.stdout
+    );
+
+    let output = env.run(&["vulns", "ns/app:1.0", "--json"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(json["digest"], image.digest.as_str());
+    assert_eq!(json["scan"], "done");
+    assert_eq!(json["vulnerabilities"][0]["name"], "CVE-2016-6301");
+    assert_eq!(json["vulnerabilities"][0]["metadata"]["package"], "busybox");
+
+    let output = env.run(&["status", "--json"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(json["queues"]["vulnerabilities"]["High"], 1);
+    assert_eq!(json["queues"]["vulnerabilities"]["Low"], 1);
+    assert_eq!(json["queues"]["tags_by_scan"]["done"], 1);
+    let output = env.run(&["status"]);
+    assert!(
+        output
+            .stdout
+            .contains("vulns         Critical=0 High=1 Medium=0 Low=1 Negligible=0 Unknown=0"),
+        "{}",
+        output.stdout
+    );
+
+    let output = env.run(&["vulns", "ns/app:nope"]);
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert!(
+        output.stderr.contains("no tag ns/app:nope in the database"),
+        "{}",
+        output.stderr
+    );
+    let output = env.run(&["vulns", "ns/app"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+}

@@ -245,12 +245,8 @@ impl Security {
         options: &SecurityOptions,
         resources: &super::Resources,
     ) -> anyhow::Result<Security> {
-        let url = &resources.config.registry.url;
-        // The registry's row is named `host:port` as docker clients spell it.
-        let registry_host = match url.port() {
-            Some(port) => format!("{}:{port}", url.host_str().unwrap_or("")),
-            None => url.host_str().unwrap_or("").to_string(),
-        };
+        // The registry's row, named as every handler names it.
+        let registry_host = super::sync::registry_host(&resources.config.registry.url);
         Ok(Security::new(
             scanners(&resources.config.security)?,
             Arc::new(RegistryImages::new(resources.registry.clone())),

@@ -158,6 +158,9 @@ pub struct QueueCounts {
     pub repositories: i64,
     /// Number of tags.
     pub tags: i64,
+    /// Distinct vulnerabilities affecting current tags, by normalised
+    /// severity (all six words present).
+    pub vulnerabilities: BTreeMap<String, i64>,
 }
 
 /// A tag as the registry describes it, to be written. `repository` is the

@@ -597,6 +597,7 @@ impl Store for SqlStore {
                 tags_by_scan,
                 repositories,
                 tags,
+                vulnerabilities: super::scans::counts(conn)?,
             })
         })
         .context("counting queues")
