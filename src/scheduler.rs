@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -327,44 +327,72 @@ fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
     })
 }
 
-/// Records a tick that found the previous run still going. Blocking.
+/// The one `skipped` row that stands for every tick skipped while one run
+/// was going: its `ticks` count grows, its `finished_at` is the last tick.
+/// One row per run in flight, however long it takes, keeps the run history
+/// readable and pruning from pushing real runs out.
+#[derive(Debug, Clone, Copy, Default)]
+struct SkippedTicks {
+    row: Option<i64>,
+    ticks: i64,
+}
+
+/// Records a tick that found run `running_id` still going (0 when it has not
+/// recorded its start yet). Blocking. It does not prune: that could delete
+/// the row of the run still going; the run prunes once it has ended.
 fn record_skip(
     settings: &RunSettings,
     job_name: &str,
     handler_name: &str,
-    running_id: Option<i64>,
-) {
+    running_id: i64,
+    skipped: SkippedTicks,
+) -> SkippedTicks {
     let now = now_ms();
-    let recorded = settings
-        .store
-        .start_run(&NewRun {
-            job: job_name.to_string(),
-            handler: handler_name.to_string(),
-            trigger: Trigger::Schedule.as_str().to_string(),
-            started_at: now,
-        })
-        .and_then(|run_id| {
-            let error = match running_id {
-                Some(running_id) => format!("previous run {running_id} still going"),
-                None => "previous run still going".to_string(),
-            };
-            settings
-                .store
-                .finish_run(
-                    run_id,
-                    now,
-                    RunOutcome::Skipped,
-                    &BTreeMap::new(),
-                    Some(&error),
-                )
-                .map(|()| run_id)
-        });
+    let ticks = skipped.ticks + 1;
+    let error = if running_id > 0 {
+        format!("previous run {running_id} still going")
+    } else {
+        "previous run still going".to_string()
+    };
+    let counts = BTreeMap::from([("ticks".to_string(), ticks)]);
+    let store = &settings.store;
+    let recorded = match skipped.row {
+        Some(row) => store
+            .finish_run(row, now, RunOutcome::Skipped, &counts, Some(&error))
+            .map(|()| row),
+        None => store
+            .start_run(&NewRun {
+                job: job_name.to_string(),
+                handler: handler_name.to_string(),
+                trigger: Trigger::Schedule.as_str().to_string(),
+                started_at: now,
+            })
+            .and_then(|row| {
+                store
+                    .finish_run(row, now, RunOutcome::Skipped, &counts, Some(&error))
+                    .map(|()| row)
+            }),
+    };
     match recorded {
-        Ok(run_id) => info!("job={job_name} run={run_id} skipped: previous run still going"),
-        Err(cause) => error!("job={job_name} recording a skipped tick: {cause:#}"),
+        Ok(row) => {
+            if ticks == 1 {
+                info!("job={job_name} run={row} skipped: {error}");
+            } else {
+                debug!("job={job_name} run={row} skipped {ticks} ticks: {error}");
+            }
+            SkippedTicks {
+                row: Some(row),
+                ticks,
+            }
+        }
+        Err(cause) => {
+            error!("job={job_name} recording a skipped tick: {cause:#}");
+            SkippedTicks {
+                row: skipped.row,
+                ticks,
+            }
+        }
     }
-    // No pruning here: it would delete the row of the run still going once
-    // enough skips pile up. The run prunes when it has recorded its end.
 }
 
 fn prune(store: &dyn Store, job_name: &str, keep_runs: usize) {
@@ -721,6 +749,7 @@ impl JobTask {
             .timeout
             .map(|timeout| tokio::time::Instant::now() + timeout);
         let mut timeout_noticed = false;
+        let mut skipped = SkippedTicks::default();
         let mut cancel_sent = false;
         let mut phase = self.phase.clone();
         loop {
@@ -747,11 +776,14 @@ impl JobTask {
                         let settings = self.settings.clone();
                         let skipped_job = job_name.clone();
                         let handler_name = slot.config.handler.name();
+                        let running_id = flags.run_id.load(Ordering::SeqCst);
+                        let so_far = skipped;
                         let recorded = tokio::task::spawn_blocking(move || {
-                            record_skip(&settings, &skipped_job, handler_name, None)
+                            record_skip(&settings, &skipped_job, handler_name, running_id, so_far)
                         });
-                        if let Err(cause) = recorded.await {
-                            error!("job={job_name} recording a skipped tick crashed: {cause}");
+                        match recorded.await {
+                            Ok(now_skipped) => skipped = now_skipped,
+                            Err(cause) => error!("job={job_name} recording a skipped tick crashed: {cause}"),
                         }
                     }
                 }
