@@ -398,7 +398,29 @@ pub struct StatusReport {
     pub jobs: Vec<JobStatus>,
     /// Queue depths.
     pub queues: QueueStatus,
+    /// The latest registry events that failed for good, newest first.
+    pub failed_events: Vec<FailedEventStatus>,
 }
+
+/// One failed registry event in `status`.
+#[derive(Debug, Serialize)]
+pub struct FailedEventStatus {
+    /// The registry's event id.
+    pub event_id: String,
+    /// `push`, `pull` or `delete`.
+    pub action: String,
+    /// Full repository name.
+    pub repository: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When it failed, RFC 3339, UTC.
+    pub failed_at: String,
+    /// Why.
+    pub error: String,
+}
+
+/// How many failed events `status` lists.
+const FAILED_EVENTS_SHOWN: usize = 10;
 
 /// One job in `status`.
 #[derive(Debug, Serialize)]
@@ -502,11 +524,25 @@ fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode, Failure> {
         });
     }
     let queues = store.queue_counts().context("counting the queues")?;
+    let failed_events = store
+        .failed_events(FAILED_EVENTS_SHOWN)
+        .context("listing failed events")?
+        .into_iter()
+        .map(|event| FailedEventStatus {
+            event_id: event.event_id,
+            action: event.action,
+            repository: event.repository,
+            attempts: event.attempts,
+            failed_at: format_ms(event.updated_at),
+            error: event.last_error,
+        })
+        .collect();
     let report = StatusReport {
         config: config.path.display().to_string(),
         database: crate::store::describe(&config.database),
         jobs,
         queues: queues.into(),
+        failed_events,
     };
     if args.json {
         let json = serde_json::to_string_pretty(&report).context("writing the status as JSON")?;
@@ -578,6 +614,38 @@ pub fn status_table(report: &StatusReport) -> String {
             "  vulns         {}",
             severity_counts(&report.queues.vulnerabilities)
         );
+    }
+    if !report.failed_events.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "failed events (latest {}; `--once JOB --retry-failed` retries them)",
+            report.failed_events.len()
+        );
+        let header = [
+            "EVENT",
+            "ACTION",
+            "REPOSITORY",
+            "ATTEMPTS",
+            "FAILED",
+            "ERROR",
+        ]
+        .map(str::to_string);
+        let rows: Vec<[String; 6]> = report
+            .failed_events
+            .iter()
+            .map(|event| {
+                [
+                    event.event_id.clone(),
+                    event.action.clone(),
+                    event.repository.clone(),
+                    event.attempts.to_string(),
+                    event.failed_at.clone(),
+                    event.error.replace('\n', " "),
+                ]
+            })
+            .collect();
+        write_table(&mut out, &header, &rows);
     }
     out
 }
@@ -1095,6 +1163,14 @@ scanner fixture
                 tags: 3,
                 vulnerabilities: BTreeMap::new(),
             },
+            failed_events: vec![FailedEventStatus {
+                event_id: "9f1c".into(),
+                action: "push".into(),
+                repository: "ns/app".into(),
+                attempts: 10,
+                failed_at: "2025-11-30T04:41:00.000Z".into(),
+                error: "gave up after 10 attempts: fetching manifest".into(),
+            }],
         };
         assert_eq!(
             status_table(&report),
@@ -1114,6 +1190,10 @@ queues
   tags by scan  none
   repositories  2
   tags          3
+
+failed events (latest 1; `--once JOB --retry-failed` retries them)
+  EVENT  ACTION  REPOSITORY  ATTEMPTS  FAILED                    ERROR
+  9f1c   push    ns/app      10        2025-11-30T04:41:00.000Z  gave up after 10 attempts: fetching manifest
 "
         );
     }

@@ -10,11 +10,11 @@
 //! after `max_attempts` or a permanent failure (malformed data, manifest
 //! gone). A failed event never blocks the others. Applying an event twice
 //! leaves the same database. Done events older than `retain_done` are pruned.
-//! Synchronous: no async, no tokio; registry fan-out uses scoped threads.
+//! Synchronous: no async, no tokio; manifest fetches fan out on the registry
+//! client's worker pool.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -39,8 +39,6 @@ pub struct Settings {
     pub backoff: Duration,
     /// Longest wait between retries.
     pub max_backoff: Duration,
-    /// Manifest requests in flight at once.
-    pub concurrency: usize,
 }
 
 impl Default for Settings {
@@ -52,22 +50,22 @@ impl Default for Settings {
             batch_size: 500,
             backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(600),
-            concurrency: 8,
         }
     }
 }
 
 impl Settings {
-    /// The settings of a configured `events` job; fan-out follows
-    /// `registry.concurrency`.
-    pub fn from_options(
-        options: &crate::config::EventsOptions,
-        registry: &crate::config::RegistryConfig,
-    ) -> Settings {
-        let _ = options;
+    /// The settings of a configured `events` job.
+    pub fn from_options(options: &crate::config::EventsOptions) -> Settings {
         Settings {
-            concurrency: registry.concurrency.max(1),
-            ..Settings::default()
+            max_attempts: options.max_attempts.max(1),
+            retain_done: options.retain_done,
+            lease: options.lease,
+            batch_size: usize::try_from(options.batch_size)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            backoff: options.backoff,
+            max_backoff: options.max_backoff.max(options.backoff),
         }
     }
 }
@@ -503,7 +501,7 @@ impl EventsHandler {
     }
 
     /// Fetches the manifests the batch needs, each (repository, digest) once,
-    /// up to `concurrency` at a time, and turns every `Plan::Fetch` into a tag
+    /// on the registry client's worker pool, and turns every `Plan::Fetch` into a tag
     /// write or a failure.
     fn fetch_manifests(&self, pending: &mut [Pending], outcome: &mut Outcome) {
         let mut wanted: Vec<(String, String)> = Vec::new();
@@ -521,26 +519,14 @@ impl EventsHandler {
         if wanted.is_empty() {
             return;
         }
-        let results: Mutex<HashMap<(String, String), Result<Manifest, RegistryError>>> =
-            Mutex::new(HashMap::new());
-        let next = AtomicUsize::new(0);
-        let workers = self.settings.concurrency.clamp(1, wanted.len());
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some((repository, digest)) = wanted.get(index) else {
-                        break;
-                    };
-                    let result = self.registry.manifest(repository, digest);
-                    if let Ok(mut results) = results.lock() {
-                        results.insert((repository.clone(), digest.clone()), result);
-                    }
-                });
-            }
-        });
+        let fetched = self
+            .registry
+            .map_concurrent(wanted.clone(), |(repository, digest)| {
+                self.registry.manifest(&repository, &digest)
+            });
+        let results: HashMap<(String, String), Result<Manifest, RegistryError>> =
+            wanted.iter().cloned().zip(fetched).collect();
         outcome.add("manifests_fetched", wanted.len() as i64);
-        let results = results.into_inner().unwrap_or_default();
         for item in pending.iter_mut() {
             let Ok(Plan::Fetch {
                 repository,

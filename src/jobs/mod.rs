@@ -126,11 +126,11 @@ pub fn build(
             resources.store.clone(),
             resources.registry.clone(),
             registry_hostname(&resources.config.registry.url),
-            events::Settings::from_options(options, &resources.config.registry),
+            events::Settings::from_options(options),
         ))),
-        crate::config::HandlerConfig::Security(options) => {
-            Ok(Arc::new(security::Security::from_resources(options, resources)?))
-        }
+        crate::config::HandlerConfig::Security(options) => Ok(Arc::new(
+            security::Security::from_resources(options, resources)?,
+        )),
         crate::config::HandlerConfig::Sync(options) => {
             Ok(Arc::new(sync::SyncHandler::new(options.clone(), resources)))
         }

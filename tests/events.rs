@@ -1,0 +1,859 @@
+//! The events job end to end: a real docker-registry whose notifications
+//! point at the daemon's intake (with a token), the real binary, SQLite and
+//! PostgreSQL. Leases, retries and failures are driven with stored events,
+//! a registry that goes away, and a registry stand-in that stalls.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use regkeeper::store::sql::SqlStore;
+use regkeeper::store::{
+    postgres::PostgresBackend, sqlite::SqliteBackend, NewEvent, Store, TagRecord, Value,
+};
+use support::postgres::TestDatabase;
+use support::registry::{
+    free_port, Notifications, Options, PushedImage, Reply, ScriptedServer, TestRegistry,
+    DOCKER_MANIFEST, OCI_MANIFEST,
+};
+
+const TOKEN: &str = "Token events-test-token";
+/// Generous: the machine is shared and slow.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Polls `condition` until it holds; panics with `what` after [`DEADLINE`].
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < DEADLINE {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Where the daemon's database is.
+enum Database {
+    Sqlite(PathBuf),
+    Postgres(TestDatabase),
+}
+
+impl Database {
+    fn url(&self) -> String {
+        match self {
+            Database::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Database::Postgres(database) => database.url().to_string(),
+        }
+    }
+
+    /// A store on the same database, for the test's own reads and writes.
+    fn store(&self) -> SqlStore {
+        let store = match self {
+            Database::Sqlite(path) => {
+                SqlStore::new(Box::new(SqliteBackend::open(path).expect("opening sqlite")))
+            }
+            Database::Postgres(database) => SqlStore::new(Box::new(
+                PostgresBackend::connect(database.url(), None, 2).expect("connecting to postgres"),
+            )),
+        };
+        store.migrate().expect("migrating");
+        store
+    }
+}
+
+/// A test's world: temp dir, database, config.
+struct World {
+    dir: tempfile::TempDir,
+    database: Database,
+}
+
+#[derive(Clone)]
+struct Setup {
+    registry_url: String,
+    listen: Option<u16>,
+    schedule: &'static str,
+    events_keys: &'static str,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            registry_url: String::new(),
+            listen: None,
+            schedule: "*/2 * * * * *",
+            events_keys: "",
+        }
+    }
+}
+
+impl World {
+    fn sqlite() -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("regkeeper.db");
+        World {
+            dir,
+            database: Database::Sqlite(path),
+        }
+    }
+
+    fn postgres() -> World {
+        World {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database: Database::Postgres(TestDatabase::create()),
+        }
+    }
+
+    /// Writes schedules.toml and the token file; returns the config path.
+    fn config(&self, name: &str, setup: &Setup) -> PathBuf {
+        let token_file = self.dir.path().join("notify-token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).expect("writing the token file");
+        let listen = setup
+            .listen
+            .map_or(String::new(), |port| format!("127.0.0.1:{port}"));
+        let config = format!(
+            "[database]\nurl = \"{database}\"\n\n\
+             [registry]\nurl = \"{registry}\"\ntimeout = \"60s\"\n\n\
+             [notifications]\nlisten = \"{listen}\"\ntoken_file = \"{token_file}\"\n\n\
+             [daemon]\ngrace_period = \"5s\"\n\n\
+             [jobs.registry-events]\nhandler = \"events\"\nschedule = \"{schedule}\"\n{keys}\n",
+            database = self.database.url(),
+            registry = setup.registry_url,
+            token_file = token_file.display(),
+            schedule = setup.schedule,
+            keys = setup.events_keys,
+        );
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, config).expect("writing the config");
+        path
+    }
+
+    fn start(&self, name: &str, setup: &Setup) -> Daemon {
+        Daemon::start(
+            &self.config(name, setup),
+            &self.dir.path().join(format!("{name}.log")),
+        )
+    }
+
+    fn once(&self, name: &str, setup: &Setup, extra: &[&str]) -> (i32, String) {
+        let config = self.config(name, setup);
+        let output = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--once")
+            .arg("registry-events")
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running regkeeper --once");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    }
+}
+
+/// The real binary as a daemon; SIGKILLed on Drop.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &Path, log: &Path) -> Daemon {
+        let log_file = std::fs::File::create(log).expect("creating the daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,regkeeper=debug")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("cloning the log handle"))
+            .stderr(log_file)
+            .spawn()
+            .expect("starting regkeeper");
+        Daemon {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits until the intake answers on `port`.
+    fn wait_for_intake(&mut self, port: u16) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = agent
+                .get(&format!("http://127.0.0.1:{port}/healthz"))
+                .call()
+            {
+                if response.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("regkeeper exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the intake did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One `registry_events` row.
+#[derive(Debug, Clone)]
+struct EventRow {
+    event_id: String,
+    status: i64,
+    action: String,
+    repository: String,
+    attempts: i64,
+    last_error: Option<String>,
+    claimant: Option<String>,
+    data: String,
+}
+
+fn events(store: &SqlStore) -> Vec<EventRow> {
+    let rows = store
+        .tx(|conn| {
+            conn.query(
+                "SELECT event_id, status, action, repository, attempts, last_error, claimant, data \
+                 FROM registry_events ORDER BY id",
+                &[],
+            )
+        })
+        .expect("reading events");
+    rows.iter()
+        .map(|row| EventRow {
+            event_id: as_text(&row[0]),
+            status: as_int(&row[1]),
+            action: as_text(&row[2]),
+            repository: as_text(&row[3]),
+            attempts: as_int(&row[4]),
+            last_error: as_opt_text(&row[5]),
+            claimant: as_opt_text(&row[6]),
+            data: as_text(&row[7]),
+        })
+        .collect()
+}
+
+fn as_text(value: &Value) -> String {
+    match value {
+        Value::Text(text) => text.clone(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+fn as_opt_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        other => Some(as_text(other)),
+    }
+}
+
+fn as_int(value: &Value) -> i64 {
+    match value {
+        Value::Int(number) => *number,
+        other => panic!("expected an integer, got {other:?}"),
+    }
+}
+
+/// Sums a count over every finished run of the events job.
+fn run_counts(store: &SqlStore, name: &str) -> i64 {
+    store
+        .recent_runs("registry-events", 1000)
+        .expect("reading runs")
+        .iter()
+        .filter_map(|run| run.counts.get(name))
+        .sum()
+}
+
+/// Every tag of the registry the daemon writes to, by `repository:tag`.
+fn tags(store: &SqlStore, registry: &str) -> BTreeMap<String, TagRecord> {
+    let registry_id = store.ensure_registry(registry).expect("registry row");
+    store
+        .tags(registry_id, None)
+        .expect("listing tags")
+        .into_iter()
+        .map(|tag| (format!("{}:{}", tag.repository, tag.tag), tag))
+        .collect()
+}
+
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// A push event as docker-registry sends it, without `references` (so the
+/// job must fetch the manifest) unless `image` facts are given.
+fn push_event(id: &str, image: &PushedImage, tag: &str, with_references: bool) -> NewEvent {
+    let mut target = serde_json::json!({
+        "mediaType": image.media_type,
+        "size": image.manifest.len(),
+        "digest": image.digest,
+        "length": image.manifest.len(),
+        "repository": image.repository,
+        "tag": tag,
+    });
+    if with_references {
+        let config_type = if image.media_type == OCI_MANIFEST {
+            "application/vnd.oci.image.config.v1+json"
+        } else {
+            "application/vnd.docker.container.image.v1+json"
+        };
+        let config_size = image.size - image.layers.iter().map(|(_, size)| size).sum::<i64>();
+        let mut references = vec![
+            serde_json::json!({"mediaType": config_type, "size": config_size, "digest": image.config_digest}),
+        ];
+        for (digest, size) in &image.layers {
+            references.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": size, "digest": digest}));
+        }
+        target["references"] = serde_json::Value::Array(references);
+    }
+    let data = serde_json::json!({
+        "id": id,
+        "timestamp": "2026-01-02T03:04:05.123456789Z",
+        "action": "push",
+        "target": target,
+        "request": {"id": "r", "host": "127.0.0.1", "method": "PUT"},
+        "actor": {},
+    });
+    NewEvent {
+        event_id: id.to_string(),
+        action: "push".into(),
+        repository: image.repository.clone(),
+        data: data.to_string(),
+    }
+}
+
+fn raw_event(id: &str, repository: &str, data: &str) -> NewEvent {
+    NewEvent {
+        event_id: id.into(),
+        action: "push".into(),
+        repository: repository.into(),
+        data: data.into(),
+    }
+}
+
+/// GETs a manifest by tag: the registry emits a pull event.
+fn pull(registry: &TestRegistry, repository: &str, tag: &str) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let response = agent
+        .get(&format!("{}/v2/{repository}/manifests/{tag}", registry.url))
+        .header("Accept", &format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}"))
+        .call()
+        .expect("pulling a manifest");
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+fn registry_notifying(port: u16) -> TestRegistry {
+    TestRegistry::start(Options {
+        notifications: Some(Notifications {
+            url: format!("http://127.0.0.1:{port}/v2/webhooks/events"),
+            authorization: Some(TOKEN.to_string()),
+        }),
+        ..Options::default()
+    })
+}
+
+#[test]
+fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
+    let world = World::sqlite();
+    let port = free_port();
+    let registry = registry_notifying(port);
+    let setup = Setup {
+        registry_url: registry.url.clone(),
+        listen: Some(port),
+        ..Setup::default()
+    };
+    let mut daemon = world.start("daemon", &setup);
+    daemon.wait_for_intake(port);
+    let store = world.database.store();
+    let host = host_of(&registry.url);
+
+    // OCI and schema 2, two tags on one digest, a nested name, an index.
+    let oci = registry.push_oci_image("ns/app", "1.0");
+    registry.tag("ns/app", "1.0", "stable");
+    let schema2 = registry.push_image("plain", "latest");
+    let nested = registry.push_oci_image("team/a/b", "v1");
+    let index = registry.push_oci_index("ns/multi", "all");
+    wait_until("every pushed tag is in the database", || {
+        tags(&store, &host).len() == 5
+    });
+    let all = tags(&store, &host);
+    for (key, image) in [
+        ("ns/app:1.0", &oci),
+        ("ns/app:stable", &oci),
+        ("plain:latest", &schema2),
+        ("team/a/b:v1", &nested),
+    ] {
+        let tag = &all[key];
+        assert_eq!(tag.digest, image.digest, "{key}");
+        assert_eq!(tag.image_id, image.image_id, "{key}");
+        assert_eq!(tag.size, Some(image.size), "{key}");
+        assert_eq!(tag.media_type, image.media_type, "{key}");
+        assert_eq!(tag.scanned, 0, "{key}");
+    }
+    // The index's children were pushed by digest: no tag was made up for them.
+    assert_eq!(all["ns/multi:all"].digest, index.digest);
+    assert_eq!(all["ns/multi:all"].media_type, support::registry::OCI_INDEX);
+    let repositories = store
+        .repositories(store.ensure_registry(&host).expect("registry"))
+        .expect("repositories");
+    assert_eq!(repositories, ["ns/app", "ns/multi", "plain", "team/a/b"]);
+
+    // A re-push with new content moves the tag and resets its scan state.
+    store
+        .tx(|conn| conn.execute("UPDATE tags SET scanned = 2", &[]))
+        .expect("marking every tag scanned");
+    let repushed = registry.push_oci_image("ns/app", "1.0");
+    assert_ne!(repushed.digest, oci.digest);
+    wait_until("the re-pushed tag has its new digest", || {
+        tags(&store, &host)["ns/app:1.0"].digest == repushed.digest
+    });
+    let all = tags(&store, &host);
+    assert_eq!(all["ns/app:1.0"].scanned, 0);
+    assert_eq!(all["ns/app:1.0"].image_id, repushed.image_id);
+    assert_eq!(
+        all["ns/app:stable"].scanned, 2,
+        "the other tag keeps its scan"
+    );
+
+    // A pull sets pulled_at to the event's time.
+    let before_pull = chrono::Utc::now().timestamp_millis() - 1000;
+    pull(&registry, "plain", "latest");
+    wait_until("the pull is recorded", || {
+        tags(&store, &host)["plain:latest"].pulled_at.is_some()
+    });
+    let pulled_at = tags(&store, &host)["plain:latest"]
+        .pulled_at
+        .unwrap_or_default();
+    assert!(pulled_at >= before_pull && pulled_at <= chrono::Utc::now().timestamp_millis() + 1000);
+
+    // Delete by digest: the tags with that digest go; an emptied repository goes.
+    assert_eq!(registry.delete("ns/app", &oci.digest), 202);
+    wait_until("the tag of the deleted digest is gone", || {
+        !tags(&store, &host).contains_key("ns/app:stable")
+    });
+    assert!(tags(&store, &host).contains_key("ns/app:1.0"));
+    assert_eq!(registry.delete("ns/app", &repushed.digest), 202);
+    assert_eq!(registry.delete("team/a/b", &nested.digest), 202);
+    wait_until("the emptied repositories are gone", || {
+        let repositories = store
+            .repositories(store.ensure_registry(&host).expect("registry"))
+            .expect("repositories");
+        repositories == ["ns/multi", "plain"]
+    });
+    wait_until("every stored event is done", || {
+        events(&store).iter().all(|event| event.status == 0)
+    });
+    let stored = events(&store);
+    assert!(stored.iter().all(|event| event.action != "mount"));
+    assert!(
+        stored
+            .iter()
+            .all(|event| !event.data.contains("application/octet-stream")),
+        "blob events were stored"
+    );
+    assert!(
+        daemon.log().contains("intake listening"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn events_pushed_while_the_intake_is_down_arrive_once_when_it_is_up() {
+    let world = World::sqlite();
+    let port = free_port();
+    let registry = registry_notifying(port);
+    // Nothing listens yet: the registry keeps the events and retries.
+    let images: Vec<PushedImage> = (0..3)
+        .map(|index| registry.push_oci_image("ns/app", &format!("v{index}")))
+        .collect();
+    let setup = Setup {
+        registry_url: registry.url.clone(),
+        listen: Some(port),
+        ..Setup::default()
+    };
+    let mut daemon = world.start("daemon", &setup);
+    daemon.wait_for_intake(port);
+    let store = world.database.store();
+    let host = host_of(&registry.url);
+    wait_until(
+        "every tag pushed while the intake was down is in the database",
+        || tags(&store, &host).len() == 3,
+    );
+    wait_until("every stored event is done", || {
+        let stored = events(&store);
+        !stored.is_empty() && stored.iter().all(|event| event.status == 0)
+    });
+    // Push one more while it is up, to see the queue drained in order.
+    let late = registry.push_oci_image("ns/app", "late");
+    wait_until("the late tag arrives", || {
+        tags(&store, &host).contains_key("ns/app:late")
+    });
+    let stored = events(&store);
+    for image in images.iter().chain(std::iter::once(&late)) {
+        let tag = image.tag.clone().unwrap_or_default();
+        let pushes = stored
+            .iter()
+            .filter(|event| {
+                event.action == "push" && event.data.contains(&format!("\"tag\":\"{tag}\""))
+            })
+            .count();
+        assert_eq!(pushes, 1, "push events of ns/app:{tag}");
+        assert_eq!(
+            tags(&store, &host)[&format!("ns/app:{tag}")].digest,
+            image.digest
+        );
+    }
+}
+
+/// A registry stand-in serving one manifest: the first manifest request
+/// stalls (the daemon that made it is killed meanwhile), later ones answer.
+fn stalling_registry(image: &PushedImage) -> ScriptedServer {
+    let manifest = image.manifest.clone();
+    let media_type = image.media_type.clone();
+    let digest = image.digest.clone();
+    let stalled = std::sync::atomic::AtomicBool::new(false);
+    ScriptedServer::with_handler(move |_, request| {
+        if !request.path().contains("/manifests/") {
+            return Reply::json(200, "{}")
+                .header("Docker-Distribution-Api-Version", "registry/2.0");
+        }
+        let reply = Reply {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), media_type.clone()),
+                ("Docker-Content-Digest".into(), digest.clone()),
+                (
+                    "Docker-Distribution-Api-Version".into(),
+                    "registry/2.0".into(),
+                ),
+            ],
+            body: manifest.clone(),
+            delay: Duration::ZERO,
+        };
+        if stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            reply
+        } else {
+            reply.delayed(Duration::from_secs(600))
+        }
+    })
+}
+
+#[test]
+fn a_daemon_killed_between_claim_and_completion_is_taken_over_after_the_lease() {
+    let source = TestRegistry::anonymous();
+    let image = source.push_oci_image("ns/app", "1.0");
+    let stand_in = stalling_registry(&image);
+    let world = World::sqlite();
+    let store = world.database.store();
+    store
+        .insert_events(&[push_event("killed-1", &image, "1.0", false)], 1)
+        .expect("storing the event");
+    let setup = Setup {
+        registry_url: stand_in.url.clone(),
+        schedule: "* * * * * *",
+        events_keys: "lease = \"3s\"\nbackoff = \"1s\"\n",
+        ..Setup::default()
+    };
+    let mut first = world.start("first", &setup);
+    wait_until(
+        "the first daemon claimed the event and asks for its manifest",
+        || events(&store)[0].status == 1 && !stand_in.requests().is_empty(),
+    );
+    let first_claimant = events(&store)[0].claimant.clone();
+    first.kill();
+    assert_eq!(
+        events(&store)[0].status,
+        1,
+        "the claim outlives the killed daemon"
+    );
+
+    let _second = world.start("second", &setup);
+    let host = host_of(&stand_in.url);
+    wait_until("the second daemon applied the event", || {
+        events(&store)[0].status == 0
+    });
+    let event = &events(&store)[0];
+    assert_ne!(
+        event.claimant, first_claimant,
+        "applied by the second daemon"
+    );
+    assert_eq!(event.attempts, 0);
+    let all = tags(&store, &host);
+    assert_eq!(all["ns/app:1.0"].digest, image.digest);
+    assert_eq!(all["ns/app:1.0"].image_id, image.image_id);
+    assert_eq!(all["ns/app:1.0"].size, Some(image.size));
+    assert_eq!(run_counts(&store, "applied"), 1, "applied exactly once");
+}
+
+#[test]
+fn events_are_retried_with_backoff_while_the_registry_is_down() {
+    let mut registry = TestRegistry::anonymous();
+    let images: Vec<PushedImage> = (0..3)
+        .map(|index| registry.push_image(&format!("ns/app{index}"), "1.0"))
+        .collect();
+    let world = World::sqlite();
+    let store = world.database.store();
+    let stored: Vec<NewEvent> = images
+        .iter()
+        .enumerate()
+        .map(|(index, image)| push_event(&format!("down-{index}"), image, "1.0", false))
+        .collect();
+    store.insert_events(&stored, 1).expect("storing events");
+    registry.stop();
+    let setup = Setup {
+        registry_url: registry.url.clone(),
+        schedule: "* * * * * *",
+        events_keys: "backoff = \"200ms\"\nmax_backoff = \"1s\"\nmax_attempts = 1000\n",
+        ..Setup::default()
+    };
+    let _daemon = world.start("daemon", &setup);
+    wait_until("every event was tried at least three times", || {
+        events(&store).iter().all(|event| event.attempts >= 3)
+    });
+    for event in events(&store) {
+        assert_ne!(event.status, 3, "failed before max_attempts: {event:?}");
+        let error = event.last_error.clone().unwrap_or_default();
+        assert!(error.contains("fetching manifest"), "{error}");
+    }
+    registry.restart();
+    let host = host_of(&registry.url);
+    wait_until("every event applied once the registry is back", || {
+        events(&store).iter().all(|event| event.status == 0)
+    });
+    let all = tags(&store, &host);
+    for image in &images {
+        assert_eq!(
+            all[&format!("{}:1.0", image.repository)].digest,
+            image.digest
+        );
+        assert_eq!(
+            all[&format!("{}:1.0", image.repository)].size,
+            Some(image.size)
+        );
+    }
+    assert_eq!(run_counts(&store, "failed"), 0);
+}
+
+fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {
+    let registry = TestRegistry::anonymous();
+    let first = registry.push_oci_image("ns/app", "1.0");
+    let second = registry.push_image("ns/app", "2.0");
+    let store = world.database.store();
+    store
+        .insert_events(
+            &[
+                raw_event("broken-json", "ns/app", "{not json"),
+                raw_event(
+                    "no-media-type",
+                    "ns/app",
+                    r#"{"id":"no-media-type","timestamp":"2026-01-02T03:04:05Z","action":"push","target":{"digest":"sha256:1","repository":"ns/app","tag":"x"}}"#,
+                ),
+                push_event("good-1", &first, "1.0", true),
+                push_event("good-2", &second, "2.0", false),
+            ],
+            1,
+        )
+        .expect("storing events");
+    // The manifest of this one is gone: a permanent failure too.
+    let gone = registry.push_oci_image("ns/gone", "1.0");
+    assert_eq!(registry.delete("ns/gone", &gone.digest), 202);
+    store
+        .insert_events(&[push_event("gone-1", &gone, "1.0", false)], 1)
+        .expect("storing an event");
+
+    let setup = Setup {
+        registry_url: registry.url.clone(),
+        ..Setup::default()
+    };
+    let (code, output) = world.once("once", &setup, &[]);
+    assert_eq!(code, 0, "{output}");
+    let by_id: BTreeMap<String, EventRow> = events(&store)
+        .into_iter()
+        .map(|event| (event.event_id.clone(), event))
+        .collect();
+    for id in ["broken-json", "no-media-type", "gone-1"] {
+        assert_eq!(by_id[id].status, 3, "{id}: {:?}", by_id[id]);
+        assert_eq!(by_id[id].attempts, 1, "{id}");
+    }
+    assert_eq!(by_id["broken-json"].repository, "ns/app");
+    assert!(by_id["broken-json"]
+        .last_error
+        .clone()
+        .unwrap_or_default()
+        .contains("malformed stored event"));
+    assert!(by_id["no-media-type"]
+        .last_error
+        .clone()
+        .unwrap_or_default()
+        .contains("mediaType"));
+    assert!(by_id["gone-1"]
+        .last_error
+        .clone()
+        .unwrap_or_default()
+        .contains("not found"));
+    assert_eq!(by_id["good-1"].status, 0);
+    assert_eq!(by_id["good-2"].status, 0);
+    let host = host_of(&registry.url);
+    let all = tags(&store, &host);
+    assert_eq!(all["ns/app:1.0"].digest, first.digest);
+    assert_eq!(all["ns/app:2.0"].digest, second.digest);
+    assert_eq!(all["ns/app:2.0"].size, Some(second.size));
+    assert!(!all.contains_key("ns/gone:1.0"));
+
+    let (code, status) = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
+        .arg("--config")
+        .arg(world.config("once", &setup))
+        .arg("status")
+        .output()
+        .map(|output| {
+            (
+                output.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stdout).to_string(),
+            )
+        })
+        .expect("running regkeeper status");
+    assert_eq!(code, 0, "{status}");
+    assert!(status.contains("broken-json"), "{status}");
+
+    // Failed events stay failed until asked for.
+    let (code, output) = world.once("once", &setup, &[]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        events(&store)
+            .iter()
+            .filter(|event| event.status == 3)
+            .count(),
+        3
+    );
+    let (code, output) = world.once("once", &setup, &["--retry-failed"]);
+    assert_eq!(code, 0, "{output}");
+    let after: Vec<EventRow> = events(&store)
+        .into_iter()
+        .filter(|event| event.status == 3)
+        .collect();
+    assert_eq!(after.len(), 3, "they fail again");
+    assert!(after.iter().all(|event| event.attempts == 1), "{after:?}");
+}
+
+#[test]
+fn a_malformed_stored_event_fails_while_the_others_apply_on_sqlite() {
+    a_malformed_stored_event_fails_while_the_others_apply(World::sqlite());
+}
+
+#[test]
+fn a_malformed_stored_event_fails_while_the_others_apply_on_postgres() {
+    a_malformed_stored_event_fails_while_the_others_apply(World::postgres());
+}
+
+#[test]
+fn two_daemons_on_one_postgres_apply_each_event_once() {
+    let registry = TestRegistry::anonymous();
+    let world = World::postgres();
+    let store = world.database.store();
+    // Five repositories, each with one tag re-pushed twelve times: only
+    // in-order application leaves the last digest behind.
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut stored = Vec::new();
+    for round in 0..12 {
+        for repository in 0..5 {
+            let image = registry.push_oci_image(&format!("ns/r{repository}"), "t");
+            stored.push(push_event(
+                &format!("e-{round}-{repository}"),
+                &image,
+                "t",
+                round % 3 != 0,
+            ));
+            last.insert(format!("ns/r{repository}:t"), image.digest.clone());
+        }
+    }
+    let setup = Setup {
+        registry_url: registry.url.clone(),
+        schedule: "* * * * * *",
+        events_keys: "batch_size = 7\n",
+        ..Setup::default()
+    };
+    let _first = world.start("first", &setup);
+    let _second = world.start("second", &setup);
+    for chunk in stored.chunks(10) {
+        store.insert_events(chunk, 1).expect("storing events");
+    }
+    wait_until("every event is done", || {
+        events(&store).iter().all(|event| event.status == 0)
+    });
+    let host = host_of(&registry.url);
+    let all = tags(&store, &host);
+    for (key, digest) in &last {
+        assert_eq!(&all[key].digest, digest, "{key} ends at its last push");
+    }
+    wait_until("both daemons recorded their runs", || {
+        run_counts(&store, "claimed") >= 60
+    });
+    assert_eq!(run_counts(&store, "claimed"), 60, "no event claimed twice");
+    assert_eq!(run_counts(&store, "applied"), 60);
+}
+
+#[test]
+fn done_events_older_than_retain_done_are_pruned() {
+    let world = World::sqlite();
+    let store = world.database.store();
+    let delete = r#"{"id":"old","timestamp":"2026-01-02T03:04:05Z","action":"delete","target":{"repository":"a","tag":"t"}}"#;
+    store
+        .insert_events(&[raw_event("old", "a", delete)], 1)
+        .expect("storing");
+    let setup = Setup {
+        registry_url: "http://127.0.0.1:9".into(),
+        events_keys: "retain_done = \"1s\"\n",
+        ..Setup::default()
+    };
+    let (code, output) = world.once("once", &setup, &[]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        events(&store).len(),
+        1,
+        "kept while younger than retain_done"
+    );
+    wait_until("retain_done has passed and a run pruned it", || {
+        let (code, output) = world.once("once", &setup, &[]);
+        assert_eq!(code, 0, "{output}");
+        events(&store).is_empty()
+    });
+}
