@@ -889,6 +889,66 @@ fn scan_chapter(store: &SqlStore) {
         .unwrap()
         .vulnerabilities
         .is_empty());
+
+    // A rescan writes only the differences: one gone, one changed, one new.
+    store
+        .upsert_tag(registry, &write("c/app", "1", "sha256:d4"), NOW)
+        .unwrap();
+    let first_scan = [
+        found("CVE-A", "clair", "Low"),
+        found("CVE-B", "clair", "High"),
+    ];
+    let second_scan = [
+        found("CVE-A", "clair", "Critical"),
+        found("CVE-C", "clair", "Low"),
+    ];
+    for (round, results) in [&first_scan, &second_scan].into_iter().enumerate() {
+        let now = NOW + 100_000_000 * (round as i64 + 1);
+        store
+            .claim_scan("sha256:d4", "x", &scan_policy(now))
+            .unwrap()
+            .expect("due");
+        store.finish_scan("sha256:d4", "x", results, now).unwrap();
+    }
+    let listed: Vec<(String, String)> = store
+        .image_vulnerabilities(registry, "c/app", "1")
+        .unwrap()
+        .unwrap()
+        .vulnerabilities
+        .into_iter()
+        .map(|v| (v.name, v.severity))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("CVE-A".to_string(), "Critical".to_string()),
+            ("CVE-C".to_string(), "Low".to_string())
+        ]
+    );
+    // The same results again change nothing.
+    let now = NOW + 400_000_000;
+    store
+        .claim_scan("sha256:d4", "x", &scan_policy(now))
+        .unwrap()
+        .expect("due");
+    assert_eq!(
+        store
+            .finish_scan("sha256:d4", "x", &second_scan, now)
+            .unwrap(),
+        store::ScanStored::Stored {
+            tags: 1,
+            vulnerabilities: 2
+        }
+    );
+    assert_eq!(
+        store
+            .image_vulnerabilities(registry, "c/app", "1")
+            .unwrap()
+            .unwrap()
+            .vulnerabilities
+            .len(),
+        2
+    );
 }
 
 #[test]

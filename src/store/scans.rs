@@ -187,6 +187,60 @@ fn upsert_vulnerabilities(
     Ok(ids)
 }
 
+/// The stored rows of these vulnerabilities, by (name, scanner): id and
+/// contents, to tell what a scan changed.
+fn known_vulnerabilities(
+    conn: &mut dyn Conn,
+    vulnerabilities: &[VulnerabilityWrite],
+) -> anyhow::Result<HashMap<(String, String), (i64, VulnerabilityWrite)>> {
+    const CHUNK: usize = 200;
+    let mut by_scanner: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for vulnerability in vulnerabilities {
+        by_scanner
+            .entry(vulnerability.scanner.as_str())
+            .or_default()
+            .push(vulnerability.name.as_str());
+    }
+    let mut known = HashMap::with_capacity(vulnerabilities.len());
+    for (scanner, names) in by_scanner {
+        for chunk in names.chunks(CHUNK) {
+            let mut params = vec![txt(scanner)];
+            let places: Vec<String> = chunk
+                .iter()
+                .map(|name| {
+                    params.push(txt(name));
+                    format!("${}", params.len())
+                })
+                .collect();
+            let rows = conn.query(
+                &format!(
+                    "SELECT id, name, scanner, severity, severity_raw, link, fixed_by, description, metadata \
+                     FROM vulnerabilities WHERE scanner = $1 AND name IN ({})",
+                    places.join(", ")
+                ),
+                &params,
+            )?;
+            for row in rows {
+                let stored = VulnerabilityWrite {
+                    name: text(&row, 1)?,
+                    scanner: text(&row, 2)?,
+                    severity: text(&row, 3)?,
+                    severity_raw: text(&row, 4)?,
+                    link: text(&row, 5)?,
+                    fixed_by: text(&row, 6)?,
+                    description: text(&row, 7)?,
+                    metadata: opt_text(&row, 8)?,
+                };
+                known.insert(
+                    (stored.name.clone(), stored.scanner.clone()),
+                    (int(&row, 0)?, stored),
+                );
+            }
+        }
+    }
+    Ok(known)
+}
+
 /// Stores a scan's results for `digest` if `claimant` still holds it:
 /// replaces the digest's previous results and marks its tags done.
 pub fn finish(
@@ -207,13 +261,65 @@ pub fn finish(
         .filter(|v| seen.insert((v.name.clone(), v.scanner.clone())))
         .cloned()
         .collect();
-    let ids = upsert_vulnerabilities(conn, &unique, now)?;
-    conn.execute("DELETE FROM scan_results WHERE digest = $1", &[txt(digest)])?;
+    // Rescans mostly find what they found before: write only what changed.
+    let known = known_vulnerabilities(conn, &unique)?;
+    let mut ids = Vec::with_capacity(unique.len());
+    let mut changed = Vec::new();
+    for vulnerability in &unique {
+        match known.get(&(vulnerability.name.clone(), vulnerability.scanner.clone())) {
+            Some((id, stored)) if stored == vulnerability => ids.push(Some(*id)),
+            _ => {
+                ids.push(None);
+                changed.push(vulnerability.clone());
+            }
+        }
+    }
+    let mut written = upsert_vulnerabilities(conn, &changed, now)?.into_iter();
+    let ids: Vec<i64> = ids
+        .into_iter()
+        .map(|id| id.or_else(|| written.next()))
+        .collect::<Option<Vec<i64>>>()
+        .ok_or_else(|| anyhow::anyhow!("fewer vulnerability ids came back than were written"))?;
+    let wanted: HashMap<i64, &str> = ids
+        .iter()
+        .copied()
+        .zip(unique.iter().map(|v| v.scanner.as_str()))
+        .collect();
+    let mut present = std::collections::HashSet::new();
+    for row in conn.query(
+        "SELECT vulnerability_id FROM scan_results WHERE digest = $1",
+        &[txt(digest)],
+    )? {
+        present.insert(int(&row, 0)?);
+    }
     const CHUNK: usize = 200;
+    let stale: Vec<i64> = present
+        .iter()
+        .copied()
+        .filter(|id| !wanted.contains_key(id))
+        .collect();
+    for chunk in stale.chunks(CHUNK) {
+        let mut params = vec![txt(digest)];
+        let places: Vec<String> = chunk
+            .iter()
+            .map(|id| {
+                params.push(Value::Int(*id));
+                format!("${}", params.len())
+            })
+            .collect();
+        conn.execute(
+            &format!(
+                "DELETE FROM scan_results WHERE digest = $1 AND vulnerability_id IN ({})",
+                places.join(", ")
+            ),
+            &params,
+        )?;
+    }
     let pairs: Vec<(i64, &str)> = ids
         .iter()
         .copied()
         .zip(unique.iter().map(|v| v.scanner.as_str()))
+        .filter(|(id, _)| !present.contains(id))
         .collect();
     for chunk in pairs.chunks(CHUNK) {
         let mut values = Vec::with_capacity(chunk.len());
