@@ -726,7 +726,7 @@ fn vulns(config_path: &Path, args: &VulnsArgs) -> Result<ExitCode, Failure> {
     };
     let config = load_config(config_path)?;
     let store = open_store(&config)?;
-    let hostname = crate::jobs::sync::registry_host(&config.registry.url);
+    let hostname = crate::jobs::registry_hostname(&config.registry.url);
     let registry_id = store
         .ensure_registry(&hostname)
         .with_context(|| format!("finding the registry {hostname}"))?;

@@ -1120,7 +1120,7 @@ timeout = \"30s\"
         let store = SqlStore::new(Box::new(SqliteBackend::open(&env.database_path()).unwrap()));
         store.migrate().unwrap();
         let registry_id = store
-            .ensure_registry(&regkeeper::jobs::sync::registry_host(
+            .ensure_registry(&regkeeper::jobs::registry_hostname(
                 &url::Url::parse(&registry.url).unwrap(),
             ))
             .unwrap();

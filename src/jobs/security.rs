@@ -246,7 +246,7 @@ impl Security {
         resources: &super::Resources,
     ) -> anyhow::Result<Security> {
         // The registry's row, named as every handler names it.
-        let registry_host = super::sync::registry_host(&resources.config.registry.url);
+        let registry_host = super::registry_hostname(&resources.config.registry.url);
         Ok(Security::new(
             scanners(&resources.config.security)?,
             Arc::new(RegistryImages::new(resources.registry.clone())),
