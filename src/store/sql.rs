@@ -4,6 +4,17 @@
 //! side by side in a `match dialect`. Row accessors ([`int`], [`text`],
 //! [`opt_int`], [`opt_text`]) turn a surprising column into an error, never a
 //! panic. Nothing here knows which driver is underneath.
+//!
+//! Writing SQL that both databases accept:
+//! - placeholders are `$1`, `$2`, ... (a number may repeat); SQLite gets
+//!   them rewritten to `?1`;
+//! - `INSERT ... ON CONFLICT (cols) DO NOTHING / DO UPDATE` and `RETURNING`
+//!   work on both;
+//! - values are only integers, text and NULL ([`Value`]); booleans are 0/1,
+//!   times are integer milliseconds passed in (never `now()`), JSON is text;
+//! - `COUNT(*)` is fine, but PostgreSQL types `SUM` of a BIGINT as NUMERIC,
+//!   which is not read: write `CAST(SUM(x) AS BIGINT)`;
+//! - sort text in Rust when the order matters: collations differ.
 
 use std::collections::BTreeMap;
 
