@@ -927,3 +927,23 @@ fn token_auth_invalid_token_is_unauthorized_after_one_retry() {
         1
     );
 }
+
+#[test]
+fn support_writes_images_on_disk_that_the_registry_serves() {
+    let registry = TestRegistry::anonymous();
+    let repositories = vec!["disk/a".to_string(), "disk/b".to_string()];
+    let tags = vec!["v1".to_string(), "v2".to_string()];
+    let digests = registry.write_images_on_disk(&repositories, &tags);
+    let client = client(&registry.client_config());
+    assert_eq!(client.catalog().expect("catalog"), repositories);
+    assert_eq!(
+        sorted(client.tags("disk/b").expect("tags").expect("some")),
+        tags
+    );
+    let manifest = client.manifest("disk/b", "v2").expect("manifest");
+    assert_eq!(manifest.digest, digests[3]);
+    assert_eq!(
+        client.head_manifest("disk/a", "v1").expect("head").digest,
+        digests[0]
+    );
+}

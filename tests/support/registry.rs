@@ -669,6 +669,70 @@ impl TestRegistry {
         }
     }
 
+    /// Writes `tags` into each of `repositories` straight into the storage
+    /// (no HTTP; the registry serves them at once): one shared config and
+    /// layer, and a distinct tiny OCI manifest per repository and tag.
+    /// Returns the manifest digests, repository-major. For large registries
+    /// in benchmarks; tests push through the API.
+    pub fn write_images_on_disk(&self, repositories: &[String], tags: &[String]) -> Vec<String> {
+        let root = self.storage_dir().join("docker/registry/v2");
+        let write_blob = |content: &[u8]| -> String {
+            let digest = sha256_digest(content);
+            let hex = &digest["sha256:".len()..];
+            let dir = root.join("blobs/sha256").join(&hex[..2]).join(hex);
+            std::fs::create_dir_all(&dir).expect("creating a blob dir");
+            std::fs::write(dir.join("data"), content).expect("writing a blob");
+            digest
+        };
+        let write_link = |path: PathBuf, digest: &str| {
+            std::fs::create_dir_all(&path).expect("creating a link dir");
+            std::fs::write(path.join("link"), digest).expect("writing a link");
+        };
+        let unique = unique_token();
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "config": {"Labels": {"regkeeper.test.unique": unique}},
+        }))
+        .expect("serializing a config");
+        let layer = format!("shared layer {unique}").into_bytes();
+        let config_digest = write_blob(&config);
+        let layer_digest = write_blob(&layer);
+        let mut digests = Vec::with_capacity(repositories.len() * tags.len());
+        for repository in repositories {
+            let repository_dir = root.join("repositories").join(repository);
+            for blob in [&config_digest, &layer_digest] {
+                write_link(
+                    repository_dir
+                        .join("_layers/sha256")
+                        .join(&blob["sha256:".len()..]),
+                    blob,
+                );
+            }
+            for tag in tags {
+                let manifest = serde_json::to_vec(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": layer.len(), "digest": layer_digest}],
+                    "annotations": {"org.opencontainers.image.ref.name": format!("{repository}:{tag}")},
+                }))
+                .expect("serializing a manifest");
+                let digest = write_blob(&manifest);
+                let hex = &digest["sha256:".len()..];
+                write_link(
+                    repository_dir.join("_manifests/revisions/sha256").join(hex),
+                    &digest,
+                );
+                let tag_dir = repository_dir.join("_manifests/tags").join(tag);
+                write_link(tag_dir.join("current"), &digest);
+                write_link(tag_dir.join("index/sha256").join(hex), &digest);
+                digests.push(digest);
+            }
+        }
+        digests
+    }
+
     /// Makes `repository` unreadable while it stays in the catalog: its
     /// `_manifests/tags` directory is replaced by a file, so listing its tags
     /// and resolving its tags fail with a 500 (tests run as root, where
