@@ -748,7 +748,7 @@ fn sqlite_tags(env: &CliEnv, url: &str) -> Vec<(String, String, String)> {
     let store = SqlStore::new(Box::new(backend));
     store.migrate().expect("migrating");
     let registry_id = store
-        .ensure_registry(&regkeeper::jobs::sync::registry_host(
+        .ensure_registry(&regkeeper::jobs::registry_hostname(
             &url::Url::parse(url).expect("registry url"),
         ))
         .expect("registry");

@@ -46,7 +46,7 @@ pub struct SyncHandler {
     options: SyncOptions,
     store: Arc<dyn Store>,
     registry: Arc<Client>,
-    /// The key of the registry row (`host:port` of the registry URL).
+    /// The name of the registry row ([`super::registry_hostname`]).
     registry_host: String,
     /// This process started an `initial` pass on an empty database; it keeps
     /// trying until a pass succeeds even though repositories now exist.
@@ -129,15 +129,6 @@ pub fn deletes(strategy: Strategy) -> Deletes {
     }
 }
 
-/// The key of the registry row: `host:port` of the registry URL.
-pub fn registry_host(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or("registry");
-    match url.port_or_known_default() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    }
-}
-
 impl SyncHandler {
     /// Builds the handler of a `sync` job.
     pub fn new(options: SyncOptions, resources: &super::Resources) -> SyncHandler {
@@ -145,7 +136,7 @@ impl SyncHandler {
             options,
             store: resources.store.clone(),
             registry: resources.registry.clone(),
-            registry_host: registry_host(&resources.config.registry.url),
+            registry_host: super::registry_hostname(&resources.config.registry.url),
             initial_started: AtomicBool::new(false),
         }
     }
@@ -720,19 +711,6 @@ mod tests {
         assert_eq!(deletes(Strategy::Update), Deletes::Never);
         assert_eq!(deletes(Strategy::OnStart), Deletes::Missing);
         assert_eq!(deletes(Strategy::UpdateDelete), Deletes::Missing);
-    }
-
-    #[test]
-    fn registry_host_keeps_the_port() {
-        let url = |text: &str| url::Url::parse(text).unwrap();
-        assert_eq!(
-            registry_host(&url("http://127.0.0.1:5000")),
-            "127.0.0.1:5000"
-        );
-        assert_eq!(
-            registry_host(&url("https://registry.example")),
-            "registry.example:443"
-        );
     }
 
     #[test]
