@@ -38,6 +38,9 @@ pub const SYNC_LOCK_KEY: i64 = 0x7265_676b_7379_6e63;
 /// large registry cheap, few enough to keep each transaction short.
 const APPLY_BATCH: usize = 64;
 
+/// At most this many lines of a refused plan are logged; `--dry-run` prints all.
+const PLAN_LOG_LINES: usize = 1000;
+
 /// How often a progress line is logged.
 const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -129,6 +132,12 @@ pub fn deletes(strategy: Strategy) -> Deletes {
     }
 }
 
+/// The name of the registry row: [`super::registry_hostname`], which every
+/// handler uses so that they all write to one row.
+pub fn registry_host(url: &url::Url) -> String {
+    super::registry_hostname(url)
+}
+
 impl SyncHandler {
     /// Builds the handler of a `sync` job.
     pub fn new(options: SyncOptions, resources: &super::Resources) -> SyncHandler {
@@ -147,7 +156,9 @@ impl Handler for SyncHandler {
         let mut outcome = Outcome::default();
         let registry_id = self.registry_id()?;
         let strategy = self.options.strategy;
-        let has_repositories = !self.store.repositories(registry_id)?.is_empty();
+        // Only `initial` looks at what the database holds before a pass.
+        let has_repositories =
+            strategy == Strategy::Initial && !self.store.repositories(registry_id)?.is_empty();
         if let Start::Finish(reason) = decide_start(
             strategy,
             has_repositories,
@@ -293,7 +304,7 @@ impl SyncHandler {
                 log::warn!(
                     "job={} safety valve: {reason}; the plan was:\n{}",
                     ctx.job_name,
-                    plan.render()
+                    first_lines(&plan.render(), PLAN_LOG_LINES)
                 );
                 anyhow::bail!(
                     "safety valve: {reason}; nothing was written (check the registry, then run \
@@ -654,6 +665,22 @@ impl Progress {
     }
 }
 
+/// The first `limit` lines of `text`, with a note of how many were left out.
+fn first_lines(text: &str, limit: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= limit {
+        return text.to_string();
+    }
+    // The summary is the last line: keep it.
+    let mut kept = lines[..limit - 1].join("\n");
+    kept.push_str(&format!(
+        "\n... {} more lines (`--dry-run` prints them all)\n{}",
+        lines.len() - limit,
+        lines[lines.len() - 1]
+    ));
+    kept
+}
+
 /// `120/1000 repositories, 40.0/s`.
 fn progress_line(done: usize, total: usize, elapsed: Duration) -> String {
     let seconds = elapsed.as_secs_f64();
@@ -747,6 +774,16 @@ mod tests {
             Some(
                 r#"[{"architecture":"amd64","os":"linux"},{"architecture":"arm","os":"linux","variant":"v7"}]"#
             )
+        );
+    }
+
+    #[test]
+    fn long_plans_are_cut_in_logs_but_keep_their_summary() {
+        let text = "a\nb\nc\nd\nsummary\n";
+        assert_eq!(first_lines(text, 5), text);
+        assert_eq!(
+            first_lines(text, 3),
+            "a\nb\n... 2 more lines (`--dry-run` prints them all)\nsummary"
         );
     }
 
