@@ -1455,3 +1455,56 @@ fn event_story_postgres() {
     let database = TestDatabase::create();
     event_story(&postgres_store(&database));
 }
+
+/// A database that refuses the first connection and answers the next: start-up
+/// retries instead of giving up. A relay in front of the test cluster drops
+/// its first connection, then forwards.
+#[test]
+fn open_waits_for_the_database_to_answer() {
+    use std::io::copy;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let database = TestDatabase::create();
+    let mut url = url::Url::parse(database.url()).expect("database url");
+    let upstream = format!(
+        "{}:{}",
+        url.host_str().expect("host"),
+        url.port().expect("port")
+    );
+    let relay = TcpListener::bind("127.0.0.1:0").expect("binding the relay");
+    url.set_port(Some(relay.local_addr().unwrap().port()))
+        .unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let relay_accepted = accepted.clone();
+    std::thread::spawn(move || {
+        for client in relay.incoming() {
+            let Ok(client) = client else { continue };
+            if relay_accepted.fetch_add(1, Ordering::SeqCst) == 0 {
+                drop(client);
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || copy(&mut client_read, &mut server_write));
+            let (mut server_read, mut client_write) = (server, client);
+            std::thread::spawn(move || copy(&mut server_read, &mut client_write));
+        }
+    });
+
+    let config = regkeeper::config::Database::Postgres {
+        url: url.to_string(),
+        password: None,
+        pool_size: 2,
+    };
+    let store =
+        store::open(&config, Duration::from_secs(120)).expect("opening after a refused attempt");
+    store.ping().expect("ping through the relay");
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 2,
+        "the first attempt was refused, a later one answered"
+    );
+}
