@@ -1205,3 +1205,31 @@ timeout = \"30s\"
     let output = env.run(&["vulns", "ns/app"]);
     assert_eq!(output.code, Some(2), "{output:?}");
 }
+
+#[test]
+fn a_cancelled_run_takes_no_new_images() {
+    let world = world(Db::Sqlite, Auth::Anonymous);
+    let server = ScannerServer::start(Api::Clair);
+    world.push("app", "1");
+    world.push("app", "2");
+    let mut one_at_a_time = options();
+    one_at_a_time.concurrency = 1;
+    let handler = world.handler(vec![clair_of(&server)], one_at_a_time, at(T0));
+    let context = world.context("d");
+    server.set(|s| s.hold = true);
+    let outcome = std::thread::scope(|scope| {
+        let running = scope.spawn(|| handler.run(&context));
+        server.wait_for("POST", "/v1/layers", 1);
+        // Shutdown while the first image is being scanned: it finishes, the
+        // second is left for the next run.
+        context.cancel.cancel();
+        server.set(|s| s.hold = false);
+        running.join().unwrap().unwrap()
+    });
+    assert_eq!(count(&outcome, "scanned"), 1, "{outcome:?}");
+    let states: Vec<i64> = ["1", "2"]
+        .iter()
+        .map(|tag| world.state("app", tag).state.scanned)
+        .collect();
+    assert!(states.contains(&2) && states.contains(&0), "{states:?}");
+}
