@@ -947,3 +947,31 @@ fn support_writes_images_on_disk_that_the_registry_serves() {
         digests[0]
     );
 }
+
+#[test]
+fn connections_are_reused_across_get_and_head() {
+    let digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let server = ScriptedServer::with_handler(move |_, request| {
+        if request.method == "HEAD" {
+            Reply::json(200, r#"{"schemaVersion":2}"#)
+                .header("Content-Type", OCI_MANIFEST)
+                .header("Docker-Content-Digest", digest)
+        } else {
+            Reply::json(200, TAGS_BODY)
+        }
+    });
+    let client = client(&server.client_config());
+    for _ in 0..5 {
+        client.tags("ns/app").expect("tags");
+        assert_eq!(
+            client.head_manifest("ns/app", "v1").expect("head").digest,
+            digest
+        );
+    }
+    assert_eq!(server.requests().len(), 10);
+    assert_eq!(
+        server.connections(),
+        1,
+        "one kept-alive connection for sequential requests"
+    );
+}

@@ -1369,6 +1369,7 @@ pub struct ScriptedServer {
     address: std::net::SocketAddr,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     served: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -1393,11 +1394,13 @@ impl ScriptedServer {
         let address = listener.local_addr().expect("scripted server address");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let served = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
         let thread = {
             let seen = Arc::clone(&seen);
             let served = Arc::clone(&served);
+            let connections = Arc::clone(&connections);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -1405,6 +1408,7 @@ impl ScriptedServer {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    connections.fetch_add(1, Ordering::SeqCst);
                     let seen = Arc::clone(&seen);
                     let served = Arc::clone(&served);
                     let handler = Arc::clone(&handler);
@@ -1438,9 +1442,15 @@ impl ScriptedServer {
             address,
             seen,
             served,
+            connections,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Requests received so far.
