@@ -73,9 +73,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- build ---------------------------------------------------------------------
-log "building the release binary"
+log "building the release binary and the benchmarks"
 cargo build --quiet --release --bin regkeeper
 regkeeper="$repo_dir/target/release/regkeeper"
+# The bench target's executable, built with the release profile.
+bench_executable() {
+    cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null \
+        | jq -r 'select(.reason == "compiler-artifact" and .target.kind == ["bench"]) | .executable' \
+        | tail -n 1
+}
+if wants security; then
+    cargo bench --quiet --no-run --bench security
+    security_bench=$(bench_executable security)
+fi
 
 # --- temp dir, cleanup -----------------------------------------------------------
 work_dir=$(mktemp -d "${TMPDIR:-/tmp}/regkeeper-bench.XXXXXX")
@@ -96,9 +106,13 @@ stop_process() {
     wait "$pid" 2>/dev/null || true
 }
 
+# shellcheck source=scripts/lib/postgres.sh
+. scripts/lib/postgres.sh
+
 cleanup() {
     local status=$? pid
     for pid in "${pids[@]}"; do stop_process "$pid"; done
+    stop_postgres
     if [ -n "$keep" ]; then log "kept $work_dir"; else rm -rf "$work_dir"; fi
     exit "$status"
 }
@@ -207,7 +221,21 @@ EOF
 # --- events, sync, security ----------------------------------------------------------
 suite_events() { log "events: no events benchmark on this branch yet; skipped"; }
 suite_sync() { log "sync: no sync benchmark on this branch yet; skipped"; }
-suite_security() { log "security: no security benchmark on this branch yet; skipped"; }
+# benches/security.rs: 1,000 tags over 200 digests in a real docker-registry,
+# scanned by the security handler with the fixture backend and the stand-in
+# Clair v2 server, on SQLite and on PostgreSQL (fsync on); and database time
+# per stored vulnerability for an image with 650.
+security_runs=${BENCH_SECURITY_RUNS:-3}
+suite_security() {
+    start_postgres "$work_dir/security" || die "PostgreSQL did not start"
+    for run in $(seq 1 "$security_runs"); do
+        REGKEEPER_BENCH_SAMPLES="$samples" REGKEEPER_TEST_POSTGRES_URL="$POSTGRES_URL" \
+            "$security_bench" --bench >>"$work_dir/security.log" 2>&1 \
+            || { tail -n 30 "$work_dir/security.log" >&2; die "the security benchmark failed"; }
+        log "security run $run: $(grep -c '^scan ' "$work_dir/security.log") scan lines so far"
+    done
+    stop_postgres
+}
 
 # --- run ------------------------------------------------------------------------------
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -3,6 +3,7 @@
 //! it started, also when a test fails. Each concern has its own file.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod postgres;
 pub mod registry;
