@@ -63,9 +63,11 @@ as_root() {
 
 # --- packages ----------------------------------------------------------------
 missing=()
-for pair in docker-registry:docker-registry wrk:wrk curl:curl jq:jq python3:python3 sqlite3:sqlite3; do
+for pair in docker-registry:docker-registry wrk:wrk curl:curl jq:jq python3:python3 sqlite3:sqlite3 \
+    /usr/bin/time:time; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
+[ -x "${PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ] || missing+=(postgresql-15)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq
@@ -220,20 +222,54 @@ EOF
 
 # --- events, sync, security ----------------------------------------------------------
 suite_events() { log "events: no events benchmark on this branch yet; skipped"; }
-suite_sync() { log "sync: no sync benchmark on this branch yet; skipped"; }
+# scripts/bench-sync.sh, once per run: a registry of REPOSITORIES x 10 tags
+# generated on disk, `regkeeper --once sync` (update-delete, concurrency 8,
+# SQLite) timed for a full first pass, a no-change pass and a pass after 1%
+# of the tags changed, each against its `curl -Z` floor (the same request set
+# with the same parallelism); requests counted in the registry's log, peak
+# RSS from GNU time.
+sync_runs=${BENCH_SYNC_RUNS:-3}
+suite_sync() {
+    local repositories=1000 run output pass wall rss requests total label floor
+    [ -z "$scale" ] || repositories=5000
+    [ -x scripts/bench-sync.sh ] || { log "sync: scripts/bench-sync.sh is missing; skipped"; return; }
+    label="$(printf "%'d" "$repositories") x 10"
+    for run in $(seq 1 "$sync_runs"); do
+        output="$work_dir/sync-$run.tsv"
+        scripts/bench-sync.sh --scale "$repositories" >"$output" 2>>"$work_dir/sync.log" \
+            || { tail -n 30 "$work_dir/sync.log" >&2; die "scripts/bench-sync.sh failed"; }
+        grep -q '^# no-change pass: database unchanged' "$output" \
+            || die "sync: the no-change pass changed the database (see $output)"
+        for pass in full no-change one-percent; do
+            IFS=$'\t' read -r _ wall rss requests _ < <(grep -P "^$pass\t" "$output")
+            case "$pass" in
+                full) floor=$(awk -F'\t' '$1 == "floor" && $2 ~ /^full/ { print $3 }' "$output") ;;
+                no-change) floor=$(awk -F'\t' '$1 == "floor" && $2 ~ /^no-change/ { print $3 }' "$output") ;;
+                one-percent) floor=$(awk -F'\t' '$1 == "floor" && $2 ~ /^1%/ { print $3 }' "$output") ;;
+            esac
+            total=$(tr ' ' '\n' <<<"$requests" | awk -F= 'NF == 2 { sum += $2 } END { print sum + 0 }')
+            pass=${pass/one-percent/1%-changed}
+            sample sync "$pass pass, $label (SQLite)" s "$wall" "$floor" \
+                "requests per pass: $requests"
+            sample sync "$pass pass requests" requests "$total"
+            sample sync "$pass pass peak RSS" MiB "$rss"
+        done
+        log "sync run $run: $(grep -P '^(full|no-change|one-percent)\t' "$output" | cut -f1,2 | tr '\t\n' '= ')"
+    done
+}
 # benches/security.rs: 1,000 tags over 200 digests in a real docker-registry,
 # scanned by the security handler with the fixture backend and the stand-in
 # Clair v2 server, on SQLite and on PostgreSQL (fsync on); and database time
 # per stored vulnerability for an image with 650.
-security_runs=${BENCH_SECURITY_RUNS:-3}
+# The bench pushes its 200 images once and repeats the measurements $runs times.
 suite_security() {
+    mkdir -p "$work_dir/security"
     start_postgres "$work_dir/security" || die "PostgreSQL did not start"
-    for run in $(seq 1 "$security_runs"); do
-        REGKEEPER_BENCH_SAMPLES="$samples" REGKEEPER_TEST_POSTGRES_URL="$POSTGRES_URL" \
-            "$security_bench" --bench >>"$work_dir/security.log" 2>&1 \
-            || { tail -n 30 "$work_dir/security.log" >&2; die "the security benchmark failed"; }
-        log "security run $run: $(grep -c '^scan ' "$work_dir/security.log") scan lines so far"
-    done
+    REGKEEPER_BENCH_SAMPLES="$samples" REGKEEPER_BENCH_RUNS="$runs" \
+        REGKEEPER_TEST_POSTGRES_URL="$POSTGRES_URL" "$security_bench" --bench \
+        >"$work_dir/security.log" 2>&1 \
+        || { tail -n 30 "$work_dir/security.log" >&2; die "the security benchmark failed"; }
+    grep -E '^(scan|store) ' "$work_dir/security.log" >&2 || true
     stop_postgres
 }
 

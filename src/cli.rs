@@ -866,7 +866,7 @@ impl From<TagRecord> for TagStatus {
 fn tags(config_path: &Path, args: &TagsArgs) -> Result<ExitCode, Failure> {
     let config = load_config(config_path)?;
     let store = open_store(&config)?;
-    let hostname = registry_hostname(&config.registry.url);
+    let hostname = crate::jobs::registry_hostname(&config.registry.url);
     let registry_id = store
         .ensure_registry(&hostname)
         .with_context(|| format!("finding the registry {hostname}"))?;
@@ -882,16 +882,6 @@ fn tags(config_path: &Path, args: &TagsArgs) -> Result<ExitCode, Failure> {
         print_out(&tags_table(&tags))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The registry's row name: `host:port` of its URL (`host` alone when the
-/// URL has the scheme's default port), as the handlers record it.
-fn registry_hostname(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    }
 }
 
 /// The human-readable `tags`: one line per tag, digests shortened to 12
@@ -1260,23 +1250,6 @@ failed events (latest 1; `--once JOB --retry-failed` retries them)
         );
         assert_eq!(short_digest("sha256:abc"), "sha256:abc");
         assert_eq!(short_digest("odd"), "odd");
-    }
-
-    #[test]
-    fn registry_hostname_keeps_an_explicit_port() {
-        let url = |text: &str| url::Url::parse(text).unwrap();
-        assert_eq!(
-            registry_hostname(&url("http://127.0.0.1:5000")),
-            "127.0.0.1:5000"
-        );
-        assert_eq!(
-            registry_hostname(&url("https://registry.example/")),
-            "registry.example"
-        );
-        assert_eq!(
-            registry_hostname(&url("http://registry.example:80")),
-            "registry.example"
-        );
     }
 
     #[test]

@@ -9,6 +9,10 @@ use std::io::Write as _;
 /// The variable naming the samples file.
 pub const SAMPLES_VARIABLE: &str = "REGKEEPER_BENCH_SAMPLES";
 
+/// The variable asking a bench to repeat its measurements (default 1), so
+/// that what it sets up once (a registry full of images) serves every run.
+pub const RUNS_VARIABLE: &str = "REGKEEPER_BENCH_RUNS";
+
 /// One measured figure of one run.
 pub struct Sample<'a> {
     /// The suite: `intake`, `events`, `sync`, `security`, `store`.
