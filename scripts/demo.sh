@@ -136,7 +136,7 @@ cp "$fixture" "$work_dir/scan-fixture.json"
 config="$work_dir/schedules.toml"
 sed -e "s|^url = \"http://127.0.0.1:5000\"|url = \"http://$registry\"|" \
     -e "s|^listen = \"127.0.0.1:5055\"|listen = \"127.0.0.1:$intake_port\"|" \
-    -e 's|^# token_file = "[^"]*"|token_file = "notify-token"|' \
+    -e 's|^# token_file = "/etc/regkeeper/notify-token"|token_file = "notify-token"|' \
     -e '/^\[jobs.security-scan\]/,/^$/ s|^enabled = false|enabled = true|' \
     -e 's|^# \[security.fixture\]|[security.fixture]|' \
     -e 's|^# file = "scan-fixture.json"|file = "scan-fixture.json"|' \
@@ -144,13 +144,14 @@ sed -e "s|^url = \"http://127.0.0.1:5000\"|url = \"http://$registry\"|" \
 # Each change must have happened: the default file moved on otherwise.
 for expected in "url = \"http://$registry\"" "listen = \"127.0.0.1:$intake_port\"" \
     'token_file = "notify-token"' '[security.fixture]' 'file = "scan-fixture.json"'; do
-    grep -qxF "$expected" "$config" || die "could not adjust schedules.toml: no line $expected"
+    grep -q "^$(sed 's/[][\.*^$/]/\\&/g' <<<"$expected")" "$config" \
+        || die "could not adjust schedules.toml: no line $expected"
 done
 [ "$(sed -n '/^\[jobs.security-scan\]/,/^$/p' "$config" | grep -c '^enabled = true')" = 1 ] \
     || die "could not enable the security-scan job in schedules.toml"
 
 heading "schedules.toml: the default, with these changes"
-diff "$repo_dir/schedules.toml" "$config" | grep '^[<>]' || true
+diff -U0 "$repo_dir/schedules.toml" "$config" | grep -E '^[-+][^-+]' | sed 's/ \{2,\}#.*//' || true
 
 rk() { (cd "$work_dir" && "$regkeeper" --config schedules.toml "$@"); }
 rk check >/dev/null
@@ -321,7 +322,7 @@ log "database current $((SECONDS - started))s after the last push"
 
 # --- what the database holds ---------------------------------------------------------
 heading "regkeeper status"
-rk status
+rk status --runs 2
 heading "regkeeper tags"
 rk tags
 heading "regkeeper vulns web/app:2.0"
