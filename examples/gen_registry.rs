@@ -214,9 +214,11 @@ fn mutate(root: &Path, percent: usize) -> Result<()> {
 /// curl config files: one tag list per repository, one HEAD and one GET per tag.
 fn urls(root: &Path, base: &str) -> Result<()> {
     let (repositories, tags, _) = shape(root)?;
+    // Options in a curl config apply to every URL: one Accept header (and
+    // `head`) at the top, then only URLs.
     let mut tag_lists = String::new();
-    let mut heads = String::new();
-    let mut gets = String::new();
+    let mut heads = format!("head\nheader = \"Accept: {ACCEPT}\"\n");
+    let mut gets = format!("header = \"Accept: {ACCEPT}\"\n");
     for index in 0..repositories {
         let repository = repository_name(index);
         tag_lists.push_str(&format!(
@@ -224,12 +226,8 @@ fn urls(root: &Path, base: &str) -> Result<()> {
         ));
         for tag in 0..tags {
             let url = format!("{base}/v2/{repository}/manifests/v{tag}");
-            heads.push_str(&format!(
-                "url = \"{url}\"\nhead\nheader = \"Accept: {ACCEPT}\"\noutput = \"/dev/null\"\n"
-            ));
-            gets.push_str(&format!(
-                "url = \"{url}\"\nheader = \"Accept: {ACCEPT}\"\noutput = \"/dev/null\"\n"
-            ));
+            heads.push_str(&format!("url = \"{url}\"\noutput = \"/dev/null\"\n"));
+            gets.push_str(&format!("url = \"{url}\"\noutput = \"/dev/null\"\n"));
         }
     }
     io(

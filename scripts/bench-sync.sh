@@ -145,7 +145,7 @@ pass() {
 # The floor: the catalog (paged as regkeeper pages it), then every tag list,
 # then one manifest request per tag, with N parallel connections.
 floor() {
-    local manifests=$1 started last="" url
+    local started last="" url manifests
     started=$(seconds)
     while :; do
         url="$base/v2/_catalog?n=1000${last:+&last=$last}"
@@ -154,7 +154,9 @@ floor() {
         last=$(grep -o '"[^"]*"' "$work_dir/catalog.json" | tail -n 1 | tr -d '"')
     done
     curl -s -Z --parallel-max "$concurrency" -K "$work_dir/registry/tags.curl"
-    curl -s -Z --parallel-max "$concurrency" -K "$manifests"
+    for manifests in "$@"; do
+        curl -s -Z --parallel-max "$concurrency" -K "$manifests"
+    done
     elapsed "$started" "$(seconds)"
 }
 
@@ -176,8 +178,12 @@ pass one-percent
 # The floor of the 1% pass: HEADs plus a GET for each changed tag.
 changed_gets=$work_dir/changed.curl
 "$generator" urls "$work_dir/registry" "$base"
-awk '/^url/ { n++ } { if (int((n - 1) % 100) == 50) print }' "$work_dir/registry/gets.curl" >"$changed_gets"
+# gets.curl: the Accept header, then a url and an output line per tag; the
+# changed tags are every 100th from the 51st (gen_registry mutate).
+{
+    head -n 1 "$work_dir/registry/gets.curl"
+    tail -n +2 "$work_dir/registry/gets.curl" | awk 'NR % 2 == 1 { n++ } (n - 1) % 100 == 50 { print }'
+} >"$changed_gets"
 printf 'floor\tfull (GET)\t%s\n' "$(floor "$work_dir/registry/gets.curl")"
 printf 'floor\tno-change (HEAD)\t%s\n' "$(floor "$work_dir/registry/heads.curl")"
-cat "$work_dir/registry/heads.curl" "$changed_gets" >"$work_dir/one-percent.curl"
-printf 'floor\t1%% (HEAD + GET)\t%s\n' "$(floor "$work_dir/one-percent.curl")"
+printf 'floor\t1%% (HEAD + GET)\t%s\n' "$(floor "$work_dir/registry/heads.curl" "$changed_gets")"
