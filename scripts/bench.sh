@@ -221,7 +221,38 @@ EOF
 }
 
 # --- events, sync, security ----------------------------------------------------------
-suite_events() { log "events: no events benchmark on this branch yet; skipped"; }
+# scripts/bench-events.sh (examples/events_bench.rs), once per run: 10,000
+# stored push events applied by the events handler with and without
+# `target.references`, and the push-to-database latency of 200 pushes through
+# a real registry's notifications and the release daemon (default 2 s
+# schedule plus the wake-up). Each run pushes 10,000 manifests first, so the
+# default is one run.
+events_runs=${BENCH_EVENTS_RUNS:-1}
+suite_events() {
+    local run output line
+    [ -x scripts/bench-events.sh ] || { log "events: scripts/bench-events.sh is missing; skipped"; return; }
+    for run in $(seq 1 "$events_runs"); do
+        output="$work_dir/events-$run.txt"
+        scripts/bench-events.sh >"$output" 2>>"$work_dir/events.log" \
+            || { tail -n 30 "$work_dir/events.log" >&2; die "scripts/bench-events.sh failed"; }
+        cat "$output" >&2
+        while IFS= read -r line; do
+            case "$line" in
+                "apply "*" with references"*)
+                    sample events "events applied, with references (SQLite)" /s \
+                        "$(sed -E 's/.* ([0-9.]+) events\/s.*/\1/' <<<"$line")" ;;
+                "apply "*" without references"*)
+                    sample events "events applied, one manifest GET each (SQLite)" /s \
+                        "$(sed -E 's/.* ([0-9.]+) events\/s.*/\1/' <<<"$line")" ;;
+                "push-to-database latency"*)
+                    sample events "push-to-database latency p50 (SQLite)" ms \
+                        "$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$line")"
+                    sample events "push-to-database latency p99 (SQLite)" ms \
+                        "$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$line")" ;;
+            esac
+        done <"$output"
+    done
+}
 # scripts/bench-sync.sh, once per run: a registry of REPOSITORIES x 10 tags
 # generated on disk, `regkeeper --once sync` (update-delete, concurrency 8,
 # SQLite) timed for a full first pass, a no-change pass and a pass after 1%
