@@ -82,6 +82,8 @@ CREATE TABLE registry_events (
 CREATE INDEX registry_events_status_id ON registry_events (status, id);
 -- Pending events (progress, fresh) by repository: the claim's ordering check.
 CREATE INDEX registry_events_pending ON registry_events (repository, id) WHERE status IN (1, 2);
+-- Pending events in arrival order: the claim walks this and stops at its limit.
+CREATE INDEX registry_events_pending_id ON registry_events (id) WHERE status IN (1, 2);
 -- Done events by age: pruning.
 CREATE INDEX registry_events_done ON registry_events (updated_at) WHERE status = 0;
 
