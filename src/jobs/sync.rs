@@ -132,12 +132,6 @@ pub fn deletes(strategy: Strategy) -> Deletes {
     }
 }
 
-/// The name of the registry row: [`super::registry_hostname`], which every
-/// handler uses so that they all write to one row.
-pub fn registry_host(url: &url::Url) -> String {
-    super::registry_hostname(url)
-}
-
 impl SyncHandler {
     /// Builds the handler of a `sync` job.
     pub fn new(options: SyncOptions, resources: &super::Resources) -> SyncHandler {
