@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use registry::{free_port, Notifications, Options, TestRegistry, OCI_MANIFEST};
 use regkeeper::config::Database;
 use regkeeper::jobs::events::{EventsHandler, Settings};
 use regkeeper::jobs::{Cancel, Handler, JobContext, RunOptions, Trigger};
 use regkeeper::store::{self, NewEvent};
-use registry::{free_port, Notifications, Options, TestRegistry, OCI_MANIFEST};
 
 const REPOSITORIES: usize = 100;
 const TOKEN: &str = "Token bench-token";
@@ -37,14 +37,29 @@ fn main() -> anyhow::Result<()> {
         [kind, target, ..] => (kind.clone(), target.clone()),
         _ => anyhow::bail!(usage),
     };
-    let events: usize = arguments.get(2).map_or(Ok(10_000), |n| n.parse()).context(usage)?;
-    let pushes: usize = arguments.get(3).map_or(Ok(200), |n| n.parse()).context(usage)?;
+    let events: usize = arguments
+        .get(2)
+        .map_or(Ok(10_000), |n| n.parse())
+        .context(usage)?;
+    let pushes: usize = arguments
+        .get(3)
+        .map_or(Ok(200), |n| n.parse())
+        .context(usage)?;
     let database = match kind.as_str() {
-        "sqlite" => Database::Sqlite { path: target.clone().into() },
-        "postgres" => Database::Postgres { url: target.clone(), password: None, pool_size: 4 },
+        "sqlite" => Database::Sqlite {
+            path: target.clone().into(),
+        },
+        "postgres" => Database::Postgres {
+            url: target.clone(),
+            password: None,
+            pool_size: 4,
+        },
         _ => anyhow::bail!(usage),
     };
-    println!("events benchmark on {kind}: {events} events, {pushes} timed pushes, {} cores", cores());
+    println!(
+        "events benchmark on {kind}: {events} events, {pushes} timed pushes, {} cores",
+        cores()
+    );
 
     let source = TestRegistry::anonymous();
     let images = generate_manifests(&source, events);
@@ -56,7 +71,9 @@ fn main() -> anyhow::Result<()> {
             .map(|(index, image)| push_event(index, image, with_references))
             .collect();
         for chunk in stored.chunks(500) {
-            store.insert_events(chunk, now_ms()).context("storing events")?;
+            store
+                .insert_events(chunk, now_ms())
+                .context("storing events")?;
         }
         let client = Arc::new(regkeeper::registry::Client::new(&source.client_config())?);
         let handler = EventsHandler::new(
@@ -79,10 +96,17 @@ fn main() -> anyhow::Result<()> {
         let outcome = handler.run(&context)?;
         let elapsed = started.elapsed();
         let applied = outcome.counts.get("applied").copied().unwrap_or(0);
-        anyhow::ensure!(applied as usize == events, "applied {applied} of {events}: {outcome:?}");
+        anyhow::ensure!(
+            applied as usize == events,
+            "applied {applied} of {events}: {outcome:?}"
+        );
         println!(
             "apply {events} push events {}: {:.2} s, {:.0} events/s, {} registry requests",
-            if with_references { "with references   " } else { "without references" },
+            if with_references {
+                "with references   "
+            } else {
+                "without references"
+            },
             elapsed.as_secs_f64(),
             events as f64 / elapsed.as_secs_f64(),
             client.requests_made() - requests_before,
@@ -162,7 +186,11 @@ fn generate_manifests(source: &TestRegistry, count: usize) -> Vec<Image> {
         }
     });
     let images = images.into_inner().unwrap_or_default();
-    println!("generated {} manifests in {:.1} s", images.len(), started.elapsed().as_secs_f64());
+    println!(
+        "generated {} manifests in {:.1} s",
+        images.len(),
+        started.elapsed().as_secs_f64()
+    );
     images
 }
 
@@ -180,12 +208,20 @@ fn push_event(index: usize, image: &Image, with_references: bool) -> NewEvent {
             {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": image.layer_size, "digest": image.layer_digest},
         ]);
     }
-    let id = format!("bench-{}-{index}", if with_references { "refs" } else { "fetch" });
+    let id = format!(
+        "bench-{}-{index}",
+        if with_references { "refs" } else { "fetch" }
+    );
     let data = serde_json::json!({
         "id": id, "timestamp": "2026-01-02T03:04:05Z", "action": "push", "target": target,
         "request": {"method": "PUT"}, "actor": {},
     });
-    NewEvent { event_id: id, action: "push".into(), repository: image.repository.clone(), data: data.to_string() }
+    NewEvent {
+        event_id: id,
+        action: "push".into(),
+        repository: image.repository.clone(),
+        data: data.to_string(),
+    }
 }
 
 /// Push-to-row latency through notifications and the release daemon.
@@ -236,7 +272,9 @@ fn latency(database: &Database, target: &str, kind: &str, pushes: usize) -> anyh
     let _ = daemon.wait();
     let mut latencies = result?;
     latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let percentile = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
     println!(
         "push-to-database latency over {pushes} pushes: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(0.50).as_secs_f64() * 1000.0,
@@ -246,22 +284,41 @@ fn latency(database: &Database, target: &str, kind: &str, pushes: usize) -> anyh
     Ok(())
 }
 
-fn measure_latency(database: &Database, source: &TestRegistry, pushes: usize) -> anyhow::Result<Vec<Duration>> {
+fn measure_latency(
+    database: &Database,
+    source: &TestRegistry,
+    pushes: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let store = store::open(database, Duration::from_secs(30))?;
     let host = source.url.trim_start_matches("http://").to_string();
     let registry_id = store.ensure_registry(&host)?;
     // Wait for the intake.
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let health = format!("{}/healthz", source_intake(source));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while agent.get(&health).call().map(|response| response.status().as_u16()).ok() != Some(200) {
-        anyhow::ensure!(Instant::now() < deadline, "the daemon's intake did not come up");
+    while agent
+        .get(&health)
+        .call()
+        .map(|response| response.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the daemon's intake did not come up"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut latencies = Vec::with_capacity(pushes);
     for index in 0..pushes {
         let repository = "latency/app";
-        let config = format!("{{\"os\":\"linux\",\"n\":{index},\"u\":\"{}\"}}", registry::unique_token());
+        let config = format!(
+            "{{\"os\":\"linux\",\"n\":{index},\"u\":\"{}\"}}",
+            registry::unique_token()
+        );
         let layer = format!("layer {index} {}", registry::unique_token());
         let config_digest = source.upload_blob(repository, config.as_bytes());
         let layer_digest = source.upload_blob(repository, layer.as_bytes());
@@ -276,10 +333,16 @@ fn measure_latency(database: &Database, source: &TestRegistry, pushes: usize) ->
         source.put_manifest(repository, &tag, OCI_MANIFEST, &manifest);
         loop {
             let tags = store.tags(registry_id, Some(repository))?;
-            if tags.iter().any(|row| row.tag == tag && row.digest == digest) {
+            if tags
+                .iter()
+                .any(|row| row.tag == tag && row.digest == digest)
+            {
                 break;
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "push {index} never reached the database");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "push {index} never reached the database"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         latencies.push(started.elapsed());
