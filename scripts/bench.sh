@@ -264,7 +264,7 @@ suite_sync() {
     local repositories=1000 run output pass wall rss requests total label floor
     [ -z "$scale" ] || repositories=5000
     [ -x scripts/bench-sync.sh ] || { log "sync: scripts/bench-sync.sh is missing; skipped"; return; }
-    label="$(printf "%'d" "$repositories") x 10"
+    label="$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$repositories") x 10"
     for run in $(seq 1 "$sync_runs"); do
         output="$work_dir/sync-$run.tsv"
         scripts/bench-sync.sh --scale "$repositories" >"$output" 2>>"$work_dir/sync.log" \
