@@ -22,9 +22,9 @@
 #             be a stored row (durability), none may be missing.
 #   events    push-to-database latency through a real registry's
 #             notifications, and events applied per second for 10,000
-#             stored push events (the events engineer's bench).
+#             stored push events (scripts/bench-events.sh).
 #   sync      full, no-change and 1%-changed passes on a generated registry
-#             against the `curl -Z` floor (the sync engineer's bench).
+#             against the `curl -Z` floor (scripts/bench-sync.sh).
 #   security  images scanned per second with the fixture backend and the
 #             stand-in Clair server (benches/security.rs).
 set -euo pipefail
