@@ -16,14 +16,7 @@ if [ "${1:-}" = "--postgres" ]; then
     with_postgres=yes
     shift
 fi
-work_dir=$(mktemp -d "${TMPDIR:-/tmp}/regkeeper-bench-events.XXXXXX")
-cleanup() {
-    stop_postgres
-    rm -rf "$work_dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+make_work_dir regkeeper-bench-events
 
 cargo build --release --bin regkeeper --example events_bench
 bench=target/release/examples/events_bench

@@ -8,14 +8,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 . scripts/lib/postgres.sh
 
-work_dir=$(mktemp -d "${TMPDIR:-/tmp}/regkeeper-bench.XXXXXX")
-cleanup() {
-    stop_postgres
-    rm -rf "$work_dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+make_work_dir regkeeper-bench
 
 cargo build --release --example store_bench
 bench=target/release/examples/store_bench

@@ -27,14 +27,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- PostgreSQL ---------------------------------------------------------------
-work_dir=$(mktemp -d "${TMPDIR:-/tmp}/regkeeper-test.XXXXXX")
-cleanup() {
-    stop_postgres
-    rm -rf "$work_dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+make_work_dir regkeeper-test
 
 # Durability off: the cluster is thrown away. Enough connections for
 # parallel tests, each with its own pool.

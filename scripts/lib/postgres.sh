@@ -5,6 +5,9 @@
 #
 #   start_postgres DIR [SERVER OPTION...]   starts it; sets POSTGRES_URL
 #   stop_postgres                           stops it (safe to call twice)
+#   make_work_dir PREFIX                    makes a temp dir in $work_dir and
+#                                           traps EXIT to stop the cluster and
+#                                           remove the dir, whatever happens
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 _pg_dir=""
@@ -52,4 +55,11 @@ stop_postgres() {
     if [ -n "$_pg_dir" ] && [ -f "$_pg_dir/data/postmaster.pid" ]; then
         _as_pg "$PG_BIN/pg_ctl" -D "$_pg_dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
+}
+
+make_work_dir() {
+    work_dir=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    trap 'stop_postgres; rm -rf "$work_dir"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 }
