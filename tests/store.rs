@@ -982,8 +982,61 @@ fn migrations_run_twice_are_a_no_op_postgres() {
     let database = TestDatabase::create();
     let backend = PostgresBackend::connect(database.url(), None, 2).expect("connecting");
     let store = SqlStore::new(Box::new(backend));
-    assert_eq!(store.migrate().expect("migrating"), vec![1]);
+    assert_eq!(store.migrate().expect("migrating"), vec![1, 2]);
     assert_eq!(store.migrate().expect("migrating again"), Vec::<i64>::new());
+}
+
+/// A database made by regkeeper 0.1 (migration 1 only) gets the later
+/// migrations, and only those, on the next start.
+fn upgrades_a_version_1_database(store: &SqlStore, index_names: &str) {
+    let first = &regkeeper::store::migrations::MIGRATIONS[0];
+    store
+        .tx(|conn| {
+            let schema = match conn.dialect() {
+                regkeeper::store::Dialect::Sqlite => first.sqlite,
+                regkeeper::store::Dialect::Postgres => first.postgres,
+            };
+            conn.execute_batch(schema)?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
+                 INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0);",
+            )
+        })
+        .expect("making a version 1 database");
+    assert_eq!(store.migrate().expect("upgrading"), vec![2]);
+    let indexes = store
+        .tx(|conn| conn.query(index_names, &[]))
+        .expect("listing indexes");
+    let names: Vec<String> = indexes
+        .iter()
+        .map(|row| sql::text(row, 0).expect("index name"))
+        .collect();
+    for index in ["registry_events_waiting", "registry_events_claimed"] {
+        assert!(
+            names.iter().any(|name| name == index),
+            "{index} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn upgrades_a_version_1_database_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("opening");
+    upgrades_a_version_1_database(
+        &SqlStore::new(Box::new(backend)),
+        "SELECT name FROM sqlite_master WHERE type = 'index'",
+    );
+}
+
+#[test]
+fn upgrades_a_version_1_database_postgres() {
+    let database = TestDatabase::create();
+    let backend = PostgresBackend::connect(database.url(), None, 2).expect("connecting");
+    upgrades_a_version_1_database(
+        &SqlStore::new(Box::new(backend)),
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'registry_events'",
+    );
 }
 
 /// Two daemons starting together must not both try to create the schema.

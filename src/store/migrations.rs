@@ -20,12 +20,32 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema",
-    sqlite: include_str!("../../schema.sql"),
-    postgres: include_str!("../../schema.postgres.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sqlite: include_str!("../../schema.sql"),
+        postgres: include_str!("../../schema.postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "indexes of the events that block a claim",
+        sqlite: BLOCKING_EVENT_INDEXES,
+        postgres: BLOCKING_EVENT_INDEXES,
+    },
+];
+
+/// Migration 2, the same in both dialects. The claim asks, per candidate
+/// event, whether an earlier event of its repository is waiting for a
+/// retry or claimed under a live lease; these indexes answer that from the
+/// few such events instead of walking every pending event of the
+/// repository (which made claiming a backlog quadratic per repository).
+const BLOCKING_EVENT_INDEXES: &str = "
+-- Fresh events by repository and retry time: those still waiting block.
+CREATE INDEX registry_events_waiting ON registry_events (repository, not_before) WHERE status = 2;
+-- Claimed events by repository and claim time: live claims block.
+CREATE INDEX registry_events_claimed ON registry_events (repository, claimed_at) WHERE status = 1;
+";
 
 /// Key of the PostgreSQL advisory lock that serialises migrations of
 /// daemons starting together ("regkeep" in ASCII).

@@ -387,6 +387,35 @@ pub fn write_pull(
     Ok(true)
 }
 
+/// The claim of [`Store::claim_events`]: `$1` now, `$2` the claimant, `$3`
+/// the oldest live claim time, `$4` the batch size.
+///
+/// Claimable: fresh past its backoff, or claimed under an expired lease; and
+/// no earlier event of the same repository is blocking it (waiting for a
+/// retry, or claimed under a live lease), each asked of its own small index.
+/// On PostgreSQL, SKIP LOCKED keeps rows other transactions are writing out
+/// of the batch. SQLite, having no statistics, would read every pending
+/// event through the status index and sort them all; it is told to walk the
+/// pending events in id order and stop at the limit.
+pub fn claim_sql(dialect: Dialect) -> String {
+    let (indexed_by, skip_locked) = match dialect {
+        Dialect::Sqlite => (" INDEXED BY registry_events_pending_id", ""),
+        Dialect::Postgres => ("", " FOR UPDATE SKIP LOCKED"),
+    };
+    format!(
+        "UPDATE registry_events SET status = 1, claimed_at = $1, claimant = $2, updated_at = $1 \
+         WHERE id IN (SELECT e.id FROM registry_events e{indexed_by} \
+           WHERE e.status IN (1, 2) \
+           AND ((e.status = 2 AND COALESCE(e.not_before, 0) <= $1) OR (e.status = 1 AND e.claimed_at < $3)) \
+           AND NOT EXISTS (SELECT 1 FROM registry_events w \
+             WHERE w.repository = e.repository AND w.status = 2 AND w.not_before > $1 AND w.id < e.id) \
+           AND NOT EXISTS (SELECT 1 FROM registry_events c \
+             WHERE c.repository = e.repository AND c.status = 1 AND c.claimed_at >= $3 AND c.id < e.id) \
+           ORDER BY e.id LIMIT $4{skip_locked}) \
+         RETURNING id, event_id, action, repository, data, attempts"
+    )
+}
+
 /// Key of the PostgreSQL advisory lock that serialises event claims
 /// ("regkevt" in ASCII).
 const EVENT_CLAIM_LOCK_KEY: i64 = 0x0072_6567_6b65_7674;
@@ -844,33 +873,17 @@ impl Store for SqlStore {
 
     fn claim_events(&self, claim: &EventClaim) -> anyhow::Result<Vec<ClaimedEvent>> {
         self.tx(|conn| {
-            // Claims are serialised so that the ordering check below sees
-            // every other claim: SQLite's BEGIN IMMEDIATE already holds the
-            // write lock; PostgreSQL takes a transaction advisory lock (the
-            // intake's inserts do not wait for it), and SKIP LOCKED keeps
-            // rows other transactions are writing out of the batch.
-            let skip_locked = match conn.dialect() {
-                Dialect::Sqlite => "",
-                Dialect::Postgres => {
-                    conn.query("SELECT pg_advisory_xact_lock($1)", &[Value::Int(EVENT_CLAIM_LOCK_KEY)])?;
-                    " FOR UPDATE SKIP LOCKED"
-                }
-            };
-            // Claimable: fresh past its backoff, or claimed under an expired
-            // lease; and no earlier event of the same repository still
-            // pending (claimed under a live lease, or waiting for a retry).
-            let sql = format!(
-                "UPDATE registry_events SET status = 1, claimed_at = $1, claimant = $2, updated_at = $1 \
-                 WHERE id IN (SELECT e.id FROM registry_events e \
-                   WHERE e.status IN (1, 2) \
-                   AND ((e.status = 2 AND COALESCE(e.not_before, 0) <= $1) OR (e.status = 1 AND e.claimed_at < $3)) \
-                   AND NOT EXISTS (SELECT 1 FROM registry_events p \
-                     WHERE p.repository = e.repository AND p.id < e.id AND p.status IN (1, 2) \
-                     AND ((p.status = 2 AND COALESCE(p.not_before, 0) > $1) \
-                       OR (p.status = 1 AND p.claimed_at >= $3))) \
-                   ORDER BY e.id LIMIT $4{skip_locked}) \
-                 RETURNING id, event_id, action, repository, data, attempts"
-            );
+            // Claims are serialised so that the ordering check sees every
+            // other claim: SQLite's BEGIN IMMEDIATE already holds the write
+            // lock; PostgreSQL takes a transaction advisory lock (the
+            // intake's inserts do not wait for it).
+            if conn.dialect() == Dialect::Postgres {
+                conn.query(
+                    "SELECT pg_advisory_xact_lock($1)",
+                    &[Value::Int(EVENT_CLAIM_LOCK_KEY)],
+                )?;
+            }
+            let sql = claim_sql(conn.dialect());
             let rows = conn.query(
                 &sql,
                 &[
@@ -1071,6 +1084,35 @@ mod tests {
             format!("{:#}", int(&row, 1).unwrap_err()),
             "column 1: expected an integer, found null"
         );
+    }
+
+    /// The claim must stay linear in the backlog: walk the pending events in
+    /// id order up to the limit (no sort of all of them), and ask the two
+    /// blocking-event indexes instead of scanning each repository's events.
+    #[test]
+    fn sqlite_claims_through_the_pending_and_blocking_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            super::super::sqlite::SqliteBackend::open(&dir.path().join("plan.db")).unwrap();
+        let store = SqlStore::new(Box::new(backend));
+        store.migrate().unwrap();
+        let plan = store
+            .tx(|conn| {
+                let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(Dialect::Sqlite));
+                let params = [Value::Int(1), txt("me"), Value::Int(0), Value::Int(500)];
+                conn.query(&sql, &params)
+            })
+            .unwrap();
+        let plan: Vec<String> = plan.iter().map(|row| text(row, 3).unwrap()).collect();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        for index in [
+            "registry_events_pending_id",
+            "registry_events_waiting (repository=? AND not_before>?)",
+            "registry_events_claimed (repository=? AND claimed_at>?)",
+        ] {
+            assert!(plan.contains(index), "{index} not in\n{plan}");
+        }
     }
 
     #[test]
