@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use self::plan::{Action, Deletes, Observed, ObservedTag, Plan, Snapshot};
+use self::plan::{Action, Deletes, Observed, ObservedTag, Plan, PlanTotals, Snapshot};
 use super::{Handler, JobContext, Outcome};
 use crate::config::{Strategy, SyncOptions};
 use crate::registry::{Client, Manifest, RegistryError};
@@ -61,32 +61,28 @@ pub struct SyncHandler {
 pub struct PassCounts {
     /// Repositories the catalog lists.
     pub repositories_seen: usize,
-    /// Tags created.
-    pub tags_created: usize,
-    /// Tags whose digest changed.
-    pub tags_updated: usize,
-    /// Tags deleted, including those of deleted repositories.
-    pub tags_deleted: usize,
-    /// Repositories deleted.
-    pub repositories_deleted: usize,
-    /// Repositories left alone because of racing registry events.
-    pub skipped: usize,
-    /// Repositories left alone because they could not be read or written.
-    pub errors: usize,
+    /// The plan's totals on a dry run; what applying the plan did otherwise.
+    pub totals: PlanTotals,
     /// Registry requests made during the pass.
     pub requests: u64,
+}
+
+/// The six counters read as fields of the pass (`counts.tags_created`).
+impl std::ops::Deref for PassCounts {
+    type Target = PlanTotals;
+
+    fn deref(&self) -> &PlanTotals {
+        &self.totals
+    }
 }
 
 impl PassCounts {
     fn record(&self, outcome: &mut Outcome) {
         let as_count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         outcome.add("repositories_seen", as_count(self.repositories_seen));
-        outcome.add("tags_created", as_count(self.tags_created));
-        outcome.add("tags_updated", as_count(self.tags_updated));
-        outcome.add("tags_deleted", as_count(self.tags_deleted));
-        outcome.add("repositories_deleted", as_count(self.repositories_deleted));
-        outcome.add("skipped", as_count(self.skipped));
-        outcome.add("errors", as_count(self.errors));
+        for (name, n) in self.totals.named() {
+            outcome.add(name, as_count(n));
+        }
         outcome.add("requests", i64::try_from(self.requests).unwrap_or(i64::MAX));
     }
 }
@@ -263,13 +259,16 @@ impl SyncHandler {
     /// Applies a plan (or prints it on a dry run) after the safety valve.
     pub fn apply(&self, ctx: &JobContext, walk: &Walk, plan: &Plan) -> anyhow::Result<PassCounts> {
         let registry_id = walk.registry_id;
-        let totals = plan.totals();
+        let planned = plan.totals();
         let mut counts = PassCounts {
             repositories_seen: walk.observed.len(),
-            skipped: totals.skipped,
-            errors: totals.errors,
+            // Until applied, only the repositories left alone are known.
+            totals: PlanTotals {
+                skipped: planned.skipped,
+                errors: planned.errors,
+                ..PlanTotals::default()
+            },
             requests: walk.requests,
-            ..PassCounts::default()
         };
         for entry in &plan.repositories {
             if let Action::Skip(plan::SkipReason::Unreadable(cause)) = &entry.action {
@@ -283,10 +282,7 @@ impl SyncHandler {
         if ctx.options.dry_run {
             print!("{}", plan.render());
             let _ = std::io::stdout().flush();
-            counts.tags_created = totals.tags_created;
-            counts.tags_updated = totals.tags_updated;
-            counts.tags_deleted = totals.tags_deleted;
-            counts.repositories_deleted = totals.repositories_deleted;
+            counts.totals = planned;
             return Ok(counts);
         }
         if let Some(reason) =
@@ -342,18 +338,19 @@ impl SyncHandler {
                         .collect(),
                 };
             for (write, result) in batch.iter().zip(results) {
+                let totals = &mut counts.totals;
                 match result {
-                    Ok(SyncApplied::Busy) => counts.skipped += 1,
+                    Ok(SyncApplied::Busy) => totals.skipped += 1,
                     Ok(SyncApplied::Applied {
                         created,
                         updated,
                         tags_deleted,
                         repository_deleted,
                     }) => {
-                        counts.tags_created += created;
-                        counts.tags_updated += updated;
-                        counts.tags_deleted += tags_deleted;
-                        counts.repositories_deleted += usize::from(repository_deleted);
+                        totals.tags_created += created;
+                        totals.tags_updated += updated;
+                        totals.tags_deleted += tags_deleted;
+                        totals.repositories_deleted += usize::from(repository_deleted);
                     }
                     Err(error) => {
                         log::warn!(
@@ -361,7 +358,7 @@ impl SyncHandler {
                             ctx.job_name,
                             write.repository
                         );
-                        counts.errors += 1;
+                        totals.errors += 1;
                     }
                 }
             }

@@ -124,7 +124,9 @@ pub struct Plan {
     pub repositories: Vec<RepositoryPlan>,
 }
 
-/// Totals of a plan, as counted before applying it.
+/// The six counters of a pass: a plan's totals as counted before applying
+/// it ([`Plan::totals`]), and what applying it did (the sync handler's
+/// `PassCounts`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlanTotals {
     /// Tags to create.
@@ -139,6 +141,20 @@ pub struct PlanTotals {
     pub skipped: usize,
     /// Repositories skipped because they could not be read.
     pub errors: usize,
+}
+
+impl PlanTotals {
+    /// Every counter with the name it is recorded under in a run's counts.
+    pub fn named(&self) -> [(&'static str, usize); 6] {
+        [
+            ("tags_created", self.tags_created),
+            ("tags_updated", self.tags_updated),
+            ("tags_deleted", self.tags_deleted),
+            ("repositories_deleted", self.repositories_deleted),
+            ("skipped", self.skipped),
+            ("errors", self.errors),
+        ]
+    }
 }
 
 /// Decides what a pass does. `busy` holds the repositories with pending or
@@ -335,6 +351,29 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_counter_has_its_own_name() {
+        let totals = PlanTotals {
+            tags_created: 1,
+            tags_updated: 2,
+            tags_deleted: 3,
+            repositories_deleted: 4,
+            skipped: 5,
+            errors: 6,
+        };
+        assert_eq!(
+            totals.named(),
+            [
+                ("tags_created", 1),
+                ("tags_updated", 2),
+                ("tags_deleted", 3),
+                ("repositories_deleted", 4),
+                ("skipped", 5),
+                ("errors", 6),
+            ]
+        );
+    }
 
     fn write(repository: &str, tag: &str, digest: &str) -> TagWrite {
         TagWrite {
