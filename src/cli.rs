@@ -264,12 +264,32 @@ fn once(config_path: &Path, job_name: &str, options: &OnceOptions) -> Result<Exi
     }
     summary.push('\n');
     print_out(&summary)?;
-    Ok(match report.outcome {
-        RunOutcome::Ok => ExitCode::SUCCESS,
+    match report.outcome {
+        RunOutcome::Ok => Ok(ExitCode::SUCCESS),
+        // The summary is the result on stdout; the failure is also said on
+        // stderr, whatever RUST_LOG lets through, and exits 1.
         RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Skipped => {
-            ExitCode::from(EXIT_FAILED)
+            Err(Failure::Failed(anyhow::anyhow!(once_failure(
+                &job.name,
+                report.run_id,
+                report.outcome,
+                report.error.as_deref()
+            ))))
         }
-    })
+    }
+}
+
+/// `job JOB run ID OUTCOME[: ERROR]`, for stderr when `--once` did not succeed.
+fn once_failure(job_name: &str, run_id: i64, outcome: RunOutcome, error: Option<&str>) -> String {
+    let mut message = format!(
+        "job {job_name} run {run_id} {}",
+        outcome.as_str().replace('_', " ")
+    );
+    if let Some(error) = error {
+        message.push_str(": ");
+        message.push_str(error);
+    }
+    message
 }
 
 /// The job called `name`, or a usage error listing the configured jobs.
@@ -1040,6 +1060,18 @@ mod tests {
                 Some("listing tags of app: timeout\nmore")
             ),
             "sync: failed in 0.005s (run 8): listing tags of app: timeout more"
+        );
+    }
+
+    #[test]
+    fn once_failure_names_job_run_outcome_and_cause() {
+        assert_eq!(
+            once_failure("sync", 3, RunOutcome::Failed, Some("walking the catalog")),
+            "job sync run 3 failed: walking the catalog"
+        );
+        assert_eq!(
+            once_failure("scan", 4, RunOutcome::TimedOut, None),
+            "job scan run 4 timed out"
         );
     }
 

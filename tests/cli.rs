@@ -436,6 +436,61 @@ fn once_with_an_unusable_database_exits_1() {
     assert_eq!(output.stdout, "");
 }
 
+#[test]
+fn once_with_a_failing_handler_exits_1_says_why_on_stderr_and_records_the_run() {
+    // A port on 127.0.0.1 that was just free: connections are refused.
+    let refused_port = support::registry::free_port();
+    let env = CliEnv::with_sqlite(
+        &format!("[registry]\nurl = \"http://127.0.0.1:{refused_port}\"\n"),
+        "[jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"0 0 * * * *\"\nstrategy = \"update\"\n",
+    );
+    let config = env.config_path();
+    // Logging off: the failure must reach stderr without the run's log line.
+    let output = run_binary_with_env(
+        env.dir.path(),
+        &[
+            "--once",
+            "registry-sync",
+            "--config",
+            config.to_str().expect("utf-8 temp path"),
+        ],
+        &[("RUST_LOG", "off")],
+    );
+    assert_eq!(output.code, Some(1), "{output:?}");
+    let stderr = output.stderr.trim_end();
+    assert!(
+        stderr.starts_with("error: job registry-sync run 1 failed: walking the registry catalog: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{refused_port}")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        output.stdout.starts_with("registry-sync: failed in "),
+        "{}",
+        output.stdout
+    );
+
+    let status = env.run(&["status", "--json"]);
+    assert_eq!(status.code, Some(0), "{status:?}");
+    let status: serde_json::Value =
+        serde_json::from_str(&status.stdout).expect("status --json is JSON");
+    let runs = status["jobs"][0]["runs"].as_array().expect("runs array");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["id"], 1);
+    assert_eq!(runs[0]["trigger"], "once");
+    assert_eq!(runs[0]["outcome"], "failed");
+    let error = runs[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("walking the registry catalog: ")
+            && error.contains(&format!("127.0.0.1:{refused_port}")),
+        "{runs:?}"
+    );
+    assert_eq!(status["queues"]["repositories"], 0, "nothing was written");
+}
+
 /// Writes tags into the configuration's SQLite database through the store,
 /// as the events and sync jobs would, for `host` (the registry's `host:port`).
 fn seed_tags(env: &CliEnv, host: &str, tags: &[(&str, &str, &str, &str, Option<i64>)]) {
