@@ -16,8 +16,8 @@ use regkeeper::store::{
 };
 use support::postgres::TestDatabase;
 use support::registry::{
-    free_port, Notifications, Options, PushedImage, Reply, ScriptedServer, TestRegistry,
-    DOCKER_MANIFEST, OCI_MANIFEST,
+    free_port, DigestStrippingProxy, Notifications, Options, PushedImage, Reply, ScriptedServer,
+    TestRegistry, DOCKER_MANIFEST, OCI_MANIFEST,
 };
 
 const TOKEN: &str = "Token events-test-token";
@@ -772,6 +772,62 @@ fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {
         .collect();
     assert_eq!(after.len(), 3, "they fail again");
     assert!(after.iter().all(|event| event.attempts == 1), "{after:?}");
+}
+
+#[test]
+fn manifests_are_fetched_and_verified_through_a_proxy_that_drops_the_digest_header() {
+    let registry = TestRegistry::anonymous();
+    let docker = registry.push_image("ns/app", "1.0");
+    let oci = registry.push_oci_image("ns/app", "2.0");
+    let tampered = registry.push_oci_image("ns/other", "1.0");
+    let proxy = DigestStrippingProxy::start(&registry.url);
+    // The proxy serves another manifest for this digest.
+    proxy.substitute(
+        &format!("/v2/ns/other/manifests/{}", tampered.digest),
+        &docker.manifest,
+    );
+    let world = World::sqlite();
+    let store = world.database.store();
+    store
+        .insert_events(
+            &[
+                push_event("docker", &docker, "1.0", false),
+                push_event("oci", &oci, "2.0", false),
+                push_event("tampered", &tampered, "1.0", false),
+            ],
+            1,
+        )
+        .expect("storing events");
+    let setup = Setup {
+        registry_url: proxy.url().to_string(),
+        ..Setup::default()
+    };
+    let (code, output) = world.once("once", &setup, &[]);
+    assert_eq!(code, 0, "{output}");
+    let by_id: BTreeMap<String, EventRow> = events(&store)
+        .into_iter()
+        .map(|event| (event.event_id.clone(), event))
+        .collect();
+    assert_eq!(by_id["docker"].status, 0, "{:?}", by_id["docker"]);
+    assert_eq!(by_id["oci"].status, 0, "{:?}", by_id["oci"]);
+    assert_eq!(by_id["tampered"].status, 3, "{:?}", by_id["tampered"]);
+    let error = by_id["tampered"].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("digest mismatch") && error.contains(&tampered.digest),
+        "{error}"
+    );
+    let all = tags(&store, &host_of(proxy.url()));
+    assert_eq!(all["ns/app:1.0"].digest, docker.digest);
+    assert_eq!(all["ns/app:1.0"].image_id, docker.image_id);
+    assert_eq!(all["ns/app:2.0"].digest, oci.digest);
+    assert_eq!(all["ns/app:2.0"].size, Some(oci.size));
+    assert!(!all.contains_key("ns/other:1.0"), "{all:?}");
+    let fetched: Vec<(String, String)> = proxy
+        .requests()
+        .into_iter()
+        .filter(|(_, path)| path.contains("/manifests/"))
+        .collect();
+    assert_eq!(fetched.len(), 3, "one GET per event: {fetched:?}");
 }
 
 #[test]

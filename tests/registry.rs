@@ -1,6 +1,7 @@
 //! The registry client against a real docker-registry in anonymous, htpasswd
 //! and token mode, plus tiny local servers of ours for failures a real
-//! registry cannot show on demand (stalls, 5xx, 429, malformed bodies).
+//! registry cannot show on demand (stalls, 5xx, 429, malformed bodies), and
+//! a proxy of ours that drops `Docker-Content-Digest` in front of a real one.
 //! The `support_*` tests check the test support itself.
 
 mod support;
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use regkeeper::registry::{Client, RegistryError};
 use support::registry::{
-    free_port, Auth, Notifications, Options, Reply, ScriptedServer, TestRegistry, TokenPolicy,
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+    free_port, Auth, DigestStrippingProxy, Notifications, Options, Reply, ScriptedServer,
+    TestRegistry, TokenPolicy, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 
 #[test]
@@ -973,5 +974,147 @@ fn connections_are_reused_across_get_and_head() {
         server.connections(),
         1,
         "one kept-alive connection for sequential requests"
+    );
+}
+
+#[test]
+fn support_proxy_drops_the_digest_header_and_keeps_the_rest() {
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_image("ns/app", "v1");
+    let proxy = DigestStrippingProxy::start(&registry.url);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}/v2/ns/app/manifests/v1", proxy.url());
+    for head in [false, true] {
+        let request = if head {
+            agent.head(&url)
+        } else {
+            agent.get(&url)
+        };
+        let mut response = request
+            .header("Accept", DOCKER_MANIFEST)
+            .call()
+            .expect("a request through the proxy");
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(response.headers().get("docker-content-digest").is_none());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(String::from)
+        };
+        assert_eq!(header("content-type").as_deref(), Some(DOCKER_MANIFEST));
+        assert_eq!(
+            header("content-length"),
+            Some(image.manifest.len().to_string())
+        );
+        if !head {
+            let body = response.body_mut().read_to_vec().expect("the body");
+            assert_eq!(body, image.manifest);
+        }
+    }
+}
+
+#[test]
+fn head_without_digest_header_reads_the_digest_with_get_once_then_get_alone() {
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_image("ns/app", "v1");
+    let index = registry.push_oci_index("ns/app", "multi");
+    let proxy = DigestStrippingProxy::start(&registry.url);
+    let client = client(&proxy.client_config());
+    let manifest_path = |reference: &str| format!("/v2/ns/app/manifests/{reference}");
+
+    let head = client.head_manifest("ns/app", "v1").expect("head of v1");
+    assert_eq!(head.digest, image.digest);
+    assert_eq!(head.media_type, DOCKER_MANIFEST);
+    assert_eq!(head.size, image.manifest.len() as i64);
+    let manifest = head.manifest.expect("the manifest read with GET");
+    assert_eq!(manifest.digest, image.digest);
+    assert_eq!(manifest.image_id, image.image_id);
+    assert_eq!(
+        proxy.requests(),
+        vec![
+            ("HEAD".to_string(), manifest_path("v1")),
+            ("GET".to_string(), manifest_path("v1")),
+        ]
+    );
+    assert_eq!(client.requests_made(), 2);
+
+    // The client remembers: one GET per tag from now on.
+    let head = client
+        .head_manifest("ns/app", "multi")
+        .expect("head of multi");
+    assert_eq!(head.digest, index.digest);
+    assert_eq!(head.media_type, OCI_INDEX);
+    assert_eq!(head.manifest.expect("the index").children.len(), 2);
+    assert_eq!(
+        proxy.requests()[2..],
+        [("GET".to_string(), manifest_path("multi"))]
+    );
+    assert_eq!(client.requests_made(), 3);
+
+    // A HEAD by digest needs no header: the answer vouches for the digest.
+    let head = client
+        .head_manifest("ns/app", &image.digest)
+        .expect("head by digest");
+    assert_eq!(head.digest, image.digest);
+    assert_eq!(head.manifest, None);
+    assert_eq!(
+        proxy.requests()[3..],
+        [("HEAD".to_string(), manifest_path(&image.digest))]
+    );
+    // ... and a missing manifest is still not found.
+    let missing = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    assert!(matches!(
+        client.head_manifest("ns/app", missing),
+        Err(RegistryError::NotFound { .. })
+    ));
+    assert!(matches!(
+        client.head_manifest("ns/app", "nope"),
+        Err(RegistryError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn head_with_digest_header_is_one_request() {
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_image("ns/app", "v1");
+    let client = client(&registry.client_config());
+    for _ in 0..3 {
+        let head = client.head_manifest("ns/app", "v1").expect("head");
+        assert_eq!(head.digest, image.digest);
+        assert_eq!(head.manifest, None);
+    }
+    assert_eq!(client.requests_made(), 3);
+}
+
+#[test]
+fn without_digest_header_a_body_that_does_not_hash_to_the_digest_is_rejected() {
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_image("ns/app", "v1");
+    let other = registry.push_image("ns/app", "v2");
+    let proxy = DigestStrippingProxy::start(&registry.url);
+    // The proxy serves v2's manifest for v1's digest.
+    proxy.substitute(
+        &format!("/v2/ns/app/manifests/{}", image.digest),
+        &other.manifest,
+    );
+    let client = client(&proxy.client_config());
+    match client.manifest("ns/app", &image.digest) {
+        Err(RegistryError::Malformed(message)) => {
+            assert!(message.contains("digest mismatch"), "{message}");
+            assert!(message.contains(&image.digest), "{message}");
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    assert_eq!(
+        client
+            .manifest("ns/app", &other.digest)
+            .expect("an untouched manifest")
+            .digest,
+        other.digest
     );
 }

@@ -21,7 +21,8 @@ use regkeeper::store::{RunOutcome, Store, TagRecord, TagWrite, Value};
 use support::cli::CliEnv;
 use support::postgres::TestDatabase;
 use support::registry::{
-    TestRegistry, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+    DigestStrippingProxy, TestRegistry, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
+    OCI_MANIFEST,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,6 +39,8 @@ struct World {
     store: Arc<dyn Store>,
     client: Arc<regkeeper::registry::Client>,
     registry_id: i64,
+    /// The proxy the client goes through, when there is one.
+    _proxy: Option<DigestStrippingProxy>,
     _database: Box<dyn std::any::Any>,
 }
 
@@ -71,8 +74,26 @@ fn world(db: Db) -> World {
         store,
         client,
         registry_id,
+        _proxy: None,
         _database: database,
     }
+}
+
+/// A world whose job and client reach the registry through a proxy that
+/// drops `Docker-Content-Digest`; the registry helpers still push directly.
+fn world_behind_a_digest_stripping_proxy(db: Db) -> World {
+    let mut world = world(db);
+    let proxy = DigestStrippingProxy::start(&world.url);
+    world.url = proxy.url().to_string();
+    world.client = Arc::new(
+        regkeeper::registry::Client::new(&proxy.client_config()).expect("registry client"),
+    );
+    world.registry_id = world
+        .store
+        .ensure_registry(proxy.url().trim_start_matches("http://"))
+        .expect("registry row");
+    world._proxy = Some(proxy);
+    world
 }
 
 impl World {
@@ -731,6 +752,50 @@ fn dry_run_writes_nothing(db: Db) {
     assert_eq!(world.tags(), before);
 }
 
+fn registry_without_digest_header_is_synced_with_one_get_per_tag(db: Db) {
+    let world = world_behind_a_digest_stripping_proxy(db);
+    let registry = world.registry();
+    let image = registry.push_image("a", "v1");
+    let oci = registry.push_oci_image("a", "v2");
+    let index = registry.push_oci_index("b", "multi");
+    let outcome = ok(&world.run("update-delete", RunOptions::default())).clone();
+    assert_eq!(count(&outcome, "tags_created"), 3);
+    let expected = map(&[
+        ("a:v1", image.digest.as_str()),
+        ("a:v2", oci.digest.as_str()),
+        ("b:multi", index.digest.as_str()),
+    ]);
+    assert_eq!(world.digests(), expected);
+
+    // Known tags: the first HEADs come back without a digest, so the client
+    // reads them with GET and, having learnt that, skips HEAD from then on.
+    let outcome = ok(&world.run("update-delete", RunOptions::default())).clone();
+    assert_eq!(
+        (
+            count(&outcome, "tags_created"),
+            count(&outcome, "tags_updated"),
+            count(&outcome, "tags_deleted"),
+            count(&outcome, "errors"),
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(world.digests(), expected);
+    let outcome = ok(&world.run("update-delete", RunOptions::default())).clone();
+    assert_eq!(count(&outcome, "tags_updated"), 0);
+    // One catalog page, two tag lists, one GET per tag.
+    assert_eq!(count(&outcome, "requests"), 1 + 2 + 3);
+
+    // A re-pushed tag is updated from that same GET, not fetched twice.
+    let repushed = registry.push_image("a", "v1");
+    let outcome = ok(&world.run("update-delete", RunOptions::default())).clone();
+    assert_eq!(count(&outcome, "tags_updated"), 1);
+    assert_eq!(count(&outcome, "requests"), 1 + 2 + 3);
+    let tag = world.tag("a", "v1");
+    assert_eq!(tag.digest, repushed.digest);
+    assert_eq!(tag.image_id, repushed.image_id);
+    assert_eq!(tag.size, Some(repushed.size));
+}
+
 // ---------------------------------------------------------------------------
 // The real binary.
 
@@ -815,6 +880,45 @@ fn binary_once_fails_on_the_safety_valve_and_force_applies() {
     assert!(sqlite_tags(&env, &registry.url).is_empty());
 }
 
+#[test]
+fn binary_once_logs_once_that_the_registry_omits_the_digest_header() {
+    let registry = TestRegistry::anonymous();
+    let images: Vec<_> = ["v1", "v2", "v3"]
+        .iter()
+        .map(|tag| registry.push_image("ns/app", tag))
+        .collect();
+    let proxy = DigestStrippingProxy::start(&registry.url);
+    let env = CliEnv::with_sqlite(
+        &format!("[registry]\nurl = \"{}\"\n", proxy.url()),
+        "[jobs.sync]\nhandler = \"sync\"\nschedule = \"0 0 * * * *\"\nstrategy = \"update\"\n",
+    );
+    let first = env.run(&["--once", "sync"]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    // The second run HEADs the known tags and learns the header is missing.
+    let second = env.run(&["--once", "sync"]);
+    assert_eq!(second.code, Some(0), "{second:?}");
+    assert_eq!(
+        second
+            .stderr
+            .matches("answers manifest HEAD requests without Docker-Content-Digest")
+            .count(),
+        1,
+        "{}",
+        second.stderr
+    );
+    let expected: Vec<(String, String, String)> = images
+        .iter()
+        .map(|image| {
+            (
+                image.repository.clone(),
+                image.tag.clone().unwrap_or_default(),
+                image.digest.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(sqlite_tags(&env, proxy.url()), expected);
+}
+
 // ---------------------------------------------------------------------------
 
 macro_rules! on_both_databases {
@@ -846,4 +950,5 @@ on_both_databases!(
     push_during_a_pass_is_not_undone,
     advisory_lock_held_elsewhere_skips_the_pass,
     dry_run_writes_nothing,
+    registry_without_digest_header_is_synced_with_one_get_per_tag,
 );

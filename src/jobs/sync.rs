@@ -3,10 +3,12 @@
 //! A pass takes a start mark and a snapshot of the database, walks the whole
 //! catalog, then asks the registry about every repository concurrently
 //! through the client's worker pool: the tag list, a HEAD for each tag the
-//! database knows (a GET only when the digest changed) and a GET for each tag
-//! it does not. `plan.rs` turns the snapshot and these observations into a
-//! plan (pure); this file checks the safety valve and applies the plan in
-//! short per-repository transactions, never holding one across HTTP.
+//! database knows (a GET only when the digest changed, or instead of the HEAD
+//! when the registry omits `Docker-Content-Digest`: one request per tag
+//! either way) and a GET for each tag it does not. `plan.rs` turns the
+//! snapshot and these observations into a plan (pure); this file checks the
+//! safety valve and applies the plan in short per-repository transactions,
+//! never holding one across HTTP.
 //!
 //! What this handler must not do: write anything when the catalog walk
 //! failed; touch a repository whose tag list or manifests could not be read;
@@ -518,7 +520,8 @@ struct TagRequest {
     known_digest: Option<String>,
 }
 
-/// HEAD for a known tag (GET only when the digest changed), GET for a new one.
+/// HEAD for a known tag (GET only when the digest changed; GET alone from a
+/// registry that omits the digest header on HEAD), GET for a new one.
 fn observe_tag(
     registry: &Client,
     repository: &str,
@@ -534,6 +537,11 @@ fn observe_tag(
             .map_err(|error| failed("reading the manifest digest", error))?;
         if head.digest == *known {
             return Ok(ObservedTag::Same);
+        }
+        // A registry without Docker-Content-Digest on HEAD: the client
+        // already read the manifest with GET.
+        if let Some(manifest) = &head.manifest {
+            return Ok(ObservedTag::Manifest(tag_write(repository, tag, manifest)));
         }
     }
     let manifest = registry

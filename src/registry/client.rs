@@ -130,6 +130,9 @@ pub struct Client {
     tokens: Mutex<TokenCache>,
     requests: AtomicU64,
     open: AtomicBool,
+    /// The registry answered a manifest HEAD of a tag without
+    /// `Docker-Content-Digest`: tags are read with GET from then on.
+    omits_digest_header: AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -191,6 +194,7 @@ impl Client {
             tokens: Mutex::new(TokenCache::default()),
             requests: AtomicU64::new(0),
             open: AtomicBool::new(false),
+            omits_digest_header: AtomicBool::new(false),
         })
     }
 
@@ -338,37 +342,80 @@ impl Client {
         }
     }
 
-    /// `HEAD` of a manifest by tag or digest, with every manifest type in `Accept`.
+    /// `HEAD` of a manifest by tag or digest, with every manifest type in
+    /// `Accept`: one request when the registry sends `Docker-Content-Digest`.
+    ///
+    /// Some registries and caching proxies drop that header. A tag is then
+    /// read with GET and its digest computed from the body (sha256 of the
+    /// exact bytes, checked as [`Client::manifest`] checks it), returned in
+    /// [`ManifestHead::manifest`] so that the caller need not fetch it again.
+    /// The first such answer is logged once; from then on this client reads
+    /// tags of this registry with GET alone, one request each. A HEAD by
+    /// digest needs no header: the success answer vouches for the digest.
     pub fn head_manifest(
         &self,
         repository: &str,
         reference: &str,
     ) -> Result<ManifestHead, RegistryError> {
-        let url = self.manifest_url(repository, reference);
-        let scope = auth::pull_scope(repository);
-        let answer = self.request(Method::Head, url, Some(&accept_header()), Some(&scope))?;
-        manifest::parse_manifest_head(
-            repository,
-            reference,
-            answer.header("docker-content-digest"),
-            answer.header("content-type"),
-            answer.header("content-length"),
-        )
+        let by_digest = manifest::is_digest(reference);
+        if by_digest || !self.omits_digest_header.load(Ordering::Relaxed) {
+            let url = self.manifest_url(repository, reference);
+            let scope = auth::pull_scope(repository);
+            let answer = self.request(Method::Head, url, Some(&accept_header()), Some(&scope))?;
+            let header_digest = answer.header("docker-content-digest");
+            if manifest::head_tells_digest(reference, header_digest) {
+                return manifest::parse_manifest_head(
+                    repository,
+                    reference,
+                    header_digest,
+                    answer.header("content-type"),
+                    answer.header("content-length"),
+                );
+            }
+            if !self.omits_digest_header.swap(true, Ordering::Relaxed) {
+                log::info!(
+                    "the registry at {} answers manifest HEAD requests without \
+                     Docker-Content-Digest; reading manifests with GET to learn their digests",
+                    origin(&self.base)
+                );
+            }
+        }
+        let (manifest, size) = self.fetch_manifest(repository, reference)?;
+        Ok(ManifestHead {
+            digest: manifest.digest.clone(),
+            media_type: manifest.media_type.clone(),
+            size,
+            manifest: Some(manifest),
+        })
     }
 
     /// `GET` of a manifest by tag or digest, with every manifest type in
     /// `Accept`, parsed and its digest verified.
     pub fn manifest(&self, repository: &str, reference: &str) -> Result<Manifest, RegistryError> {
+        self.fetch_manifest(repository, reference)
+            .map(|(manifest, _)| manifest)
+    }
+
+    /// [`Client::manifest`] and the size of the body in bytes.
+    fn fetch_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Manifest, i64), RegistryError> {
         let url = self.manifest_url(repository, reference);
         let scope = auth::pull_scope(repository);
         let answer = self.request(Method::Get, url, Some(&accept_header()), Some(&scope))?;
-        manifest::parse_manifest(
+        let manifest = manifest::parse_manifest(
             repository,
             reference,
             answer.header("docker-content-digest"),
             answer.header("content-type"),
             &answer.body,
-        )
+        )?;
+        Ok((
+            manifest,
+            i64::try_from(answer.body.len()).unwrap_or(i64::MAX),
+        ))
     }
 
     /// `DELETE` of a manifest by digest (202). Never retried blindly: a

@@ -90,12 +90,18 @@ impl Manifest {
 /// What a manifest HEAD tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestHead {
-    /// From `Docker-Content-Digest`.
+    /// From `Docker-Content-Digest` (or the digest the request named, or
+    /// the manifest read with GET when the registry omits the header).
     pub digest: String,
     /// From `Content-Type`.
     pub media_type: String,
-    /// From `Content-Length`.
+    /// From `Content-Length` (the manifest's bytes).
     pub size: i64,
+    /// The manifest, when the registry answered the HEAD of a tag without
+    /// `Docker-Content-Digest` and the client read it with GET to learn the
+    /// digest; None after a plain HEAD. Callers needing the manifest use it
+    /// instead of fetching it again.
+    pub manifest: Option<Manifest>,
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -318,7 +324,10 @@ pub fn parse_manifest(
 }
 
 /// Reads a `ManifestHead` from a HEAD answer's headers, naming
-/// `repository:reference` in errors.
+/// `repository:reference` in errors. Without a `Docker-Content-Digest`, a
+/// HEAD by digest is vouched for by the success answer itself; a HEAD by
+/// tag tells no digest and is [`RegistryError::Malformed`] (the client
+/// reads such a tag with GET instead: [`head_tells_digest`]).
 pub fn parse_manifest_head(
     repository: &str,
     reference: &str,
@@ -334,6 +343,7 @@ pub fn parse_manifest_head(
     };
     let digest = header_digest
         .filter(|digest| is_digest(digest))
+        .or(Some(reference).filter(|reference| is_digest(reference)))
         .ok_or_else(|| malformed("HEAD answered without Docker-Content-Digest"))?;
     if is_digest(reference) && reference != digest {
         return Err(malformed(&format!("HEAD answered with digest {digest}")));
@@ -348,7 +358,16 @@ pub fn parse_manifest_head(
         digest: digest.to_string(),
         media_type,
         size,
+        manifest: None,
     })
+}
+
+/// Whether a HEAD answer with this `Docker-Content-Digest` tells the digest
+/// of `reference`: the header holds a digest, or the reference is one.
+/// Some registries and caching proxies drop the header; a tag must then be
+/// read with GET, whose body gives the digest.
+pub fn head_tells_digest(reference: &str, header_digest: Option<&str>) -> bool {
+    header_digest.is_some_and(is_digest) || is_digest(reference)
 }
 
 /// `(image_id, size)` from the `target.mediaType` and `target.references`
@@ -692,13 +711,45 @@ mod tests {
             ManifestHead {
                 digest: digest.into(),
                 media_type: DOCKER_MANIFEST.into(),
-                size: 528
+                size: 528,
+                manifest: None,
             }
         );
         assert!(matches!(
             parse_manifest_head("a/b", "v1", None, None, None),
             Err(RegistryError::Malformed(_))
         ));
+        assert!(matches!(
+            parse_manifest_head("a/b", "v1", Some("garbage"), None, None),
+            Err(RegistryError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn head_by_digest_without_the_header_is_vouched_for_by_the_answer() {
+        let digest = "sha256:02674b9cb179d57c68b526733adf38b458bd31ba0abff0c2bf5ceca5bad72cd9";
+        let head =
+            parse_manifest_head("a/b", digest, None, Some(OCI_MANIFEST), Some("528")).unwrap();
+        assert_eq!(
+            (head.digest.as_str(), head.media_type.as_str(), head.size),
+            (digest, OCI_MANIFEST, 528)
+        );
+        // A header naming another digest is still refused.
+        let other = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        assert!(matches!(
+            parse_manifest_head("a/b", digest, Some(other), None, None),
+            Err(RegistryError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_tag_needs_the_header_to_be_told_its_digest() {
+        let digest = "sha256:02674b9cb179d57c68b526733adf38b458bd31ba0abff0c2bf5ceca5bad72cd9";
+        assert!(head_tells_digest("v1", Some(digest)));
+        assert!(!head_tells_digest("v1", None));
+        assert!(!head_tells_digest("v1", Some("")));
+        assert!(!head_tells_digest("v1", Some("garbage")));
+        assert!(head_tells_digest(digest, None));
     }
 
     #[test]
