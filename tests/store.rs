@@ -1497,6 +1497,141 @@ fn event_story(store: &SqlStore) {
     );
 }
 
+/// Effects of one batch of events, in arrival order: pushes of a tag twice
+/// (new, then filled in), a new namespace, a pull between pushes, a re-push
+/// with a new digest of a scanned tag, a per-tag delete emptying a
+/// repository, and a push re-creating it.
+fn mixed_batch() -> Vec<EventEffect> {
+    let with = |repository: &str, tag: &str, digest: &str, image_id: &str, size: Option<i64>| {
+        EventEffect::Upsert(TagWrite {
+            image_id: image_id.to_string(),
+            size,
+            ..write(repository, tag, digest)
+        })
+    };
+    vec![
+        with("m", "t1", "sha256:d1", "", None),
+        with("m", "t1", "sha256:d1", "img1", Some(5)),
+        with("ns/n", "t1", "sha256:d2", "img2", Some(6)),
+        EventEffect::Pull {
+            repository: "m".into(),
+            tag: Some("t1".into()),
+            digest: None,
+            at: NOW + 5,
+        },
+        EventEffect::Nothing,
+        with("m", "t9", "sha256:d5", "img5", Some(7)),
+        with("m", "t1", "sha256:d3", "img3", Some(8)),
+        EventEffect::DeleteTag {
+            repository: "ns/n".into(),
+            tag: "t1".into(),
+        },
+        with("ns/n", "t2", "sha256:d4", "img4", Some(9)),
+        with("m", "t2", "sha256:d1", "img1", Some(5)),
+        with("m", "t1", "sha256:d3", "", None),
+    ]
+}
+
+/// The tags of a registry without row ids and times.
+fn tag_rows(store: &SqlStore, registry: i64) -> Vec<String> {
+    let mut rows: Vec<String> = store
+        .tags(registry, None)
+        .expect("tags")
+        .into_iter()
+        .map(|tag| {
+            format!(
+                "{}:{} {} {} {:?} scanned={} pulled={:?}",
+                tag.repository,
+                tag.tag,
+                tag.digest,
+                tag.image_id,
+                tag.size,
+                tag.scanned,
+                tag.pulled_at
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// A batch applied at once leaves the same database as its events applied
+/// one at a time, in order.
+fn batch_story(store: &SqlStore) {
+    let effects = mixed_batch();
+    let mut results = Vec::new();
+    for (registry_name, at_once) in [("batch.example:5000", true), ("single.example:5000", false)] {
+        let registry = store
+            .ensure_registry(registry_name)
+            .expect("ensure_registry");
+        store
+            .upsert_tag(registry, &write("m", "t9", "sha256:d0"), NOW)
+            .expect("upsert_tag");
+        store
+            .tx(|conn| conn.execute("UPDATE tags SET scanned = 2", &[]))
+            .expect("marking scanned");
+        let events: Vec<NewEvent> = (0..effects.len())
+            .map(|index| event(&format!("{registry_name}-{index}"), "m"))
+            .collect();
+        store.insert_events(&events, NOW).expect("insert_events");
+        let claimant = format!("claimant-{registry_name}");
+        let claimed = store
+            .claim_events(&EventClaim {
+                claimant: claimant.clone(),
+                now: NOW,
+                expired_before: NOW - 60_000,
+                limit: 100,
+            })
+            .expect("claim_events");
+        assert_eq!(claimed.len(), effects.len());
+        let applied: Vec<AppliedEvent> = claimed
+            .iter()
+            .zip(&effects)
+            .map(|(claimed, effect)| done(claimed.id, effect.clone()))
+            .collect();
+        if at_once {
+            assert_eq!(
+                store
+                    .apply_events(registry, &claimant, &applied, NOW + 10)
+                    .expect("apply_events"),
+                applied.len() as u64
+            );
+        } else {
+            for event in &applied {
+                assert_eq!(
+                    store
+                        .apply_events(registry, &claimant, std::slice::from_ref(event), NOW + 10)
+                        .expect("apply_events"),
+                    1
+                );
+            }
+        }
+        results.push(tag_rows(store, registry));
+    }
+    assert_eq!(
+        results[0],
+        [
+            "m:t1 sha256:d3 img3 Some(8) scanned=0 pulled=Some(1700000000005)",
+            "m:t2 sha256:d1 img1 Some(5) scanned=0 pulled=None",
+            "m:t9 sha256:d5 img5 Some(7) scanned=0 pulled=None",
+            "ns/n:t2 sha256:d4 img4 Some(9) scanned=0 pulled=None",
+        ]
+    );
+    assert_eq!(results[0], results[1], "at once and one at a time differ");
+}
+
+#[test]
+fn batch_story_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    batch_story(&sqlite_store(&dir));
+}
+
+#[test]
+fn batch_story_postgres() {
+    let database = TestDatabase::create();
+    batch_story(&postgres_store(&database));
+}
+
 #[test]
 fn event_story_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -24,6 +24,7 @@ pub mod scans;
 pub mod sql;
 pub mod sqlite;
 pub mod sync_pass;
+pub mod tag_writes;
 
 /// A value bound to or read from SQL. Integers are 64-bit everywhere
 /// (BIGINT on PostgreSQL), booleans are stored as 0/1.

@@ -16,14 +16,14 @@
 //!   which is not read: write `CAST(SUM(x) AS BIGINT)`;
 //! - sort text in Rust when the order matters: collations differ.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Context as _;
 
 use super::{
-    migrations, AppliedEvent, Backend, ClaimedEvent, Conn, Dialect, EventClaim, EventEffect,
-    FailedEvent, NewEvent, QueueCounts, Row, RunOutcome, RunRecord, Store, TagChange, TagRecord,
-    TagWrite, Value,
+    migrations, tag_writes, AppliedEvent, Backend, ClaimedEvent, Conn, Dialect, EventClaim,
+    EventEffect, FailedEvent, NewEvent, QueueCounts, Row, RunOutcome, RunRecord, Store, TagChange,
+    TagRecord, TagWrite, Value,
 };
 
 /// Scan state words for `tags.scanned`, by code.
@@ -419,6 +419,41 @@ pub fn claim_sql(dialect: Dialect) -> String {
 /// Key of the PostgreSQL advisory lock that serialises event claims
 /// ("regkevt" in ASCII).
 const EVENT_CLAIM_LOCK_KEY: i64 = 0x0072_6567_6b65_7674;
+
+/// Marks the events `ids` done where the claim is still `claimant`'s, in
+/// chunks; returns the ids it marked. The claimant stays on the row: it
+/// tells who applied the event.
+fn mark_done(
+    conn: &mut dyn Conn,
+    claimant: &str,
+    ids: &[i64],
+    now: i64,
+) -> anyhow::Result<HashSet<i64>> {
+    let mut marked = HashSet::new();
+    let mut rest = ids;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(tag_writes::chunk_rows(rest.len()));
+        let placeholders: Vec<String> = (0..chunk.len())
+            .map(|index| format!("${}", index + 3))
+            .collect();
+        let mut params = vec![txt(claimant), Value::Int(now)];
+        params.extend(chunk.iter().map(|id| Value::Int(*id)));
+        let rows = conn.query(
+            &format!(
+                "UPDATE registry_events SET status = 0, claimed_at = NULL, last_error = NULL, \
+                 not_before = NULL, updated_at = $2 \
+                 WHERE claimant = $1 AND status = 1 AND id IN ({}) RETURNING id",
+                placeholders.join(", ")
+            ),
+            &params,
+        )?;
+        for row in &rows {
+            marked.insert(int(row, 0)?);
+        }
+        rest = after;
+    }
+    Ok(marked)
+}
 
 /// Writes the effect of one event inside the caller's transaction.
 fn apply_effect(
@@ -920,25 +955,43 @@ impl Store for SqlStore {
         now: i64,
     ) -> anyhow::Result<u64> {
         self.tx(|conn| {
-            let mut done = 0;
-            for event in applied {
-                // Only while the claim is still ours: after the lease expired
-                // someone else applies it (and maybe later events of its
-                // repository), and writing it now would undo theirs. The
-                // claimant stays on the row: it tells who applied it.
-                let marked = conn.execute(
-                    "UPDATE registry_events SET status = 0, claimed_at = NULL, last_error = NULL, \
-                     not_before = NULL, updated_at = $3 WHERE id = $1 AND claimant = $2 AND status = 1",
-                    &[Value::Int(event.id), txt(claimant), Value::Int(now)],
-                )?;
-                if marked == 0 {
+            // Only the events whose claim is still ours: after the lease
+            // expired someone else applies them (and maybe later events of
+            // their repository), and writing them now would undo theirs.
+            let ids: Vec<i64> = applied.iter().map(|event| event.id).collect();
+            let ours = mark_done(conn, claimant, &ids, now)?;
+            let mine: Vec<&AppliedEvent> = applied
+                .iter()
+                .filter(|event| ours.contains(&event.id))
+                .collect();
+            // In order; a run of pushes is written per repository at once.
+            let mut rest = mine.as_slice();
+            while let Some(first) = rest.first() {
+                let pushes = rest
+                    .iter()
+                    .take_while(|event| {
+                        matches!(event.effect, EventEffect::Upsert(_) | EventEffect::Nothing)
+                    })
+                    .count();
+                if pushes == 0 {
+                    apply_effect(conn, registry_id, &first.effect, now)
+                        .with_context(|| format!("applying event {}", first.id))?;
+                    rest = &rest[1..];
                     continue;
                 }
-                apply_effect(conn, registry_id, &event.effect, now)
-                    .with_context(|| format!("applying event {}", event.id))?;
-                done += 1;
+                let (run, after) = rest.split_at(pushes);
+                let writes: Vec<&TagWrite> = run
+                    .iter()
+                    .filter_map(|event| match &event.effect {
+                        EventEffect::Upsert(write) => Some(write),
+                        _ => None,
+                    })
+                    .collect();
+                tag_writes::write_tags_by_repository(conn, registry_id, &writes, now)
+                    .with_context(|| format!("writing the tags of {} push events", writes.len()))?;
+                rest = after;
             }
-            Ok(done)
+            Ok(mine.len() as u64)
         })
         .with_context(|| format!("applying {} events", applied.len()))
     }
