@@ -8,9 +8,14 @@
 //!    database, through the registry's notifications, the release binary's
 //!    intake and its events job (default 2 s schedule plus the wake-up).
 //!
-//! Usage: `events_bench sqlite PATH | postgres URL [EVENTS [PUSHES]]`
-//! (defaults 10000 events, 200 timed pushes). Needs docker-registry and the
-//! release binary (`cargo build --release`).
+//! The run without references is followed by its floor: the same manifest
+//! GETs issued by `curl -Z` with the same parallelism, which is what the
+//! registry can serve on this machine.
+//!
+//! Usage: `events_bench sqlite PATH | postgres URL [EVENTS [PUSHES
+//! [REPOSITORIES]]]` (defaults 10000 events, 200 timed pushes, spread over
+//! 100 repositories). Needs docker-registry, curl and the release binary
+//! (`cargo build --release`).
 
 #[allow(dead_code)]
 #[path = "../tests/support/registry.rs"]
@@ -27,12 +32,11 @@ use regkeeper::jobs::events::{EventsHandler, Settings};
 use regkeeper::jobs::{Cancel, Handler, JobContext, RunOptions, Trigger};
 use regkeeper::store::{self, NewEvent};
 
-const REPOSITORIES: usize = 100;
 const TOKEN: &str = "Token bench-token";
 
 fn main() -> anyhow::Result<()> {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: events_bench sqlite PATH | postgres URL [EVENTS [PUSHES]]";
+    let usage = "usage: events_bench sqlite PATH | postgres URL [EVENTS [PUSHES [REPOSITORIES]]]";
     let (kind, target) = match arguments.as_slice() {
         [kind, target, ..] => (kind.clone(), target.clone()),
         _ => anyhow::bail!(usage),
@@ -45,6 +49,11 @@ fn main() -> anyhow::Result<()> {
         .get(3)
         .map_or(Ok(200), |n| n.parse())
         .context(usage)?;
+    let repositories: usize = arguments
+        .get(4)
+        .map_or(Ok(100), |n| n.parse())
+        .context(usage)?
+        .max(1);
     let database = match kind.as_str() {
         "sqlite" => Database::Sqlite {
             path: target.clone().into(),
@@ -57,12 +66,12 @@ fn main() -> anyhow::Result<()> {
         _ => anyhow::bail!(usage),
     };
     println!(
-        "events benchmark on {kind}: {events} events, {pushes} timed pushes, {} cores",
+        "events benchmark on {kind}: {events} events in {repositories} repositories, {pushes} timed pushes, {} cores",
         cores()
     );
 
     let source = TestRegistry::anonymous();
-    let images = generate_manifests(&source, events);
+    let images = generate_manifests(&source, events, repositories);
     for with_references in [true, false] {
         let store = store::open(&database, Duration::from_secs(30))?;
         let stored: Vec<NewEvent> = images
@@ -111,6 +120,15 @@ fn main() -> anyhow::Result<()> {
             events as f64 / elapsed.as_secs_f64(),
             client.requests_made() - requests_before,
         );
+        if !with_references {
+            let concurrency = source.client_config().concurrency;
+            let floor = curl_floor(&source, &images, concurrency)?;
+            println!(
+                "floor: the same {events} manifest GETs by curl -Z --parallel-max {concurrency}: {:.2} s, {:.0} GETs/s",
+                floor.as_secs_f64(),
+                events as f64 / floor.as_secs_f64(),
+            );
+        }
     }
 
     latency(&database, &target, &kind, pushes)?;
@@ -138,9 +156,9 @@ struct Image {
 
 /// Pushes `count` distinct OCI manifests by digest (one config and one layer
 /// per repository, an annotation makes each manifest unique), 4 at a time.
-fn generate_manifests(source: &TestRegistry, count: usize) -> Vec<Image> {
+fn generate_manifests(source: &TestRegistry, count: usize, repositories: usize) -> Vec<Image> {
     let started = Instant::now();
-    let per_repository = count.div_ceil(REPOSITORIES);
+    let per_repository = count.div_ceil(repositories);
     let unique = registry::unique_token();
     let images = std::sync::Mutex::new(Vec::with_capacity(count));
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -148,7 +166,7 @@ fn generate_manifests(source: &TestRegistry, count: usize) -> Vec<Image> {
         for _ in 0..4 {
             scope.spawn(|| loop {
                 let repository_index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if repository_index >= REPOSITORIES {
+                if repository_index >= repositories {
                     break;
                 }
                 let repository = format!("bench/r{repository_index}");
@@ -192,6 +210,43 @@ fn generate_manifests(source: &TestRegistry, count: usize) -> Vec<Image> {
         started.elapsed().as_secs_f64()
     );
     images
+}
+
+/// Times `curl -Z` fetching every image's manifest by digest, `parallel`
+/// at a time: what the registry can serve here, with no database at all.
+fn curl_floor(
+    source: &TestRegistry,
+    images: &[Image],
+    parallel: usize,
+) -> anyhow::Result<Duration> {
+    let dir = tempfile::tempdir()?;
+    let list = dir.path().join("urls");
+    let mut urls = String::new();
+    for image in images {
+        urls.push_str(&format!(
+            "url = \"{}/v2/{}/manifests/{}\"\noutput = \"/dev/null\"\n",
+            source.url, image.repository, image.digest
+        ));
+    }
+    std::fs::write(&list, urls)?;
+    let started = Instant::now();
+    let status = Command::new("curl")
+        .args([
+            "-sSf",
+            "--no-progress-meter",
+            "-Z",
+            "--parallel-max",
+            &parallel.to_string(),
+        ])
+        .args(["-H", &format!("Accept: {OCI_MANIFEST}")])
+        .arg("-K")
+        .arg(&list)
+        .stdin(Stdio::null())
+        .status()
+        .context("running curl")?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(status.success(), "curl failed: {status}");
+    Ok(elapsed)
 }
 
 fn push_event(index: usize, image: &Image, with_references: bool) -> NewEvent {

@@ -2,9 +2,11 @@
 # Events benchmark (not a test): builds the release binary and the
 # `events_bench` example, then on a fresh SQLite file (and, with --postgres,
 # on a throwaway PostgreSQL 15 cluster) measures events applied per second
-# for stored push events with and without `target.references`, and the
-# push-to-database latency through a real registry's notifications.
-# Arguments: [--postgres] [EVENTS [PUSHES]] (default 10000 200).
+# for stored push events with and without `target.references` (the run
+# without them next to its floor: the same manifest GETs by `curl -Z`), and
+# the push-to-database latency through a real registry's notifications.
+# Arguments: [--postgres] [EVENTS [PUSHES [REPOSITORIES]]] (default 10000
+# 200 100).
 # Results for people on stdout; see README "Performance".
 set -euo pipefail
 cd "$(dirname "$0")/.."
