@@ -830,6 +830,66 @@ fn manifests_are_fetched_and_verified_through_a_proxy_that_drops_the_digest_head
     assert_eq!(fetched.len(), 3, "one GET per event: {fetched:?}");
 }
 
+/// A push of a tag whose digest another tag already records is written
+/// from that row: no manifest GET (registries without `references`).
+#[test]
+fn a_manifest_the_tags_already_know_is_not_fetched_again() {
+    let world = World::sqlite();
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_oci_image("ns/app", "1.0");
+    let store = world.database.store();
+    store
+        .insert_events(&[push_event("first", &image, "1.0", false)], 1)
+        .expect("storing an event");
+    let setup = Setup {
+        registry_url: registry.url.clone(),
+        ..Setup::default()
+    };
+    let (code, output) = world.once("once", &setup, &[]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(run_counts(&store, "manifests_fetched"), 1);
+
+    registry.put_manifest("ns/app", "2.0", OCI_MANIFEST, &image.manifest);
+    // other/app does not hold the manifest at all: a GET would fail the event.
+    store
+        .insert_events(
+            &[
+                push_event("second", &image, "2.0", false),
+                push_event(
+                    "third",
+                    &PushedImage {
+                        repository: "other/app".into(),
+                        ..image.clone()
+                    },
+                    "1.0",
+                    false,
+                ),
+            ],
+            2,
+        )
+        .expect("storing events");
+    let (code, output) = world.once("once", &setup, &[]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(run_counts(&store, "manifests_fetched"), 1, "no second GET");
+    assert_eq!(run_counts(&store, "manifests_reused"), 2);
+    let all = tags(&store, &host_of(&registry.url));
+    let first = &all["ns/app:1.0"];
+    for name in ["ns/app:2.0", "other/app:1.0"] {
+        let tag = &all[name];
+        assert_eq!(
+            (&tag.digest, &tag.image_id, &tag.media_type, tag.size),
+            (
+                &first.digest,
+                &first.image_id,
+                &first.media_type,
+                first.size
+            ),
+            "{name}"
+        );
+    }
+    assert_eq!(first.size, Some(image.size));
+}
+
 #[test]
 fn a_malformed_stored_event_fails_while_the_others_apply_on_sqlite() {
     a_malformed_stored_event_fails_while_the_others_apply(World::sqlite());

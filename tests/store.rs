@@ -12,8 +12,8 @@ use std::time::Duration;
 use regkeeper::store::sql::{self, SqlStore};
 use regkeeper::store::{
     self, postgres::PostgresBackend, sqlite::SqliteBackend, AppliedEvent, Dialect, EventClaim,
-    EventEffect, NewEvent, NewRun, RepositorySync, RunOutcome, Store, SyncApplied, TagChange,
-    TagWrite, Value,
+    EventEffect, KnownManifest, NewEvent, NewRun, RepositorySync, RunOutcome, Store, SyncApplied,
+    TagChange, TagWrite, Value,
 };
 use support::postgres::TestDatabase;
 
@@ -1618,6 +1618,96 @@ fn batch_story(store: &SqlStore) {
         ]
     );
     assert_eq!(results[0], results[1], "at once and one at a time differ");
+}
+
+/// `known_manifests` answers from complete tag rows of the registry only.
+fn known_manifests_story(store: &SqlStore) {
+    let registry = store
+        .ensure_registry("known.example:5000")
+        .expect("ensure_registry");
+    let elsewhere = store
+        .ensure_registry("other.example:5000")
+        .expect("ensure_registry");
+    let complete = TagWrite {
+        image_id: "img1".into(),
+        size: Some(5),
+        ..write("a", "t1", "sha256:d1")
+    };
+    let index = TagWrite {
+        media_type: "application/vnd.oci.image.index.v1+json".into(),
+        size: Some(9),
+        platforms: Some(r#"[{"os":"linux","architecture":"amd64"}]"#.into()),
+        ..write("ns/b", "t1", "sha256:d3")
+    };
+    for (registry_id, tag) in [
+        (registry, complete.clone()),
+        (registry, write("a", "t2", "sha256:d2")),
+        (registry, index.clone()),
+        (
+            registry,
+            TagWrite {
+                size: Some(4),
+                ..write("a", "t3", "sha256:d6")
+            },
+        ),
+        (
+            elsewhere,
+            TagWrite {
+                image_id: "img4".into(),
+                size: Some(1),
+                ..write("a", "t1", "sha256:d4")
+            },
+        ),
+    ] {
+        store
+            .upsert_tag(registry_id, &tag, NOW)
+            .expect("upsert_tag");
+    }
+    let digests: Vec<String> = [
+        "sha256:d1",
+        "sha256:d2",
+        "sha256:d3",
+        "sha256:d4",
+        "sha256:d5",
+        "sha256:d6",
+    ]
+    .iter()
+    .map(|digest| digest.to_string())
+    .collect();
+    let known = store
+        .known_manifests(registry, &digests)
+        .expect("known_manifests");
+    assert_eq!(
+        known.keys().collect::<Vec<_>>(),
+        ["sha256:d1", "sha256:d3"],
+        "no size, no config digest or platforms, or another registry: not known"
+    );
+    assert_eq!(
+        known["sha256:d1"],
+        KnownManifest {
+            image_id: "img1".into(),
+            media_type: complete.media_type.clone(),
+            size: 5,
+            platforms: None,
+        }
+    );
+    assert_eq!(known["sha256:d3"].platforms, index.platforms);
+    assert!(store
+        .known_manifests(registry, &[])
+        .expect("known_manifests")
+        .is_empty());
+}
+
+#[test]
+fn known_manifests_story_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    known_manifests_story(&sqlite_store(&dir));
+}
+
+#[test]
+fn known_manifests_story_postgres() {
+    let database = TestDatabase::create();
+    known_manifests_story(&postgres_store(&database));
 }
 
 #[test]

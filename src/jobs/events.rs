@@ -13,7 +13,7 @@
 //! Synchronous: no async, no tokio; manifest fetches fan out on the registry
 //! client's worker pool.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -301,6 +301,7 @@ impl Handler for EventsHandler {
             "retried",
             "failed",
             "manifests_fetched",
+            "manifests_reused",
         ] {
             outcome.add(name, 0);
         }
@@ -347,7 +348,7 @@ impl EventsHandler {
                 Pending { claimed, plan }
             })
             .collect();
-        self.fetch_manifests(&mut pending, outcome);
+        self.fetch_manifests(registry_id, &mut pending, outcome);
 
         // In arrival order: once an event of a repository cannot be applied
         // now, the later events of that repository in this batch wait too.
@@ -500,10 +501,13 @@ impl EventsHandler {
         Ok(())
     }
 
-    /// Fetches the manifests the batch needs, each (repository, digest) once,
-    /// on the registry client's worker pool, and turns every `Plan::Fetch` into a tag
-    /// write or a failure.
-    fn fetch_manifests(&self, pending: &mut [Pending], outcome: &mut Outcome) {
+    /// Turns every `Plan::Fetch` into a tag write or a failure: from what the
+    /// tags already record of the digest when a complete row has it (a
+    /// manifest digest names its content), otherwise by fetching the
+    /// manifest, each (repository, digest) once, on the registry client's
+    /// worker pool.
+    fn fetch_manifests(&self, registry_id: i64, pending: &mut [Pending], outcome: &mut Outcome) {
+        self.reuse_known_manifests(registry_id, pending, outcome);
         let mut wanted: Vec<(String, String)> = Vec::new();
         let mut seen = HashSet::new();
         for item in pending.iter() {
@@ -548,6 +552,60 @@ impl EventsHandler {
                 }),
             };
         }
+    }
+
+    /// Writes the tags of `Plan::Fetch` events whose digest the tags already
+    /// record, without a registry request. A failed lookup only costs the
+    /// fetches.
+    fn reuse_known_manifests(
+        &self,
+        registry_id: i64,
+        pending: &mut [Pending],
+        outcome: &mut Outcome,
+    ) {
+        let digests: BTreeSet<String> = pending
+            .iter()
+            .filter_map(|item| match &item.plan {
+                Ok(Plan::Fetch { digest, .. }) => Some(digest.clone()),
+                _ => None,
+            })
+            .collect();
+        if digests.is_empty() {
+            return;
+        }
+        let digests: Vec<String> = digests.into_iter().collect();
+        let known = match self.store.known_manifests(registry_id, &digests) {
+            Ok(known) => known,
+            Err(error) => {
+                log::warn!("looking up known manifests failed, fetching them all: {error:#}");
+                return;
+            }
+        };
+        let mut reused = 0;
+        for item in pending.iter_mut() {
+            let Ok(Plan::Fetch {
+                repository,
+                tag,
+                digest,
+            }) = &item.plan
+            else {
+                continue;
+            };
+            let Some(manifest) = known.get(digest) else {
+                continue;
+            };
+            item.plan = Ok(Plan::Apply(EventEffect::Upsert(TagWrite {
+                repository: repository.clone(),
+                tag: tag.clone(),
+                digest: digest.clone(),
+                image_id: manifest.image_id.clone(),
+                media_type: manifest.media_type.clone(),
+                size: Some(manifest.size),
+                platforms: manifest.platforms.clone(),
+            })));
+            reused += 1;
+        }
+        outcome.add("manifests_reused", reused);
     }
 }
 

@@ -187,6 +187,20 @@ pub struct TagWrite {
     pub platforms: Option<String>,
 }
 
+/// What a tag row records of its manifest, the same for every tag with
+/// that digest ([`Store::known_manifests`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownManifest {
+    /// Config digest without `sha256:`; empty for an index.
+    pub image_id: String,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Platforms of an index as JSON.
+    pub platforms: Option<String>,
+}
+
 /// What [`Store::upsert_tag`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagChange {
@@ -452,6 +466,14 @@ pub trait Store: Send + Sync {
     /// The tags of one repository (all repositories when None), sorted by
     /// repository then tag.
     fn tags(&self, registry_id: i64, repository: Option<&str>) -> anyhow::Result<Vec<TagRecord>>;
+    /// What the registry's tags already record of the manifests `digests`
+    /// (any repository: a digest names the content), for the digests a
+    /// complete tag row has; used to skip fetching a manifest again.
+    fn known_manifests(
+        &self,
+        registry_id: i64,
+        digests: &[String],
+    ) -> anyhow::Result<BTreeMap<String, KnownManifest>>;
 
     /// Manifest digests of the registry due for a scan under `policy`, each
     /// with one tag that names it; new work before rescans.

@@ -22,8 +22,8 @@ use anyhow::Context as _;
 
 use super::{
     migrations, tag_writes, AppliedEvent, Backend, ClaimedEvent, Conn, Dialect, EventClaim,
-    EventEffect, FailedEvent, NewEvent, QueueCounts, Row, RunOutcome, RunRecord, Store, TagChange,
-    TagRecord, TagWrite, Value,
+    EventEffect, FailedEvent, KnownManifest, NewEvent, QueueCounts, Row, RunOutcome, RunRecord,
+    Store, TagChange, TagRecord, TagWrite, Value,
 };
 
 /// Scan state words for `tags.scanned`, by code.
@@ -778,6 +778,49 @@ impl Store for SqlStore {
             Some(name) => format!("listing tags of {name}"),
             None => "listing tags".to_string(),
         })
+    }
+
+    fn known_manifests(
+        &self,
+        registry_id: i64,
+        digests: &[String],
+    ) -> anyhow::Result<BTreeMap<String, KnownManifest>> {
+        self.tx(|conn| {
+            let mut known = BTreeMap::new();
+            let mut rest = digests;
+            while !rest.is_empty() {
+                let (chunk, after) = rest.split_at(tag_writes::chunk_rows(rest.len()));
+                let placeholders: Vec<String> = (0..chunk.len())
+                    .map(|index| format!("${}", index + 2))
+                    .collect();
+                let mut params = vec![Value::Int(registry_id)];
+                params.extend(chunk.iter().map(|digest| txt(digest)));
+                // Complete rows only: a size, a media type, and a config
+                // digest or (an index) platforms.
+                let rows = conn.query(
+                    &format!(
+                        "SELECT t.digest, t.image_id, t.media_type, t.size, t.platforms \
+                         FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                         JOIN namespaces n ON n.id = r.namespace_id \
+                         WHERE n.registry_id = $1 AND t.size IS NOT NULL AND t.media_type <> '' \
+                         AND (t.image_id <> '' OR t.platforms IS NOT NULL) AND t.digest IN ({})",
+                        placeholders.join(", ")
+                    ),
+                    &params,
+                )?;
+                for row in &rows {
+                    known.entry(text(row, 0)?).or_insert(KnownManifest {
+                        image_id: text(row, 1)?,
+                        media_type: text(row, 2)?,
+                        size: int(row, 3)?,
+                        platforms: opt_text(row, 4)?,
+                    });
+                }
+                rest = after;
+            }
+            Ok(known)
+        })
+        .with_context(|| format!("looking up {} manifests in the tags", digests.len()))
     }
 
     fn scan_candidates(
