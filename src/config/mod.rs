@@ -710,6 +710,10 @@ impl Checker<'_> {
                 "url: database url {redacted:?} names no host"
             )));
         }
+        // TLS parameters are checked here so that `regkeeper check` finds
+        // them; the files they name are read when connecting.
+        crate::store::postgres_tls::split_url(url_text)
+            .map_err(|error| fail(format!("url: {error:#}")))?;
         let mut password = url.password().map(percent_decode);
         // The password never stays in the URL, which is logged.
         let _ = url.set_password(None);

@@ -460,6 +460,13 @@ fn database_urls() {
     assert!(
         matches!(&postgresql.database, Database::Postgres { url, .. } if url == "postgresql://u@h/db")
     );
+    // TLS parameters are validated and kept in the url.
+    let tls = parse_ok(&format!(
+        "[database]\nurl = \"postgres://u@h/db?sslmode=verify-full&sslrootcert=/etc/regkeeper/db-ca.pem\"\n{REGISTRY}"
+    ));
+    assert!(
+        matches!(&tls.database, Database::Postgres { url, .. } if url == "postgres://u@h/db?sslmode=verify-full&sslrootcert=/etc/regkeeper/db-ca.pem")
+    );
 }
 
 #[test]
@@ -886,6 +893,18 @@ fn errors_database() {
         (
             "[database]\nurl = \"postgres://u:p@h/db\"\npassword_file = \"/p\"\n[registry]\nurl = \"http://r\"\n",
             "schedules.toml:2:7: [database] url: the url has a password and password_file is set too (use one)",
+        ),
+        (
+            "[database]\nurl = \"postgres://u@h/db?sslmode=verify_full\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: sslmode: unsupported value \"verify_full\" (expected disable, prefer, require, verify-ca or verify-full)",
+        ),
+        (
+            "[database]\nurl = \"postgres://u@h/db?sslmode=verify-full\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: sslmode: verify-full needs sslrootcert=PATH (a PEM file of the CA certificates to trust) or sslrootcert=system",
+        ),
+        (
+            "[database]\nurl = \"postgres://u@h/db?sslmode=require&sslcrl=/etc/crl.pem\"\n[registry]\nurl = \"http://r\"\n",
+            "schedules.toml:2:7: [database] url: sslcrl: not supported (regkeeper reads sslmode, sslrootcert, sslcert and sslkey)",
         ),
     ]);
     let error = format!(

@@ -20,6 +20,7 @@ use anyhow::Context as _;
 
 pub mod migrations;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod scans;
 pub mod sql;
 pub mod sqlite;
@@ -707,7 +708,9 @@ pub struct ImageVulnerabilities {
 /// exponentially from 250 ms up to 5 s; after `wait` the last error is
 /// returned. A SQLite file is not a server that may still be starting, so its
 /// errors (a missing directory, no permission) are returned at once, as are
-/// migration errors. Blocks: call it from a blocking thread, not an async task.
+/// errors in PostgreSQL's connection settings (a TLS parameter, an unreadable
+/// certificate file) and migration errors. Blocks: call it from a blocking
+/// thread, not an async task.
 pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Result<Arc<dyn Store>> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
@@ -715,7 +718,12 @@ pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Resul
     let backend: Box<dyn Backend> = loop {
         match connect(database) {
             Ok(backend) => break backend,
-            Err(error) if matches!(database, crate::config::Database::Sqlite { .. }) => {
+            // A SQLite file is not a server that may still be starting, and
+            // a bad TLS parameter or certificate file does not get better.
+            Err(error)
+                if matches!(database, crate::config::Database::Sqlite { .. })
+                    || error.downcast_ref::<postgres::SettingsError>().is_some() =>
+            {
                 return Err(error)
             }
             Err(error) => {

@@ -6,8 +6,10 @@
 //! driver errors into anyhow errors that say what was being done. This file
 //! knows nothing of the domain.
 //!
-//! The password is given separately from the URL and never logged. TLS is
-//! not supported yet: connections use `NoTls`, so `sslmode=require` fails.
+//! The password is given separately from the URL and never logged. TLS
+//! follows the URL's `sslmode` and certificate parameters (see
+//! `postgres_tls.rs`); one connector is built per backend and used by every
+//! connection, pooled or not.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -17,8 +19,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type};
-use postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::postgres_tls;
 use super::{one_line, Backend, Conn, Dialect, Row, Value};
 
 /// How long one connection attempt may take.
@@ -32,6 +35,7 @@ const STATEMENT_CACHE: usize = 256;
 /// Makes pooled connections for r2d2.
 struct Manager {
     config: postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 /// A pooled connection and the statements prepared on it.
@@ -45,7 +49,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PooledClient, postgres::Error> {
-        let client = self.config.connect(NoTls)?;
+        let client = self.config.connect(self.tls.clone())?;
         Ok(PooledClient {
             client,
             statements: HashMap::new(),
@@ -68,19 +72,39 @@ pub struct PostgresBackend {
     pool: r2d2::Pool<Manager>,
     /// For connections outside the pool (advisory locks).
     config: postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+/// Marks an error in the connection settings themselves (the URL, its TLS
+/// parameters, the certificate files): trying again cannot help, so
+/// start-up gives up at once instead of waiting for the database.
+#[derive(Debug)]
+pub struct SettingsError(String);
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
 }
 
 impl PostgresBackend {
-    /// Connects once to check that the server answers (so the caller sees
-    /// the real cause when it does not), then builds the pool.
+    /// Reads the URL's TLS parameters and certificate files (an error there
+    /// carries [`SettingsError`]), connects once to check that the server
+    /// answers (so the caller sees the real cause when it does not), then
+    /// builds the pool.
     pub fn connect(
         url: &str,
         password: Option<&str>,
         pool_size: u32,
     ) -> anyhow::Result<PostgresBackend> {
         let name = redact_url(url);
-        let mut config = postgres::Config::from_str(url)
-            .with_context(|| format!("parsing database url {name}"))?;
+        let settings_error =
+            |error: anyhow::Error| error.context(SettingsError(format!("database url {name}")));
+        let (driver_url, tls_options) = postgres_tls::split_url(url).map_err(settings_error)?;
+        let mut config = postgres::Config::from_str(&driver_url)
+            .map_err(|error| settings_error(error.into()))?;
+        config.ssl_mode(tls_options.driver_mode());
+        let tls = tls_options.connector().map_err(settings_error)?;
         if let Some(password) = password {
             config.password(password);
         }
@@ -91,14 +115,28 @@ impl PostgresBackend {
             config.application_name("regkeeper");
         }
         let mut client = config
-            .connect(NoTls)
+            .connect(tls.clone())
             .map_err(|error| driver_error(error, &format!("connecting to {name}")))?;
-        client
-            .simple_query("SELECT 1")
+        let encrypted: bool = client
+            .query_one(
+                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .and_then(|row| row.try_get(0))
             .map_err(|error| driver_error(error, &format!("querying {name}")))?;
         drop(client);
+        log::debug!(
+            "database {name}: sslmode {}, {}",
+            tls_options.mode.name(),
+            if encrypted {
+                "encrypted"
+            } else {
+                "not encrypted"
+            }
+        );
         let manager = Manager {
             config: config.clone(),
+            tls: tls.clone(),
         };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
@@ -108,7 +146,12 @@ impl PostgresBackend {
             // dropped; checking every checkout would double the round trips.
             .test_on_check_out(false)
             .build_unchecked(manager);
-        Ok(PostgresBackend { name, pool, config })
+        Ok(PostgresBackend {
+            name,
+            pool,
+            config,
+            tls,
+        })
     }
 }
 
@@ -121,7 +164,7 @@ impl Backend for PostgresBackend {
         // A dedicated connection, not a pooled one: a session lock lives as
         // long as its connection, and a pooled connection would go back to
         // the pool still holding it.
-        let mut client = self.config.connect(NoTls).map_err(|error| {
+        let mut client = self.config.connect(self.tls.clone()).map_err(|error| {
             driver_error(
                 error,
                 &format!("connecting to {} for an advisory lock", self.name),
@@ -329,58 +372,71 @@ impl ToSql for Value {
 }
 
 /// Turns a driver error into an anyhow error naming what was being done,
-/// with the server's message, detail and hint when there are any.
+/// with the server's message, detail and hint when there are any, else the
+/// driver's message and its causes (the driver's own message leaves them
+/// out: "error performing TLS handshake" alone), and what a refused server
+/// certificate means.
 fn driver_error(error: postgres::Error, doing: &str) -> anyhow::Error {
-    match error.as_db_error() {
-        Some(db) => {
-            let mut message = format!("{doing}: {} ({})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                message.push_str(&format!("; {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                message.push_str(&format!("; hint: {hint}"));
-            }
-            anyhow::anyhow!(message)
+    if let Some(db) = error.as_db_error() {
+        let mut message = format!("{doing}: {} ({})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            message.push_str(&format!("; {detail}"));
         }
-        None => anyhow::anyhow!("{doing}: {error}"),
+        if let Some(hint) = db.hint() {
+            message.push_str(&format!("; hint: {hint}"));
+        }
+        return anyhow::anyhow!(message);
     }
+    let mut message = format!("{doing}: {error}");
+    let mut cause = StdError::source(&error);
+    while let Some(current) = cause {
+        message.push_str(&format!(": {current}"));
+        cause = current.source();
+    }
+    if let Some(hint) = postgres_tls::handshake_hint(&error) {
+        message.push_str(&format!(" ({hint})"));
+    }
+    anyhow::anyhow!(message)
 }
 
-/// A PostgreSQL URL with any password replaced by `***`, for messages.
+/// URL parameters whose values are secrets.
+const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
+
+/// A PostgreSQL URL with any password replaced by `***`, for messages. The
+/// other parameters stay exactly as written.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
                 let _ = parsed.set_password(Some("***"));
             }
-            let mut pairs: Vec<(String, String)> = parsed
-                .query_pairs()
-                .map(|(key, value)| {
-                    let value = if key == "password" {
-                        "***".to_string()
-                    } else {
-                        value.into_owned()
-                    };
-                    (key.into_owned(), value)
-                })
-                .collect();
-            if !pairs.is_empty() {
-                parsed
-                    .query_pairs_mut()
-                    .clear()
-                    .extend_pairs(pairs.drain(..));
+            if let Some(query) = parsed.query() {
+                let redacted = query
+                    .split('&')
+                    .map(|segment| match segment.split_once('=') {
+                        Some((key, _))
+                            if SECRET_PARAMETERS.contains(
+                                &percent_encoding::percent_decode_str(key)
+                                    .decode_utf8_lossy()
+                                    .as_ref(),
+                            ) =>
+                        {
+                            format!("{key}=***")
+                        }
+                        _ => segment.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&");
+                parsed.set_query(Some(&redacted));
             }
             parsed.to_string()
         }
         // Key/value connection strings: hide `password=...`.
         Err(_) => url
             .split_whitespace()
-            .map(|part| {
-                if part.starts_with("password=") {
-                    "password=***"
-                } else {
-                    part
-                }
+            .map(|part| match part.split_once('=') {
+                Some((key, _)) if SECRET_PARAMETERS.contains(&key) => format!("{key}=***"),
+                _ => part.to_string(),
             })
             .collect::<Vec<_>>()
             .join(" "),
@@ -402,6 +458,11 @@ mod tests {
             "postgres://app@db/reg?password=***&sslmode=disable"
         );
         assert_eq!(redact_url("postgres://app@db/reg"), "postgres://app@db/reg");
+        // The other parameters stay as written (a path is not re-encoded).
+        assert_eq!(
+            redact_url("postgres://app:secret@db/reg?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=s"),
+            "postgres://app:***@db/reg?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=***"
+        );
         assert_eq!(
             redact_url("host=db password=secret user=app"),
             "host=db password=*** user=app"
