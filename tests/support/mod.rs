@@ -6,5 +6,6 @@
 pub mod bench;
 pub mod cli;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod registry;
 pub mod scanners;
