@@ -209,6 +209,33 @@ fn prefer_falls_back_to_plain_on_a_server_without_tls() {
 }
 
 #[test]
+fn a_missing_certificate_file_stops_start_up_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing-ca.pem");
+    // Nothing listens on port 9: only the file is in question.
+    let database = regkeeper::config::Database::Postgres {
+        url: format!(
+            "postgres://app@127.0.0.1:9/reg?sslmode=verify-full&sslrootcert={}",
+            missing.display()
+        ),
+        password: Some("tls-test-secret".to_string()),
+        pool_size: 1,
+    };
+    let message = match regkeeper::store::open(&database, std::time::Duration::from_secs(60)) {
+        Ok(_) => panic!("opened a store without its sslrootcert"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        message.starts_with(&format!(
+            "database url postgres://app@127.0.0.1:9/reg?sslmode=verify-full&sslrootcert={0}: sslrootcert: reading {0}:",
+            missing.display()
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("did not answer"), "{message}");
+}
+
+#[test]
 fn an_invalid_sslmode_is_a_config_error_naming_it() {
     let env = CliEnv::new();
     env.write_config(&format!(

@@ -117,22 +117,13 @@ impl PostgresBackend {
         let mut client = config
             .connect(tls.clone())
             .map_err(|error| driver_error(error, &format!("connecting to {name}")))?;
-        let encrypted: bool = client
-            .query_one(
-                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
-                &[],
-            )
-            .and_then(|row| row.try_get(0))
+        client
+            .simple_query("SELECT 1")
             .map_err(|error| driver_error(error, &format!("querying {name}")))?;
         drop(client);
         log::debug!(
-            "database {name}: sslmode {}, {}",
-            tls_options.mode.name(),
-            if encrypted {
-                "encrypted"
-            } else {
-                "not encrypted"
-            }
+            "database {name}: connected with sslmode {}",
+            tls_options.mode.name()
         );
         let manager = Manager {
             config: config.clone(),
