@@ -85,7 +85,8 @@ impl std::fmt::Debug for Database {
                 pool_size,
             } => f
                 .debug_struct("Postgres")
-                .field("url", url)
+                // A `?password=` parameter stays in the url: hide it too.
+                .field("url", &crate::store::postgres::redact_url(url))
                 .field("password", &password.as_ref().map(|_| "<redacted>"))
                 .field("pool_size", pool_size)
                 .finish(),

@@ -482,6 +482,12 @@ fn a_password_in_the_database_url_moves_out_of_the_url() {
         other => panic!("not postgres: {other:?}"),
     }
     assert!(!format!("{config:?}").contains("s@cret"));
+    let in_query = parse_ok(&format!(
+        "[database]\nurl = \"postgres://u@h:5432/db?password=qu3ry&sslmode=require\"\n{REGISTRY}"
+    ));
+    let shown = format!("{in_query:?}");
+    assert!(!shown.contains("qu3ry"), "{shown}");
+    assert!(shown.contains("sslmode=require"), "{shown}");
 }
 
 #[test]
