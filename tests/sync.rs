@@ -703,9 +703,12 @@ fn push_during_a_pass_is_not_undone(db: Db) {
     world.record("e", "v2", &e2.digest);
     let counts = handler.apply(&context, &walk, &plan).expect("apply");
 
-    assert_eq!(counts.skipped, 3, "b and d at planning, e when applying");
-    assert_eq!(counts.tags_deleted, 0);
-    assert_eq!(counts.tags_created, 1, "c:v2 despite the pull");
+    assert_eq!(
+        counts.totals.skipped, 3,
+        "b and d at planning, e when applying"
+    );
+    assert_eq!(counts.totals.tags_deleted, 0);
+    assert_eq!(counts.totals.tags_created, 1, "c:v2 despite the pull");
     assert_eq!(world.tag("c", "v2").digest, c2.digest);
     assert_eq!(world.tag("d", "v2").digest, d2.digest);
     assert_eq!(world.tag("e", "v2").digest, e2.digest);

@@ -69,15 +69,6 @@ pub struct PassCounts {
     pub requests: u64,
 }
 
-/// The six counters read as fields of the pass (`counts.tags_created`).
-impl std::ops::Deref for PassCounts {
-    type Target = PlanTotals;
-
-    fn deref(&self) -> &PlanTotals {
-        &self.totals
-    }
-}
-
 impl PassCounts {
     fn record(&self, outcome: &mut Outcome) {
         let as_count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
@@ -173,11 +164,11 @@ impl Handler for SyncHandler {
         }
         let counts = self.pass(ctx, registry_id)?;
         counts.record(&mut outcome);
-        if counts.errors > 0 {
+        if counts.totals.errors > 0 {
             log::warn!(
                 "job={} {} repositories could not be synced and were left as they are",
                 ctx.job_name,
-                counts.errors
+                counts.totals.errors
             );
         } else if !ctx.options.dry_run {
             outcome.finished = finish_after_success(strategy);
