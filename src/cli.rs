@@ -268,7 +268,7 @@ fn once(config_path: &Path, job_name: &str, options: &OnceOptions) -> Result<Exi
         RunOutcome::Ok => Ok(ExitCode::SUCCESS),
         // The summary is the result on stdout; the failure is also said on
         // stderr, whatever RUST_LOG lets through, and exits 1.
-        RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Skipped => {
+        RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Skipped | RunOutcome::Abandoned => {
             Err(Failure::Failed(anyhow::anyhow!(once_failure(
                 &job.name,
                 report.run_id,
@@ -472,12 +472,18 @@ pub struct RunStatus {
     pub finished_at: Option<String>,
     /// Milliseconds; null while running.
     pub duration_ms: Option<i64>,
-    /// `ok`, `failed`, `skipped`, `timed_out`; `running` while running.
+    /// `ok`, `failed`, `skipped`, `timed_out`, `abandoned`; `running` while running.
     pub outcome: String,
     /// What the handler counted.
     pub counts: BTreeMap<String, i64>,
     /// Error text with its causes.
     pub error: Option<String>,
+    /// The process that ran it (`host:pid:random`); null for runs recorded
+    /// before heartbeats.
+    pub claimant: Option<String>,
+    /// Its last heartbeat, RFC 3339 UTC; null for runs recorded before
+    /// heartbeats.
+    pub heartbeat_at: Option<String>,
 }
 
 /// Queue depths in `status`.
@@ -521,6 +527,8 @@ impl From<RunRecord> for RunStatus {
                 .to_string(),
             counts: run.counts,
             error: run.error,
+            claimant: run.claimant,
+            heartbeat_at: run.heartbeat_at.map(format_ms),
         }
     }
 }
@@ -529,6 +537,9 @@ impl From<RunRecord> for RunStatus {
 fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode, Failure> {
     let config = load_config(config_path)?;
     let store = open_store(&config)?;
+    // Runs whose process died show as such: they are recorded abandoned
+    // here once their heartbeat has expired, as a daemon would.
+    crate::scheduler::record_abandoned_runs(store.as_ref(), None, config.daemon.abandon_after);
     let mut jobs = Vec::new();
     for job in &config.jobs {
         let runs = store
@@ -1144,6 +1155,8 @@ scanner fixture
                             outcome: Some(RunOutcome::Ok),
                             counts: BTreeMap::from([("applied".to_string(), 2)]),
                             error: None,
+                            claimant: None,
+                            heartbeat_at: None,
                         }),
                         RunStatus::from(RunRecord {
                             id: 11,
@@ -1155,6 +1168,8 @@ scanner fixture
                             outcome: Some(RunOutcome::Failed),
                             counts: BTreeMap::new(),
                             error: Some("claiming events: database is locked".into()),
+                            claimant: None,
+                            heartbeat_at: None,
                         }),
                         RunStatus::from(RunRecord {
                             id: 13,
@@ -1166,6 +1181,8 @@ scanner fixture
                             outcome: None,
                             counts: BTreeMap::new(),
                             error: None,
+                            claimant: None,
+                            heartbeat_at: None,
                         }),
                     ],
                 },

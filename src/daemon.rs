@@ -73,14 +73,17 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
         registry: Arc::new(registry),
     };
     let jobs = build_handlers(&config, &resources)?;
-    let scheduler = Scheduler::new(
-        jobs,
-        RunSettings {
-            store: store.clone(),
-            claimant: crate::scheduler::new_claimant(),
-            keep_runs: config.daemon.keep_runs,
-        },
-    );
+    // Runs left unfinished by a daemon that died (SIGKILL, a crash, the
+    // machine) are recorded abandoned once their heartbeat has expired;
+    // those not expired yet are noticed before the job's next run.
+    let abandon_after = config.daemon.abandon_after;
+    let noticing = store.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::scheduler::record_abandoned_runs(noticing.as_ref(), None, abandon_after)
+    })
+    .await
+    .context("recording abandoned runs crashed")?;
+    let scheduler = Scheduler::new(jobs, RunSettings::new(store.clone(), &config.daemon));
 
     // The intake binds `config.notifications.listen` (when set) and serves
     // with the events job's waker, so that storing new events wakes the job.

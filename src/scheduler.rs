@@ -1,6 +1,8 @@
 //! The scheduler: fires each job at the times its cron schedule gives (in its
 //! time zone), runs the handler on the blocking pool, never overlaps two runs
-//! of one job, records every run, and drains runs in flight on shutdown.
+//! of one job in this process, records every run, renews the heartbeat of
+//! each run in progress, records runs whose process died as abandoned, and
+//! drains runs in flight on shutdown.
 //!
 //! Fire times are computed here with croner in the job's chrono-tz zone
 //! ([`next_fire`]) and waited for with tokio timers; nothing else in the
@@ -20,9 +22,9 @@ use log::{debug, error, info, warn};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{JobConfig, Schedule};
+use crate::config::{DaemonConfig, JobConfig, Schedule};
 use crate::jobs::{Cancel, Handler, JobContext, Outcome, Resources, RunOptions, Trigger};
-use crate::store::{NewRun, RunOutcome, Store};
+use crate::store::{NewRun, RunOutcome, RunRecord, Store};
 
 /// How long shutdown still waits, after the grace period, for runs it has
 /// just cancelled to record how they ended.
@@ -98,16 +100,97 @@ pub struct RunReport {
     pub duration: Duration,
 }
 
-/// What every run is recorded with: the store, this process's claimant id
-/// and how many runs to keep per job.
+/// What every run is recorded with: the store, this process's claimant id,
+/// how many runs to keep per job, and the heartbeat that keeps a run in
+/// progress from being taken for abandoned.
 #[derive(Clone)]
 pub struct RunSettings {
     /// Where runs are recorded (and what handlers work on).
     pub store: Arc<dyn Store>,
-    /// Identifies this process in leases (`host:pid:random`, see [`new_claimant`]).
+    /// Identifies this process in leases and in its runs (`host:pid:random`,
+    /// see [`new_claimant`]).
     pub claimant: String,
     /// Runs kept per job in `job_runs`; older ones are pruned after each run.
     pub keep_runs: usize,
+    /// How often a run in progress renews its heartbeat.
+    pub heartbeat: Duration,
+    /// How long a run may go without a heartbeat before it counts as
+    /// abandoned; each renewal sets the run's expiry this far ahead.
+    pub abandon_after: Duration,
+}
+
+impl RunSettings {
+    /// Settings from the `[daemon]` section, with a new claimant id.
+    pub fn new(store: Arc<dyn Store>, daemon: &DaemonConfig) -> RunSettings {
+        RunSettings {
+            store,
+            claimant: new_claimant(),
+            keep_runs: daemon.keep_runs,
+            heartbeat: daemon.heartbeat,
+            abandon_after: daemon.abandon_after,
+        }
+    }
+
+    /// The expiry of a run whose last heartbeat is `now`.
+    fn expiry(&self, now: i64) -> i64 {
+        now.saturating_add(duration_ms(self.abandon_after))
+    }
+}
+
+/// Records as abandoned the runs (of `job`, or of every job) whose process
+/// stopped without finishing them: their heartbeat expired. Logs each one
+/// and returns them; a failure to record is logged and returns nothing.
+/// Blocking. Called at daemon start-up, before each run of a job, and by
+/// `regkeeper status`; see [`Store::abandon_expired_runs`].
+pub fn record_abandoned_runs(
+    store: &dyn Store,
+    job: Option<&str>,
+    abandon_after: Duration,
+) -> Vec<RunRecord> {
+    match store.abandon_expired_runs(job, now_ms(), duration_ms(abandon_after)) {
+        Ok(abandoned) => {
+            for run in &abandoned {
+                warn!(
+                    "job={} run={} finished: outcome=abandoned error: {}",
+                    run.job,
+                    run.id,
+                    run.error.as_deref().unwrap_or_default()
+                );
+            }
+            abandoned
+        }
+        Err(cause) => {
+            match job {
+                Some(job_name) => error!("job={job_name} recording abandoned runs: {cause:#}"),
+                None => error!("recording abandoned runs: {cause:#}"),
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Renews the heartbeat of run `run_id` (blocking). A run found already
+/// ended was recorded abandoned by another process while its heartbeat
+/// lapsed (a stalled database, a suspended machine): it goes on, and its own
+/// end, when recorded, replaces that.
+fn renew_heartbeat(settings: &RunSettings, job_name: &str, run_id: i64, flags: &RunFlags) {
+    let now = now_ms();
+    match settings
+        .store
+        .heartbeat_run(run_id, now, settings.expiry(now))
+    {
+        Ok(true) => debug!("job={job_name} run={run_id} heartbeat"),
+        Ok(false) if flags.recorded_end.load(Ordering::SeqCst) => {}
+        Ok(false) => warn!(
+            "job={job_name} run={run_id} heartbeat: the run was recorded abandoned after its \
+             heartbeat lapsed; it goes on and records its own end when it finishes"
+        ),
+        Err(cause) => warn!("job={job_name} run={run_id} renewing the heartbeat: {cause:#}"),
+    }
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A claimant id for this process: `host:pid:random`.
@@ -139,16 +222,13 @@ pub fn run_once(
             job.name
         )))
     })?;
-    let settings = RunSettings {
-        store: resources.store.clone(),
-        claimant: new_claimant(),
-        keep_runs: resources.config.daemon.keep_runs,
-    };
+    let settings = RunSettings::new(resources.store.clone(), &resources.config.daemon);
     run_handler(job, handler, &settings, trigger, options)
 }
 
 /// Runs `handler` as one run of `job` in the calling thread, with the same
-/// recording, panic isolation and timeout marking as a scheduled run.
+/// recording, heartbeat, panic isolation and timeout marking as a
+/// scheduled run.
 pub fn run_handler(
     job: &JobConfig,
     handler: Arc<dyn Handler>,
@@ -158,29 +238,57 @@ pub fn run_handler(
 ) -> anyhow::Result<RunReport> {
     let flags = RunFlags::default();
     let request = RunRequest::new(job, handler, settings, trigger, options, flags.clone());
-    // A watchdog thread marks the run timed out when it overruns, exactly as
-    // the scheduler's timer does; it ends as soon as the run does.
+    // A watchdog thread renews the run's heartbeat and marks the run timed
+    // out when it overruns, exactly as the scheduler's timers do; it ends as
+    // soon as the run does.
     let (done_sender, done_receiver) = std::sync::mpsc::channel::<()>();
-    let watchdog = job.timeout.map(|timeout| {
+    let watchdog = {
         let job_name = job.name.clone();
-        std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                done_receiver.recv_timeout(timeout)
-            {
-                warn!(
-                    "job={job_name} overran its timeout of {}, asking it to stop",
-                    humantime::format_duration(timeout)
-                );
-                flags.mark_timed_out();
-            }
-        })
-    });
+        let timeout = job.timeout;
+        let settings = settings.clone();
+        std::thread::spawn(move || watch_run(&job_name, timeout, &settings, &flags, done_receiver))
+    };
     let report = execute_run(request);
     drop(done_sender);
-    if let Some(watchdog) = watchdog {
-        let _ = watchdog.join();
-    }
+    let _ = watchdog.join();
     report
+}
+
+/// The watchdog of a run in the calling thread: heartbeats every
+/// `settings.heartbeat`, the timeout once, until `done` disconnects.
+fn watch_run(
+    job_name: &str,
+    timeout: Option<Duration>,
+    settings: &RunSettings,
+    flags: &RunFlags,
+    done: std::sync::mpsc::Receiver<()>,
+) {
+    let started = Instant::now();
+    let mut deadline = timeout.map(|timeout| (started + timeout, timeout));
+    let mut next_heartbeat = started + settings.heartbeat;
+    loop {
+        let wake_at = deadline.map_or(next_heartbeat, |(at, _)| at.min(next_heartbeat));
+        match done.recv_timeout(wake_at.saturating_duration_since(Instant::now())) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        if let Some((_, timeout)) = deadline.filter(|(at, _)| now >= *at) {
+            warn!(
+                "job={job_name} overran its timeout of {}, asking it to stop",
+                humantime::format_duration(timeout)
+            );
+            flags.mark_timed_out();
+            deadline = None;
+        }
+        if now >= next_heartbeat {
+            let run_id = flags.run_id.load(Ordering::SeqCst);
+            if run_id > 0 && !flags.recorded_end.load(Ordering::SeqCst) {
+                renew_heartbeat(settings, job_name, run_id, flags);
+            }
+            next_heartbeat = Instant::now() + settings.heartbeat;
+        }
+    }
 }
 
 /// Flags shared between a run and whoever watches it.
@@ -237,17 +345,26 @@ impl RunRequest {
     }
 }
 
-/// Records the start, runs the handler with panics caught, records the end
-/// and prunes old runs. Blocking; the scheduler calls it on the blocking pool.
+/// Records earlier runs of the job whose process died as abandoned, records
+/// the start, runs the handler with panics caught, records the end and
+/// prunes old runs. Blocking; the scheduler calls it on the blocking pool.
 fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
     let store = &request.settings.store;
     let job_name = &request.job_name;
+    record_abandoned_runs(
+        store.as_ref(),
+        Some(job_name),
+        request.settings.abandon_after,
+    );
+    let started_at = now_ms();
     let run_id = store
         .start_run(&NewRun {
             job: job_name.clone(),
             handler: request.handler_name.to_string(),
             trigger: request.trigger.as_str().to_string(),
-            started_at: now_ms(),
+            started_at,
+            claimant: request.settings.claimant.clone(),
+            expires_at: request.settings.expiry(started_at),
         })
         .with_context(|| format!("recording the start of a run of job {job_name}"))?;
     request.flags.run_id.store(run_id, Ordering::SeqCst);
@@ -366,6 +483,8 @@ fn record_skip(
                 handler: handler_name.to_string(),
                 trigger: Trigger::Schedule.as_str().to_string(),
                 started_at: now,
+                claimant: settings.claimant.clone(),
+                expires_at: settings.expiry(now),
             })
             .and_then(|row| {
                 store
@@ -744,6 +863,11 @@ impl JobTask {
             in_flight.insert(job_name.clone(), flags.clone());
         }
         let mut running = tokio::task::spawn_blocking(move || execute_run(request));
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.settings.heartbeat,
+            self.settings.heartbeat,
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = slot
             .config
             .timeout
@@ -784,6 +908,20 @@ impl JobTask {
                         match recorded.await {
                             Ok(now_skipped) => skipped = now_skipped,
                             Err(cause) => error!("job={job_name} recording a skipped tick crashed: {cause}"),
+                        }
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let run_id = flags.run_id.load(Ordering::SeqCst);
+                    if run_id > 0 && !flags.recorded_end.load(Ordering::SeqCst) {
+                        let settings = self.settings.clone();
+                        let beating_job = job_name.clone();
+                        let beating_flags = flags.clone();
+                        let renewed = tokio::task::spawn_blocking(move || {
+                            renew_heartbeat(&settings, &beating_job, run_id, &beating_flags)
+                        });
+                        if let Err(cause) = renewed.await {
+                            error!("job={job_name} run={run_id} renewing the heartbeat crashed: {cause}");
                         }
                     }
                 }

@@ -43,6 +43,8 @@ fn settings(store: &Arc<dyn Store>, keep_runs: usize) -> RunSettings {
         store: store.clone(),
         claimant: "test:1:0".to_string(),
         keep_runs,
+        heartbeat: Duration::from_secs(30),
+        abandon_after: Duration::from_secs(300),
     }
 }
 

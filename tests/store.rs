@@ -52,7 +52,158 @@ fn run(job: &str, started_at: i64) -> NewRun {
         handler: "sync".to_string(),
         trigger: "schedule".to_string(),
         started_at,
+        claimant: "host-a:1:00000001".to_string(),
+        expires_at: started_at + 60_000,
     }
+}
+
+/// A run of `job` by `claimant`, started at `started_at`, expiring at
+/// `expires_at` unless its heartbeat is renewed.
+fn run_by(job: &str, claimant: &str, started_at: i64, expires_at: i64) -> NewRun {
+    NewRun {
+        claimant: claimant.to_string(),
+        expires_at,
+        ..run(job, started_at)
+    }
+}
+
+/// Heartbeats, expiry and abandoned runs, with explicit times.
+fn run_liveness_chapter(store: &SqlStore) {
+    const ABANDON_AFTER: i64 = 300_000;
+    let live = store
+        .start_run(&run_by("scan-job", "host-a:1:0000000a", NOW, NOW + 1_000))
+        .expect("start_run");
+    let dead = store
+        .start_run(&run_by("scan-job", "host-b:2:0000000b", NOW, NOW + 1_000))
+        .expect("start_run");
+    let elsewhere = store
+        .start_run(&run_by("index-job", "host-b:2:0000000b", NOW, NOW + 1_000))
+        .expect("start_run");
+    let started = store.recent_runs("scan-job", 10).expect("recent_runs");
+    assert_eq!(started[0].claimant.as_deref(), Some("host-b:2:0000000b"));
+    assert_eq!(
+        started[0].heartbeat_at,
+        Some(NOW),
+        "the start is the first heartbeat"
+    );
+
+    // Up to and at its expiry a run is alive.
+    assert!(store
+        .abandon_expired_runs(None, NOW + 1_000, ABANDON_AFTER)
+        .expect("abandon_expired_runs")
+        .is_empty());
+    assert!(store
+        .heartbeat_run(live, NOW + 900, NOW + 1_900)
+        .expect("heartbeat_run"));
+
+    // Past it, the run that missed its heartbeat is abandoned, only in the
+    // job asked about; the renewed one is left alone.
+    let abandoned = store
+        .abandon_expired_runs(Some("scan-job"), NOW + 1_500, ABANDON_AFTER)
+        .expect("abandon_expired_runs");
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert_eq!(abandoned[0].id, dead);
+    assert_eq!(abandoned[0].outcome, Some(RunOutcome::Abandoned));
+    assert_eq!(abandoned[0].finished_at, Some(NOW), "its last heartbeat");
+    let error = abandoned[0].error.clone().unwrap_or_default();
+    assert_eq!(
+        error,
+        "the daemon host-b:2:0000000b that ran it stopped without finishing it \
+         (last heartbeat 2023-11-14T22:13:20.000Z)"
+    );
+    let runs = store.recent_runs("scan-job", 10).expect("recent_runs");
+    assert_eq!(runs[0], abandoned[0], "recorded as returned");
+    assert_eq!(runs[1].id, live);
+    assert_eq!(runs[1].outcome, None);
+    assert_eq!(runs[1].heartbeat_at, Some(NOW + 900));
+
+    // Noticed again (another process, later): recorded once only.
+    assert!(store
+        .abandon_expired_runs(Some("scan-job"), NOW + 1_600, ABANDON_AFTER)
+        .expect("abandon_expired_runs")
+        .is_empty());
+    // Its late heartbeat does not revive it; its own end, if it ever
+    // records one, replaces the abandonment.
+    assert!(!store
+        .heartbeat_run(dead, NOW + 1_700, NOW + 2_700)
+        .expect("heartbeat_run"));
+    assert_eq!(
+        store.recent_runs("scan-job", 10).expect("recent_runs")[0].finished_at,
+        Some(NOW)
+    );
+    store
+        .finish_run(dead, NOW + 1_800, RunOutcome::Ok, &BTreeMap::new(), None)
+        .expect("finish_run");
+    let late = &store.recent_runs("scan-job", 10).expect("recent_runs")[0];
+    assert_eq!(late.outcome, Some(RunOutcome::Ok));
+    assert_eq!(late.error, None);
+
+    // Every job at once; the renewed run lapses later.
+    let everywhere = store
+        .abandon_expired_runs(None, NOW + 1_901, ABANDON_AFTER)
+        .expect("abandon_expired_runs");
+    assert_eq!(
+        everywhere.iter().map(|run| run.id).collect::<Vec<_>>(),
+        vec![live, elsewhere]
+    );
+    assert_eq!(everywhere[0].finished_at, Some(NOW + 900));
+
+    // A finished run has no heartbeat to renew.
+    let finished = store
+        .start_run(&run_by(
+            "scan-job",
+            "host-a:1:0000000a",
+            NOW + 2_000,
+            NOW + 3_000,
+        ))
+        .expect("start_run");
+    store
+        .finish_run(
+            finished,
+            NOW + 2_100,
+            RunOutcome::Failed,
+            &BTreeMap::new(),
+            Some("boom"),
+        )
+        .expect("finish_run");
+    assert!(!store
+        .heartbeat_run(finished, NOW + 2_200, NOW + 3_200)
+        .expect("heartbeat_run"));
+    assert!(store
+        .abandon_expired_runs(Some("scan-job"), NOW + 10_000, ABANDON_AFTER)
+        .expect("abandon_expired_runs")
+        .is_empty());
+
+    // A run recorded before heartbeats (no claimant, no expiry) expires
+    // `abandon_after` after its start.
+    exec(
+        store,
+        "INSERT INTO job_runs (job, handler, trigger, started_at, counts) VALUES ('legacy-job', 'sync', 'wake', $1, '{}')",
+        &[Value::Int(NOW)],
+    );
+    assert!(store
+        .abandon_expired_runs(Some("legacy-job"), NOW + ABANDON_AFTER, ABANDON_AFTER)
+        .expect("abandon_expired_runs")
+        .is_empty());
+    let legacy = store
+        .abandon_expired_runs(Some("legacy-job"), NOW + ABANDON_AFTER + 1, ABANDON_AFTER)
+        .expect("abandon_expired_runs");
+    assert_eq!(legacy.len(), 1);
+    assert_eq!(legacy[0].claimant, None);
+    assert_eq!(legacy[0].heartbeat_at, None);
+    assert_eq!(legacy[0].finished_at, Some(NOW));
+    assert_eq!(
+        legacy[0].error.as_deref(),
+        Some(
+            "the daemon that ran it stopped without finishing it (recorded by a version \
+             without heartbeats; started 2023-11-14T22:13:20.000Z)"
+        )
+    );
+    assert!(store
+        .abandon_expired_runs(None, NOW + ABANDON_AFTER + 1, ABANDON_AFTER)
+        .expect("abandon_expired_runs")
+        .iter()
+        .all(|run| run.job != "legacy-job" && run.job != "scan-job"));
 }
 
 /// Raw SQL for state no trait method writes yet (scan progress, events).
@@ -165,6 +316,8 @@ fn story(store: &SqlStore, dialect: Dialect) {
         .recent_runs("no-such-job", 10)
         .expect("recent_runs")
         .is_empty());
+
+    run_liveness_chapter(store);
 
     // Registries: idempotent, one global namespace each.
     let registry = store
@@ -982,7 +1135,7 @@ fn migrations_run_twice_are_a_no_op_postgres() {
     let database = TestDatabase::create();
     let backend = PostgresBackend::connect(database.url(), None, 2).expect("connecting");
     let store = SqlStore::new(Box::new(backend));
-    assert_eq!(store.migrate().expect("migrating"), vec![1, 2]);
+    assert_eq!(store.migrate().expect("migrating"), vec![1, 2, 3]);
     assert_eq!(store.migrate().expect("migrating again"), Vec::<i64>::new());
 }
 
@@ -1000,10 +1153,52 @@ fn upgrades_a_version_1_database(store: &SqlStore, index_names: &str) {
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
                  INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0);",
+            )?;
+            // As 0.1 recorded runs: one finished, one left running by a
+            // daemon that was killed.
+            conn.execute_batch(
+                "INSERT INTO job_runs (job, handler, trigger, started_at, finished_at, outcome, counts) \
+                 VALUES ('registry-sync', 'sync', 'schedule', 1000, 2000, 'ok', '{\"created\":1}'); \
+                 INSERT INTO job_runs (job, handler, trigger, started_at, counts) \
+                 VALUES ('registry-sync', 'sync', 'schedule', 5000, '{}');",
             )
         })
         .expect("making a version 1 database");
-    assert_eq!(store.migrate().expect("upgrading"), vec![2]);
+    assert_eq!(store.migrate().expect("upgrading"), vec![2, 3]);
+
+    // Runs of 0.1 read back without claimant or heartbeat; the one left
+    // running is abandoned `abandon_after` after its start.
+    let runs = store.recent_runs("registry-sync", 10).expect("recent_runs");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].outcome, Some(RunOutcome::Ok));
+    assert_eq!(runs[1].counts, BTreeMap::from([("created".to_string(), 1)]));
+    assert_eq!(
+        (runs[0].claimant.clone(), runs[0].heartbeat_at),
+        (None, None)
+    );
+    assert_eq!(runs[0].outcome, None);
+    let abandoned = store
+        .abandon_expired_runs(None, 5000 + 60_001, 60_000)
+        .expect("abandon_expired_runs");
+    assert_eq!(abandoned.len(), 1);
+    assert_eq!(abandoned[0].id, runs[0].id);
+    assert_eq!(abandoned[0].finished_at, Some(5000));
+    // New runs record their claimant and heartbeat in the upgraded table.
+    let new_run = store
+        .start_run(&run_by(
+            "registry-sync",
+            "host-c:3:0000000c",
+            70_000,
+            71_000,
+        ))
+        .expect("start_run");
+    assert!(store
+        .heartbeat_run(new_run, 70_500, 71_500)
+        .expect("heartbeat_run"));
+    assert_eq!(
+        store.recent_runs("registry-sync", 1).expect("recent_runs")[0].heartbeat_at,
+        Some(70_500)
+    );
     let indexes = store
         .tx(|conn| conn.query(index_names, &[]))
         .expect("listing indexes");
@@ -1011,7 +1206,11 @@ fn upgrades_a_version_1_database(store: &SqlStore, index_names: &str) {
         .iter()
         .map(|row| sql::text(row, 0).expect("index name"))
         .collect();
-    for index in ["registry_events_waiting", "registry_events_claimed"] {
+    for index in [
+        "registry_events_waiting",
+        "registry_events_claimed",
+        "job_runs_unfinished",
+    ] {
         assert!(
             names.iter().any(|name| name == index),
             "{index} missing from {names:?}"
@@ -1035,7 +1234,7 @@ fn upgrades_a_version_1_database_postgres() {
     let backend = PostgresBackend::connect(database.url(), None, 2).expect("connecting");
     upgrades_a_version_1_database(
         &SqlStore::new(Box::new(backend)),
-        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'registry_events'",
+        "SELECT indexname::text FROM pg_indexes WHERE tablename IN ('registry_events', 'job_runs')",
     );
 }
 
@@ -1076,6 +1275,93 @@ fn concurrent_start_ups_migrate_once_sqlite() {
             .ping()
             .expect("ping");
     }
+}
+
+/// Two processes noticing the same expired runs at once (two daemons, or a
+/// daemon and `regkeeper status`) record each exactly once between them,
+/// without an error, and leave a run with a current heartbeat alone.
+fn noticing_together_records_each_abandoned_run_once(
+    first: Arc<dyn Store>,
+    second: Arc<dyn Store>,
+) {
+    let mut expired: Vec<i64> = (0..20)
+        .map(|n| {
+            first
+                .start_run(&run_by(
+                    "race-job",
+                    "host-d:4:0000000d",
+                    NOW + n,
+                    NOW + 1_000 + n,
+                ))
+                .expect("start_run")
+        })
+        .collect();
+    let live = first
+        .start_run(&run_by(
+            "race-job",
+            "host-e:5:0000000e",
+            NOW,
+            NOW + 1_000_000,
+        ))
+        .expect("start_run");
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let noticers: Vec<_> = [first.clone(), second]
+        .into_iter()
+        .map(|store| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut recorded = Vec::new();
+                for _ in 0..5 {
+                    recorded.extend(
+                        store
+                            .abandon_expired_runs(Some("race-job"), NOW + 5_000, 300_000)
+                            .expect("abandon_expired_runs")
+                            .into_iter()
+                            .map(|run| run.id),
+                    );
+                }
+                recorded
+            })
+        })
+        .collect();
+    let mut recorded: Vec<i64> = noticers
+        .into_iter()
+        .flat_map(|noticer| noticer.join().expect("noticer thread"))
+        .collect();
+    recorded.sort_unstable();
+    expired.sort_unstable();
+    assert_eq!(recorded, expired, "each expired run recorded exactly once");
+    let runs = first.recent_runs("race-job", 100).expect("recent_runs");
+    let live_run = runs
+        .iter()
+        .find(|run| run.id == live)
+        .expect("the live run");
+    assert_eq!(live_run.outcome, None);
+    assert_eq!(live_run.finished_at, None);
+    assert!(runs
+        .iter()
+        .filter(|run| run.id != live)
+        .all(|run| run.outcome == Some(RunOutcome::Abandoned)));
+}
+
+#[test]
+fn noticing_together_records_each_abandoned_run_once_postgres() {
+    let database = TestDatabase::create();
+    let first: Arc<dyn Store> = Arc::new(postgres_store(&database));
+    let second: Arc<dyn Store> = Arc::new(postgres_store(&database));
+    noticing_together_records_each_abandoned_run_once(first, second);
+}
+
+#[test]
+fn noticing_together_records_each_abandoned_run_once_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = regkeeper::config::Database::Sqlite {
+        path: dir.path().join("regkeeper.db"),
+    };
+    let first = store::open(&config, Duration::from_secs(5)).expect("opening the first store");
+    let second = store::open(&config, Duration::from_secs(5)).expect("opening the second store");
+    noticing_together_records_each_abandoned_run_once(first, second);
 }
 
 /// The daemon and a `regkeeper --once` share one SQLite file.

@@ -163,7 +163,16 @@ pub struct DaemonConfig {
     pub keep_runs: usize,
     /// How long start-up waits for the database.
     pub database_wait: Duration,
+    /// How often a run in progress renews its heartbeat in `job_runs`.
+    pub heartbeat: Duration,
+    /// How long a run may go without a heartbeat before whoever notices
+    /// records it abandoned (at least [`MIN_HEARTBEATS_PER_EXPIRY`] heartbeats).
+    pub abandon_after: Duration,
 }
+
+/// `abandon_after` is at least this many heartbeats, so that a heartbeat or
+/// two delayed by a busy database never makes a live run look abandoned.
+pub const MIN_HEARTBEATS_PER_EXPIRY: u32 = 3;
 
 /// One `[jobs.NAME]` table.
 #[derive(Debug, Clone)]
@@ -605,10 +614,42 @@ impl Checker<'_> {
                 100,
                 1..=1_000_000,
             )?;
+            let raw_heartbeat = raw_daemon.and_then(|daemon| daemon.heartbeat.as_ref());
+            let raw_abandon_after = raw_daemon.and_then(|daemon| daemon.abandon_after.as_ref());
+            let heartbeat = self.duration_or(
+                raw_heartbeat,
+                section,
+                "heartbeat",
+                Duration::from_secs(30),
+                Positive::Yes,
+            )?;
+            let abandon_after = self.duration_or(
+                raw_abandon_after,
+                section,
+                "abandon_after",
+                Duration::from_secs(5 * 60),
+                Positive::Yes,
+            )?;
+            if abandon_after < heartbeat * MIN_HEARTBEATS_PER_EXPIRY {
+                let span = raw_abandon_after
+                    .or(raw_heartbeat)
+                    .map_or(0..0, Spanned::span);
+                return Err(self.error(
+                    &span,
+                    section,
+                    format!(
+                        "abandon_after ({}) must be at least {MIN_HEARTBEATS_PER_EXPIRY} times heartbeat ({})",
+                        humantime::format_duration(abandon_after),
+                        humantime::format_duration(heartbeat)
+                    ),
+                ));
+            }
             DaemonConfig {
                 grace_period,
                 keep_runs: keep_runs as usize,
                 database_wait,
+                heartbeat,
+                abandon_after,
             }
         };
         let security = match &raw.security {

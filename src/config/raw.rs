@@ -125,6 +125,10 @@ pub struct RawDaemon {
     pub grace_period: Option<Spanned<String>>,
     /// Runs kept per job.
     pub keep_runs: Option<Spanned<i64>>,
+    /// How often a run in progress renews its heartbeat.
+    pub heartbeat: Option<Spanned<String>>,
+    /// How long a run may go without a heartbeat before it is abandoned.
+    pub abandon_after: Option<Spanned<String>>,
 }
 
 /// `[jobs.NAME]`: the common keys and every handler's own keys; which keys

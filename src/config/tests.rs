@@ -105,6 +105,8 @@ fn a_config_with_only_the_registry_url_gets_every_default() {
     assert_eq!(config.daemon.grace_period, Duration::from_secs(30));
     assert_eq!(config.daemon.keep_runs, 100);
     assert_eq!(config.daemon.database_wait, Duration::from_secs(90));
+    assert_eq!(config.daemon.heartbeat, Duration::from_secs(30));
+    assert_eq!(config.daemon.abandon_after, Duration::from_secs(300));
     assert!(config.jobs.is_empty());
     assert!(config.security.is_empty());
 }
@@ -137,6 +139,8 @@ body_limit = "512KiB"
 [daemon]
 grace_period = "0s"
 keep_runs = 7
+heartbeat = "10s"
+abandon_after = "2m"
 
 [jobs.ev]
 handler = "events"
@@ -224,6 +228,8 @@ file = "fixture.json"
     assert_eq!(config.notifications.body_limit, 512 * 1024);
     assert_eq!(config.daemon.grace_period, Duration::ZERO);
     assert_eq!(config.daemon.keep_runs, 7);
+    assert_eq!(config.daemon.heartbeat, Duration::from_secs(10));
+    assert_eq!(config.daemon.abandon_after, Duration::from_secs(120));
 
     let events = job(&config, "ev");
     assert!(!events.enabled);
@@ -845,6 +851,18 @@ fn errors_durations_and_numbers() {
         (
             "[database]\npool_size = 0\n[registry]\nurl = \"http://r\"\n",
             "schedules.toml:2:13: [database] pool_size 0 is out of range (expected 1 to 1000)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[daemon]\nheartbeat = \"0s\"\n",
+            "schedules.toml:4:13: [daemon] heartbeat: duration \"0s\" must be greater than zero",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[daemon]\nheartbeat = \"30s\"\nabandon_after = \"1m\"\n",
+            "schedules.toml:5:17: [daemon] abandon_after (1m) must be at least 3 times heartbeat (30s)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[daemon]\nheartbeat = \"2m\"\n",
+            "schedules.toml:4:13: [daemon] abandon_after (5m) must be at least 3 times heartbeat (2m)",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[daemon]\nkeep_runs = 0\n",

@@ -33,6 +33,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: BLOCKING_EVENT_INDEXES,
         postgres: BLOCKING_EVENT_INDEXES,
     },
+    Migration {
+        version: 3,
+        description: "claimant, heartbeat and expiry of job runs",
+        sqlite: RUN_HEARTBEATS_SQLITE,
+        postgres: RUN_HEARTBEATS_POSTGRES,
+    },
 ];
 
 /// Migration 2, the same in both dialects. The claim asks, per candidate
@@ -45,6 +51,26 @@ const BLOCKING_EVENT_INDEXES: &str = "
 CREATE INDEX registry_events_waiting ON registry_events (repository, not_before) WHERE status = 2;
 -- Claimed events by repository and claim time: live claims block.
 CREATE INDEX registry_events_claimed ON registry_events (repository, claimed_at) WHERE status = 1;
+";
+
+/// Migration 3 (SQLite). Who runs a run and its last sign of life, so
+/// that a run left unfinished by a process that died is noticed once its
+/// expiry passes (`store::runs`). Rows from before have NULL in all three.
+/// The partial index holds only unfinished runs: the few rows that the
+/// check before every run reads.
+const RUN_HEARTBEATS_SQLITE: &str = "
+ALTER TABLE job_runs ADD COLUMN claimant TEXT;
+ALTER TABLE job_runs ADD COLUMN heartbeat_at INTEGER;
+ALTER TABLE job_runs ADD COLUMN expires_at INTEGER;
+CREATE INDEX job_runs_unfinished ON job_runs (job, expires_at) WHERE finished_at IS NULL;
+";
+
+/// Migration 3 (PostgreSQL): as [`RUN_HEARTBEATS_SQLITE`].
+const RUN_HEARTBEATS_POSTGRES: &str = "
+ALTER TABLE job_runs ADD COLUMN claimant TEXT;
+ALTER TABLE job_runs ADD COLUMN heartbeat_at BIGINT;
+ALTER TABLE job_runs ADD COLUMN expires_at BIGINT;
+CREATE INDEX job_runs_unfinished ON job_runs (job, expires_at) WHERE finished_at IS NULL;
 ";
 
 /// Key of the PostgreSQL advisory lock that serialises migrations of

@@ -21,6 +21,7 @@ use anyhow::Context as _;
 pub mod migrations;
 pub mod postgres;
 pub mod postgres_tls;
+pub mod runs;
 pub mod scans;
 pub mod sql;
 pub mod sqlite;
@@ -88,6 +89,9 @@ pub enum RunOutcome {
     Skipped,
     /// The run overran its `timeout`.
     TimedOut,
+    /// The process running it stopped without finishing it: its heartbeat
+    /// expired (see [`Store::abandon_expired_runs`]).
+    Abandoned,
 }
 
 impl RunOutcome {
@@ -98,6 +102,7 @@ impl RunOutcome {
             RunOutcome::Failed => "failed",
             RunOutcome::Skipped => "skipped",
             RunOutcome::TimedOut => "timed_out",
+            RunOutcome::Abandoned => "abandoned",
         }
     }
 
@@ -108,6 +113,7 @@ impl RunOutcome {
             "failed" => Some(RunOutcome::Failed),
             "skipped" => Some(RunOutcome::Skipped),
             "timed_out" => Some(RunOutcome::TimedOut),
+            "abandoned" => Some(RunOutcome::Abandoned),
             _ => None,
         }
     }
@@ -122,8 +128,13 @@ pub struct NewRun {
     pub handler: String,
     /// `schedule`, `wake` or `once`.
     pub trigger: String,
-    /// Milliseconds since the epoch.
+    /// Milliseconds since the epoch; also the first heartbeat.
     pub started_at: i64,
+    /// The process running it (`host:pid:random`).
+    pub claimant: String,
+    /// Milliseconds since the epoch after which, without a newer heartbeat,
+    /// the run counts as abandoned.
+    pub expires_at: i64,
 }
 
 /// A run as `status` shows it.
@@ -147,6 +158,12 @@ pub struct RunRecord {
     pub counts: BTreeMap<String, i64>,
     /// Error text with its cause chain, for failed runs.
     pub error: Option<String>,
+    /// The process that ran it; None for runs recorded before heartbeats
+    /// (regkeeper 0.1).
+    pub claimant: Option<String>,
+    /// Its last heartbeat, milliseconds since the epoch; None for runs
+    /// recorded before heartbeats.
+    pub heartbeat_at: Option<i64>,
 }
 
 /// Queue depths for `status`.
@@ -429,6 +446,27 @@ pub trait Store: Send + Sync {
         counts: &BTreeMap<String, i64>,
         error: Option<&str>,
     ) -> anyhow::Result<()>;
+    /// Renews the heartbeat of a run in progress: its last sign of life is
+    /// `now` and it expires at `expires_at` unless renewed again. One
+    /// UPDATE by primary key. Returns false when the run has already ended
+    /// (e.g. another process recorded it abandoned after its heartbeat
+    /// lapsed); nothing is changed then.
+    fn heartbeat_run(&self, run_id: i64, now: i64, expires_at: i64) -> anyhow::Result<bool>;
+    /// Records as [`RunOutcome::Abandoned`] every unfinished run (of `job`,
+    /// or of every job when None) whose expiry is before `now`, and returns
+    /// them as recorded. A run recorded before heartbeats existed (no
+    /// expiry of its own) expires `abandon_after_ms` after its start. An
+    /// abandoned run's `finished_at` is its last heartbeat and its error
+    /// names the claimant. Each row is changed by a conditional UPDATE
+    /// (still unfinished, still expired), so processes noticing the same
+    /// run at once record it exactly once between them, and a run whose
+    /// heartbeat was renewed meanwhile is left alone.
+    fn abandon_expired_runs(
+        &self,
+        job: Option<&str>,
+        now: i64,
+        abandon_after_ms: i64,
+    ) -> anyhow::Result<Vec<RunRecord>>;
     /// Keeps the newest `keep` runs of `job` and deletes the rest.
     fn prune_runs(&self, job: &str, keep: usize) -> anyhow::Result<u64>;
     /// The newest `limit` runs of `job`, newest first.
@@ -822,6 +860,7 @@ mod tests {
             RunOutcome::Failed,
             RunOutcome::Skipped,
             RunOutcome::TimedOut,
+            RunOutcome::Abandoned,
         ] {
             assert_eq!(RunOutcome::from_word(outcome.as_str()), Some(outcome));
         }

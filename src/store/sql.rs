@@ -563,9 +563,16 @@ impl Store for SqlStore {
     fn start_run(&self, run: &super::NewRun) -> anyhow::Result<i64> {
         self.tx(|conn| {
             let rows = conn.query(
-                "INSERT INTO job_runs (job, handler, trigger, started_at, counts) VALUES ($1, $2, $3, $4, '{}') \
-                 RETURNING id",
-                &[txt(&run.job), txt(&run.handler), txt(&run.trigger), Value::Int(run.started_at)],
+                "INSERT INTO job_runs (job, handler, trigger, started_at, counts, claimant, heartbeat_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, '{}', $5, $4, $6) RETURNING id",
+                &[
+                    txt(&run.job),
+                    txt(&run.handler),
+                    txt(&run.trigger),
+                    Value::Int(run.started_at),
+                    txt(&run.claimant),
+                    Value::Int(run.expires_at),
+                ],
             )?;
             int(&single(rows, "the new run")?, 0)
         })
@@ -612,36 +619,33 @@ impl Store for SqlStore {
     fn recent_runs(&self, job: &str, limit: usize) -> anyhow::Result<Vec<RunRecord>> {
         self.tx(|conn| {
             let rows = conn.query(
-                "SELECT id, job, handler, trigger, started_at, finished_at, outcome, counts, error FROM job_runs \
-                 WHERE job = $1 ORDER BY id DESC LIMIT $2",
+                &format!(
+                    "SELECT {} FROM job_runs WHERE job = $1 ORDER BY id DESC LIMIT $2",
+                    super::runs::RECORD_COLUMNS
+                ),
                 &[txt(job), count(limit)],
             )?;
-            rows.iter()
-                .map(|row| {
-                    let outcome = match opt_text(row, 6)? {
-                        None => None,
-                        Some(word) => Some(
-                            RunOutcome::from_word(&word).with_context(|| format!("unknown run outcome {word:?}"))?,
-                        ),
-                    };
-                    let counts_json = text(row, 7)?;
-                    let counts = serde_json::from_str(&counts_json)
-                        .with_context(|| format!("decoding run counts {counts_json:?}"))?;
-                    Ok(RunRecord {
-                        id: int(row, 0)?,
-                        job: text(row, 1)?,
-                        handler: text(row, 2)?,
-                        trigger: text(row, 3)?,
-                        started_at: int(row, 4)?,
-                        finished_at: opt_int(row, 5)?,
-                        outcome,
-                        counts,
-                        error: opt_text(row, 8)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(super::runs::record).collect()
         })
         .with_context(|| format!("reading recent runs of {job}"))
+    }
+
+    fn heartbeat_run(&self, run_id: i64, now: i64, expires_at: i64) -> anyhow::Result<bool> {
+        self.tx(|conn| super::runs::heartbeat(conn, run_id, now, expires_at))
+            .with_context(|| format!("renewing the heartbeat of run {run_id}"))
+    }
+
+    fn abandon_expired_runs(
+        &self,
+        job: Option<&str>,
+        now: i64,
+        abandon_after_ms: i64,
+    ) -> anyhow::Result<Vec<RunRecord>> {
+        self.tx(|conn| super::runs::abandon_expired(conn, job, now, abandon_after_ms))
+            .with_context(|| match job {
+                Some(job) => format!("recording abandoned runs of {job}"),
+                None => "recording abandoned runs".to_string(),
+            })
     }
 
     fn queue_counts(&self) -> anyhow::Result<QueueCounts> {
