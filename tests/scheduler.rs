@@ -15,7 +15,8 @@ use croner::parser::{CronParser, Seconds};
 use regkeeper::config::{EventsOptions, HandlerConfig, JobConfig, Schedule};
 use regkeeper::jobs::{Handler, JobContext, Outcome, RunOptions, Trigger};
 use regkeeper::scheduler::{run_handler, Drain, RunSettings, Scheduler};
-use regkeeper::store::{RunOutcome, RunRecord, Store};
+use regkeeper::store::{NewRun, RunOutcome, RunRecord, Store};
+use support::registry::{Reply, ScriptedServer};
 
 /// How long any condition may take to come true on a slow, busy machine.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -683,6 +684,117 @@ fn run_handler_records_once_runs_and_isolates_panics() {
     assert_eq!(all[1].outcome, Some(RunOutcome::Failed));
 }
 
+/// A handler that returns once its own run's heartbeat has been renewed
+/// in the store (or fails after [`DEADLINE`]).
+fn waits_for_its_heartbeat() -> Arc<TestHandler> {
+    TestHandler::new(|ctx, _| {
+        let started = Instant::now();
+        loop {
+            let own = ctx
+                .store
+                .recent_runs(&ctx.job_name, 10)?
+                .into_iter()
+                .find(|run| run.id == ctx.run_id)
+                .ok_or_else(|| anyhow::anyhow!("run {} not recorded", ctx.run_id))?;
+            if own.heartbeat_at.is_some_and(|at| at > own.started_at) {
+                return Ok(counted("heartbeats_seen", 1));
+            }
+            anyhow::ensure!(started.elapsed() < DEADLINE, "no heartbeat renewed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+}
+
+fn beating(store: &Arc<dyn Store>) -> RunSettings {
+    RunSettings {
+        heartbeat: Duration::from_millis(50),
+        abandon_after: Duration::from_secs(1),
+        ..settings(store, 100)
+    }
+}
+
+#[test]
+fn run_handler_renews_the_heartbeat_while_the_run_goes_on() {
+    let fixture = fixture();
+    let report = run_handler(
+        &job("once-beating", NEVER_SOON),
+        waits_for_its_heartbeat(),
+        &beating(&fixture.store),
+        Trigger::Once,
+        RunOptions::default(),
+    )
+    .expect("recorded run");
+    assert_eq!(report.outcome, RunOutcome::Ok, "{:?}", report.error);
+    let run = &runs(&fixture.store, "once-beating")[0];
+    assert_eq!(run.claimant.as_deref(), Some("test:1:0"));
+    assert!(run.heartbeat_at.is_some_and(|at| at > run.started_at));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_run_renews_its_heartbeat() {
+    let fixture = fixture();
+    let scheduler = Scheduler::new(
+        vec![(job("beating", NEVER_SOON), waits_for_its_heartbeat())],
+        beating(&fixture.store),
+    );
+    let running = scheduler.start();
+    running.waker("beating").expect("a waker").wake();
+    wait_until("the run saw its heartbeat renewed", || {
+        !finished_with(&fixture.store, "beating", RunOutcome::Ok).is_empty()
+    })
+    .await;
+    assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
+    assert!(finished_with(&fixture.store, "beating", RunOutcome::Failed).is_empty());
+}
+
+/// Before a run starts, the job's earlier runs whose process died are
+/// recorded abandoned; live runs and other jobs' runs are left alone.
+#[test]
+fn a_run_first_records_the_expired_runs_of_its_job_abandoned() {
+    let fixture = fixture();
+    let now = chrono::Utc::now().timestamp_millis();
+    let new_run = |job: &str, claimant: &str, expires_at: i64| NewRun {
+        job: job.to_string(),
+        handler: "events".to_string(),
+        trigger: "schedule".to_string(),
+        started_at: now - 10_000,
+        claimant: claimant.to_string(),
+        expires_at,
+    };
+    let store = &fixture.store;
+    let dead = store
+        .start_run(&new_run("once", "gone:1:00000001", now - 5_000))
+        .expect("start_run");
+    let live = store
+        .start_run(&new_run("once", "alive:2:00000002", now + 600_000))
+        .expect("start_run");
+    let other_job = store
+        .start_run(&new_run("other", "gone:1:00000001", now - 5_000))
+        .expect("start_run");
+
+    let report = run_handler(
+        &job("once", NEVER_SOON),
+        TestHandler::new(|_, _| Ok(Outcome::default())),
+        &settings(store, 100),
+        Trigger::Once,
+        RunOptions::default(),
+    )
+    .expect("recorded run");
+    assert_eq!(report.outcome, RunOutcome::Ok);
+
+    let all = runs(store, "once");
+    let by_id = |id: i64| all.iter().find(|run| run.id == id).expect("the run");
+    assert_eq!(by_id(dead).outcome, Some(RunOutcome::Abandoned));
+    assert_eq!(by_id(dead).finished_at, Some(now - 10_000));
+    assert!(by_id(dead)
+        .error
+        .as_deref()
+        .is_some_and(|error| error.starts_with("the daemon gone:1:00000001 that ran it")));
+    assert_eq!(by_id(live).outcome, None);
+    assert_eq!(runs(store, "other")[0].id, other_job);
+    assert_eq!(runs(store, "other")[0].outcome, None);
+}
+
 #[test]
 fn run_handler_marks_an_overrun_timed_out() {
     let fixture = fixture();
@@ -799,9 +911,24 @@ impl Drop for DaemonProcess {
 /// A configuration for the binary: SQLite in `dir`, the intake off, the
 /// registry at `registry`, and `jobs` appended.
 fn daemon_config(dir: &std::path::Path, registry: &str, grace_period: &str, jobs: &str) -> String {
+    daemon_config_with(
+        dir,
+        registry,
+        &format!("grace_period = \"{grace_period}\"\n"),
+        jobs,
+    )
+}
+
+/// Like [`daemon_config`], with `daemon_keys` as the `[daemon]` section.
+fn daemon_config_with(
+    dir: &std::path::Path,
+    registry: &str,
+    daemon_keys: &str,
+    jobs: &str,
+) -> String {
     format!(
         "[database]\nurl = \"sqlite://{}\"\n\n[registry]\nurl = \"{registry}\"\ntimeout = \"300s\"\n\n\
-         [notifications]\nlisten = \"\"\n\n[daemon]\ngrace_period = \"{grace_period}\"\n\n{jobs}",
+         [notifications]\nlisten = \"\"\n\n[daemon]\n{daemon_keys}\n{jobs}",
         dir.join("regkeeper.db").display()
     )
 }
@@ -892,4 +1019,162 @@ fn second_signal_exits_at_once_with_143() {
         "{}",
         daemon.log()
     );
+}
+
+/// A registry stand-in with an empty catalog whose first catalog request
+/// stalls, so the first sync run stays in flight until its daemon is
+/// killed; later requests answer at once.
+fn registry_stalling_once() -> ScriptedServer {
+    let stalled = AtomicBool::new(false);
+    ScriptedServer::with_handler(move |_, request| {
+        let reply = Reply::json(200, r#"{"repositories":[]}"#)
+            .header("Docker-Distribution-Api-Version", "registry/2.0");
+        if request.path().contains("_catalog") && !stalled.swap(true, Ordering::SeqCst) {
+            reply.delayed(Duration::from_secs(600))
+        } else {
+            reply
+        }
+    })
+}
+
+/// Polls the daemon's database until `condition` holds for the runs of
+/// `job_name` (oldest first); returns them then.
+fn wait_for_runs(
+    store: &Arc<dyn Store>,
+    job_name: &str,
+    what: &str,
+    condition: impl Fn(&[RunRecord]) -> bool,
+) -> Vec<RunRecord> {
+    let started = Instant::now();
+    loop {
+        let all = runs(store, job_name);
+        if condition(&all) {
+            return all;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting until {what}; runs: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Regression: a daemon killed with SIGKILL mid-run left its `job_runs` row
+/// without an end, and `status` showed the job running forever.
+#[test]
+fn run_of_a_killed_daemon_is_shown_abandoned_and_the_job_runs_again() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let registry = registry_stalling_once();
+    let config = daemon_config_with(
+        dir.path(),
+        &registry.url,
+        "heartbeat = \"200ms\"\nabandon_after = \"3s\"\n",
+        SYNC_JOB,
+    );
+    let mut first = DaemonProcess::start(dir.path(), &config);
+    first.wait_for_log("regkeeper running");
+    let store = regkeeper::store::open(
+        &regkeeper::config::Database::Sqlite {
+            path: dir.path().join("regkeeper.db"),
+        },
+        DEADLINE,
+    )
+    .expect("opening the daemon's database");
+
+    // The run in flight renews its heartbeat.
+    let in_flight = wait_for_runs(
+        &store,
+        "registry-sync",
+        "a run in flight renewed its heartbeat",
+        |all| {
+            all.iter().any(|run| {
+                run.outcome.is_none() && run.heartbeat_at.is_some_and(|at| at > run.started_at)
+            })
+        },
+    );
+    let killed_run = in_flight
+        .iter()
+        .find(|run| run.outcome.is_none())
+        .expect("the run in flight")
+        .clone();
+    let claimant = killed_run.claimant.clone().expect("the run's claimant");
+    assert!(
+        claimant.contains(&format!(":{}:", first.child.id())),
+        "{claimant} names the daemon's pid {}",
+        first.child.id()
+    );
+    first.signal(libc::SIGKILL);
+    assert_eq!(first.wait_exit(), 128 + libc::SIGKILL);
+
+    // `status` notices the expired heartbeat and records the run abandoned,
+    // finished at its last heartbeat, naming the daemon that ran it.
+    let config_path = dir.path().join("schedules.toml");
+    let config_arg = config_path.to_str().expect("a utf-8 temp path");
+    let started = Instant::now();
+    let shown = loop {
+        let output = support::cli::run_binary(
+            dir.path(),
+            &["status", "--json", "--runs", "1000", "--config", config_arg],
+        );
+        assert_eq!(output.code, Some(0), "{output:?}");
+        let status: serde_json::Value =
+            serde_json::from_str(&output.stdout).expect("status --json is JSON");
+        let shown = status["jobs"][0]["runs"]
+            .as_array()
+            .expect("runs array")
+            .iter()
+            .find(|run| run["id"] == killed_run.id)
+            .cloned()
+            .expect("the killed run in status");
+        if shown["outcome"] != "running" {
+            break shown;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "status still shows the run of the killed daemon running: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(shown["outcome"], "abandoned", "{shown}");
+    assert_eq!(shown["claimant"], claimant.as_str());
+    assert_eq!(shown["finished_at"], shown["heartbeat_at"], "{shown}");
+    let error = shown["error"].as_str().expect("an error text");
+    assert!(
+        error.starts_with(&format!(
+            "the daemon {claimant} that ran it stopped without finishing it (last heartbeat "
+        )),
+        "{error}"
+    );
+    let recorded = runs(&store, "registry-sync")
+        .into_iter()
+        .find(|run| run.id == killed_run.id)
+        .expect("the killed run");
+    assert_eq!(recorded.outcome, Some(RunOutcome::Abandoned));
+    assert_eq!(recorded.finished_at, recorded.heartbeat_at);
+
+    // A restarted daemon runs the job again normally.
+    let mut second = DaemonProcess::start(dir.path(), &config);
+    second.wait_for_log("regkeeper running");
+    let after = wait_for_runs(
+        &store,
+        "registry-sync",
+        "the restarted daemon finished a run",
+        |all| {
+            all.iter()
+                .any(|run| run.id > killed_run.id && run.outcome == Some(RunOutcome::Ok))
+        },
+    );
+    let again = after
+        .iter()
+        .find(|run| run.id > killed_run.id && run.outcome == Some(RunOutcome::Ok))
+        .expect("a run after the restart");
+    assert_ne!(again.claimant.as_deref(), Some(claimant.as_str()));
+    let killed_after = after
+        .iter()
+        .find(|run| run.id == killed_run.id)
+        .expect("the killed run");
+    assert_eq!(killed_after.outcome, Some(RunOutcome::Abandoned));
+    assert_eq!(killed_after.error.as_deref(), Some(error));
+    second.signal(libc::SIGTERM);
+    assert_eq!(second.wait_exit(), 0, "its log:\n{}", second.log());
 }
