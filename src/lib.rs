@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(test)]
+mod hostile;
 pub mod intake;
 pub mod jobs;
 pub mod notification;

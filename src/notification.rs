@@ -355,7 +355,7 @@ pub struct ImageFacts {
 /// gives the image id, the size is config + layers (as the registry client
 /// computes it from the manifest). None when the event cannot tell (no
 /// references, an index or schema 1, no config among the references): then
-/// the manifest must be fetched.
+/// the manifest must be fetched. None too when the sizes add up past `i64`.
 pub fn image_facts(event: &Event) -> Option<ImageFacts> {
     let media_type = event.media_type.as_deref()?;
     if !IMAGE_MEDIA_TYPES.contains(&media_type) {
@@ -370,7 +370,11 @@ pub fn image_facts(event: &Event) -> Option<ImageFacts> {
         .strip_prefix("sha256:")
         .unwrap_or(&config.digest)
         .to_string();
-    let size = references.iter().map(|reference| reference.size).sum();
+    // Sizes come from the registry's event: a sum past i64 is no size at
+    // all, and the manifest (whose parser reports the overflow) is fetched.
+    let size = references
+        .iter()
+        .try_fold(0i64, |total, reference| total.checked_add(reference.size))?;
     Some(ImageFacts { image_id, size })
 }
 
@@ -656,5 +660,169 @@ mod tests {
         assert!(is_envelope_content_type("Application/JSON"));
         assert!(!is_envelope_content_type("text/plain"));
         assert!(!is_envelope_content_type(""));
+    }
+}
+
+/// Property tests on generated input: no envelope, event or reference list
+/// makes these functions panic, every event of an envelope is accounted
+/// for, and a malformed event's reason names the field that broke it.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::hostile;
+
+    fn valid_events() -> Vec<Value> {
+        vec![
+            json!({"id": "a1", "timestamp": "2026-01-02T03:04:05.123456789Z", "action": "push",
+                "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 401,
+                    "digest": "sha256:8ffc", "repository": "ns/app", "tag": "1.0",
+                    "references": [
+                        {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 284, "digest": "sha256:9079"},
+                        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 118, "digest": "sha256:9932"}]},
+                "request": {"id": "r1", "method": "PUT"}, "actor": {}}),
+            json!({"id": "p1", "timestamp": "2026-01-02T03:04:10.5Z", "action": "pull",
+                "target": {"mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+                    "digest": "sha256:8ffc", "repository": "app", "tag": "latest"}}),
+            json!({"id": "d1", "timestamp": "2026-01-02T03:04:11Z", "action": "delete",
+                "target": {"digest": "sha256:8ffc", "repository": "ns/a/b"}}),
+            json!({"id": "d2", "timestamp": "2026-01-02T03:04:12Z", "action": "delete",
+                "target": {"repository": "app", "tag": "old"}}),
+        ]
+    }
+
+    fn any_mutation() -> impl Strategy<Value = hostile::Mutation> {
+        prop::sample::select(valid_events()).prop_flat_map(hostile::mutation)
+    }
+
+    fn envelope_text(events: &[Value]) -> Vec<u8> {
+        json!({ "events": events }).to_string().into_bytes()
+    }
+
+    proptest! {
+        #![proptest_config(hostile::config(256))]
+
+        #[test]
+        fn any_bytes_are_an_envelope_or_an_error(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_envelope(&body);
+        }
+
+        #[test]
+        fn any_json_is_an_envelope_or_an_error(value in hostile::json_value()) {
+            let _ = parse_envelope(value.to_string().as_bytes());
+            let _ = classify(&value);
+            let _ = parse_event(&value);
+        }
+
+        #[test]
+        fn every_event_of_an_envelope_is_kept_dropped_or_malformed(
+            events in prop::collection::vec(
+                prop_oneof![hostile::json_value(), any_mutation().prop_map(|m| m.value)],
+                0..8,
+            )
+        ) {
+            let envelope = parse_envelope(&envelope_text(&events)).expect("an envelope");
+            prop_assert_eq!(
+                envelope.kept.len() + envelope.dropped + envelope.malformed.len(),
+                events.len()
+            );
+        }
+
+        #[test]
+        fn a_mutated_event_is_malformed_naming_the_field_or_still_readable(mutation in any_mutation()) {
+            match classify(&mutation.value) {
+                Verdict::Malformed(reason) => prop_assert!(
+                    mutation.named_in(&reason),
+                    "{reason:?} does not name {:?}", mutation.path
+                ),
+                Verdict::Keep(event) => {
+                    let again = parse_event(&mutation.value).expect("a kept event parses");
+                    prop_assert_eq!(&again, &event);
+                    let _ = image_facts(&event);
+                }
+                Verdict::Drop(_) => {}
+            }
+        }
+
+        #[test]
+        fn kept_events_read_back_from_their_stored_data_unchanged(events in prop::collection::vec(any_mutation().prop_map(|m| m.value), 0..6)) {
+            let envelope = parse_envelope(&envelope_text(&events)).expect("an envelope");
+            for kept in envelope.kept {
+                let stored: Value = serde_json::from_str(&kept.data).expect("stored data is JSON");
+                prop_assert_eq!(parse_event(&stored), Ok(kept.event));
+            }
+        }
+
+        #[test]
+        fn image_facts_of_any_references_never_panic(
+            sizes in prop::collection::vec(prop_oneof![Just(i64::MAX), 0..i64::MAX], 0..6),
+            config_at in any::<prop::sample::Index>(),
+        ) {
+            let mut references: Vec<Descriptor> = sizes
+                .iter()
+                .map(|size| Descriptor {
+                    digest: "sha256:aa".into(),
+                    size: *size,
+                    media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                })
+                .collect();
+            if !references.is_empty() {
+                let at = config_at.index(references.len());
+                references[at].media_type = "application/vnd.oci.image.config.v1+json".into();
+            }
+            let event = Event {
+                id: "e".into(),
+                timestamp: 0,
+                action: Action::Push,
+                repository: "app".into(),
+                tag: None,
+                digest: Some("sha256:bb".into()),
+                media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+                references: Some(references),
+            };
+            if let Some(facts) = image_facts(&event) {
+                prop_assert!(facts.size >= 0);
+            }
+        }
+    }
+
+    #[test]
+    fn valid_events_are_kept_as_before() {
+        let envelope = parse_envelope(&envelope_text(&valid_events())).expect("an envelope");
+        let ids: Vec<&str> = envelope
+            .kept
+            .iter()
+            .map(|kept| kept.event.id.as_str())
+            .collect();
+        assert_eq!(ids, ["a1", "p1", "d1", "d2"]);
+        let facts = image_facts(&envelope.kept[0].event).expect("facts of an image push");
+        assert_eq!(
+            facts,
+            ImageFacts {
+                image_id: "9079".into(),
+                size: 402
+            }
+        );
+    }
+
+    #[test]
+    fn image_facts_with_sizes_overflowing_i64_is_none_not_a_panic() {
+        let mut event = valid_events().remove(0);
+        event["target"]["references"][0]["size"] = json!(i64::MAX);
+        event["target"]["references"][1]["size"] = json!(i64::MAX);
+        let envelope = parse_envelope(&envelope_text(&[event])).expect("an envelope");
+        assert_eq!(envelope.kept.len(), 1, "the event itself is kept");
+        assert_eq!(image_facts(&envelope.kept[0].event), None);
+    }
+
+    #[test]
+    fn deeply_nested_envelope_is_not_json() {
+        let body = format!("{{\"events\":[{}]}}", hostile::nested_arrays(100_000));
+        assert!(matches!(
+            parse_envelope(body.as_bytes()),
+            Err(EnvelopeError::NotJson(_))
+        ));
     }
 }
