@@ -77,6 +77,10 @@ pub fn scope_key(scopes: &[String]) -> String {
 /// Tokens refresh this long before they expire, at most a quarter of their life.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(30);
 
+/// No token is kept longer than this, whatever lifetime the realm gives
+/// (an `expires_in` of 2^64 seconds would overflow the clock).
+pub const MAX_CACHED_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 struct CachedToken {
     token: String,
     usable_until: Instant,
@@ -98,8 +102,10 @@ impl TokenCache {
     }
 
     /// Keeps `token` for `scope_key`; it lives `lifetime` from `now` and is
-    /// dropped [`REFRESH_MARGIN`] (or a quarter of its life) before that.
+    /// dropped [`REFRESH_MARGIN`] (or a quarter of its life) before that,
+    /// and after [`MAX_CACHED_LIFETIME`] at the latest.
     pub fn insert(&mut self, scope_key: &str, token: String, lifetime: Duration, now: Instant) {
+        let lifetime = lifetime.min(MAX_CACHED_LIFETIME);
         let margin = REFRESH_MARGIN.min(lifetime / 4);
         self.tokens.insert(
             scope_key.to_string(),
@@ -127,6 +133,15 @@ impl std::fmt::Debug for TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_living_u64_max_seconds_is_kept_a_day_not_a_clock_overflow() {
+        let now = Instant::now();
+        let mut cache = TokenCache::default();
+        cache.insert("s", "t".into(), Duration::from_secs(u64::MAX), now);
+        assert_eq!(cache.get("s", now).as_deref(), Some("t"));
+        assert_eq!(cache.get("s", now + MAX_CACHED_LIFETIME), None);
+    }
 
     #[test]
     fn tokens_expire_shortly_before_their_lifetime() {
