@@ -192,8 +192,7 @@ struct Item {
 /// `harbor+json; version=1.0`, same schema): its `vulnerabilities`
 /// de-duplicated by id and sorted. `vulnerabilities: null` means none.
 pub fn parse_report(body: &str) -> anyhow::Result<Vec<Finding>> {
-    let report: Report = serde_json::from_str(body)
-        .map_err(|error| anyhow::anyhow!("not a vulnerability report: {error}"))?;
+    let report: Report = super::from_json(body, "not a vulnerability report")?;
     let mut findings = Vec::new();
     for item in report.vulnerabilities.unwrap_or_default() {
         let severity_raw = item.severity.clone().unwrap_or_default();

@@ -196,12 +196,11 @@ fn non_empty(text: &Option<String>) -> Option<&str> {
 /// de-duplicated by name (the first wins) and sorted byte-wise. A body
 /// without `Layer` is an error, with Clair's message when it gave one.
 pub fn parse_layer(body: &str) -> anyhow::Result<Vec<Finding>> {
-    let envelope: LayerEnvelope = serde_json::from_str(body)
-        .map_err(|error| anyhow::anyhow!("not a clair layer: {error}"))?;
+    let envelope: LayerEnvelope = super::from_json(body, "not a clair layer")?;
     let Some(layer) = envelope.layer else {
         match envelope.error {
             Some(error) => anyhow::bail!("clair answered without a layer: {}", error.message),
-            None => anyhow::bail!("clair answered without a layer"),
+            None => anyhow::bail!("clair answered without a layer (no Layer in the body)"),
         }
     };
     // Clair 2.0 names one namespace per layer, later releases a list.
@@ -244,6 +243,15 @@ pub fn parse_layer(body: &str) -> anyhow::Result<Vec<Finding>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_without_a_layer_names_the_missing_layer_key() {
+        let error = parse_layer(r#"{"Layers":{}}"#).unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "clair answered without a layer (no Layer in the body)"
+        );
+    }
 
     const LAYER: &str = r#"{"Layer":{"Name":"sha256:top","NamespaceName":"alpine:v3.4","IndexedByVersion":3,
       "Features":[

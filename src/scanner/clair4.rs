@@ -197,13 +197,17 @@ struct IndexReport {
 /// Reads the answer of `POST /indexer/api/v1/index_report`: an error when
 /// Clair says the index did not succeed.
 pub fn parse_index_report(body: &str) -> anyhow::Result<()> {
-    let report: IndexReport = serde_json::from_str(body)
-        .map_err(|error| anyhow::anyhow!("not an index report: {error}"))?;
+    let report: IndexReport = super::from_json(body, "not an index report")?;
     if report.success == Some(false) || report.state == "IndexError" {
-        let reason = report
-            .err
-            .filter(|err| !err.is_empty())
-            .unwrap_or(report.state);
+        // Without Clair's own err, say which of the two fields told.
+        let reason =
+            report
+                .err
+                .filter(|err| !err.is_empty())
+                .unwrap_or_else(|| match report.success {
+                    Some(false) => format!("success is false (state {:?})", report.state),
+                    _ => format!("state {:?}", report.state),
+                });
         anyhow::bail!("index failed: {reason}");
     }
     Ok(())
@@ -254,8 +258,7 @@ struct Package {
 /// Clair's `normalized_severity` when it is one of the common words, else
 /// the vendor word normalised; the vendor word is kept as the raw severity.
 pub fn parse_vulnerability_report(body: &str) -> anyhow::Result<Vec<Finding>> {
-    let report: VulnerabilityReport = serde_json::from_str(body)
-        .map_err(|error| anyhow::anyhow!("not a vulnerability report: {error}"))?;
+    let report: VulnerabilityReport = super::from_json(body, "not a vulnerability report")?;
     let mut findings = Vec::new();
     for (_, vulnerability) in report.vulnerabilities.unwrap_or_default() {
         let vendor = vulnerability.severity.clone().unwrap_or_default();
@@ -399,6 +402,15 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(format!("{error:#}"), "index failed: fetching layer: 401");
+    }
+
+    #[test]
+    fn index_failed_by_success_false_names_success_not_the_finished_state() {
+        let error = parse_index_report(r#"{"state":"IndexFinished","success":false}"#).unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "index failed: success is false (state \"IndexFinished\")"
+        );
     }
 
     #[test]

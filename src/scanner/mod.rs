@@ -415,6 +415,23 @@ impl Http {
 
 /// `base` joined with `path` (which starts with `/`), keeping any path
 /// prefix of `base` (`http://host/clair` + `/v1/layers`).
+/// Reads a scanner's JSON answer as `T`. The error says what the body was
+/// meant to be (`what`, e.g. "not a clair layer") and, where the JSON
+/// itself was readable, the path of the field that was wrong
+/// (`Layer.Features[0].Version: invalid type: integer ...`).
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    body: &str,
+    what: &str,
+) -> anyhow::Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_str(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| anyhow::anyhow!("{what}: {error}"))?;
+    deserializer
+        .end()
+        .map_err(|error| anyhow::anyhow!("{what}: {error}"))?;
+    Ok(value)
+}
+
 pub(crate) fn endpoint(base: &url::Url, path: &str) -> String {
     let mut text = base.as_str().trim_end_matches('/').to_string();
     text.push_str(path);
@@ -566,6 +583,158 @@ mod tests {
         assert_eq!(
             endpoint(&base, "/v1/layers"),
             "http://127.0.0.1:6060/v1/layers"
+        );
+    }
+}
+
+/// Property tests on generated input for every scanner's report parser: no
+/// body panics them, an error says which report and which field was wrong,
+/// and a valid report gives the same findings after a re-serialisation.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::hostile;
+
+    type Parse = fn(&str) -> anyhow::Result<Vec<Finding>>;
+
+    fn index_report(body: &str) -> anyhow::Result<Vec<Finding>> {
+        clair4::parse_index_report(body).map(|()| Vec::new())
+    }
+
+    /// Each parser, the prefixes its errors start with, and a valid report.
+    fn parsers() -> Vec<(Parse, &'static [&'static str], Value)> {
+        vec![
+            (
+                clair::parse_layer,
+                &["not a clair layer", "clair answered without a layer"],
+                json!({"Layer": {"Name": "sha256:top", "NamespaceName": "alpine:v3.4", "NamespaceNames": ["a", "b"],
+                    "Features": [
+                        {"Name": "busybox", "NamespaceName": "alpine:v3.4", "Version": "1.24.2-r11",
+                         "Vulnerabilities": [{"Name": "CVE-2016-6301", "NamespaceName": "alpine:v3.4",
+                            "Link": "https://cve.example/CVE-2016-6301", "Severity": "High",
+                            "Metadata": {"NVD": {"CVSSv2": {"Score": 7.8}}}, "FixedBy": "1.24.2-r12",
+                            "Description": "d"}]},
+                        {"Name": "zlib", "Version": "1.2.8-r2",
+                         "Vulnerabilities": [{"Name": "CVE-2016-9840", "Severity": "Medium"}]}]}}),
+            ),
+            (
+                index_report,
+                &["not an index report", "index failed"],
+                json!({"manifest_hash": "sha256:fc84", "state": "IndexFinished", "success": true, "err": ""}),
+            ),
+            (
+                clair4::parse_vulnerability_report,
+                &["not a vulnerability report"],
+                json!({"manifest_hash": "sha256:fc84", "vulnerabilities": {
+                    "1": {"id": "1", "updater": "ubuntu", "name": "CVE-2009-5155", "description": "d",
+                        "links": "https://cve.example/CVE-2009-5155", "severity": "Low", "normalized_severity": "Low",
+                        "package": {"name": "glibc", "version": "2.27"},
+                        "dist": {"did": "ubuntu", "version_id": "18.04"}, "repo": {"name": "r"},
+                        "issued": "2019-10-12T07:20:50.52Z", "fixed_in_version": "2.28"},
+                    "2": {"id": "2", "name": "CVE-2018-11236", "severity": "Moderate", "normalized_severity": "Medium"}}}),
+            ),
+            (
+                adapter::parse_report,
+                &["not a vulnerability report"],
+                json!({"generated_at": "2024-05-01T10:00:00Z", "vulnerabilities": [
+                    {"id": "CVE-2017-8283", "package": "dpkg", "version": "1.17.27", "fix_version": "1.18.0",
+                     "severity": "High", "description": "d", "links": ["https://a.example", "https://b.example"],
+                     "preferred_cvss": {"score_v3": 9.8}, "cwe_ids": ["CWE-22"], "vendor_attributes": {"x": 1}},
+                    {"id": "CVE-2019-0001", "package": "zlib", "version": "1.2", "severity": "Critical"}]}),
+            ),
+        ]
+    }
+
+    fn parser() -> impl Strategy<Value = (Parse, &'static [&'static str], Value)> {
+        prop::sample::select(parsers())
+    }
+
+    fn check_findings(findings: &[Finding]) -> Result<(), TestCaseError> {
+        for pair in findings.windows(2) {
+            prop_assert!(
+                pair[0].name.as_bytes() < pair[1].name.as_bytes(),
+                "sorted, no duplicates"
+            );
+        }
+        prop_assert!(findings
+            .iter()
+            .all(|finding| !finding.name.trim().is_empty()));
+        Ok(())
+    }
+
+    fn check_error(error: &anyhow::Error, prefixes: &[&str]) -> Result<String, TestCaseError> {
+        let message = format!("{error:#}");
+        prop_assert!(
+            prefixes.iter().any(|prefix| message.starts_with(prefix)),
+            "{message:?} does not say which report"
+        );
+        Ok(message)
+    }
+
+    proptest! {
+        #![proptest_config(hostile::config(256))]
+
+        #[test]
+        fn any_body_is_a_report_or_a_named_error(
+            (parse, prefixes, _) in parser(),
+            body in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..256)
+                    .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+                hostile::json_value().prop_map(|value| value.to_string()),
+            ],
+        ) {
+            match parse(&body) {
+                Ok(findings) => check_findings(&findings)?,
+                Err(error) => {
+                    check_error(&error, prefixes)?;
+                }
+            }
+        }
+
+        #[test]
+        fn a_mutated_report_is_read_or_its_error_names_the_field(
+            (parse, prefixes, mutation) in parser()
+                .prop_flat_map(|(parse, prefixes, valid)| (Just(parse), Just(prefixes), hostile::mutation(valid)))
+        ) {
+            match parse(&mutation.value.to_string()) {
+                Ok(findings) => check_findings(&findings)?,
+                Err(error) => {
+                    let message = check_error(&error, prefixes)?;
+                    prop_assert!(
+                        mutation.named_in(&message),
+                        "{message:?} does not name {:?}", mutation.path
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn a_valid_report_reads_the_same_after_reserialising(
+            (parse, _, valid) in parser(),
+            pretty in any::<bool>(),
+        ) {
+            let compact = valid.to_string();
+            let other = if pretty {
+                serde_json::to_string_pretty(&valid).expect("serialisable")
+            } else {
+                format!(" {compact}\n")
+            };
+            let first = parse(&compact).expect("a valid report");
+            prop_assert_eq!(parse(&other).expect("a valid report"), first);
+        }
+    }
+
+    #[test]
+    fn a_report_field_of_the_wrong_type_is_named_with_its_path() {
+        let body = json!({"Layer": {"Features": [{"Name": "zlib", "Version": 5}]}}).to_string();
+        let error = clair::parse_layer(&body).unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "not a clair layer: Layer.Features[0].Version: invalid type: integer `5`, \
+             expected a string at line 1 column 48"
         );
     }
 }
