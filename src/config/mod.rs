@@ -1433,6 +1433,13 @@ impl Checker<'_> {
                 format!("{key}: invalid duration {text:?} ({error}; write e.g. \"30s\", \"5m\", \"24h\")"),
             )
         })?;
+        if duration > MAX_DURATION {
+            return Err(self.error(
+                &value.span(),
+                scope,
+                format!("{key}: duration {text:?} is too long (at most 100 years)"),
+            ));
+        }
         if positive == Positive::Yes && duration.is_zero() {
             return Err(self.error(
                 &value.span(),
@@ -1511,26 +1518,31 @@ fn walk_tables(
             continue;
         };
         path.push(name.get_ref().to_string());
+        let is_section =
+            |name: &str| ["database", "registry", "notifications", "daemon"].contains(&name);
+        let is_scanner = |name: &str| ScannerKind::ALL.iter().any(|kind| kind.name() == name);
         let label = match path.as_slice() {
             [jobs, job, ..] if jobs == "jobs" => Some(TableLabel::Job(job.clone())),
             // `jobs` and `security` are implicit tables whose span is the
             // first word of the first `[jobs.NAME]` header.
             [only] if only == "jobs" || only == "security" => None,
-            [section]
-                if ["database", "registry", "notifications", "daemon"]
-                    .contains(&section.as_str()) =>
-            {
-                Some(TableLabel::Section(section.clone()))
-            }
-            [security, scanner]
-                if security == "security"
-                    && ScannerKind::ALL.iter().any(|kind| kind.name() == scanner) =>
-            {
-                Some(TableLabel::Section(path.join(".")))
+            [section, ..] if is_section(section) => Some(TableLabel::Section(section.clone())),
+            [security, scanner, ..] if security == "security" && is_scanner(scanner) => {
+                Some(TableLabel::Section(format!("{security}.{scanner}")))
             }
             // Unknown tables are reported by name in the error itself.
             _ => Some(TableLabel::Top),
         };
+        // A table where a key's value belongs (`[database.url]`, `url = {}`)
+        // is that key's wrong value: name the key.
+        let is_key_position = match path.as_slice() {
+            [section, _] => is_section(section),
+            [outer, _, _] => outer == "jobs" || outer == "security",
+            _ => false,
+        };
+        if is_key_position && value.span().contains(&offset) {
+            *key = Some(name.get_ref().to_string());
+        }
         if let Some(label) = label {
             headers.push((value.span().start, label));
         }
@@ -1542,6 +1554,10 @@ fn walk_tables(
 /// A handler-specific key: its name, where it is written (if it is) and
 /// the handlers it belongs to.
 type KeyOwners = (&'static str, Option<Range<usize>>, &'static [&'static str]);
+
+/// The longest duration a key accepts: longer ones overflow the clock
+/// (`Instant + Duration`) or milliseconds in `i64` where they are used.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Whether a zero duration is an error.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1657,3 +1673,6 @@ impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;
