@@ -596,6 +596,7 @@ fn story(store: &SqlStore, dialect: Dialect) {
     let queues = store.queue_counts().expect("queue_counts");
     assert_eq!((queues.repositories, queues.tags), (3, 3));
     scan_chapter(store);
+    scan_report_chapter(store);
     sync_chapter(store, dialect);
 }
 
@@ -803,6 +804,225 @@ fn found(name: &str, scanner: &str, severity: &str) -> store::VulnerabilityWrite
         description: String::new(),
         metadata: Some(r#"{"package":"zlib"}"#.to_string()),
     }
+}
+
+/// Per-scanner reports: a scanner that answered replaces only its own
+/// results; one that failed keeps its results (stale), backs off and
+/// fails for good at max_attempts; tags are done only when every enabled
+/// scanner's report is current; a forgotten scanner holds nothing back.
+fn scan_report_chapter(store: &SqlStore) {
+    use store::{ScanSettled, ScanSettlement, ScannerOutcome, ScannerResult};
+    let registry = store.ensure_registry("reports.example:5000").unwrap();
+    store
+        .upsert_tag(registry, &write("r/app", "1", "sha256:r1"), NOW)
+        .unwrap();
+    let enabled = vec!["adapter".to_string(), "clair".to_string()];
+    let report = |scanner: &str, found: Vec<store::VulnerabilityWrite>| ScannerOutcome {
+        scanner: scanner.to_string(),
+        result: ScannerResult::Report(found),
+    };
+    let failure = |scanner: &str, error: &str, not_before: i64| ScannerOutcome {
+        scanner: scanner.to_string(),
+        result: ScannerResult::Failed {
+            error: error.to_string(),
+            not_before,
+        },
+    };
+    let settle = |claimant: &str, outcomes: Vec<ScannerOutcome>, now: i64| {
+        store
+            .settle_scan(
+                "sha256:r1",
+                claimant,
+                &ScanSettlement {
+                    enabled: enabled.clone(),
+                    outcomes,
+                    max_attempts: 2,
+                },
+                now,
+            )
+            .expect("settle_scan")
+    };
+    let state = || {
+        store
+            .image_vulnerabilities(registry, "r/app", "1")
+            .unwrap()
+            .unwrap()
+    };
+    let names = || -> Vec<(String, String)> {
+        state()
+            .vulnerabilities
+            .into_iter()
+            .map(|v| (v.scanner, v.name))
+            .collect()
+    };
+    assert_eq!(store.scan_reports("sha256:r1").expect("scan_reports"), []);
+
+    // Both answer: done, each report current.
+    store
+        .claim_scan("sha256:r1", "x", &scan_policy(NOW))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        settle(
+            "x",
+            vec![
+                report("clair", vec![found("CVE-R1", "clair", "High")]),
+                report("adapter", vec![found("CVE-R2", "adapter", "Low")]),
+            ],
+            NOW
+        ),
+        ScanSettled::Settled {
+            tags: 1,
+            scanned: 2,
+            vulnerabilities: 2
+        }
+    );
+    assert_eq!(state().state.scanned_at, Some(NOW));
+    let reports = store.scan_reports("sha256:r1").unwrap();
+    assert_eq!(
+        reports
+            .iter()
+            .map(|r| (r.scanner.as_str(), r.current()))
+            .collect::<Vec<_>>(),
+        [("adapter", true), ("clair", true)]
+    );
+
+    // A rescan where the adapter fails: clair's new results replace only
+    // its own; the adapter's stay (stale), the tag waits for its retry.
+    let later = NOW + 3_600_000 + 5;
+    store
+        .claim_scan("sha256:r1", "x", &scan_policy(later))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        settle(
+            "x",
+            vec![
+                report("clair", vec![found("CVE-R3", "clair", "Critical")]),
+                failure("adapter", "adapter answered 500", later + 60_000),
+            ],
+            later
+        ),
+        ScanSettled::Settled {
+            tags: 1,
+            scanned: 0,
+            vulnerabilities: 1
+        }
+    );
+    assert_eq!(
+        names(),
+        [
+            ("clair".to_string(), "CVE-R3".to_string()),
+            ("adapter".to_string(), "CVE-R2".to_string())
+        ]
+    );
+    let tag = state().state;
+    assert_eq!(
+        (tag.scanned, tag.attempts, tag.not_before, tag.scanned_at),
+        (0, 1, Some(later + 60_000), None)
+    );
+    assert_eq!(
+        tag.last_error.as_deref(),
+        Some("adapter: adapter answered 500")
+    );
+    let adapter = store.scan_reports("sha256:r1").unwrap()[0].clone();
+    assert_eq!(
+        adapter,
+        store::ScanReport {
+            scanner: "adapter".into(),
+            scanned_at: Some(NOW),
+            attempted_at: later,
+            attempts: 1,
+            last_error: Some("adapter answered 500".into()),
+            not_before: Some(later + 60_000),
+            failed: false,
+        }
+    );
+    assert!(!adapter.current());
+    let summaries = store.scanner_summaries().expect("scanner_summaries");
+    let adapter_summary = summaries
+        .iter()
+        .find(|summary| summary.scanner == "adapter")
+        .unwrap();
+    assert_eq!(
+        (
+            adapter_summary.reports,
+            adapter_summary.failing,
+            adapter_summary.last_error_at,
+            adapter_summary.last_report_at
+        ),
+        (1, 1, Some(later), Some(NOW))
+    );
+    let clair_summary = summaries
+        .iter()
+        .find(|summary| summary.scanner == "clair")
+        .unwrap();
+    assert_eq!(
+        (clair_summary.failing, clair_summary.last_report_at),
+        (0, Some(later))
+    );
+
+    // Not due before the backoff; the second failure is for good.
+    let retry = later + 60_000;
+    assert!(store
+        .claim_scan("sha256:r1", "x", &scan_policy(retry - 1))
+        .unwrap()
+        .is_none());
+    store
+        .claim_scan("sha256:r1", "x", &scan_policy(retry))
+        .unwrap()
+        .unwrap();
+    // A claim lost meanwhile stores nothing.
+    assert_eq!(
+        settle("other", vec![report("adapter", vec![])], retry),
+        ScanSettled::Discarded
+    );
+    assert!(matches!(
+        settle(
+            "x",
+            vec![failure("adapter", "timed out", retry + 120_000)],
+            retry
+        ),
+        ScanSettled::Settled { scanned: 3, .. }
+    ));
+    assert!(store.scan_reports("sha256:r1").unwrap()[0].failed);
+    assert_eq!(names().len(), 2, "stale results are still shown");
+
+    // The adapter leaves the configuration: its results go and the tag is
+    // looked at again; settling on clair alone makes it done.
+    assert_eq!(
+        store
+            .forget_scanners(&["clair".to_string(), "fixture".to_string()])
+            .expect("forget_scanners"),
+        2
+    );
+    assert_eq!(state().state.scanned, 0);
+    store
+        .claim_scan("sha256:r1", "x", &scan_policy(retry))
+        .unwrap()
+        .unwrap();
+    let settled = store
+        .settle_scan(
+            "sha256:r1",
+            "x",
+            &ScanSettlement {
+                enabled: vec!["clair".to_string()],
+                outcomes: vec![],
+                max_attempts: 2,
+            },
+            retry,
+        )
+        .unwrap();
+    assert!(matches!(settled, ScanSettled::Settled { scanned: 2, .. }));
+    assert_eq!(state().state.scanned_at, Some(later));
+    assert_eq!(names(), [("clair".to_string(), "CVE-R3".to_string())]);
+
+    // Pruning a deleted image's results takes its reports too.
+    store
+        .upsert_tag(registry, &write("r/app", "1", "sha256:r2"), retry)
+        .unwrap();
+    store.prune_scan_results().unwrap();
+    assert_eq!(store.scan_reports("sha256:r1").unwrap(), []);
 }
 
 /// The scan lifecycle: candidates, claims, results, failures, leases,
@@ -1135,7 +1355,7 @@ fn migrations_run_twice_are_a_no_op_postgres() {
     let database = TestDatabase::create();
     let backend = PostgresBackend::connect(database.url(), None, 2).expect("connecting");
     let store = SqlStore::new(Box::new(backend));
-    assert_eq!(store.migrate().expect("migrating"), vec![1, 2, 3]);
+    assert_eq!(store.migrate().expect("migrating"), vec![1, 2, 3, 4]);
     assert_eq!(store.migrate().expect("migrating again"), Vec::<i64>::new());
 }
 
@@ -1161,10 +1381,22 @@ fn upgrades_a_version_1_database(store: &SqlStore, index_names: &str) {
                  VALUES ('registry-sync', 'sync', 'schedule', 1000, 2000, 'ok', '{\"created\":1}'); \
                  INSERT INTO job_runs (job, handler, trigger, started_at, counts) \
                  VALUES ('registry-sync', 'sync', 'schedule', 5000, '{}');",
+            )?;
+            // A tag scanned by 0.1 (ids clear of the sequences' next values).
+            conn.execute_batch(
+                "INSERT INTO registries (id, name, hostname, created_at, updated_at) VALUES (1001, 'r', 'old.example:5000', 0, 0); \
+                 INSERT INTO namespaces (id, registry_id, name, global, created_at, updated_at) VALUES (1001, 1001, 'ns', 0, 0, 0); \
+                 INSERT INTO repositories (id, namespace_id, name, created_at, updated_at) VALUES (1001, 1001, 'app', 0, 0); \
+                 INSERT INTO tags (repository_id, name, digest, scanned, scanned_at, created_at, updated_at) \
+                 VALUES (1001, '1', 'sha256:old', 2, 5000, 0, 0); \
+                 INSERT INTO vulnerabilities (id, name, scanner, created_at, updated_at) VALUES (1001, 'CVE-1', 'clair', 0, 0); \
+                 INSERT INTO vulnerabilities (id, name, scanner, created_at, updated_at) VALUES (1002, 'CVE-2', 'clair', 0, 0); \
+                 INSERT INTO scan_results (digest, vulnerability_id, scanner, created_at) VALUES ('sha256:old', 1001, 'clair', 4000); \
+                 INSERT INTO scan_results (digest, vulnerability_id, scanner, created_at) VALUES ('sha256:old', 1002, 'clair', 4000);",
             )
         })
         .expect("making a version 1 database");
-    assert_eq!(store.migrate().expect("upgrading"), vec![2, 3]);
+    assert_eq!(store.migrate().expect("upgrading"), vec![2, 3, 4]);
 
     // Runs of 0.1 read back without claimant or heartbeat; the one left
     // running is abandoned `abandon_after` after its start.
@@ -1199,6 +1431,27 @@ fn upgrades_a_version_1_database(store: &SqlStore, index_names: &str) {
         store.recent_runs("registry-sync", 1).expect("recent_runs")[0].heartbeat_at,
         Some(70_500)
     );
+
+    // Its results became clair's current report, taken when the tag was
+    // scanned; the tag stays done.
+    assert_eq!(
+        store.scan_reports("sha256:old").expect("scan_reports"),
+        [store::ScanReport {
+            scanner: "clair".into(),
+            scanned_at: Some(5000),
+            attempted_at: 5000,
+            attempts: 0,
+            last_error: None,
+            not_before: None,
+            failed: false,
+        }]
+    );
+    let registry = store.ensure_registry("old.example:5000").unwrap();
+    let image = store
+        .image_vulnerabilities(registry, "ns/app", "1")
+        .unwrap()
+        .unwrap();
+    assert_eq!((image.state.scanned, image.vulnerabilities.len()), (2, 2));
     let indexes = store
         .tx(|conn| conn.query(index_names, &[]))
         .expect("listing indexes");

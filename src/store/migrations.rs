@@ -39,6 +39,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: RUN_HEARTBEATS_SQLITE,
         postgres: RUN_HEARTBEATS_POSTGRES,
     },
+    Migration {
+        version: 4,
+        description: "scan reports per digest and scanner",
+        sqlite: SCAN_REPORTS_SQLITE,
+        postgres: SCAN_REPORTS_POSTGRES,
+    },
 ];
 
 /// Migration 2, the same in both dialects. The claim asks, per candidate
@@ -71,6 +77,55 @@ ALTER TABLE job_runs ADD COLUMN claimant TEXT;
 ALTER TABLE job_runs ADD COLUMN heartbeat_at BIGINT;
 ALTER TABLE job_runs ADD COLUMN expires_at BIGINT;
 CREATE INDEX job_runs_unfinished ON job_runs (job, expires_at) WHERE finished_at IS NULL;
+";
+
+/// Migration 4 for SQLite: one row per (manifest digest, scanner) saying
+/// when that scanner's report was taken and how its latest attempts went,
+/// so one failing scanner no longer throws away the others' results. A 0.1
+/// database gets a row for every scanner that has results for a digest,
+/// taken when the digest's tags were last scanned; a scanner that found
+/// nothing there has no row and is asked at the digest's next scan.
+const SCAN_REPORTS_SQLITE: &str = "
+-- scanned_at: when the stored report was taken (NULL: never); attempts,
+-- last_error, not_before: failures since then (last_error NULL: the latest
+-- attempt succeeded); failed: 1 once attempts reached max_attempts.
+CREATE TABLE scan_reports (
+    digest       TEXT NOT NULL,
+    scanner      TEXT NOT NULL,
+    scanned_at   INTEGER,
+    attempted_at INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    not_before   INTEGER,
+    failed       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (digest, scanner)
+);
+INSERT INTO scan_reports (digest, scanner, scanned_at, attempted_at)
+SELECT s.digest, s.scanner, COALESCE(MAX(t.scanned_at), MAX(s.created_at)), COALESCE(MAX(t.scanned_at), MAX(s.created_at))
+FROM scan_results s LEFT JOIN tags t ON t.digest = s.digest GROUP BY s.digest, s.scanner;
+CREATE INDEX scan_results_digest_scanner ON scan_results (digest, scanner);
+";
+
+/// Migration 4 for PostgreSQL; see [`SCAN_REPORTS_SQLITE`].
+const SCAN_REPORTS_POSTGRES: &str = "
+-- scanned_at: when the stored report was taken (NULL: never); attempts,
+-- last_error, not_before: failures since then (last_error NULL: the latest
+-- attempt succeeded); failed: 1 once attempts reached max_attempts.
+CREATE TABLE scan_reports (
+    digest       TEXT NOT NULL,
+    scanner      TEXT NOT NULL,
+    scanned_at   BIGINT,
+    attempted_at BIGINT NOT NULL,
+    attempts     BIGINT NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    not_before   BIGINT,
+    failed       BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (digest, scanner)
+);
+INSERT INTO scan_reports (digest, scanner, scanned_at, attempted_at)
+SELECT s.digest, s.scanner, COALESCE(MAX(t.scanned_at), MAX(s.created_at)), COALESCE(MAX(t.scanned_at), MAX(s.created_at))
+FROM scan_results s LEFT JOIN tags t ON t.digest = s.digest GROUP BY s.digest, s.scanner;
+CREATE INDEX scan_results_digest_scanner ON scan_results (digest, scanner);
 ";
 
 /// Key of the PostgreSQL advisory lock that serialises migrations of

@@ -532,6 +532,8 @@ pub trait Store: Send + Sync {
     /// Stores the results of a scan of `digest` if `claimant` still holds a
     /// claim on one of its tags: replaces the digest's previous results and
     /// marks its tags done, in one transaction. Otherwise stores nothing.
+    /// The whole digest at once, without per-scanner reports: the security
+    /// handler uses [`Store::settle_scan`].
     fn finish_scan(
         &self,
         digest: &str,
@@ -541,7 +543,8 @@ pub trait Store: Send + Sync {
     ) -> anyhow::Result<ScanStored>;
     /// Records a failed scan of `digest`: one more attempt, the error, no
     /// new try before `not_before`; failed for good at `max_attempts`,
-    /// else back to none. Returns the number of tags changed.
+    /// else back to none. Returns the number of tags changed. The whole
+    /// digest at once: the security handler uses [`Store::settle_scan`].
     fn fail_scan(
         &self,
         digest: &str,
@@ -568,6 +571,29 @@ pub trait Store: Send + Sync {
     fn vulnerability_counts(&self) -> anyhow::Result<BTreeMap<String, i64>>;
     /// Deletes the scan results of digests that no tag has any more.
     fn prune_scan_results(&self) -> anyhow::Result<u64>;
+    /// Each scanner's report on `digest` (when taken, failures since),
+    /// sorted by scanner name.
+    fn scan_reports(&self, digest: &str) -> anyhow::Result<Vec<ScanReport>>;
+    /// Settles a scan of `digest` if `claimant` still holds a claim on one
+    /// of its tags, in one transaction: each scanner that answered replaces
+    /// only its own results; each that failed keeps its results (now
+    /// stale), counts an attempt and backs off, failed for good at
+    /// `max_attempts`. The tags are then done when every enabled scanner
+    /// has a current report, none while one may still be retried, else
+    /// failed. Otherwise stores nothing.
+    fn settle_scan(
+        &self,
+        digest: &str,
+        claimant: &str,
+        settlement: &ScanSettlement,
+        now: i64,
+    ) -> anyhow::Result<ScanSettled>;
+    /// Deletes the results and reports of every scanner not in `enabled`;
+    /// returns the rows deleted.
+    fn forget_scanners(&self, enabled: &[String]) -> anyhow::Result<u64>;
+    /// Per scanner, over the digests of current tags: reports held, latest
+    /// attempts failed, the newest report and the newest failure.
+    fn scanner_summaries(&self) -> anyhow::Result<Vec<ScannerSummary>>;
     /// Full names of the repositories with registry events that a sync pass
     /// must not undo: pending ones (fresh, in progress) and any that arrived
     /// at or after `since`. Pulls change nothing and do not count.
@@ -687,6 +713,101 @@ pub enum ScanStored {
     Discarded,
 }
 
+/// One scanner's report on one manifest digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanReport {
+    /// The scanner's name.
+    pub scanner: String,
+    /// When the stored report was taken; None when it never succeeded.
+    pub scanned_at: Option<i64>,
+    /// When the scanner was last asked.
+    pub attempted_at: i64,
+    /// Failed attempts since the last success.
+    pub attempts: i64,
+    /// The latest attempt's error; None when it succeeded.
+    pub last_error: Option<String>,
+    /// No new try before this.
+    pub not_before: Option<i64>,
+    /// Failed for good (`max_attempts` reached).
+    pub failed: bool,
+}
+
+impl ScanReport {
+    /// The latest attempt succeeded: the stored results are current.
+    pub fn current(&self) -> bool {
+        self.scanned_at.is_some() && self.last_error.is_none()
+    }
+}
+
+/// What one scanner made of a digest, for [`Store::settle_scan`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScannerResult {
+    /// It answered: these findings replace its previous ones.
+    Report(Vec<VulnerabilityWrite>),
+    /// It failed: keep its previous results, retry not before `not_before`.
+    Failed {
+        /// The error, with its causes.
+        error: String,
+        /// No new try before this.
+        not_before: i64,
+    },
+}
+
+/// One scanner's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScannerOutcome {
+    /// The scanner's name.
+    pub scanner: String,
+    /// What it made of the digest.
+    pub result: ScannerResult,
+}
+
+/// What a scan of one digest came to, for [`Store::settle_scan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanSettlement {
+    /// Every enabled scanner's name: the reports a done tag needs.
+    pub enabled: Vec<String>,
+    /// The scanners asked this time (the others' reports stand).
+    pub outcomes: Vec<ScannerOutcome>,
+    /// A scanner failing this many times in a row fails for good.
+    pub max_attempts: i64,
+}
+
+/// What [`Store::settle_scan`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanSettled {
+    /// Reports recorded and tags moved to `scanned`.
+    Settled {
+        /// Tags updated.
+        tags: u64,
+        /// Their new state: 0 none (a scanner will be retried), 2 done, 3 failed.
+        scanned: i64,
+        /// Vulnerabilities stored by the scanners that answered.
+        vulnerabilities: u64,
+    },
+    /// The claim no longer held (re-push, delete, takeover): nothing stored.
+    Discarded,
+}
+
+/// One scanner in `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScannerSummary {
+    /// The scanner's name.
+    pub scanner: String,
+    /// Digests with a report of it (current or stale).
+    pub reports: i64,
+    /// Digests whose latest attempt failed.
+    pub failing: i64,
+    /// Of those, failed for good.
+    pub failed: i64,
+    /// The newest report.
+    pub last_report_at: Option<i64>,
+    /// The newest failed attempt.
+    pub last_error_at: Option<i64>,
+    /// Its error.
+    pub last_error: Option<String>,
+}
+
 /// One vulnerability found by one scanner, to be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VulnerabilityWrite {
@@ -735,6 +856,8 @@ pub struct ImageVulnerabilities {
     pub digest: String,
     /// Its scan columns.
     pub state: TagScanState,
+    /// Each scanner's report on the digest, by scanner name.
+    pub reports: Vec<ScanReport>,
     /// The vulnerabilities of its digest, worst first, then by name.
     pub vulnerabilities: Vec<VulnerabilityRecord>,
 }

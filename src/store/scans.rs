@@ -4,14 +4,19 @@
 //! backoff, and reading results back. Every function runs inside the
 //! caller's transaction. State lives on `tags` (`scanned` 0 none, 1
 //! working, 2 done, 3 failed) but work and results are per digest: every
-//! tag with that digest moves together.
+//! tag with that digest moves together. Each scanner's report on a digest
+//! (`scan_reports`: when it was taken, failures since) stands on its own:
+//! settling a scan replaces only the results of the scanners that answered,
+//! and the tags are done only when every enabled scanner's report is
+//! current ([`digest_state`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::sql::{int, opt_int, opt_text, single, text};
 use super::{
-    Conn, ImageVulnerabilities, ScanCandidate, ScanClaim, ScanPolicy, ScanStored, TagScanState,
-    Value, VulnerabilityRecord, VulnerabilityWrite,
+    Conn, ImageVulnerabilities, ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled,
+    ScanSettlement, ScanStored, ScannerResult, ScannerSummary, TagScanState, Value,
+    VulnerabilityRecord, VulnerabilityWrite,
 };
 
 /// Severity words, as stored, lowest first.
@@ -253,11 +258,35 @@ pub fn finish(
     if !holds(conn, digest, claimant)? {
         return Ok(ScanStored::Discarded);
     }
+    let stored = replace_results(conn, digest, None, vulnerabilities, now)?;
+    let tags = conn.execute(
+        "UPDATE tags SET scanned = 2, scanned_at = $3, scan_attempts = 0, scan_last_error = NULL, \
+         scan_not_before = NULL, scan_claimed_at = NULL, scan_claimant = NULL \
+         WHERE digest = $1 AND NOT (scanned = 1 AND scan_claimant IS NOT NULL AND scan_claimant <> $2)",
+        &[txt(digest), txt(claimant), Value::Int(now)],
+    )?;
+    Ok(ScanStored::Stored {
+        tags,
+        vulnerabilities: stored,
+    })
+}
+
+/// Replaces the stored results of `digest` (of one scanner when `scanner`
+/// is given, else of all) with `vulnerabilities`; returns how many there
+/// are now.
+fn replace_results(
+    conn: &mut dyn Conn,
+    digest: &str,
+    scanner: Option<&str>,
+    vulnerabilities: &[VulnerabilityWrite],
+    now: i64,
+) -> anyhow::Result<u64> {
     // The same name may come from one scanner twice only through a caller's
     // mistake; keep the first so the unique keys hold.
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<VulnerabilityWrite> = vulnerabilities
         .iter()
+        .filter(|v| scanner.is_none_or(|only| v.scanner == only))
         .filter(|v| seen.insert((v.name.clone(), v.scanner.clone())))
         .cloned()
         .collect();
@@ -286,10 +315,17 @@ pub fn finish(
         .zip(unique.iter().map(|v| v.scanner.as_str()))
         .collect();
     let mut present = std::collections::HashSet::new();
-    for row in conn.query(
-        "SELECT vulnerability_id FROM scan_results WHERE digest = $1",
-        &[txt(digest)],
-    )? {
+    let rows = match scanner {
+        Some(scanner) => conn.query(
+            "SELECT vulnerability_id FROM scan_results WHERE digest = $1 AND scanner = $2",
+            &[txt(digest), txt(scanner)],
+        )?,
+        None => conn.query(
+            "SELECT vulnerability_id FROM scan_results WHERE digest = $1",
+            &[txt(digest)],
+        )?,
+    };
+    for row in rows {
         present.insert(int(&row, 0)?);
     }
     const CHUNK: usize = 200;
@@ -339,16 +375,252 @@ pub fn finish(
             &params,
         )?;
     }
-    let tags = conn.execute(
-        "UPDATE tags SET scanned = 2, scanned_at = $3, scan_attempts = 0, scan_last_error = NULL, \
-         scan_not_before = NULL, scan_claimed_at = NULL, scan_claimant = NULL \
-         WHERE digest = $1 AND NOT (scanned = 1 AND scan_claimant IS NOT NULL AND scan_claimant <> $2)",
-        &[txt(digest), txt(claimant), Value::Int(now)],
+    Ok(unique.len() as u64)
+}
+
+/// The per-scanner reports on `digest`, by scanner name.
+pub fn reports(conn: &mut dyn Conn, digest: &str) -> anyhow::Result<Vec<ScanReport>> {
+    let rows = conn.query(
+        "SELECT scanner, scanned_at, attempted_at, attempts, last_error, not_before, failed \
+         FROM scan_reports WHERE digest = $1",
+        &[txt(digest)],
     )?;
-    Ok(ScanStored::Stored {
+    let mut reports = rows
+        .iter()
+        .map(|row| {
+            Ok(ScanReport {
+                scanner: text(row, 0)?,
+                scanned_at: opt_int(row, 1)?,
+                attempted_at: int(row, 2)?,
+                attempts: int(row, 3)?,
+                last_error: opt_text(row, 4)?,
+                not_before: opt_int(row, 5)?,
+                failed: int(row, 6)? != 0,
+            })
+        })
+        .collect::<anyhow::Result<Vec<ScanReport>>>()?;
+    reports.sort_by(|a, b| a.scanner.as_bytes().cmp(b.scanner.as_bytes()));
+    Ok(reports)
+}
+
+/// What the tags of a digest say, given the enabled scanners' reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestState {
+    /// 0 none (a scanner is still to be asked), 2 done, 3 failed.
+    pub scanned: i64,
+    /// When done: the oldest of the reports (a rescan is due from it).
+    pub scanned_at: Option<i64>,
+    /// The most failed attempts of a scanner without a current report.
+    pub attempts: i64,
+    /// `scanner: error` of each scanner whose latest attempt failed.
+    pub last_error: Option<String>,
+    /// When pending: the earliest retry of a scanner still retrying.
+    pub not_before: Option<i64>,
+}
+
+/// The tag state of a digest: done when every enabled scanner has a
+/// current report; else none while some scanner without one may still be
+/// tried (at the earliest of their retry times), failed when all of those
+/// gave up. Scanners not enabled do not count.
+pub fn digest_state(enabled: &[String], reports: &[ScanReport]) -> DigestState {
+    let mut oldest_report: Option<i64> = None;
+    let mut all_current = true;
+    let mut pending: Option<Option<i64>> = None;
+    let mut attempts = 0;
+    let mut errors = Vec::new();
+    for scanner in enabled {
+        let report = reports.iter().find(|report| &report.scanner == scanner);
+        match report {
+            Some(report) if report.current() => {
+                let at = report.scanned_at.unwrap_or(0);
+                oldest_report = Some(oldest_report.map_or(at, |oldest| oldest.min(at)));
+            }
+            Some(report) => {
+                all_current = false;
+                attempts = attempts.max(report.attempts);
+                if let Some(error) = &report.last_error {
+                    errors.push(format!("{scanner}: {error}"));
+                }
+                if !report.failed {
+                    // None (no retry time) sorts first: due at once.
+                    pending = Some(match pending {
+                        Some(earliest) => earliest.min(report.not_before),
+                        None => report.not_before,
+                    });
+                }
+            }
+            None => {
+                all_current = false;
+                pending = Some(None);
+            }
+        }
+    }
+    let last_error = (!errors.is_empty()).then(|| errors.join("; "));
+    if all_current {
+        return DigestState {
+            scanned: 2,
+            scanned_at: oldest_report,
+            attempts: 0,
+            last_error: None,
+            not_before: None,
+        };
+    }
+    match pending {
+        Some(not_before) => DigestState {
+            scanned: 0,
+            scanned_at: None,
+            attempts,
+            last_error,
+            not_before,
+        },
+        None => DigestState {
+            scanned: 3,
+            scanned_at: None,
+            attempts,
+            last_error,
+            not_before: None,
+        },
+    }
+}
+
+/// Settles a claimed scan of `digest` if `claimant` still holds it: each
+/// scanner that answered replaces only its own results and report, each
+/// that failed keeps its results and records the failure; then the tags
+/// take the state [`digest_state`] gives.
+pub fn settle(
+    conn: &mut dyn Conn,
+    digest: &str,
+    claimant: &str,
+    settlement: &ScanSettlement,
+    now: i64,
+) -> anyhow::Result<ScanSettled> {
+    if !holds(conn, digest, claimant)? {
+        return Ok(ScanSettled::Discarded);
+    }
+    let mut vulnerabilities = 0;
+    for outcome in &settlement.outcomes {
+        match &outcome.result {
+            ScannerResult::Report(writes) => {
+                vulnerabilities +=
+                    replace_results(conn, digest, Some(&outcome.scanner), writes, now)?;
+                conn.execute(
+                    "INSERT INTO scan_reports (digest, scanner, scanned_at, attempted_at, attempts, last_error, \
+                     not_before, failed) VALUES ($1, $2, $3, $3, 0, NULL, NULL, 0) \
+                     ON CONFLICT (digest, scanner) DO UPDATE SET scanned_at = $3, attempted_at = $3, \
+                     attempts = 0, last_error = NULL, not_before = NULL, failed = 0",
+                    &[txt(digest), txt(&outcome.scanner), Value::Int(now)],
+                )?;
+            }
+            ScannerResult::Failed { error, not_before } => {
+                conn.execute(
+                    "INSERT INTO scan_reports (digest, scanner, scanned_at, attempted_at, attempts, last_error, \
+                     not_before, failed) VALUES ($1, $2, NULL, $3, 1, $4, $5, $7) \
+                     ON CONFLICT (digest, scanner) DO UPDATE SET attempted_at = $3, \
+                     attempts = scan_reports.attempts + 1, last_error = $4, not_before = $5, \
+                     failed = CASE WHEN scan_reports.attempts + 1 >= $6 THEN 1 ELSE 0 END",
+                    &[
+                        txt(digest),
+                        txt(&outcome.scanner),
+                        Value::Int(now),
+                        txt(error),
+                        Value::Int(*not_before),
+                        Value::Int(settlement.max_attempts),
+                        Value::Int((settlement.max_attempts <= 1).into()),
+                    ],
+                )?;
+            }
+        }
+    }
+    let state = digest_state(&settlement.enabled, &reports(conn, digest)?);
+    let tags = conn.execute(
+        "UPDATE tags SET scanned = $3, scanned_at = $4, scan_attempts = $5, scan_last_error = $6, \
+         scan_not_before = $7, scan_claimed_at = NULL, scan_claimant = NULL \
+         WHERE digest = $1 AND NOT (scanned = 1 AND scan_claimant IS NOT NULL AND scan_claimant <> $2)",
+        &[
+            txt(digest),
+            txt(claimant),
+            Value::Int(state.scanned),
+            state.scanned_at.map_or(Value::Null, Value::Int),
+            Value::Int(state.attempts),
+            state.last_error.as_deref().map_or(Value::Null, txt),
+            state.not_before.map_or(Value::Null, Value::Int),
+        ],
+    )?;
+    Ok(ScanSettled::Settled {
         tags,
-        vulnerabilities: unique.len() as u64,
+        scanned: state.scanned,
+        vulnerabilities,
     })
+}
+
+/// Deletes the results and reports of scanners not in `enabled` (removed
+/// from the configuration or disabled). Returns the rows deleted.
+pub fn forget_scanners(conn: &mut dyn Conn, enabled: &[String]) -> anyhow::Result<u64> {
+    let mut params = Vec::with_capacity(enabled.len());
+    let places: Vec<String> = enabled
+        .iter()
+        .map(|scanner| {
+            params.push(txt(scanner));
+            format!("${}", params.len())
+        })
+        .collect();
+    let condition = if places.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE scanner NOT IN ({})", places.join(", "))
+    };
+    // Tags waiting for (or failed by) a forgotten scanner are looked at
+    // again: the next scan settles them on the enabled scanners' reports.
+    conn.execute(
+        &format!(
+            "UPDATE tags SET scanned = 0, scan_not_before = NULL WHERE scanned IN (0, 3) \
+             AND digest IN (SELECT digest FROM scan_reports{condition})"
+        ),
+        &params,
+    )?;
+    let results = conn.execute(&format!("DELETE FROM scan_results{condition}"), &params)?;
+    let reports = conn.execute(&format!("DELETE FROM scan_reports{condition}"), &params)?;
+    Ok(results + reports)
+}
+
+/// Per scanner, over the digests current tags have: reports held, how
+/// many of them are stale or missing because the latest attempt failed,
+/// how many gave up, the newest report and the newest failure.
+pub fn summaries(conn: &mut dyn Conn) -> anyhow::Result<Vec<ScannerSummary>> {
+    let rows = conn.query(
+        "SELECT scanner, scanned_at, attempted_at, last_error, failed FROM scan_reports \
+         WHERE digest IN (SELECT digest FROM tags)",
+        &[],
+    )?;
+    let mut by_scanner: BTreeMap<String, ScannerSummary> = BTreeMap::new();
+    for row in rows {
+        let scanner = text(&row, 0)?;
+        let scanned_at = opt_int(&row, 1)?;
+        let attempted_at = int(&row, 2)?;
+        let last_error = opt_text(&row, 3)?;
+        let failed = int(&row, 4)? != 0;
+        let summary = by_scanner
+            .entry(scanner.clone())
+            .or_insert_with(|| ScannerSummary {
+                scanner,
+                ..ScannerSummary::default()
+            });
+        if scanned_at.is_some() {
+            summary.reports += 1;
+            summary.last_report_at = summary.last_report_at.max(scanned_at);
+        }
+        if let Some(error) = last_error {
+            summary.failing += 1;
+            if failed {
+                summary.failed += 1;
+            }
+            if summary.last_error_at.is_none_or(|at| at < attempted_at) {
+                summary.last_error_at = Some(attempted_at);
+                summary.last_error = Some(error);
+            }
+        }
+    }
+    Ok(by_scanner.into_values().collect())
 }
 
 /// Records a failed scan of `digest` by `claimant`: one more attempt, the
@@ -456,9 +728,11 @@ pub fn image(
             .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
             .then_with(|| a.scanner.as_bytes().cmp(b.scanner.as_bytes()))
     });
+    let reports = reports(conn, &digest)?;
     Ok(Some(ImageVulnerabilities {
         digest,
         state,
+        reports,
         vulnerabilities,
     }))
 }
@@ -482,10 +756,87 @@ pub fn counts(conn: &mut dyn Conn) -> anyhow::Result<BTreeMap<String, i64>> {
     Ok(counts)
 }
 
-/// Deletes the results of digests no tag has any more.
+/// Deletes the results and reports of digests no tag has any more;
+/// returns the results deleted.
 pub fn prune(conn: &mut dyn Conn) -> anyhow::Result<u64> {
+    conn.execute(
+        "DELETE FROM scan_reports WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.digest = scan_reports.digest)",
+        &[],
+    )?;
     conn.execute(
         "DELETE FROM scan_results WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.digest = scan_results.digest)",
         &[],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(scanner: &str, scanned_at: Option<i64>, error: Option<(&str, i64)>) -> ScanReport {
+        ScanReport {
+            scanner: scanner.into(),
+            scanned_at,
+            attempted_at: 0,
+            attempts: u8::from(error.is_some()).into(),
+            last_error: error.map(|(error, _)| error.to_string()),
+            not_before: error.map(|(_, at)| at),
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn a_digest_is_done_when_every_enabled_scanner_is_current() {
+        let enabled = ["adapter".to_string(), "clair".to_string()];
+        let done = digest_state(
+            &enabled,
+            &[
+                report("adapter", Some(20), None),
+                report("clair", Some(10), None),
+                report("removed", None, Some(("gone", 5))),
+            ],
+        );
+        assert_eq!(
+            done,
+            DigestState {
+                scanned: 2,
+                scanned_at: Some(10),
+                attempts: 0,
+                last_error: None,
+                not_before: None,
+            }
+        );
+        // A stale report holds the tag back until its retry.
+        let stale = [
+            report("adapter", Some(20), Some(("answered 500", 700))),
+            report("clair", Some(10), None),
+        ];
+        assert_eq!(
+            digest_state(&enabled, &stale),
+            DigestState {
+                scanned: 0,
+                scanned_at: None,
+                attempts: 1,
+                last_error: Some("adapter: answered 500".into()),
+                not_before: Some(700),
+            }
+        );
+        // A scanner never asked is due at once.
+        assert_eq!(
+            digest_state(&enabled, &stale[..1]).not_before,
+            None,
+            "clair has no report"
+        );
+        // Every scanner without a current report gave up: failed.
+        let gave_up = [
+            ScanReport {
+                failed: true,
+                ..stale[0].clone()
+            },
+            stale[1].clone(),
+        ];
+        let failed = digest_state(&enabled, &gave_up);
+        assert_eq!((failed.scanned, failed.attempts), (3, 1));
+        assert_eq!(digest_state(&enabled[1..], &gave_up).scanned, 2);
+    }
 }

@@ -930,6 +930,32 @@ impl Store for SqlStore {
             .context("pruning scan results of deleted images")
     }
 
+    fn scan_reports(&self, digest: &str) -> anyhow::Result<Vec<super::ScanReport>> {
+        self.tx(|conn| super::scans::reports(conn, digest))
+            .with_context(|| format!("reading the scan reports of {digest}"))
+    }
+
+    fn settle_scan(
+        &self,
+        digest: &str,
+        claimant: &str,
+        settlement: &super::ScanSettlement,
+        now: i64,
+    ) -> anyhow::Result<super::ScanSettled> {
+        self.tx(|conn| super::scans::settle(conn, digest, claimant, settlement, now))
+            .with_context(|| format!("storing the scan of {digest}"))
+    }
+
+    fn forget_scanners(&self, enabled: &[String]) -> anyhow::Result<u64> {
+        self.tx(|conn| super::scans::forget_scanners(conn, enabled))
+            .context("deleting the results of scanners no longer enabled")
+    }
+
+    fn scanner_summaries(&self) -> anyhow::Result<Vec<super::ScannerSummary>> {
+        self.tx(super::scans::summaries)
+            .context("summarising the scanners' reports")
+    }
+
     fn insert_events(&self, events: &[NewEvent], now: i64) -> anyhow::Result<u64> {
         self.tx(|conn| {
             let mut inserted = 0;
