@@ -420,6 +420,68 @@ pub struct StatusReport {
     pub queues: QueueStatus,
     /// The latest registry events that failed for good, newest first.
     pub failed_events: Vec<FailedEventStatus>,
+    /// Each scanner: the enabled ones in file order, then any whose
+    /// reports are still stored though it is no longer enabled.
+    pub scanners: Vec<ScannerStatus>,
+}
+
+/// One scanner in `status`, over the digests of current tags.
+#[derive(Debug, Serialize)]
+pub struct ScannerStatus {
+    /// `clair`, `clair4`, `adapter` or `fixture`.
+    pub scanner: String,
+    /// Whether its `[security.NAME]` section is enabled.
+    pub enabled: bool,
+    /// Digests with a report of it (current or stale).
+    pub reports: i64,
+    /// Digests whose latest attempt with it failed.
+    pub failing: i64,
+    /// Of those, failed for good.
+    pub failed: i64,
+    /// Its newest report (RFC 3339).
+    pub last_report_at: Option<String>,
+    /// Its newest failed attempt (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// That attempt's error.
+    pub last_error: Option<String>,
+}
+
+/// The scanners of `status`: enabled ones in file order, then the rest.
+fn scanner_statuses(
+    config: &Config,
+    summaries: Vec<crate::store::ScannerSummary>,
+) -> Vec<ScannerStatus> {
+    let status = |summary: crate::store::ScannerSummary, enabled: bool| ScannerStatus {
+        scanner: summary.scanner,
+        enabled,
+        reports: summary.reports,
+        failing: summary.failing,
+        failed: summary.failed,
+        last_report_at: summary.last_report_at.map(format_ms),
+        last_error_at: summary.last_error_at.map(format_ms),
+        last_error: summary.last_error,
+    };
+    let mut summaries: BTreeMap<String, crate::store::ScannerSummary> = summaries
+        .into_iter()
+        .map(|summary| (summary.scanner.clone(), summary))
+        .collect();
+    let mut statuses = Vec::new();
+    for scanner in config.security.iter().filter(|scanner| scanner.enabled) {
+        let name = scanner.kind.name();
+        let summary = summaries
+            .remove(name)
+            .unwrap_or_else(|| crate::store::ScannerSummary {
+                scanner: name.to_string(),
+                ..Default::default()
+            });
+        statuses.push(status(summary, true));
+    }
+    statuses.extend(
+        summaries
+            .into_values()
+            .map(|summary| status(summary, false)),
+    );
+    statuses
 }
 
 /// One failed registry event in `status`.
@@ -574,6 +636,12 @@ fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode, Failure> {
         jobs,
         queues: queues.into(),
         failed_events,
+        scanners: scanner_statuses(
+            &config,
+            store
+                .scanner_summaries()
+                .context("summarising the scanners")?,
+        ),
     };
     if args.json {
         let json = serde_json::to_string_pretty(&report).context("writing the status as JSON")?;
@@ -646,6 +714,41 @@ pub fn status_table(report: &StatusReport) -> String {
             severity_counts(&report.queues.vulnerabilities)
         );
     }
+    if !report.scanners.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "scanners");
+        let header = [
+            "SCANNER",
+            "ENABLED",
+            "REPORTS",
+            "FAILING",
+            "LAST REPORT",
+            "LAST ERROR",
+        ]
+        .map(str::to_string);
+        let rows: Vec<[String; 6]> = report
+            .scanners
+            .iter()
+            .map(|scanner| {
+                [
+                    scanner.scanner.clone(),
+                    if scanner.enabled { "yes" } else { "no" }.to_string(),
+                    scanner.reports.to_string(),
+                    if scanner.failed > 0 {
+                        format!("{} ({} for good)", scanner.failing, scanner.failed)
+                    } else {
+                        scanner.failing.to_string()
+                    },
+                    scanner.last_report_at.clone().unwrap_or("-".to_string()),
+                    match (&scanner.last_error_at, &scanner.last_error) {
+                        (Some(at), Some(error)) => format!("{at} {}", error.replace('\n', " ")),
+                        _ => String::new(),
+                    },
+                ]
+            })
+            .collect();
+        write_table(&mut out, &header, &rows);
+    }
     if !report.failed_events.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(
@@ -716,8 +819,84 @@ pub struct VulnsReport {
     pub last_error: Option<String>,
     /// When the results were stored (RFC 3339).
     pub scanned_at: Option<String>,
+    /// Each scanner's report on the digest: the enabled scanners in file
+    /// order, then any no longer enabled whose results are still stored.
+    pub reports: Vec<ReportStatus>,
     /// Vulnerabilities, worst first.
     pub vulnerabilities: Vec<VulnStatus>,
+}
+
+/// One scanner's report in `vulns`.
+#[derive(Debug, Serialize)]
+pub struct ReportStatus {
+    /// The scanner.
+    pub scanner: String,
+    /// `current`; `stale` (its latest attempt failed: the results shown
+    /// are from `scanned_at`); `none` (no report yet); `failed` (failed for
+    /// good; any results shown are stale); `not enabled`.
+    pub report: String,
+    /// When the report shown was taken (RFC 3339).
+    pub scanned_at: Option<String>,
+    /// Failed attempts since then.
+    pub attempts: i64,
+    /// The latest attempt's error, when it failed.
+    pub last_error: Option<String>,
+    /// When the latest attempt failed (RFC 3339).
+    pub failed_at: Option<String>,
+    /// No new try before this (RFC 3339).
+    pub retry_after: Option<String>,
+}
+
+/// The reports of `vulns`: every enabled scanner, then the rest stored.
+fn report_statuses(enabled: &[&str], reports: Vec<crate::store::ScanReport>) -> Vec<ReportStatus> {
+    let mut statuses: Vec<ReportStatus> = enabled
+        .iter()
+        .map(|scanner| ReportStatus {
+            scanner: scanner.to_string(),
+            report: "none".to_string(),
+            scanned_at: None,
+            attempts: 0,
+            last_error: None,
+            failed_at: None,
+            retry_after: None,
+        })
+        .collect();
+    for report in reports {
+        let word = if !enabled.contains(&report.scanner.as_str()) {
+            "not enabled"
+        } else if report.failed {
+            "failed"
+        } else if report.current() {
+            "current"
+        } else if report.scanned_at.is_some() {
+            "stale"
+        } else {
+            "none"
+        };
+        let status = ReportStatus {
+            report: word.to_string(),
+            scanned_at: report.scanned_at.map(format_ms),
+            attempts: report.attempts,
+            failed_at: report
+                .last_error
+                .as_ref()
+                .map(|_| format_ms(report.attempted_at)),
+            retry_after: report
+                .not_before
+                .filter(|_| report.last_error.is_some() && !report.failed)
+                .map(format_ms),
+            last_error: report.last_error,
+            scanner: report.scanner,
+        };
+        match statuses
+            .iter_mut()
+            .find(|shown| shown.scanner == status.scanner)
+        {
+            Some(shown) => *shown = status,
+            None => statuses.push(status),
+        }
+    }
+    statuses
 }
 
 /// One vulnerability in `vulns`.
@@ -774,6 +953,15 @@ fn vulns(config_path: &Path, args: &VulnsArgs) -> Result<ExitCode, Failure> {
         attempts: image.state.attempts,
         last_error: image.state.last_error,
         scanned_at: image.state.scanned_at.map(format_ms),
+        reports: report_statuses(
+            &config
+                .security
+                .iter()
+                .filter(|scanner| scanner.enabled)
+                .map(|scanner| scanner.kind.name())
+                .collect::<Vec<_>>(),
+            image.reports,
+        ),
         vulnerabilities: image
             .vulnerabilities
             .into_iter()
@@ -823,8 +1011,37 @@ pub fn vulns_table(report: &VulnsReport) -> String {
         let _ = write!(out, ", {} failed attempts", report.attempts);
     }
     let _ = writeln!(out, ": {} vulnerabilities", report.vulnerabilities.len());
-    if let Some(error) = &report.last_error {
-        let _ = writeln!(out, "last error: {error}");
+    if report.reports.is_empty() {
+        if let Some(error) = &report.last_error {
+            let _ = writeln!(out, "last error: {error}");
+        }
+    } else {
+        // Per scanner: its report's age, and why it is stale or missing.
+        let header = ["SCANNER", "REPORT", "TAKEN", "ATTEMPTS", "LAST ERROR"].map(str::to_string);
+        let rows: Vec<[String; 5]> = report
+            .reports
+            .iter()
+            .map(|shown| {
+                let error = match (&shown.failed_at, &shown.last_error) {
+                    (Some(at), Some(error)) => {
+                        let retry = shown
+                            .retry_after
+                            .as_ref()
+                            .map_or(String::new(), |retry| format!(" (retry after {retry})"));
+                        format!("{at} {}{retry}", error.replace('\n', " "))
+                    }
+                    _ => String::new(),
+                };
+                [
+                    shown.scanner.clone(),
+                    shown.report.clone(),
+                    shown.scanned_at.clone().unwrap_or("-".to_string()),
+                    shown.attempts.to_string(),
+                    error,
+                ]
+            })
+            .collect();
+        write_table(&mut out, &header, &rows);
     }
     if report.vulnerabilities.is_empty() {
         return out;
@@ -1210,6 +1427,7 @@ scanner fixture
                 failed_at: "2025-11-30T04:41:00.000Z".into(),
                 error: "gave up after 10 attempts: fetching manifest".into(),
             }],
+            scanners: vec![],
         };
         assert_eq!(
             status_table(&report),
@@ -1331,6 +1549,7 @@ failed events (latest 1; `--once JOB --retry-failed` retries them)
             attempts: 0,
             last_error: None,
             scanned_at: Some("2024-05-01T10:00:00.000Z".into()),
+            reports: vec![],
             vulnerabilities: vec![
                 vuln(
                     "CVE-2016-6301",

@@ -1158,14 +1158,19 @@ timeout = \"30s\"
         output.stdout
     );
     assert!(
-        lines[2]
+        lines[2].trim_start().starts_with("clair    current  "),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        lines[4]
             .trim_start()
             .starts_with("High      CVE-2016-6301  clair    1.24.2-r12"),
         "{}",
         output.stdout
     );
     assert!(
-        lines[3]
+        lines[5]
             .trim_start()
             .starts_with("Low       CVE-2016-9840  clair    -"),
         "{}",
@@ -1204,6 +1209,357 @@ timeout = \"30s\"
     );
     let output = env.run(&["vulns", "ns/app"]);
     assert_eq!(output.code, Some(2), "{output:?}");
+}
+
+fn adapter_of(server: &ScannerServer, timeout: Duration) -> Arc<dyn Scanner> {
+    scanner::build(Kind::Adapter, &settings("adapter", &server.url(), timeout)).unwrap()
+}
+
+/// Scanner name, whether its report is current, when it was taken.
+fn reports_of(image: &regkeeper::store::ImageVulnerabilities) -> Vec<(String, bool, Option<i64>)> {
+    image
+        .reports
+        .iter()
+        .map(|report| (report.scanner.clone(), report.current(), report.scanned_at))
+        .collect()
+}
+
+fn report(scanner: &str, current: bool, scanned_at: Option<i64>) -> (String, bool, Option<i64>) {
+    (scanner.to_string(), current, scanned_at)
+}
+
+/// Two scanners, the adapter failing (500 or a timeout): clair's results
+/// are stored and shown, the tag is not done, only the adapter is retried
+/// with backoff, and once it answers the tag is done with both reports,
+/// without clair being asked again before rescan_after.
+#[test]
+fn a_failing_scanner_keeps_the_others_results_and_only_it_is_retried() {
+    type Breakage = fn(&mut support::scanners::Switches);
+    let cases: [(&str, Breakage, &str); 2] = [
+        (
+            "500",
+            |s| s.fail_submit = Some((500, "scanner database unavailable".into())),
+            "500",
+        ),
+        ("timeout", |s| s.delay = Duration::from_secs(3), "timed out"),
+    ];
+    for db in BOTH {
+        for (case, breakage, expected) in cases {
+            let world = world(db, Auth::Anonymous);
+            let clair = ScannerServer::start(Api::Clair);
+            let adapter = ScannerServer::start(Api::Adapter);
+            adapter.set(breakage);
+            let image = world.push("app", "1");
+            let run_at = |now: i64| {
+                world
+                    .handler(
+                        vec![
+                            clair_of(&clair),
+                            adapter_of(&adapter, Duration::from_millis(500)),
+                        ],
+                        options(),
+                        at(now),
+                    )
+                    .run(&world.context("d"))
+                    .unwrap()
+            };
+            let clair_posts = || clair.requests_to("POST", "/v1/layers").len();
+            let adapter_scans = || adapter.requests_to("POST", "/api/v1/scan").len();
+
+            let outcome = run_at(T0);
+            assert_eq!(
+                (
+                    count(&outcome, "scanned"),
+                    count(&outcome, "failed"),
+                    count(&outcome, "reports")
+                ),
+                (0, 1, 1),
+                "{db:?} {case}: {outcome:?}"
+            );
+            let state = world.state("app", "1");
+            assert_eq!(state.state.scanned, 0, "{db:?} {case}: not done");
+            assert_eq!(
+                world.names("app", "1"),
+                ["CVE-2016-6301", "CVE-2016-8859"],
+                "{db:?} {case}: clair's results are stored"
+            );
+            assert!(state.vulnerabilities.iter().all(|v| v.scanner == "clair"));
+            assert_eq!(
+                reports_of(&state),
+                [
+                    report("adapter", false, None),
+                    report("clair", true, Some(T0))
+                ],
+                "{db:?} {case}"
+            );
+            let failed = &state.reports[0];
+            let error = failed.last_error.clone().unwrap_or_default();
+            assert!(error.contains(expected), "{db:?} {case}: {error}");
+            assert_eq!(failed.not_before, Some(T0 + 60_000), "{db:?} {case}");
+            assert_eq!(state.state.not_before, Some(T0 + 60_000));
+            let posts_after_first_run = clair_posts();
+            assert!(posts_after_first_run > 0);
+
+            // Nothing is asked before the adapter's backoff is over.
+            let outcome = run_at(T0 + 59_999);
+            assert_eq!(count(&outcome, "failed") + count(&outcome, "reports"), 0);
+            assert_eq!(adapter_scans(), 1, "{db:?} {case}");
+
+            // Still failing: a second attempt, clair not asked again.
+            let outcome = run_at(T0 + 60_000);
+            assert_eq!(count(&outcome, "failed"), 1, "{db:?} {case}: {outcome:?}");
+            assert_eq!(adapter_scans(), 2, "{db:?} {case}");
+            assert_eq!(clair_posts(), posts_after_first_run, "{db:?} {case}");
+            let state = world.state("app", "1");
+            assert_eq!(state.reports[0].attempts, 2);
+            assert_eq!(state.state.not_before, Some(T0 + 60_000 + 120_000));
+            assert_eq!(world.names("app", "1").len(), 2);
+
+            // The adapter answers: done with both reports, clair untouched.
+            adapter.set(|s| *s = support::scanners::Switches::default());
+            let retry = T0 + 180_000;
+            let outcome = run_at(retry);
+            assert_eq!(
+                (count(&outcome, "scanned"), count(&outcome, "reports")),
+                (1, 1),
+                "{db:?} {case}: {outcome:?}"
+            );
+            assert_eq!(clair_posts(), posts_after_first_run, "{db:?} {case}");
+            let state = world.state("app", "1");
+            assert_eq!(
+                (state.state.scanned, state.state.last_error.as_deref()),
+                (2, None),
+                "{db:?} {case}"
+            );
+            assert_eq!(
+                reports_of(&state),
+                [
+                    report("adapter", true, Some(retry)),
+                    report("clair", true, Some(T0))
+                ]
+            );
+            let scanners: Vec<(&str, &str)> = state
+                .vulnerabilities
+                .iter()
+                .map(|v| (v.scanner.as_str(), v.name.as_str()))
+                .collect();
+            assert_eq!(scanners.len(), 4, "{db:?} {case}: {scanners:?}");
+            assert_eq!(
+                adapter
+                    .requests_to("POST", "/api/v1/scan")
+                    .last()
+                    .unwrap()
+                    .json()["artifact"]["digest"],
+                image.digest.as_str()
+            );
+
+            // rescan_after counts from each scanner's own report: at T0 +
+            // a day clair is due again, the adapter not yet.
+            let day = 24 * 3600 * 1000;
+            assert_eq!(count(&run_at(T0 + day - 1), "reports"), 0);
+            let outcome = run_at(T0 + day);
+            assert_eq!(count(&outcome, "reports"), 1, "{db:?} {case}: {outcome:?}");
+            assert!(clair_posts() > posts_after_first_run);
+            assert_eq!(adapter_scans(), 3, "{db:?} {case}");
+            assert_eq!(world.state("app", "1").state.scanned_at, Some(retry));
+        }
+    }
+}
+
+/// A scanner that keeps failing fails for good on its own; the other's
+/// results stay; a scanner removed from the configuration no longer holds
+/// the tag back and its results are deleted.
+#[test]
+fn a_scanner_removed_from_the_config_no_longer_holds_tags_back() {
+    for db in BOTH {
+        let world = world(db, Auth::Anonymous);
+        let clair = ScannerServer::start(Api::Clair);
+        let adapter = ScannerServer::start(Api::Adapter);
+        world.push("app", "1");
+        let both = || {
+            vec![
+                clair_of(&clair),
+                adapter_of(&adapter, Duration::from_secs(10)),
+            ]
+        };
+        let outcome = world
+            .handler(both(), options(), at(T0))
+            .run(&world.context("d"))
+            .unwrap();
+        assert_eq!(count(&outcome, "scanned"), 1, "{db:?}: {outcome:?}");
+        assert_eq!(world.names("app", "1").len(), 4);
+        // A day later the adapter breaks: after max_attempts (3) it failed
+        // for good, its old results kept (stale), clair's report current.
+        adapter.set(|s| s.fail_submit = Some((503, "maintenance".into())));
+        let day = 24 * 3600 * 1000;
+        let mut now = T0 + day;
+        for attempt in 1..=3 {
+            let outcome = world
+                .handler(both(), options(), at(now))
+                .run(&world.context("d"))
+                .unwrap();
+            assert_eq!(
+                count(&outcome, "failed"),
+                1,
+                "{db:?} {attempt}: {outcome:?}"
+            );
+            now = world.state("app", "1").state.not_before.unwrap_or(now);
+        }
+        let state = world.state("app", "1");
+        assert_eq!(state.state.scanned, 3, "{db:?}");
+        assert!(state.reports[0].failed && state.reports[0].scanned_at == Some(T0));
+        assert!(state.reports[1].current());
+        assert_eq!(state.vulnerabilities.len(), 4, "{db:?}: stale results kept");
+        assert_eq!(
+            world.store.queue_counts().unwrap().tags_by_scan["failed"],
+            1
+        );
+
+        // The adapter leaves the configuration.
+        let clair_posts = clair.requests_to("POST", "/v1/layers").len();
+        let outcome = world
+            .handler(vec![clair_of(&clair)], options(), at(now + 1))
+            .run(&world.context("d"))
+            .unwrap();
+        assert_eq!(count(&outcome, "scanned"), 1, "{db:?}: {outcome:?}");
+        assert!(count(&outcome, "forgotten_results") > 0);
+        assert_eq!(clair.requests_to("POST", "/v1/layers").len(), clair_posts);
+        let state = world.state("app", "1");
+        assert_eq!(state.state.scanned, 2, "{db:?}");
+        assert_eq!(reports_of(&state), [report("clair", true, Some(T0 + day))]);
+        assert!(state.vulnerabilities.iter().all(|v| v.scanner == "clair"));
+    }
+}
+
+/// `vulns` and `status` of the real binary show each scanner's report
+/// and the last error of one whose latest attempt failed.
+#[test]
+fn status_and_vulns_show_each_scanners_report_and_last_error() {
+    use support::cli::CliEnv;
+    let registry = TestRegistry::anonymous();
+    let clair = ScannerServer::start(Api::Clair);
+    let adapter = ScannerServer::start(Api::Adapter);
+    adapter.set(|s| s.fail_submit = Some((500, "scanner database unavailable".into())));
+    let env = CliEnv::with_sqlite(
+        &format!("[registry]\nurl = \"{}\"\n", registry.url),
+        &format!(
+            "
+[jobs.security-scan]
+handler = \"security\"
+schedule = \"*/10 * * * * *\"
+enabled = false
+
+[security.clair]
+server = \"{}\"
+timeout = \"30s\"
+
+[security.adapter]
+server = \"{}\"
+timeout = \"30s\"
+",
+            clair.url(),
+            adapter.url()
+        ),
+    );
+    let image = registry.push_image("ns/app", "1.0");
+    {
+        let store = SqlStore::new(Box::new(SqliteBackend::open(&env.database_path()).unwrap()));
+        store.migrate().unwrap();
+        let registry_id = store
+            .ensure_registry(&regkeeper::jobs::registry_hostname(
+                &url::Url::parse(&registry.url).unwrap(),
+            ))
+            .unwrap();
+        store
+            .upsert_tag(
+                registry_id,
+                &TagWrite {
+                    repository: "ns/app".into(),
+                    tag: "1.0".into(),
+                    digest: image.digest.clone(),
+                    image_id: image.image_id.clone(),
+                    media_type: image.media_type.clone(),
+                    size: Some(image.size),
+                    platforms: None,
+                },
+                T0,
+            )
+            .unwrap();
+    }
+    let output = env.run(&["--once", "security-scan"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(output.stdout.contains("failed=1"), "{}", output.stdout);
+
+    let output = env.run(&["vulns", "ns/app:1.0"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    assert!(
+        lines[0].contains(" scan none") && lines[0].ends_with(": 2 vulnerabilities"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        lines[1].trim_start().starts_with("SCANNER  REPORT"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        lines[2].trim_start().starts_with("clair    current  "),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        lines[3].trim_start().starts_with("adapter  none     -")
+            && lines[3].contains("scanner database unavailable (retry after "),
+        "{}",
+        output.stdout
+    );
+
+    let output = env.run(&["vulns", "ns/app:1.0", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(json["reports"][0]["scanner"], "clair");
+    assert_eq!(json["reports"][0]["report"], "current");
+    assert!(json["reports"][0]["scanned_at"].is_string());
+    assert!(json["reports"][0]["last_error"].is_null());
+    assert_eq!(json["reports"][1]["scanner"], "adapter");
+    assert_eq!(json["reports"][1]["report"], "none");
+    assert_eq!(json["reports"][1]["attempts"], 1);
+    assert!(json["reports"][1]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("scanner database unavailable"));
+    assert!(json["reports"][1]["retry_after"].is_string());
+
+    let output = env.run(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let scanners = json["scanners"].as_array().unwrap();
+    assert_eq!(scanners[0]["scanner"], "clair");
+    assert_eq!(scanners[0]["reports"], 1);
+    assert_eq!(scanners[0]["failing"], 0);
+    assert!(scanners[0]["last_report_at"].is_string());
+    assert_eq!(scanners[1]["scanner"], "adapter");
+    assert_eq!(scanners[1]["reports"], 0);
+    assert_eq!(scanners[1]["failing"], 1);
+    assert!(scanners[1]["last_report_at"].is_null());
+    assert!(scanners[1]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("scanner database unavailable"));
+    let output = env.run(&["status"]);
+    assert!(
+        output
+            .stdout
+            .contains("scanners\n  SCANNER  ENABLED  REPORTS  FAILING"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.lines().any(|line| line
+            .starts_with("  adapter  yes      0        1        -")
+            && line.contains("scanner database unavailable")),
+        "{}",
+        output.stdout
+    );
 }
 
 #[test]

@@ -3,12 +3,16 @@
 //! tag with that digest, in every repository). A digest is due when it is
 //! new or re-pushed, when its last scan is older than `rescan_after`, when a
 //! crashed run's lease on it expired, or (with `--retry-failed`) when it
-//! failed for good. Each digest is claimed under a lease, scanned by all
-//! scanners, and its results stored only if the claim still holds (a
-//! re-push, delete or takeover during the scan wins), replacing its previous
-//! results in one transaction. A scanner error, timeout or unreachable
-//! scanner never marks a tag done: it counts an attempt, records the error
-//! and backs off; after `max_attempts` the tags are failed.
+//! failed for good. Each digest is claimed under a lease and asked of the
+//! scanners whose own report on it is due ([`due_scanners`]); the results
+//! are stored only if the claim still holds (a re-push, delete or takeover
+//! during the scan wins), in one transaction. Each scanner's report stands
+//! on its own: one that answered replaces only its own previous results;
+//! one that failed (error, timeout, unreachable) keeps its previous results
+//! (stale), counts an attempt, records the error and backs off, and only it
+//! is asked again; after `max_attempts` it has failed for good. Tags are
+//! done when every enabled scanner has a current report, failed when the
+//! scanners without one have all failed for good.
 //!
 //! Scans run on up to `concurrency` std threads inside one run; the handler
 //! stays synchronous. It never touches HTTP itself: manifests come from the
@@ -21,7 +25,10 @@ use std::time::Duration;
 use crate::config::{ScannerConfig, ScannerKind, SecurityOptions};
 use crate::registry::{Client, Manifest};
 use crate::scanner::{self, Finding, PullCredential, Scanner, Target};
-use crate::store::{ScanCandidate, ScanPolicy, ScanStored, Store, VulnerabilityWrite};
+use crate::store::{
+    ScanCandidate, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
+    ScannerResult, Store, VulnerabilityWrite,
+};
 
 use super::{Handler, JobContext, Outcome};
 
@@ -214,9 +221,15 @@ pub struct Security {
 
 /// What happened to one digest.
 enum Done {
-    Stored { vulnerabilities: u64 },
+    /// Settled: the tags' new state (0 a scanner will be retried, 2 done,
+    /// 3 failed), the reports stored and the scanners that failed.
+    Settled {
+        scanned: i64,
+        reports: i64,
+        failures: i64,
+        vulnerabilities: u64,
+    },
     Discarded,
-    Failed { gave_up: bool },
     Lost,
 }
 
@@ -266,22 +279,75 @@ impl Security {
         }
     }
 
-    /// Scans one image with every scanner; the findings of all, tagged
-    /// with the scanner's name, or the first error.
-    fn scan(&self, candidate: &ScanCandidate) -> anyhow::Result<Vec<VulnerabilityWrite>> {
-        let targets = self.images.targets(candidate)?;
-        let mut writes = Vec::new();
+    /// The names of the enabled scanners.
+    fn enabled(&self) -> Vec<String> {
+        self.scanners
+            .iter()
+            .map(|scanner| scanner.name().to_string())
+            .collect()
+    }
+
+    /// Asks each scanner in `due` about one image; what each made of it.
+    /// A scanner that fails gets its next try after [`backoff`] of its
+    /// failures so far (in `reports`) plus this one.
+    fn scan(
+        &self,
+        candidate: &ScanCandidate,
+        due: &[String],
+        reports: &[ScanReport],
+    ) -> Vec<ScannerOutcome> {
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let failed = |scanner: &str, error: String| {
+            let attempts = reports
+                .iter()
+                .find(|report| report.scanner == scanner)
+                .map_or(0, |report| report.attempts)
+                + 1;
+            ScannerOutcome {
+                scanner: scanner.to_string(),
+                result: ScannerResult::Failed {
+                    error,
+                    not_before: (self.clock)().saturating_add(duration_ms(backoff(attempts))),
+                },
+            }
+        };
+        let targets = match self.images.targets(candidate) {
+            Ok(targets) => targets,
+            // Without the image no scanner can be asked: each of them failed.
+            Err(error) => {
+                let message = format!("{error:#}");
+                return due
+                    .iter()
+                    .map(|scanner| failed(scanner, message.clone()))
+                    .collect();
+            }
+        };
+        let mut outcomes = Vec::with_capacity(due.len());
         for scanner in &self.scanners {
+            if !due.iter().any(|name| name == scanner.name()) {
+                continue;
+            }
             let mut findings: Vec<Finding> = Vec::new();
+            let mut error = None;
             for target in &targets {
-                let found = scanner
-                    .scan(target)
-                    .map_err(|error| anyhow::anyhow!("scanner {}: {error:#}", scanner.name()))?;
-                findings.extend(found);
+                match scanner.scan(target) {
+                    Ok(found) => findings.extend(found),
+                    Err(failure) => {
+                        error = Some(format!("{failure:#}"));
+                        break;
+                    }
+                }
+            }
+            if let Some(error) = error {
+                outcomes.push(failed(scanner.name(), error));
+                continue;
             }
             // An index's platform images share most findings.
-            for finding in scanner::dedupe_sorted(findings) {
-                writes.push(VulnerabilityWrite {
+            let writes = scanner::dedupe_sorted(findings)
+                .into_iter()
+                .map(|finding| VulnerabilityWrite {
                     name: finding.name,
                     scanner: scanner.name().to_string(),
                     severity: finding.severity.as_str().to_string(),
@@ -290,13 +356,18 @@ impl Security {
                     fixed_by: finding.fixed_by,
                     description: finding.description,
                     metadata: (!finding.metadata.is_null()).then(|| finding.metadata.to_string()),
-                });
-            }
+                })
+                .collect();
+            outcomes.push(ScannerOutcome {
+                scanner: scanner.name().to_string(),
+                result: ScannerResult::Report(writes),
+            });
         }
-        Ok(writes)
+        outcomes
     }
 
-    /// Claims, scans and settles one digest.
+    /// Claims, scans and settles one digest: only the scanners whose
+    /// report is due are asked; the others' reports stand.
     fn process(
         &self,
         store: &dyn Store,
@@ -304,14 +375,19 @@ impl Security {
         candidate: &ScanCandidate,
         retry_failed: bool,
     ) -> anyhow::Result<Done> {
-        let Some(claim) =
-            store.claim_scan(&candidate.digest, claimant, &self.policy(retry_failed, 1))?
-        else {
+        let policy = self.policy(retry_failed, 1);
+        if store
+            .claim_scan(&candidate.digest, claimant, &policy)?
+            .is_none()
+        {
             return Ok(Done::Lost);
-        };
+        }
+        let reports = store.scan_reports(&candidate.digest)?;
+        let enabled = self.enabled();
+        let due = due_scanners(&enabled, &reports, &policy);
         // Renew the lease while the scanners work (a third of the lease at a
         // time), so a long scan is not taken over as if its daemon had died.
-        let scanned = std::thread::scope(|scope| {
+        let outcomes = std::thread::scope(|scope| {
             let (finished, wait) = std::sync::mpsc::channel::<()>();
             let renew_every = (self.options.lease / 3).max(Duration::from_millis(100));
             scope.spawn(move || {
@@ -325,58 +401,111 @@ impl Security {
                     }
                 }
             });
-            let scanned = self.scan(candidate);
+            let outcomes = self.scan(candidate, &due, &reports);
             drop(finished);
-            scanned
+            outcomes
         });
-        match scanned {
-            Ok(writes) => {
-                let count = writes.len() as u64;
-                match store.finish_scan(&candidate.digest, claimant, &writes, (self.clock)())? {
-                    ScanStored::Stored { .. } => Ok(Done::Stored {
-                        vulnerabilities: count,
-                    }),
-                    ScanStored::Discarded => {
-                        log::info!(
-                            "scan of {} discarded: its tags changed during the scan",
-                            candidate.digest
-                        );
-                        Ok(Done::Discarded)
-                    }
-                }
+        let max_attempts = i64::from(self.options.max_attempts);
+        let settlement = ScanSettlement {
+            enabled,
+            outcomes,
+            max_attempts,
+        };
+        let settled =
+            store.settle_scan(&candidate.digest, claimant, &settlement, (self.clock)())?;
+        let (scanned, vulnerabilities) = match settled {
+            ScanSettled::Settled {
+                scanned,
+                vulnerabilities,
+                ..
+            } => (scanned, vulnerabilities),
+            ScanSettled::Discarded => {
+                log::info!(
+                    "scan of {} discarded: its tags changed during the scan",
+                    candidate.digest
+                );
+                return Ok(Done::Discarded);
             }
-            Err(error) => {
-                let attempts = claim.attempts + 1;
-                let max_attempts = i64::from(self.options.max_attempts);
-                let gave_up = attempts >= max_attempts;
-                let message = format!("{error:#}");
-                let not_before = (self.clock)().saturating_add(duration_ms(backoff(attempts)));
-                store.fail_scan(
-                    &candidate.digest,
-                    claimant,
-                    &message,
-                    not_before,
-                    max_attempts,
-                )?;
-                if gave_up {
-                    log::warn!(
-                        "scan of {} ({}:{}) failed for good after {attempts} attempts: {message}",
-                        candidate.digest,
-                        candidate.repository,
-                        candidate.tag
-                    );
-                } else {
-                    log::warn!(
-                        "scan of {} ({}:{}) failed (attempt {attempts} of {max_attempts}): {message}",
-                        candidate.digest,
-                        candidate.repository,
-                        candidate.tag
-                    );
-                }
-                Ok(Done::Failed { gave_up })
+        };
+        let mut failures = 0;
+        for outcome in &settlement.outcomes {
+            let ScannerResult::Failed { error, .. } = &outcome.result else {
+                continue;
+            };
+            failures += 1;
+            let attempts = reports
+                .iter()
+                .find(|report| report.scanner == outcome.scanner)
+                .map_or(0, |report| report.attempts)
+                + 1;
+            let kept = if reports
+                .iter()
+                .any(|report| report.scanner == outcome.scanner && report.scanned_at.is_some())
+            {
+                "; its previous report is kept"
+            } else {
+                ""
+            };
+            if attempts >= max_attempts {
+                log::warn!(
+                    "scanner {} failed for good on {} ({}:{}) after {attempts} attempts{kept}: {error}",
+                    outcome.scanner,
+                    candidate.digest,
+                    candidate.repository,
+                    candidate.tag
+                );
+            } else {
+                log::warn!(
+                    "scanner {} failed on {} ({}:{}) (attempt {attempts} of {max_attempts}){kept}: {error}",
+                    outcome.scanner,
+                    candidate.digest,
+                    candidate.repository,
+                    candidate.tag
+                );
             }
         }
+        let reports_stored = settlement.outcomes.len() as i64 - failures;
+        Ok(Done::Settled {
+            scanned,
+            reports: reports_stored,
+            failures,
+            vulnerabilities,
+        })
     }
+}
+
+/// The enabled scanners to ask about a digest under `policy`: those with
+/// no report yet, those whose report is older than `rescan_after`, those
+/// whose latest attempt failed once their backoff is over, and (with
+/// `retry_failed`) those that failed for good. A scanner with a current
+/// report is not asked again before `rescan_after`.
+pub fn due_scanners(
+    enabled: &[String],
+    reports: &[ScanReport],
+    policy: &ScanPolicy,
+) -> Vec<String> {
+    let rescan_cutoff = policy
+        .rescan_after_ms
+        .map(|after| policy.now.saturating_sub(after));
+    enabled
+        .iter()
+        .filter(|scanner| {
+            let Some(report) = reports.iter().find(|report| &report.scanner == *scanner) else {
+                return true;
+            };
+            if report.failed {
+                policy.retry_failed
+            } else if report.last_error.is_some() || report.scanned_at.is_none() {
+                report.not_before.is_none_or(|at| at <= policy.now)
+            } else {
+                match (report.scanned_at, rescan_cutoff) {
+                    (Some(scanned_at), Some(cutoff)) => scanned_at <= cutoff,
+                    _ => false,
+                }
+            }
+        })
+        .cloned()
+        .collect()
 }
 
 fn duration_ms(duration: Duration) -> i64 {
@@ -400,6 +529,10 @@ impl Handler for Security {
         }
         let store: &dyn Store = ctx.store.as_ref();
         let registry_id = store.ensure_registry(&self.registry_host)?;
+        // A scanner removed from the configuration holds no tag back (the
+        // tags' state counts enabled scanners only): its results and
+        // reports go, and the tags it held are settled again in this run.
+        let forgotten = store.forget_scanners(&self.enabled())?;
         let retry_failed = ctx.options.retry_failed;
         let feeder = Mutex::new(Feeder {
             queue: VecDeque::new(),
@@ -456,17 +589,28 @@ impl Handler for Security {
                     let done = self.process(store, &ctx.claimant, &candidate, retry_failed);
                     let Ok(mut totals) = totals.lock() else { break };
                     match done {
-                        Ok(Done::Stored { vulnerabilities }) => {
-                            totals.add("scanned", 1);
-                            totals.add("vulnerabilities", vulnerabilities as i64);
-                        }
-                        Ok(Done::Discarded) => totals.add("discarded", 1),
-                        Ok(Done::Failed { gave_up }) => {
-                            totals.add("failed", 1);
-                            if gave_up {
+                        Ok(Done::Settled {
+                            scanned,
+                            reports,
+                            failures,
+                            vulnerabilities,
+                        }) => {
+                            if scanned == 2 {
+                                totals.add("scanned", 1);
+                            }
+                            if reports > 0 {
+                                totals.add("reports", reports);
+                                totals.add("vulnerabilities", vulnerabilities as i64);
+                            }
+                            if failures > 0 {
+                                totals.add("failed", 1);
+                                totals.add("scanner_failures", failures);
+                            }
+                            if scanned == 3 {
                                 totals.add("gave_up", 1);
                             }
                         }
+                        Ok(Done::Discarded) => totals.add("discarded", 1),
                         Ok(Done::Lost) => totals.add("taken_elsewhere", 1),
                         Err(error) => {
                             // A database error: stop this worker, report it.
@@ -480,6 +624,9 @@ impl Handler for Security {
         });
         if let Ok(totals) = totals.into_inner() {
             outcome = totals;
+        }
+        if forgotten > 0 {
+            outcome.add("forgotten_results", forgotten as i64);
         }
         let pruned = store.prune_scan_results()?;
         if pruned > 0 {
@@ -524,6 +671,67 @@ mod tests {
         let error = scanners(&[fixture]).err().unwrap();
         assert!(format!("{error:#}")
             .starts_with("building scanner [security.fixture]: reading fixture"));
+    }
+
+    fn report(scanner: &str, scanned_at: Option<i64>, error: Option<&str>) -> ScanReport {
+        ScanReport {
+            scanner: scanner.into(),
+            scanned_at,
+            attempted_at: 0,
+            attempts: u8::from(error.is_some()).into(),
+            last_error: error.map(str::to_string),
+            not_before: error.map(|_| 1_000),
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn only_scanners_whose_own_report_is_due_are_asked() {
+        let enabled = [
+            "adapter".to_string(),
+            "clair".to_string(),
+            "fixture".to_string(),
+        ];
+        let policy = |now: i64, retry_failed: bool| ScanPolicy {
+            now,
+            lease_ms: 60_000,
+            rescan_after_ms: Some(10_000),
+            retry_failed,
+            limit: 1,
+        };
+        let reports = [
+            report("adapter", Some(100), Some("answered 500")),
+            report("clair", Some(500), None),
+            report("removed", None, Some("gone")),
+        ];
+        // No report (fixture) is due at once; a failed one after its backoff;
+        // a current one after rescan_after.
+        assert_eq!(
+            due_scanners(&enabled, &reports, &policy(999, false)),
+            ["fixture"]
+        );
+        assert_eq!(
+            due_scanners(&enabled, &reports, &policy(1_000, false)),
+            ["adapter", "fixture"]
+        );
+        assert_eq!(
+            due_scanners(&enabled, &reports, &policy(10_500, false)),
+            ["adapter", "clair", "fixture"]
+        );
+        let gave_up = [ScanReport {
+            failed: true,
+            ..report("adapter", Some(100), Some("answered 500"))
+        }];
+        assert!(due_scanners(&enabled[..1], &gave_up, &policy(5_000, false)).is_empty());
+        assert_eq!(
+            due_scanners(&enabled[..1], &gave_up, &policy(5_000, true)),
+            ["adapter"]
+        );
+        let never = ScanPolicy {
+            rescan_after_ms: None,
+            ..policy(i64::MAX, false)
+        };
+        assert!(due_scanners(&enabled[1..2], &reports, &never).is_empty());
     }
 
     #[test]
