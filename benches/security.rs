@@ -5,7 +5,7 @@
 //!    with the fixture backend and with the stand-in Clair v2 server of the
 //!    tests; images (digests) per second, on SQLite and, when
 //!    `REGKEEPER_TEST_POSTGRES_URL` is set, PostgreSQL.
-//! 2. Database time per stored vulnerability: `finish_scan` of one image
+//! 2. Database time per stored vulnerability: `settle_scan` of one image
 //!    with 650 vulnerabilities, first store and replacement, on each database.
 //!
 //! Prints one line per figure.
@@ -23,7 +23,10 @@ use regkeeper::scanner::{self, Kind, Settings};
 use regkeeper::store::postgres::PostgresBackend;
 use regkeeper::store::sql::SqlStore;
 use regkeeper::store::sqlite::SqliteBackend;
-use regkeeper::store::{ScanPolicy, ScanStored, Store, TagWrite, VulnerabilityWrite};
+use regkeeper::store::{
+    ScanPolicy, ScanSettled, ScanSettlement, ScannerOutcome, ScannerResult, Store, TagWrite,
+    VulnerabilityWrite,
+};
 use support::registry::TestRegistry;
 use support::scanners::{many_vulns, Api, ScannerServer};
 
@@ -252,12 +255,20 @@ fn store_time(database: &str) {
             .claim_scan(digest, "bench", &policy)
             .expect("claim")
             .expect("due");
+        let settlement = ScanSettlement {
+            enabled: vec!["clair".into()],
+            outcomes: vec![ScannerOutcome {
+                scanner: "clair".into(),
+                result: ScannerResult::Report(writes),
+            }],
+            max_attempts: 5,
+        };
         let started = Instant::now();
         let stored = store
-            .finish_scan(digest, "bench", &writes, now)
-            .expect("finish_scan");
+            .settle_scan(digest, "bench", &settlement, now)
+            .expect("settle_scan");
         let elapsed = started.elapsed();
-        assert!(matches!(stored, ScanStored::Stored { .. }));
+        assert!(matches!(stored, ScanSettled::Settled { scanned: 2, .. }));
         match round {
             0 => first = elapsed,
             1..=10 => same += elapsed,

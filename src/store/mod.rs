@@ -529,30 +529,6 @@ pub trait Store: Send + Sync {
         claimant: &str,
         policy: &ScanPolicy,
     ) -> anyhow::Result<Option<ScanClaim>>;
-    /// Stores the results of a scan of `digest` if `claimant` still holds a
-    /// claim on one of its tags: replaces the digest's previous results and
-    /// marks its tags done, in one transaction. Otherwise stores nothing.
-    /// The whole digest at once, without per-scanner reports: the security
-    /// handler uses [`Store::settle_scan`].
-    fn finish_scan(
-        &self,
-        digest: &str,
-        claimant: &str,
-        vulnerabilities: &[VulnerabilityWrite],
-        now: i64,
-    ) -> anyhow::Result<ScanStored>;
-    /// Records a failed scan of `digest`: one more attempt, the error, no
-    /// new try before `not_before`; failed for good at `max_attempts`,
-    /// else back to none. Returns the number of tags changed. The whole
-    /// digest at once: the security handler uses [`Store::settle_scan`].
-    fn fail_scan(
-        &self,
-        digest: &str,
-        claimant: &str,
-        error: &str,
-        not_before: i64,
-        max_attempts: i64,
-    ) -> anyhow::Result<u64>;
     /// Extends `claimant`'s lease on `digest` from `now` while a long scan
     /// goes on. Returns the tags still claimed (0: the claim was lost).
     fn renew_scan(&self, digest: &str, claimant: &str, now: i64) -> anyhow::Result<u64>;
@@ -697,20 +673,6 @@ pub struct ScanClaim {
     pub attempts: i64,
     /// Tags claimed.
     pub tags: i64,
-}
-
-/// What [`Store::finish_scan`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScanStored {
-    /// Results stored and tags marked done.
-    Stored {
-        /// Tags marked done.
-        tags: u64,
-        /// Vulnerabilities stored.
-        vulnerabilities: u64,
-    },
-    /// The claim no longer held (re-push, delete, takeover): nothing stored.
-    Discarded,
 }
 
 /// One scanner's report on one manifest digest.

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use super::sql::{int, opt_int, opt_text, single, text};
 use super::{
     Conn, ImageVulnerabilities, ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled,
-    ScanSettlement, ScanStored, ScannerResult, ScannerSummary, TagScanState, Value,
-    VulnerabilityRecord, VulnerabilityWrite,
+    ScanSettlement, ScannerResult, ScannerSummary, TagScanState, Value, VulnerabilityRecord,
+    VulnerabilityWrite,
 };
 
 /// Severity words, as stored, lowest first.
@@ -246,38 +246,13 @@ fn known_vulnerabilities(
     Ok(known)
 }
 
-/// Stores a scan's results for `digest` if `claimant` still holds it:
-/// replaces the digest's previous results and marks its tags done.
-pub fn finish(
-    conn: &mut dyn Conn,
-    digest: &str,
-    claimant: &str,
-    vulnerabilities: &[VulnerabilityWrite],
-    now: i64,
-) -> anyhow::Result<ScanStored> {
-    if !holds(conn, digest, claimant)? {
-        return Ok(ScanStored::Discarded);
-    }
-    let stored = replace_results(conn, digest, None, vulnerabilities, now)?;
-    let tags = conn.execute(
-        "UPDATE tags SET scanned = 2, scanned_at = $3, scan_attempts = 0, scan_last_error = NULL, \
-         scan_not_before = NULL, scan_claimed_at = NULL, scan_claimant = NULL \
-         WHERE digest = $1 AND NOT (scanned = 1 AND scan_claimant IS NOT NULL AND scan_claimant <> $2)",
-        &[txt(digest), txt(claimant), Value::Int(now)],
-    )?;
-    Ok(ScanStored::Stored {
-        tags,
-        vulnerabilities: stored,
-    })
-}
-
-/// Replaces the stored results of `digest` (of one scanner when `scanner`
-/// is given, else of all) with `vulnerabilities`; returns how many there
-/// are now.
+/// Replaces the stored results of `scanner` for `digest` with its
+/// `vulnerabilities` (others' are left alone); returns how many there are
+/// now.
 fn replace_results(
     conn: &mut dyn Conn,
     digest: &str,
-    scanner: Option<&str>,
+    scanner: &str,
     vulnerabilities: &[VulnerabilityWrite],
     now: i64,
 ) -> anyhow::Result<u64> {
@@ -286,7 +261,7 @@ fn replace_results(
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<VulnerabilityWrite> = vulnerabilities
         .iter()
-        .filter(|v| scanner.is_none_or(|only| v.scanner == only))
+        .filter(|v| v.scanner == scanner)
         .filter(|v| seen.insert((v.name.clone(), v.scanner.clone())))
         .cloned()
         .collect();
@@ -315,16 +290,10 @@ fn replace_results(
         .zip(unique.iter().map(|v| v.scanner.as_str()))
         .collect();
     let mut present = std::collections::HashSet::new();
-    let rows = match scanner {
-        Some(scanner) => conn.query(
-            "SELECT vulnerability_id FROM scan_results WHERE digest = $1 AND scanner = $2",
-            &[txt(digest), txt(scanner)],
-        )?,
-        None => conn.query(
-            "SELECT vulnerability_id FROM scan_results WHERE digest = $1",
-            &[txt(digest)],
-        )?,
-    };
+    let rows = conn.query(
+        "SELECT vulnerability_id FROM scan_results WHERE digest = $1 AND scanner = $2",
+        &[txt(digest), txt(scanner)],
+    )?;
     for row in rows {
         present.insert(int(&row, 0)?);
     }
@@ -501,8 +470,7 @@ pub fn settle(
     for outcome in &settlement.outcomes {
         match &outcome.result {
             ScannerResult::Report(writes) => {
-                vulnerabilities +=
-                    replace_results(conn, digest, Some(&outcome.scanner), writes, now)?;
+                vulnerabilities += replace_results(conn, digest, &outcome.scanner, writes, now)?;
                 conn.execute(
                     "INSERT INTO scan_reports (digest, scanner, scanned_at, attempted_at, attempts, last_error, \
                      not_before, failed) VALUES ($1, $2, $3, $3, 0, NULL, NULL, 0) \
@@ -621,32 +589,6 @@ pub fn summaries(conn: &mut dyn Conn) -> anyhow::Result<Vec<ScannerSummary>> {
         }
     }
     Ok(by_scanner.into_values().collect())
-}
-
-/// Records a failed scan of `digest` by `claimant`: one more attempt, the
-/// error, no new try before `not_before`, and `failed` (3) once
-/// `max_attempts` is reached, else back to none. Returns the tags changed.
-pub fn fail(
-    conn: &mut dyn Conn,
-    digest: &str,
-    claimant: &str,
-    error: &str,
-    not_before: i64,
-    max_attempts: i64,
-) -> anyhow::Result<u64> {
-    conn.execute(
-        "UPDATE tags SET scanned = CASE WHEN scan_attempts + 1 >= $5 THEN 3 ELSE 0 END, \
-         scan_attempts = scan_attempts + 1, scan_last_error = $3, scan_not_before = $4, \
-         scan_claimed_at = NULL, scan_claimant = NULL \
-         WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
-        &[
-            txt(digest),
-            txt(claimant),
-            txt(error),
-            Value::Int(not_before),
-            Value::Int(max_attempts),
-        ],
-    )
 }
 
 /// Extends `claimant`'s lease on `digest` to start at `now` (a long scan

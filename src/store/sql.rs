@@ -846,29 +846,6 @@ impl Store for SqlStore {
             .with_context(|| format!("claiming {digest} for a scan"))
     }
 
-    fn finish_scan(
-        &self,
-        digest: &str,
-        claimant: &str,
-        vulnerabilities: &[super::VulnerabilityWrite],
-        now: i64,
-    ) -> anyhow::Result<super::ScanStored> {
-        self.tx(|conn| super::scans::finish(conn, digest, claimant, vulnerabilities, now))
-            .with_context(|| format!("storing the scan of {digest}"))
-    }
-
-    fn fail_scan(
-        &self,
-        digest: &str,
-        claimant: &str,
-        error: &str,
-        not_before: i64,
-        max_attempts: i64,
-    ) -> anyhow::Result<u64> {
-        self.tx(|conn| super::scans::fail(conn, digest, claimant, error, not_before, max_attempts))
-            .with_context(|| format!("recording the failed scan of {digest}"))
-    }
-
     fn renew_scan(&self, digest: &str, claimant: &str, now: i64) -> anyhow::Result<u64> {
         self.tx(|conn| super::scans::renew(conn, digest, claimant, now))
             .with_context(|| format!("renewing the lease on {digest}"))
