@@ -222,11 +222,12 @@ EOF
 
 # --- events, sync, security ----------------------------------------------------------
 # scripts/bench-events.sh (examples/events_bench.rs), once per run: 10,000
-# stored push events applied by the events handler with and without
-# `target.references`, and the push-to-database latency of 200 pushes through
-# a real registry's notifications and the release daemon (default 2 s
-# schedule plus the wake-up). Each run pushes 10,000 manifests first, so the
-# default is one run.
+# stored push events applied by the events handler with `target.references`,
+# without them (one manifest GET each, beside its curl -Z floor) and for
+# digests already recorded, and the push-to-database latency of 200 pushes
+# through a real registry's notifications and the release daemon (default
+# 2 s schedule plus the wake-up). Each run pushes 10,000 manifests first, so
+# the default is one run.
 events_runs=${BENCH_EVENTS_RUNS:-1}
 suite_events() {
     local run output line floor
@@ -242,6 +243,9 @@ suite_events() {
             case "$line" in
                 "apply "*" with references"*)
                     sample events "events applied, with references (SQLite)" /s \
+                        "$(sed -E 's/.* ([0-9.]+) events\/s.*/\1/' <<<"$line")" ;;
+                "apply "*" digests known"*)
+                    sample events "events applied, digest already recorded (SQLite)" /s \
                         "$(sed -E 's/.* ([0-9.]+) events\/s.*/\1/' <<<"$line")" ;;
                 "apply "*" without references"*)
                     sample events "events applied, one manifest GET each (SQLite)" /s \

@@ -416,6 +416,21 @@ pub fn claim_sql(dialect: Dialect) -> String {
     )
 }
 
+/// The lookup of [`Store::known_manifests`] for `count` digests (`$2`...),
+/// of registry `$1`: complete rows only (a size, a media type, and a config
+/// digest or, for an index, platforms), found through the digest index.
+pub fn known_manifests_sql(count: usize) -> String {
+    let placeholders: Vec<String> = (0..count).map(|index| format!("${}", index + 2)).collect();
+    format!(
+        "SELECT t.digest, t.image_id, t.media_type, t.size, t.platforms \
+         FROM tags t JOIN repositories r ON r.id = t.repository_id \
+         JOIN namespaces n ON n.id = r.namespace_id \
+         WHERE n.registry_id = $1 AND t.size IS NOT NULL AND t.media_type <> '' \
+         AND (t.image_id <> '' OR t.platforms IS NOT NULL) AND t.digest IN ({})",
+        placeholders.join(", ")
+    )
+}
+
 /// Key of the PostgreSQL advisory lock that serialises event claims
 /// ("regkevt" in ASCII).
 const EVENT_CLAIM_LOCK_KEY: i64 = 0x0072_6567_6b65_7674;
@@ -794,24 +809,9 @@ impl Store for SqlStore {
             let mut rest = digests;
             while !rest.is_empty() {
                 let (chunk, after) = rest.split_at(tag_writes::chunk_rows(rest.len()));
-                let placeholders: Vec<String> = (0..chunk.len())
-                    .map(|index| format!("${}", index + 2))
-                    .collect();
                 let mut params = vec![Value::Int(registry_id)];
                 params.extend(chunk.iter().map(|digest| txt(digest)));
-                // Complete rows only: a size, a media type, and a config
-                // digest or (an index) platforms.
-                let rows = conn.query(
-                    &format!(
-                        "SELECT t.digest, t.image_id, t.media_type, t.size, t.platforms \
-                         FROM tags t JOIN repositories r ON r.id = t.repository_id \
-                         JOIN namespaces n ON n.id = r.namespace_id \
-                         WHERE n.registry_id = $1 AND t.size IS NOT NULL AND t.media_type <> '' \
-                         AND (t.image_id <> '' OR t.platforms IS NOT NULL) AND t.digest IN ({})",
-                        placeholders.join(", ")
-                    ),
-                    &params,
-                )?;
+                let rows = conn.query(&known_manifests_sql(chunk.len()), &params)?;
                 for row in &rows {
                     known.entry(text(row, 0)?).or_insert(KnownManifest {
                         image_id: text(row, 1)?,
@@ -1216,6 +1216,30 @@ mod tests {
         ] {
             assert!(plan.contains(index), "{index} not in\n{plan}");
         }
+    }
+
+    #[test]
+    fn sqlite_looks_known_manifests_up_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            super::super::sqlite::SqliteBackend::open(&dir.path().join("plan.db")).unwrap();
+        let store = SqlStore::new(Box::new(backend));
+        store.migrate().unwrap();
+        let plan = store
+            .tx(|conn| {
+                let sql = format!("EXPLAIN QUERY PLAN {}", known_manifests_sql(4));
+                let mut params = vec![Value::Int(1)];
+                params.extend((0..4).map(|n| txt(&format!("sha256:{n}"))));
+                conn.query(&sql, &params)
+            })
+            .unwrap();
+        let plan: Vec<String> = plan.iter().map(|row| text(row, 3).unwrap()).collect();
+        let plan = plan.join("\n");
+        println!("{plan}");
+        assert!(
+            plan.starts_with("SEARCH t USING INDEX tags_digest"),
+            "{plan}"
+        );
     }
 
     #[test]
