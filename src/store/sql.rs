@@ -420,14 +420,13 @@ pub fn claim_sql(dialect: Dialect) -> String {
 /// of registry `$1`: complete rows only (a size, a media type, and a config
 /// digest or, for an index, platforms), found through the digest index.
 pub fn known_manifests_sql(count: usize) -> String {
-    let placeholders: Vec<String> = (0..count).map(|index| format!("${}", index + 2)).collect();
     format!(
         "SELECT t.digest, t.image_id, t.media_type, t.size, t.platforms \
          FROM tags t JOIN repositories r ON r.id = t.repository_id \
          JOIN namespaces n ON n.id = r.namespace_id \
          WHERE n.registry_id = $1 AND t.size IS NOT NULL AND t.media_type <> '' \
          AND (t.image_id <> '' OR t.platforms IS NOT NULL) AND t.digest IN ({})",
-        placeholders.join(", ")
+        tag_writes::placeholders(2, count)
     )
 }
 
@@ -445,12 +444,7 @@ fn mark_done(
     now: i64,
 ) -> anyhow::Result<HashSet<i64>> {
     let mut marked = HashSet::new();
-    let mut rest = ids;
-    while !rest.is_empty() {
-        let (chunk, after) = rest.split_at(tag_writes::chunk_rows(rest.len()));
-        let placeholders: Vec<String> = (0..chunk.len())
-            .map(|index| format!("${}", index + 3))
-            .collect();
+    tag_writes::for_chunks(ids, |chunk| {
         let mut params = vec![txt(claimant), Value::Int(now)];
         params.extend(chunk.iter().map(|id| Value::Int(*id)));
         let rows = conn.query(
@@ -458,15 +452,15 @@ fn mark_done(
                 "UPDATE registry_events SET status = 0, claimed_at = NULL, last_error = NULL, \
                  not_before = NULL, updated_at = $2 \
                  WHERE claimant = $1 AND status = 1 AND id IN ({}) RETURNING id",
-                placeholders.join(", ")
+                tag_writes::placeholders(3, chunk.len())
             ),
             &params,
         )?;
         for row in &rows {
             marked.insert(int(row, 0)?);
         }
-        rest = after;
-    }
+        Ok(())
+    })?;
     Ok(marked)
 }
 
@@ -806,9 +800,7 @@ impl Store for SqlStore {
     ) -> anyhow::Result<BTreeMap<String, KnownManifest>> {
         self.tx(|conn| {
             let mut known = BTreeMap::new();
-            let mut rest = digests;
-            while !rest.is_empty() {
-                let (chunk, after) = rest.split_at(tag_writes::chunk_rows(rest.len()));
+            tag_writes::for_chunks(digests, |chunk| {
                 let mut params = vec![Value::Int(registry_id)];
                 params.extend(chunk.iter().map(|digest| txt(digest)));
                 let rows = conn.query(&known_manifests_sql(chunk.len()), &params)?;
@@ -820,8 +812,8 @@ impl Store for SqlStore {
                         platforms: opt_text(row, 4)?,
                     });
                 }
-                rest = after;
-            }
+                Ok(())
+            })?;
             Ok(known)
         })
         .with_context(|| format!("looking up {} manifests in the tags", digests.len()))
@@ -1189,25 +1181,27 @@ mod tests {
         );
     }
 
-    /// The claim must stay linear in the backlog: walk the pending events in
-    /// id order up to the limit (no sort of all of them), and ask the two
-    /// blocking-event indexes instead of scanning each repository's events.
-    #[test]
-    fn sqlite_claims_through_the_pending_and_blocking_indexes() {
+    /// SQLite's plan of `sql` with `params`, one step per line.
+    fn sqlite_plan(sql: &str, params: &[Value]) -> String {
         let dir = tempfile::tempdir().unwrap();
         let backend =
             super::super::sqlite::SqliteBackend::open(&dir.path().join("plan.db")).unwrap();
         let store = SqlStore::new(Box::new(backend));
         store.migrate().unwrap();
         let plan = store
-            .tx(|conn| {
-                let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(Dialect::Sqlite));
-                let params = [Value::Int(1), txt("me"), Value::Int(0), Value::Int(500)];
-                conn.query(&sql, &params)
-            })
+            .tx(|conn| conn.query(&format!("EXPLAIN QUERY PLAN {sql}"), params))
             .unwrap();
-        let plan: Vec<String> = plan.iter().map(|row| text(row, 3).unwrap()).collect();
-        let plan = plan.join("\n");
+        let steps: Vec<String> = plan.iter().map(|row| text(row, 3).unwrap()).collect();
+        steps.join("\n")
+    }
+
+    /// The claim must stay linear in the backlog: walk the pending events in
+    /// id order up to the limit (no sort of all of them), and ask the two
+    /// blocking-event indexes instead of scanning each repository's events.
+    #[test]
+    fn sqlite_claims_through_the_pending_and_blocking_indexes() {
+        let params = [Value::Int(1), txt("me"), Value::Int(0), Value::Int(500)];
+        let plan = sqlite_plan(&claim_sql(Dialect::Sqlite), &params);
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         for index in [
             "registry_events_pending_id",
@@ -1220,22 +1214,9 @@ mod tests {
 
     #[test]
     fn sqlite_looks_known_manifests_up_by_digest() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend =
-            super::super::sqlite::SqliteBackend::open(&dir.path().join("plan.db")).unwrap();
-        let store = SqlStore::new(Box::new(backend));
-        store.migrate().unwrap();
-        let plan = store
-            .tx(|conn| {
-                let sql = format!("EXPLAIN QUERY PLAN {}", known_manifests_sql(4));
-                let mut params = vec![Value::Int(1)];
-                params.extend((0..4).map(|n| txt(&format!("sha256:{n}"))));
-                conn.query(&sql, &params)
-            })
-            .unwrap();
-        let plan: Vec<String> = plan.iter().map(|row| text(row, 3).unwrap()).collect();
-        let plan = plan.join("\n");
-        println!("{plan}");
+        let mut params = vec![Value::Int(1)];
+        params.extend((0..4).map(|n| txt(&format!("sha256:{n}"))));
+        let plan = sqlite_plan(&known_manifests_sql(4), &params);
         assert!(
             plan.starts_with("SEARCH t USING INDEX tags_digest"),
             "{plan}"

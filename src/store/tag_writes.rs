@@ -87,6 +87,28 @@ pub fn write_tags_by_repository(
     Ok(written)
 }
 
+/// Runs `each` over `items` cut into chunks of [`chunk_rows`] sizes.
+pub fn for_chunks<T>(
+    items: &[T],
+    mut each: impl FnMut(&[T]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut rest = items;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(chunk_rows(rest.len()));
+        each(chunk)?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// `count` numbered placeholders from `$first` on, for an `IN (...)` list.
+pub fn placeholders(first: usize, count: usize) -> String {
+    let numbers: Vec<String> = (first..first + count)
+        .map(|number| format!("${number}"))
+        .collect();
+    numbers.join(", ")
+}
+
 /// The largest power of two at most `remaining` and [`CHUNK_ROWS`].
 pub fn chunk_rows(remaining: usize) -> usize {
     let mut rows = CHUNK_ROWS;
@@ -104,26 +126,21 @@ fn existing_tags(
 ) -> anyhow::Result<BTreeSet<String>> {
     let names: Vec<&str> = names.iter().copied().collect();
     let mut found = BTreeSet::new();
-    let mut rest = names.as_slice();
-    while !rest.is_empty() {
-        let (chunk, after) = rest.split_at(chunk_rows(rest.len()));
-        let placeholders: Vec<String> = (0..chunk.len())
-            .map(|index| format!("${}", index + 2))
-            .collect();
+    for_chunks(&names, |chunk| {
         let mut params = vec![Value::Int(repository_id)];
         params.extend(chunk.iter().map(|name| Value::Text(name.to_string())));
         let rows = conn.query(
             &format!(
                 "SELECT name FROM tags WHERE repository_id = $1 AND name IN ({})",
-                placeholders.join(", ")
+                placeholders(2, chunk.len())
             ),
             &params,
         )?;
         for row in &rows {
             found.insert(text(row, 0)?);
         }
-        rest = after;
-    }
+        Ok(())
+    })?;
     Ok(found)
 }
 
@@ -134,12 +151,7 @@ fn insert_all(
     writes: &[&TagWrite],
     now: i64,
 ) -> anyhow::Result<usize> {
-    let mut rest = writes;
-    while !rest.is_empty() {
-        let (rows, after) = rest.split_at(chunk_rows(rest.len()));
-        insert_tags(conn, repository_id, rows, now)?;
-        rest = after;
-    }
+    for_chunks(writes, |rows| insert_tags(conn, repository_id, rows, now))?;
     Ok(writes.len())
 }
 
