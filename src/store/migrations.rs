@@ -53,8 +53,9 @@ pub const MIGRATIONS: &[Migration] = &[
 /// few such events instead of walking every pending event of the
 /// repository (which made claiming a backlog quadratic per repository).
 const BLOCKING_EVENT_INDEXES: &str = "
--- Fresh events by repository and retry time: those still waiting block.
-CREATE INDEX registry_events_waiting ON registry_events (repository, not_before) WHERE status = 2;
+-- Fresh events waiting for a retry, by repository and retry time (a new
+-- event has no retry time, so the intake does not write this index).
+CREATE INDEX registry_events_waiting ON registry_events (repository, not_before) WHERE status = 2 AND not_before IS NOT NULL;
 -- Claimed events by repository and claim time: live claims block.
 CREATE INDEX registry_events_claimed ON registry_events (repository, claimed_at) WHERE status = 1;
 ";
