@@ -2,8 +2,9 @@
 //! database. Claims events in arrival order under a lease (a killed daemon's
 //! claims expire and are taken again), keeps the events of one repository in
 //! order, takes image facts from `target.references` when the registry sent
-//! them and fetches the manifest otherwise, and writes the effects of a whole
-//! batch with the events' `done` status in one transaction.
+//! them, else from a tag that already records the digest, and fetches the
+//! manifest otherwise, and writes the effects of a whole batch with the
+//! events' `done` status in one transaction.
 //!
 //! Per event the outcome is done, back to fresh with a backoff after a
 //! transient failure (registry unreachable, 5xx, 429), or failed for good

@@ -387,6 +387,43 @@ pub fn write_pull(
     Ok(true)
 }
 
+/// Most rows per chunked statement (multi-row INSERTs of 6 parameters a
+/// row, `IN (...)` lists): far below both databases' limits on bound
+/// parameters. Chunks are powers of two, so that only a few statement texts
+/// exist and stay prepared.
+const CHUNK_ROWS: usize = 128;
+
+/// Runs `each` over `items` cut into chunks of [`chunk_rows`] sizes.
+pub fn for_chunks<T>(
+    items: &[T],
+    mut each: impl FnMut(&[T]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut rest = items;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(chunk_rows(rest.len()));
+        each(chunk)?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// `count` numbered placeholders from `$first` on, for an `IN (...)` list.
+pub fn placeholders(first: usize, count: usize) -> String {
+    let numbers: Vec<String> = (first..first + count)
+        .map(|number| format!("${number}"))
+        .collect();
+    numbers.join(", ")
+}
+
+/// The largest power of two at most `remaining` and [`CHUNK_ROWS`].
+fn chunk_rows(remaining: usize) -> usize {
+    let mut rows = CHUNK_ROWS;
+    while rows > remaining {
+        rows /= 2;
+    }
+    rows.max(1)
+}
+
 /// The claim of [`Store::claim_events`]: `$1` now, `$2` the claimant, `$3`
 /// the oldest live claim time, `$4` the batch size.
 ///
@@ -426,7 +463,7 @@ pub fn known_manifests_sql(count: usize) -> String {
          JOIN namespaces n ON n.id = r.namespace_id \
          WHERE n.registry_id = $1 AND t.size IS NOT NULL AND t.media_type <> '' \
          AND (t.image_id <> '' OR t.platforms IS NOT NULL) AND t.digest IN ({})",
-        tag_writes::placeholders(2, count)
+        placeholders(2, count)
     )
 }
 
@@ -444,7 +481,7 @@ fn mark_done(
     now: i64,
 ) -> anyhow::Result<HashSet<i64>> {
     let mut marked = HashSet::new();
-    tag_writes::for_chunks(ids, |chunk| {
+    for_chunks(ids, |chunk| {
         let mut params = vec![txt(claimant), Value::Int(now)];
         params.extend(chunk.iter().map(|id| Value::Int(*id)));
         let rows = conn.query(
@@ -452,7 +489,7 @@ fn mark_done(
                 "UPDATE registry_events SET status = 0, claimed_at = NULL, last_error = NULL, \
                  not_before = NULL, updated_at = $2 \
                  WHERE claimant = $1 AND status = 1 AND id IN ({}) RETURNING id",
-                tag_writes::placeholders(3, chunk.len())
+                placeholders(3, chunk.len())
             ),
             &params,
         )?;
@@ -800,7 +837,7 @@ impl Store for SqlStore {
     ) -> anyhow::Result<BTreeMap<String, KnownManifest>> {
         self.tx(|conn| {
             let mut known = BTreeMap::new();
-            tag_writes::for_chunks(digests, |chunk| {
+            for_chunks(digests, |chunk| {
                 let mut params = vec![Value::Int(registry_id)];
                 params.extend(chunk.iter().map(|digest| txt(digest)));
                 let rows = conn.query(&known_manifests_sql(chunk.len()), &params)?;
@@ -1221,6 +1258,16 @@ mod tests {
             plan.starts_with("SEARCH t USING INDEX tags_digest"),
             "{plan}"
         );
+    }
+
+    #[test]
+    fn statements_are_cut_into_powers_of_two() {
+        assert_eq!(chunk_rows(1), 1);
+        assert_eq!(chunk_rows(10), 8);
+        assert_eq!(chunk_rows(2), 2);
+        assert_eq!(chunk_rows(127), 64);
+        assert_eq!(chunk_rows(1000), CHUNK_ROWS);
+        assert_eq!(placeholders(3, 3), "$3, $4, $5");
     }
 
     #[test]

@@ -3,17 +3,12 @@
 //! finds which of the tags exist, new tags go in multi-row INSERTs, and only
 //! tags that exist already take the one-by-one path of [`write_tag`] (which
 //! owns the rule for a changed or filled-in manifest). The statements are
-//! cut into power-of-two chunks, so that only a few statement texts exist
-//! and stay prepared.
+//! cut into chunks by [`super::sql::for_chunks`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::sql::{ensure_repository, find_repository, text, write_tag};
+use super::sql::{ensure_repository, find_repository, for_chunks, placeholders, text, write_tag};
 use super::{Conn, TagChange, TagWrite, Value};
-
-/// Most rows per multi-row statement (6 parameters each, far below both
-/// databases' limits on bound parameters).
-const CHUNK_ROWS: usize = 128;
 
 /// What [`write_tags`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -85,37 +80,6 @@ pub fn write_tags_by_repository(
         written.updated += more.updated;
     }
     Ok(written)
-}
-
-/// Runs `each` over `items` cut into chunks of [`chunk_rows`] sizes.
-pub fn for_chunks<T>(
-    items: &[T],
-    mut each: impl FnMut(&[T]) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let mut rest = items;
-    while !rest.is_empty() {
-        let (chunk, after) = rest.split_at(chunk_rows(rest.len()));
-        each(chunk)?;
-        rest = after;
-    }
-    Ok(())
-}
-
-/// `count` numbered placeholders from `$first` on, for an `IN (...)` list.
-pub fn placeholders(first: usize, count: usize) -> String {
-    let numbers: Vec<String> = (first..first + count)
-        .map(|number| format!("${number}"))
-        .collect();
-    numbers.join(", ")
-}
-
-/// The largest power of two at most `remaining` and [`CHUNK_ROWS`].
-pub fn chunk_rows(remaining: usize) -> usize {
-    let mut rows = CHUNK_ROWS;
-    while rows > remaining {
-        rows /= 2;
-    }
-    rows.max(1)
 }
 
 /// Which of `names` the repository has.
@@ -197,18 +161,4 @@ fn insert_tags(
         rows.len()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_are_cut_into_powers_of_two() {
-        assert_eq!(chunk_rows(1), 1);
-        assert_eq!(chunk_rows(10), 8);
-        assert_eq!(chunk_rows(2), 2);
-        assert_eq!(chunk_rows(127), 64);
-        assert_eq!(chunk_rows(1000), CHUNK_ROWS);
-    }
 }
