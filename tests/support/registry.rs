@@ -779,21 +779,25 @@ fn wait_ready(child: &mut Child, agent: &ureq::Agent, url: &str) -> bool {
     false
 }
 
+/// Runs the openssl CLI with `arguments` in `dir`; panics with its stderr
+/// when it fails.
+pub fn openssl(dir: &Path, arguments: &[&str]) {
+    let output = Command::new("openssl")
+        .args(arguments)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl (apt-get install openssl)");
+    assert!(
+        output.status.success(),
+        "openssl {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Writes `ca.crt`/`ca.key` (a test CA) and `tls.crt`/`tls.key` (a
 /// certificate for IP 127.0.0.1 signed by it) into `dir` with the openssl CLI.
 fn make_tls_certificates(dir: &Path) {
-    let run = |arguments: &[&str]| {
-        let output = Command::new("openssl")
-            .args(arguments)
-            .current_dir(dir)
-            .output()
-            .expect("running openssl (apt-get install openssl)");
-        assert!(
-            output.status.success(),
-            "openssl {arguments:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let run = |arguments: &[&str]| openssl(dir, arguments);
     run(&[
         "req",
         "-x509",
