@@ -371,20 +371,13 @@ fn once_runs_a_disabled_job_prints_a_summary_and_status_shows_the_run() {
         output.stderr
     );
 
-    let status = env.run(&["status", "--json"]);
-    assert_eq!(status.code, Some(0), "{status:?}");
-    let status: serde_json::Value =
-        serde_json::from_str(&status.stdout).expect("status --json is JSON");
-    let runs = status["jobs"][0]["runs"].as_array().expect("runs array");
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(runs[0]["id"], 1);
-    assert_eq!(runs[0]["trigger"], "once");
-    assert_eq!(runs[0]["outcome"], "ok");
+    let (_, run) = status_with_one_once_run(&env);
+    assert_eq!(run["outcome"], "ok");
     assert!(
-        runs[0]["duration_ms"].as_i64().is_some_and(|ms| ms >= 0),
-        "{runs:?}"
+        run["duration_ms"].as_i64().is_some_and(|ms| ms >= 0),
+        "{run:?}"
     );
-    assert_eq!(runs[0]["error"], serde_json::Value::Null);
+    assert_eq!(run["error"], serde_json::Value::Null);
 
     let table = env.run(&["status"]);
     assert_eq!(table.code, Some(0), "{table:?}");
@@ -473,22 +466,30 @@ fn once_with_a_failing_handler_exits_1_says_why_on_stderr_and_records_the_run() 
         output.stdout
     );
 
+    let (status, run) = status_with_one_once_run(&env);
+    assert_eq!(run["outcome"], "failed");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("walking the registry catalog: ")
+            && error.contains(&format!("127.0.0.1:{refused_port}")),
+        "{run:?}"
+    );
+    assert_eq!(status["queues"]["repositories"], 0, "nothing was written");
+}
+
+/// `status --json`, and its first job's only run, which `--once` started
+/// (run 1).
+fn status_with_one_once_run(env: &CliEnv) -> (serde_json::Value, serde_json::Value) {
     let status = env.run(&["status", "--json"]);
     assert_eq!(status.code, Some(0), "{status:?}");
     let status: serde_json::Value =
         serde_json::from_str(&status.stdout).expect("status --json is JSON");
     let runs = status["jobs"][0]["runs"].as_array().expect("runs array");
     assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(runs[0]["id"], 1);
-    assert_eq!(runs[0]["trigger"], "once");
-    assert_eq!(runs[0]["outcome"], "failed");
-    let error = runs[0]["error"].as_str().unwrap_or_default();
-    assert!(
-        error.starts_with("walking the registry catalog: ")
-            && error.contains(&format!("127.0.0.1:{refused_port}")),
-        "{runs:?}"
-    );
-    assert_eq!(status["queues"]["repositories"], 0, "nothing was written");
+    let run = runs[0].clone();
+    assert_eq!(run["id"], 1);
+    assert_eq!(run["trigger"], "once");
+    (status, run)
 }
 
 /// Writes tags into the configuration's SQLite database through the store,

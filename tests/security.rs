@@ -1116,30 +1116,7 @@ timeout = \"30s\"
     );
     // The tag as the events or sync job would have recorded it.
     let image = registry.push_image("ns/app", "1.0");
-    {
-        let store = SqlStore::new(Box::new(SqliteBackend::open(&env.database_path()).unwrap()));
-        store.migrate().unwrap();
-        let registry_id = store
-            .ensure_registry(&regkeeper::jobs::registry_hostname(
-                &url::Url::parse(&registry.url).unwrap(),
-            ))
-            .unwrap();
-        store
-            .upsert_tag(
-                registry_id,
-                &TagWrite {
-                    repository: "ns/app".into(),
-                    tag: "1.0".into(),
-                    digest: image.digest.clone(),
-                    image_id: image.image_id.clone(),
-                    media_type: image.media_type.clone(),
-                    size: Some(image.size),
-                    platforms: None,
-                },
-                T0,
-            )
-            .unwrap();
-    }
+    record_in_file(&env.database_path(), &registry, &image, "ns/app", "1.0");
     let output = env.run(&["--once", "security-scan"]);
     assert_eq!(output.code, Some(0), "{output:?}");
     assert!(output.stdout.contains("scanned=1"), "{}", output.stdout);
@@ -1209,6 +1186,39 @@ timeout = \"30s\"
     );
     let output = env.run(&["vulns", "ns/app"]);
     assert_eq!(output.code, Some(2), "{output:?}");
+}
+
+/// Records `image` as `repository:tag` in the SQLite file the binary uses,
+/// as the events or sync job would have.
+fn record_in_file(
+    database: &std::path::Path,
+    registry: &TestRegistry,
+    image: &PushedImage,
+    repository: &str,
+    tag: &str,
+) {
+    let store = SqlStore::new(Box::new(SqliteBackend::open(database).unwrap()));
+    store.migrate().unwrap();
+    let registry_id = store
+        .ensure_registry(&regkeeper::jobs::registry_hostname(
+            &url::Url::parse(&registry.url).unwrap(),
+        ))
+        .unwrap();
+    store
+        .upsert_tag(
+            registry_id,
+            &TagWrite {
+                repository: repository.into(),
+                tag: tag.into(),
+                digest: image.digest.clone(),
+                image_id: image.image_id.clone(),
+                media_type: image.media_type.clone(),
+                size: Some(image.size),
+                platforms: None,
+            },
+            T0,
+        )
+        .unwrap();
 }
 
 fn adapter_of(server: &ScannerServer, timeout: Duration) -> Arc<dyn Scanner> {
@@ -1462,30 +1472,7 @@ timeout = \"30s\"
         ),
     );
     let image = registry.push_image("ns/app", "1.0");
-    {
-        let store = SqlStore::new(Box::new(SqliteBackend::open(&env.database_path()).unwrap()));
-        store.migrate().unwrap();
-        let registry_id = store
-            .ensure_registry(&regkeeper::jobs::registry_hostname(
-                &url::Url::parse(&registry.url).unwrap(),
-            ))
-            .unwrap();
-        store
-            .upsert_tag(
-                registry_id,
-                &TagWrite {
-                    repository: "ns/app".into(),
-                    tag: "1.0".into(),
-                    digest: image.digest.clone(),
-                    image_id: image.image_id.clone(),
-                    media_type: image.media_type.clone(),
-                    size: Some(image.size),
-                    platforms: None,
-                },
-                T0,
-            )
-            .unwrap();
-    }
+    record_in_file(&env.database_path(), &registry, &image, "ns/app", "1.0");
     let output = env.run(&["--once", "security-scan"]);
     assert_eq!(output.code, Some(0), "{output:?}");
     assert!(output.stdout.contains("failed=1"), "{}", output.stdout);
