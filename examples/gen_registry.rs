@@ -5,6 +5,7 @@
 //! ```text
 //! gen_registry generate ROOT REPOSITORIES TAGS     # a fresh tree under ROOT/data
 //! gen_registry mutate ROOT PERCENT                 # re-point PERCENT% of the tags at new manifests
+//! gen_registry delete ROOT PERCENT                 # remove PERCENT% of the tags (as a tag delete does)
 //! gen_registry urls ROOT BASE_URL                  # ROOT/{tags,heads,gets}.curl for curl -K
 //! ```
 //!
@@ -30,9 +31,10 @@ fn main() {
         ["generate", root, repositories, tags] => parse(repositories)
             .and_then(|repositories| parse(tags).and_then(|tags| generate(Path::new(root), repositories, tags))),
         ["mutate", root, percent] => parse(percent).and_then(|percent| mutate(Path::new(root), percent)),
+        ["delete", root, percent] => parse(percent).and_then(|percent| delete(Path::new(root), percent)),
         ["urls", root, base] => urls(Path::new(root), base),
         _ => {
-            Err("usage: gen_registry generate ROOT REPOSITORIES TAGS | mutate ROOT PERCENT | urls ROOT BASE_URL".into())
+            Err("usage: gen_registry generate ROOT REPOSITORIES TAGS | mutate ROOT PERCENT | delete ROOT PERCENT | urls ROOT BASE_URL".into())
         }
     };
     if let Err(error) = result {
@@ -208,6 +210,26 @@ fn mutate(root: &Path, percent: usize) -> Result<()> {
         "writing the shape",
     )?;
     println!("re-pointed {changed} tags");
+    Ok(())
+}
+
+/// Removes every `100 / percent`-th tag (others than `mutate` picks) from
+/// its repository, as the registry's storage looks after the tag's manifest
+/// was deleted: the tag leaves the list and its manifest answers 404.
+fn delete(root: &Path, percent: usize) -> Result<()> {
+    let (repositories, tags, _) = shape(root)?;
+    let step = (100 / percent.clamp(1, 100)).max(1);
+    let mut deleted = 0;
+    for index in (0..repositories * tags).filter(|index| index % step == 0) {
+        let tag_dir = v2(root)
+            .join("repositories")
+            .join(repository_name(index / tags))
+            .join("_manifests/tags")
+            .join(format!("v{}", index % tags));
+        io(fs::remove_dir_all(&tag_dir), "removing a tag")?;
+        deleted += 1;
+    }
+    println!("deleted {deleted} tags");
     Ok(())
 }
 

@@ -187,3 +187,9 @@ changed_gets=$work_dir/changed.curl
 printf 'floor\tfull (GET)\t%s\n' "$(floor "$work_dir/registry/gets.curl")"
 printf 'floor\tno-change (HEAD)\t%s\n' "$(floor "$work_dir/registry/heads.curl")"
 printf 'floor\t1%% (HEAD + GET)\t%s\n' "$(floor "$work_dir/registry/heads.curl" "$changed_gets")"
+
+# A deleting pass: 1% of the tags removed from the registry. Each deletion
+# is confirmed with a manifest GET answering 404 before it is written; the
+# cost against the no-change pass above is those GETs.
+"$generator" delete "$work_dir/registry" 1 >&2
+pass one-percent-deleted

@@ -16,17 +16,20 @@
 //! job is the source of truth for recent changes); delete anything under
 //! `initial` or `update`.
 
+mod confirm;
 pub mod plan;
+mod progress;
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use self::confirm::confirm_deletions;
 use self::plan::{Action, Deletes, Observed, ObservedTag, Plan, PlanTotals, Snapshot};
+use self::progress::Progress;
 use super::{Handler, JobContext, Outcome};
 use crate::config::{Strategy, SyncOptions};
 use crate::registry::{Client, Manifest, RegistryError};
@@ -43,8 +46,9 @@ const APPLY_BATCH: usize = 64;
 /// At most this many lines of a refused plan are logged; `--dry-run` prints all.
 const PLAN_LOG_LINES: usize = 1000;
 
-/// How often a progress line is logged.
-const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
+/// How often a catalog walk that ended early is continued before the pass
+/// gives up on it ([`SyncHandler::begin`]).
+const CATALOG_CONTINUATIONS: usize = 3;
 
 /// The `sync` handler of one job.
 pub struct SyncHandler {
@@ -202,25 +206,73 @@ impl SyncHandler {
         self.store.ensure_registry(&self.registry_host)
     }
 
-    /// One pass: walk, plan, check the valve, apply (or print, on a dry run).
+    /// One pass: walk, plan, confirm deletions, check the valve, apply (or
+    /// print, on a dry run).
     fn pass(&self, ctx: &JobContext, registry_id: i64) -> anyhow::Result<PassCounts> {
         let mut walk = self.begin(registry_id)?;
         self.observe(ctx, &mut walk)?;
-        let plan = self.plan(&walk)?;
+        let mut plan = self.plan(&walk)?;
+        self.confirm(ctx, &mut walk, &mut plan);
         self.apply(ctx, &walk, &plan)
     }
 
     /// Takes the start mark and the snapshot, then walks the whole catalog.
     /// Fails, having written nothing, when the catalog cannot be read
     /// completely.
+    ///
+    /// A deleting pass does not take a walk's end on trust: when the last
+    /// page ends (fewer names, no `Link`) while the database knows
+    /// repositories sorting after the last name seen, a page in the middle
+    /// may have answered 200 with no names. The walk is continued after
+    /// that name until the registry answers an empty page there, at most
+    /// [`CATALOG_CONTINUATIONS`] times; a walk still ending early after
+    /// that is incomplete and the pass fails. Repositories that stay
+    /// missing are then deleted only when the registry confirms it
+    /// ([`confirm::confirm_deletions`]).
     pub fn begin(&self, registry_id: i64) -> anyhow::Result<Walk> {
         let requests_before = self.registry.requests_made();
         let mark = crate::store::now_ms();
         let snapshot = self.snapshot(registry_id)?;
-        let catalog = self
+        let mut catalog = self
             .registry
             .catalog()
             .context("walking the registry catalog")?;
+        if deletes(self.options.strategy) == Deletes::Missing {
+            let mut continuations = 0;
+            while let Some(last) = ended_early(&catalog, &snapshot) {
+                if continuations == CATALOG_CONTINUATIONS {
+                    anyhow::bail!(
+                        "walking the registry catalog: it ended early {} times in a row (the \
+                         database knows repositories after {}); nothing was written",
+                        continuations + 1,
+                        last.unwrap_or("the start")
+                    );
+                }
+                continuations += 1;
+                let more = self.registry.catalog_after(last).with_context(|| {
+                    format!(
+                        "walking the registry catalog again after {}",
+                        last.unwrap_or("the start")
+                    )
+                })?;
+                // A registry that ignores `last` answers names seen already.
+                let seen: std::collections::HashSet<&String> = catalog.iter().collect();
+                let more: Vec<String> = more
+                    .into_iter()
+                    .filter(|name| !seen.contains(name))
+                    .collect();
+                if more.is_empty() {
+                    break;
+                }
+                log::warn!(
+                    "the registry catalog ended early after {}; asked again, it went on with {} \
+                     more repositories",
+                    last.unwrap_or("the start"),
+                    more.len()
+                );
+                catalog.extend(more);
+            }
+        }
         Ok(Walk {
             registry_id,
             mark,
@@ -249,6 +301,26 @@ impl SyncHandler {
         ))
     }
 
+    /// Asks the registry to confirm every deletion of the plan; a
+    /// repository whose deletion it does not confirm is left as it is
+    /// ([`confirm::confirm_deletions`]). Counts its requests into the walk.
+    pub fn confirm(&self, ctx: &JobContext, walk: &mut Walk, plan: &mut Plan) {
+        let counts = confirm_deletions(&self.registry, plan, &walk.snapshot, &ctx.cancel);
+        if counts.confirmed + counts.refused > 0 {
+            log::info!(
+                "job={} the registry confirmed {} deletions; {} repositories with an \
+                 unconfirmed deletion are left as they are",
+                ctx.job_name,
+                counts.confirmed,
+                counts.refused
+            );
+        }
+        walk.requests = self
+            .registry
+            .requests_made()
+            .saturating_sub(walk.requests_before);
+    }
+
     /// Applies a plan (or prints it on a dry run) after the safety valve.
     pub fn apply(&self, ctx: &JobContext, walk: &Walk, plan: &Plan) -> anyhow::Result<PassCounts> {
         let registry_id = walk.registry_id;
@@ -264,7 +336,10 @@ impl SyncHandler {
             requests: walk.requests,
         };
         for entry in &plan.repositories {
-            if let Action::Skip(plan::SkipReason::Unreadable(cause)) = &entry.action {
+            if let Action::Skip(
+                plan::SkipReason::Unreadable(cause) | plan::SkipReason::Unconfirmed(cause),
+            ) = &entry.action
+            {
                 log::warn!(
                     "job={} left {} as it is: {cause}",
                     ctx.job_name,
@@ -477,6 +552,22 @@ impl SyncHandler {
     }
 }
 
+/// When a catalog walk may have ended early: the database knows a
+/// repository sorting after the last name seen (the registry sorts its
+/// catalog by name). Returns the name to continue after (None: from the
+/// start, the walk saw nothing).
+fn ended_early<'a>(catalog: &'a [String], snapshot: &Snapshot) -> Option<Option<&'a str>> {
+    let last = catalog.last().map(String::as_str);
+    let beyond = match last {
+        Some(last) => snapshot
+            .range::<str, _>((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded))
+            .next()
+            .is_some(),
+        None => !snapshot.is_empty(),
+    };
+    beyond.then_some(last)
+}
+
 /// Why one repository could not be observed.
 struct Failure {
     /// What was being done and the registry's error.
@@ -567,6 +658,22 @@ pub fn tag_write(repository: &str, tag: &str, manifest: &Manifest) -> TagWrite {
     }
 }
 
+/// The first `limit` lines of `text`, with a note of how many were left out.
+fn first_lines(text: &str, limit: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= limit {
+        return text.to_string();
+    }
+    // The summary is the last line: keep it.
+    let mut kept = lines[..limit - 1].join("\n");
+    kept.push_str(&format!(
+        "\n... {} more lines (`--dry-run` prints them all)\n{}",
+        lines.len() - limit,
+        lines[lines.len() - 1]
+    ));
+    kept
+}
+
 /// The writes of one repository's plan, or None when it writes nothing.
 fn repository_sync(entry: &plan::RepositoryPlan) -> Option<RepositorySync> {
     match &entry.action {
@@ -590,109 +697,6 @@ fn repository_sync(entry: &plan::RepositoryPlan) -> Option<RepositorySync> {
         }),
         Action::Skip(_) => None,
     }
-}
-
-/// Progress of the walk: a log line every few seconds and, under `--once`
-/// on a terminal, a bar on stderr.
-struct Progress {
-    job_name: String,
-    total: usize,
-    done: AtomicUsize,
-    started: Instant,
-    last_log: Mutex<Instant>,
-    last_draw: Mutex<Instant>,
-    bar: bool,
-}
-
-impl Progress {
-    fn new(job_name: &str, total: usize, bar: bool) -> Progress {
-        let now = Instant::now();
-        Progress {
-            job_name: job_name.to_string(),
-            total,
-            done: AtomicUsize::new(0),
-            started: now,
-            last_log: Mutex::new(now),
-            last_draw: Mutex::new(now),
-            bar: bar && std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn advance(&self, repositories: usize) {
-        let done = self.done.fetch_add(repositories, Ordering::SeqCst) + repositories;
-        let elapsed = self.started.elapsed();
-        if let Ok(mut last_log) = self.last_log.try_lock() {
-            if last_log.elapsed() >= PROGRESS_LOG_EVERY {
-                *last_log = Instant::now();
-                log::info!(
-                    "job={} {}",
-                    self.job_name,
-                    progress_line(done, self.total, elapsed)
-                );
-            }
-        }
-        if self.bar {
-            if let Ok(mut last_draw) = self.last_draw.try_lock() {
-                if last_draw.elapsed() >= Duration::from_millis(100) || done == self.total {
-                    *last_draw = Instant::now();
-                    eprint!("\r{}", progress_bar(done, self.total, elapsed, 30));
-                }
-            }
-        }
-    }
-
-    fn finish(&self) {
-        let done = self.done.load(Ordering::SeqCst);
-        let elapsed = self.started.elapsed();
-        if self.bar {
-            eprintln!("\r{}", progress_bar(done, self.total, elapsed, 30));
-        }
-        log::info!(
-            "job={} walked {}",
-            self.job_name,
-            progress_line(done, self.total, elapsed)
-        );
-    }
-}
-
-/// The first `limit` lines of `text`, with a note of how many were left out.
-fn first_lines(text: &str, limit: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.len() <= limit {
-        return text.to_string();
-    }
-    // The summary is the last line: keep it.
-    let mut kept = lines[..limit - 1].join("\n");
-    kept.push_str(&format!(
-        "\n... {} more lines (`--dry-run` prints them all)\n{}",
-        lines.len() - limit,
-        lines[lines.len() - 1]
-    ));
-    kept
-}
-
-/// `120/1000 repositories, 40.0/s`.
-fn progress_line(done: usize, total: usize, elapsed: Duration) -> String {
-    let seconds = elapsed.as_secs_f64();
-    let rate = if seconds > 0.0 {
-        done as f64 / seconds
-    } else {
-        0.0
-    };
-    format!("{done}/{total} repositories, {rate:.1}/s")
-}
-
-/// `[#######-------] 120/1000 repositories, 40.0/s`, `width` cells wide.
-fn progress_bar(done: usize, total: usize, elapsed: Duration, width: usize) -> String {
-    let filled = (done.min(total) * width)
-        .checked_div(total)
-        .unwrap_or(width);
-    format!(
-        "[{}{}] {}",
-        "#".repeat(filled),
-        "-".repeat(width - filled),
-        progress_line(done, total, elapsed)
-    )
 }
 
 #[cfg(test)]
@@ -768,26 +772,33 @@ mod tests {
     }
 
     #[test]
+    fn a_walk_ended_early_when_the_database_knows_names_after_its_last() {
+        let snapshot: Snapshot = ["a", "m", "z"]
+            .into_iter()
+            .map(|name| (name.to_string(), BTreeMap::new()))
+            .collect();
+        let walk = |names: &[&str]| {
+            names
+                .iter()
+                .map(|name| name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ended_early(&walk(&["a", "m", "z"]), &snapshot), None);
+        assert_eq!(ended_early(&walk(&["a", "m", "zz"]), &snapshot), None);
+        assert_eq!(ended_early(&walk(&["a", "b"]), &snapshot), Some(Some("b")));
+        // `z` itself is the last name: nothing sorts after it.
+        assert_eq!(ended_early(&walk(&["z"]), &snapshot), None);
+        assert_eq!(ended_early(&[], &snapshot), Some(None));
+        assert_eq!(ended_early(&[], &Snapshot::new()), None);
+    }
+
+    #[test]
     fn long_plans_are_cut_in_logs_but_keep_their_summary() {
         let text = "a\nb\nc\nd\nsummary\n";
         assert_eq!(first_lines(text, 5), text);
         assert_eq!(
             first_lines(text, 3),
             "a\nb\n... 2 more lines (`--dry-run` prints them all)\nsummary"
-        );
-    }
-
-    #[test]
-    fn progress_bar_fills_with_done_repositories() {
-        let elapsed = Duration::from_secs(2);
-        assert_eq!(progress_line(10, 40, elapsed), "10/40 repositories, 5.0/s");
-        assert_eq!(
-            progress_bar(10, 40, elapsed, 8),
-            "[##------] 10/40 repositories, 5.0/s"
-        );
-        assert_eq!(
-            progress_bar(0, 0, elapsed, 4),
-            "[####] 0/0 repositories, 0.0/s"
         );
     }
 }

@@ -302,9 +302,18 @@ impl Client {
     /// Every repository of the catalog, following `Link` pages of
     /// `catalog_page_size` entries.
     pub fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+        self.catalog_after(None)
+    }
+
+    /// The catalog from the first repository sorting after `last` on
+    /// (`?last=`, as a `Link` page continues it), or from the start.
+    pub fn catalog_after(&self, last: Option<&str>) -> Result<Vec<String>, RegistryError> {
         let mut url = self.endpoint("v2/_catalog");
         url.query_pairs_mut()
             .append_pair("n", &self.catalog_page_size.to_string());
+        if let Some(last) = last {
+            url.query_pairs_mut().append_pair("last", last);
+        }
         let mut repositories = Vec::new();
         let mut seen = HashSet::new();
         loop {

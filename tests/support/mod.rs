@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod fault_proxy;
 pub mod postgres;
 pub mod postgres_tls;
 pub mod registry;

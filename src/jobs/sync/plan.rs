@@ -59,6 +59,46 @@ pub enum SkipReason {
     RecentEvents,
     /// The registry could not tell us its tags or manifests (an error).
     Unreadable(String),
+    /// A deletion the plan made was not confirmed by the registry when
+    /// asked again (an error): the registry still serves what looked gone,
+    /// or the confirming request failed.
+    Unconfirmed(String),
+}
+
+/// A deletion a pass asks the registry to confirm before it writes it
+/// ([`Plan::deletions`]): an answer that merely looks empty (a short
+/// catalog page, `tags: null`) must never delete what the registry holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// A tag its repository's list no longer names: confirmed when a
+    /// manifest request for it answers 404 `MANIFEST_UNKNOWN`.
+    Tag {
+        /// Full repository name.
+        repository: String,
+        /// The tag.
+        tag: String,
+    },
+    /// A repository missing from the catalog or listing no tags:
+    /// confirmed when its tag list answers 404 `NAME_UNKNOWN`, or no tags
+    /// again and a manifest request for every tag the database knows
+    /// answers 404.
+    Repository {
+        /// Full repository name.
+        repository: String,
+        /// Its tags in the database.
+        known_tags: Vec<String>,
+    },
+}
+
+impl Deletion {
+    /// The repository the deletion is in.
+    pub fn repository(&self) -> &str {
+        match self {
+            Deletion::Tag { repository, .. } | Deletion::Repository { repository, .. } => {
+                repository
+            }
+        }
+    }
 }
 
 /// A tag whose digest changed.
@@ -252,10 +292,49 @@ impl Plan {
                     totals.tags_deleted += tags;
                 }
                 Action::Skip(SkipReason::RecentEvents) => totals.skipped += 1,
-                Action::Skip(SkipReason::Unreadable(_)) => totals.errors += 1,
+                Action::Skip(SkipReason::Unreadable(_) | SkipReason::Unconfirmed(_)) => {
+                    totals.errors += 1
+                }
             }
         }
         totals
+    }
+
+    /// Every deletion of the plan, in plan order, for the registry to
+    /// confirm before anything is written.
+    pub fn deletions(&self, snapshot: &Snapshot) -> Vec<Deletion> {
+        let mut deletions = Vec::new();
+        for entry in &self.repositories {
+            match &entry.action {
+                Action::Sync(changes) => {
+                    deletions.extend(changes.delete.iter().map(|tag| Deletion::Tag {
+                        repository: entry.repository.clone(),
+                        tag: tag.clone(),
+                    }))
+                }
+                Action::Delete { .. } => deletions.push(Deletion::Repository {
+                    repository: entry.repository.clone(),
+                    known_tags: snapshot
+                        .get(&entry.repository)
+                        .map(|tags| tags.keys().cloned().collect())
+                        .unwrap_or_default(),
+                }),
+                Action::Skip(_) => {}
+            }
+        }
+        deletions
+    }
+
+    /// Leaves `repository` exactly as it is this pass because a deletion
+    /// in it was not confirmed, for `cause`.
+    pub fn refuse(&mut self, repository: &str, cause: String) {
+        if let Some(entry) = self
+            .repositories
+            .iter_mut()
+            .find(|entry| entry.repository == repository)
+        {
+            entry.action = Action::Skip(SkipReason::Unconfirmed(cause));
+        }
     }
 
     /// Whether the plan deletes too much of the database: more than
@@ -329,6 +408,9 @@ impl Plan {
                 }
                 Action::Skip(SkipReason::Unreadable(cause)) => {
                     let _ = writeln!(out, "skip    {name}  (error: {cause})");
+                }
+                Action::Skip(SkipReason::Unconfirmed(cause)) => {
+                    let _ = writeln!(out, "skip    {name}  (deletion not confirmed: {cause})");
                 }
             }
         }
@@ -577,6 +659,53 @@ mod tests {
         assert!(
             matches!(action(&keeping, "app"), Action::Sync(changes) if changes.writes_nothing())
         );
+    }
+
+    #[test]
+    fn every_deletion_is_listed_for_confirmation_and_a_refusal_skips_its_repository() {
+        let known = snapshot(&[
+            ("app", &[("v1", "sha256:a"), ("gone", "sha256:b")]),
+            ("empty", &[("v1", "sha256:c"), ("v2", "sha256:d")]),
+            ("old", &[("v1", "sha256:e")]),
+        ]);
+        let seen = observed(vec![
+            ("app", tags("app", &[("v1", None)])),
+            ("empty", Observed::NoTags),
+        ]);
+        let mut plan = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        assert_eq!(
+            plan.deletions(&known),
+            vec![
+                Deletion::Tag {
+                    repository: "app".into(),
+                    tag: "gone".into()
+                },
+                Deletion::Repository {
+                    repository: "empty".into(),
+                    known_tags: vec!["v1".into(), "v2".into()]
+                },
+                Deletion::Repository {
+                    repository: "old".into(),
+                    known_tags: vec!["v1".into()]
+                },
+            ]
+        );
+        plan.refuse("empty", "the registry still serves empty:v1".into());
+        assert_eq!(
+            action(&plan, "empty"),
+            &Action::Skip(SkipReason::Unconfirmed(
+                "the registry still serves empty:v1".into()
+            ))
+        );
+        let totals = plan.totals();
+        assert_eq!(totals.errors, 1);
+        assert_eq!((totals.tags_deleted, totals.repositories_deleted), (2, 1));
+        assert!(plan.render().contains(
+            "skip    empty  (deletion not confirmed: the registry still serves empty:v1)"
+        ));
+        // A plan that never deletes has nothing to confirm.
+        let keeping = super::plan(&known, &seen, &no_busy(), Deletes::Never);
+        assert!(keeping.deletions(&known).is_empty());
     }
 
     #[test]
