@@ -38,12 +38,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("regkeeper")
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(run_until_signal(config));
+    // The store outlives the runtime: PostgreSQL's synchronous client
+    // blocks on a runtime of its own when a connection closes, which panics
+    // inside an async context (and aborts the process when the pool is
+    // dropped during the runtime's cleanup). The daemon keeps one handle
+    // here and drops it, the last one, after the runtime has shut down.
+    let mut store = None;
+    let result = runtime.block_on(run_until_signal(config, &mut store));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+    drop(store);
     result
 }
 
-async fn run_until_signal(config: Config) -> anyhow::Result<()> {
+async fn run_until_signal(
+    config: Config,
+    keep_store: &mut Option<Arc<dyn crate::store::Store>>,
+) -> anyhow::Result<()> {
     // Signals are caught from the very start, so that a stop request while
     // waiting for the database ends the process cleanly too.
     let mut signals = Signals::new()?;
@@ -64,6 +74,7 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    *keep_store = Some(store.clone());
 
     let registry =
         crate::registry::Client::new(&config.registry).context("building the registry client")?;

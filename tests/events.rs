@@ -193,6 +193,33 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then waits for the daemon to exit: its exit code, or
+    /// 128 + the signal that ended it (an abort is 134).
+    fn terminate(&mut self) -> i32 {
+        use std::os::unix::process::ExitStatusExt as _;
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGTERM) },
+            0,
+            "sending SIGTERM"
+        );
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling the daemon") {
+                return status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the daemon did not exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until the intake answers on `port`.
     fn wait_for_intake(&mut self, port: u16) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -927,8 +954,8 @@ fn two_daemons_on_one_postgres_apply_each_event_once() {
         events_keys: "batch_size = 7\n",
         ..Setup::default()
     };
-    let _first = world.start("first", &setup);
-    let _second = world.start("second", &setup);
+    let mut first = world.start("first", &setup);
+    let mut second = world.start("second", &setup);
     for chunk in stored.chunks(10) {
         store.insert_events(chunk, 1).expect("storing events");
     }
@@ -945,6 +972,15 @@ fn two_daemons_on_one_postgres_apply_each_event_once() {
     });
     assert_eq!(run_counts(&store, "claimed"), 60, "no event claimed twice");
     assert_eq!(run_counts(&store, "applied"), 60);
+    // Daemons on PostgreSQL used to abort (exit 134) after "regkeeper stopped".
+    for daemon in [&mut first, &mut second] {
+        assert_eq!(daemon.terminate(), 0, "its log:\n{}", daemon.log());
+        assert!(
+            daemon.log().contains("regkeeper stopped"),
+            "{}",
+            daemon.log()
+        );
+    }
 }
 
 #[test]

@@ -978,6 +978,29 @@ fn wait_for_run_in_flight(dir: &std::path::Path, job_name: &str) {
 }
 
 #[test]
+fn sigterm_stops_a_daemon_on_postgres_with_exit_0() {
+    // Dropping the PostgreSQL pool inside the async runtime aborted the
+    // process after "regkeeper stopped" (exit 134).
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let database = support::postgres::TestDatabase::create();
+    let jobs = "[jobs.registry-events]\nhandler = \"events\"\nschedule = \"* * * * * *\"\n";
+    let config = daemon_config(dir.path(), "http://127.0.0.1:9", "30s", jobs).replace(
+        &format!("sqlite://{}", dir.path().join("regkeeper.db").display()),
+        database.url(),
+    );
+    let mut daemon = DaemonProcess::start(dir.path(), &config);
+    daemon.wait_for_log("regkeeper running");
+    daemon.wait_for_log("finished: outcome=ok");
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(), 0, "its log:\n{}", daemon.log());
+    assert!(
+        daemon.log().contains("regkeeper stopped"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
 fn grace_period_deadline_through_the_binary_cancels_and_exits_0() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (_registry, registry_url) = silent_registry();
