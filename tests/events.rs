@@ -652,7 +652,7 @@ fn a_daemon_killed_between_claim_and_completion_is_taken_over_after_the_lease() 
 }
 
 #[test]
-fn events_are_retried_with_backoff_while_the_registry_is_down() {
+fn events_wait_for_a_registry_that_is_down_without_using_up_their_attempts() {
     let mut registry = TestRegistry::anonymous();
     let images: Vec<PushedImage> = (0..3)
         .map(|index| registry.push_image(&format!("ns/app{index}"), "1.0"))
@@ -673,13 +673,25 @@ fn events_are_retried_with_backoff_while_the_registry_is_down() {
         ..Setup::default()
     };
     let _daemon = world.start("daemon", &setup);
-    wait_until("every event was tried at least three times", || {
-        events(&store).iter().all(|event| event.attempts >= 3)
+    // The first run's three fetches fail and use an attempt each; by then
+    // the client has seen enough failures to call the registry unreachable,
+    // and from the next run on the events are put back without using one.
+    wait_until("three runs found the registry unreachable", || {
+        store
+            .recent_runs("registry-events", 1000)
+            .expect("reading runs")
+            .iter()
+            .filter(|run| {
+                run.error
+                    .as_deref()
+                    .is_some_and(|error| error.starts_with("registry unreachable: "))
+            })
+            .count()
+            >= 3
     });
     for event in events(&store) {
-        assert_ne!(event.status, 3, "failed before max_attempts: {event:?}");
-        let error = event.last_error.clone().unwrap_or_default();
-        assert!(error.contains("fetching manifest"), "{error}");
+        assert_ne!(event.status, 3, "failed during the outage: {event:?}");
+        assert!(event.attempts <= 1, "an outage used up attempts: {event:?}");
     }
     registry.restart();
     let host = host_of(&registry.url);
@@ -698,6 +710,51 @@ fn events_are_retried_with_backoff_while_the_registry_is_down() {
         );
     }
     assert_eq!(run_counts(&store, "failed"), 0);
+}
+
+#[test]
+fn a_thousand_events_cost_nothing_when_the_registry_is_stopped() {
+    let mut registry = TestRegistry::anonymous();
+    let repositories: Vec<String> = (0..100).map(|n| format!("ns/app{n:03}")).collect();
+    let tag_names: Vec<String> = (0..10).map(|n| format!("v{n}")).collect();
+    let digests = registry.write_images_on_disk(&repositories, &tag_names);
+    let world = World::sqlite();
+    let store = world.database.store();
+    let mut stored = Vec::new();
+    for (index, digest) in digests.iter().enumerate() {
+        let repository = &repositories[index / tag_names.len()];
+        let tag = &tag_names[index % tag_names.len()];
+        let id = format!("thousand-{index}");
+        let data = serde_json::json!({
+            "id": id, "timestamp": "2026-01-02T03:04:05Z", "action": "push",
+            "target": {"mediaType": OCI_MANIFEST, "digest": digest, "repository": repository, "tag": tag},
+        });
+        stored.push(raw_event(&id, repository, &data.to_string()));
+    }
+    store.insert_events(&stored, 1).expect("storing events");
+    registry.stop();
+    let setup = Setup {
+        registry_url: registry.url.clone(),
+        events_keys: "batch_size = 500\n",
+        ..Setup::default()
+    };
+    let (code, output) = world.once("once", &setup, &[]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("registry unreachable"), "{output}");
+    let all = events(&store);
+    assert_eq!(all.len(), 1000);
+    let used: i64 = all.iter().map(|event| event.attempts).sum();
+    // At most the few fetches that opened the breaker used an attempt.
+    assert!(used <= 8, "the outage used {used} attempts: {output}");
+    assert!(all.iter().all(|event| event.status != 3), "none failed");
+    registry.restart();
+    let (code, output) = world.once("once", &setup, &[]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        events(&store).iter().all(|event| event.status == 0),
+        "{output}"
+    );
+    assert_eq!(tags(&store, &host_of(&registry.url)).len(), 1000);
 }
 
 fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {

@@ -396,3 +396,84 @@ fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds_on_sqlite()
 fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds_on_postgres() {
     mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds(Db::Postgres);
 }
+
+// ---------------------------------------------------------------------------
+// A registry that goes away in the middle of a pass of 1,000 tags.
+
+#[test]
+fn a_pass_stops_soon_after_its_registry_is_stopped_and_deletes_nothing() {
+    let mut registry = TestRegistry::anonymous();
+    registry.write_images_on_disk(&names("ns/r", 100), &names("t", 10));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("sqlite");
+    let sql = SqlStore::new(Box::new(backend));
+    sql.migrate().expect("migrating");
+    let store: Arc<dyn Store> = Arc::new(sql);
+    let client = Arc::new(
+        regkeeper::registry::Client::new(&registry.client_config()).expect("registry client"),
+    );
+    let text = format!(
+        "[database]\nurl = \"sqlite://unused.db\"\n[registry]\nurl = \"{}\"\n\
+         [jobs.sync]\nhandler = \"sync\"\nschedule = \"0 0 * * * *\"\nstrategy = \"update-delete\"\n",
+        registry.url
+    );
+    let config: Config =
+        regkeeper::config::parse(&text, std::path::Path::new("sync.toml")).expect("config");
+    let job = config.jobs[0].clone();
+    let resources = Resources {
+        config: Arc::new(config),
+        store: store.clone(),
+        registry: client.clone(),
+    };
+    ok(&run_once(&job, &resources, Trigger::Once, RunOptions::default()).expect("run_once"));
+    let registry_id = store
+        .ensure_registry(&format!("127.0.0.1:{}", registry.port))
+        .expect("registry row");
+    let before = store.tags(registry_id, None).expect("tags").len();
+    assert_eq!(before, 1000);
+
+    let started_requests = client.requests_made();
+    let pass = {
+        let job = job.clone();
+        let resources = Resources {
+            config: resources.config.clone(),
+            store: store.clone(),
+            registry: client.clone(),
+        };
+        std::thread::spawn(move || {
+            run_once(&job, &resources, Trigger::Once, RunOptions::default()).expect("run_once")
+        })
+    };
+    // Stop the registry once the pass is well under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while client.requests_made() < started_requests + 300 && !pass.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pass never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    registry.stop();
+    let stopped = std::time::Instant::now();
+    let sent_at_stop = client.requests_made();
+    let report = pass.join().expect("the pass thread");
+    let after_stop = stopped.elapsed();
+    let sent_after_stop = client.requests_made() - sent_at_stop;
+    println!(
+        "the pass ended {after_stop:?} after the registry stopped, having sent {sent_after_stop} \
+         more requests; {} were not sent",
+        client.requests_refused()
+    );
+    assert_eq!(report.outcome, RunOutcome::Failed, "{:?}", report.result);
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.starts_with("registry unreachable: "), "{error}");
+    assert!(error.contains("requests were not sent"), "{error}");
+    // Without the breaker every remaining request (about 700) was tried
+    // three times.
+    assert!(
+        sent_after_stop < 100,
+        "{sent_after_stop} requests after the stop: {error}"
+    );
+    assert!(client.requests_refused() > 0);
+    assert_eq!(store.tags(registry_id, None).expect("tags").len(), before);
+}

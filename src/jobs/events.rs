@@ -218,6 +218,13 @@ pub enum Failure {
         /// What went wrong.
         error: String,
     },
+    /// The registry is unreachable (the client's breaker opened): the event
+    /// is put back without using an attempt, and the run stops, so that an
+    /// outage costs the events nothing.
+    Unreachable {
+        /// What went wrong.
+        error: String,
+    },
 }
 
 /// Sorts a registry error into transient or permanent.
@@ -356,6 +363,7 @@ impl EventsHandler {
         let mut applied: Vec<(AppliedEvent, &ClaimedEvent)> = Vec::new();
         let mut held_back: HashSet<String> = HashSet::new();
         let mut released = Vec::new();
+        let mut unreachable: Option<&str> = None;
         for item in &pending {
             let repository = &item.claimed.repository;
             if held_back.contains(repository) {
@@ -392,6 +400,11 @@ impl EventsHandler {
                         held_back.insert(repository.clone());
                     }
                 }
+                Err(Failure::Unreachable { error }) => {
+                    released.push(item.claimed.id);
+                    held_back.insert(repository.clone());
+                    unreachable.get_or_insert(error);
+                }
             }
         }
         self.write_applied(ctx, registry_id, &applied, outcome)?;
@@ -399,6 +412,13 @@ impl EventsHandler {
             self.store
                 .release_events(&released, &ctx.claimant)
                 .context("releasing events held back behind an earlier event")?;
+        }
+        if let Some(error) = unreachable {
+            anyhow::bail!(
+                "registry unreachable: {} events wait for it and were put back without using an \
+                 attempt ({error})",
+                released.len()
+            );
         }
         Ok(())
     }
@@ -532,6 +552,7 @@ impl EventsHandler {
         let results: HashMap<(String, String), Result<Manifest, RegistryError>> =
             wanted.iter().cloned().zip(fetched).collect();
         outcome.add("manifests_fetched", wanted.len() as i64);
+        let unreachable = self.registry.is_unreachable();
         for item in pending.iter_mut() {
             let Ok(Plan::Fetch {
                 repository,
@@ -546,6 +567,11 @@ impl EventsHandler {
                 Some(Ok(manifest)) => Ok(Plan::Apply(EventEffect::Upsert(write_from_manifest(
                     repository, tag, digest, manifest,
                 )))),
+                Some(Err(error @ RegistryError::Transport(_))) if unreachable => {
+                    Err(Failure::Unreachable {
+                        error: format!("{context}: {error}"),
+                    })
+                }
                 Some(Err(error)) => Err(failure_from_registry(&context, error)),
                 None => Err(Failure::Transient {
                     error: format!("{context}: no answer"),

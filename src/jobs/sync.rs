@@ -198,6 +198,7 @@ pub struct Walk {
     /// Registry requests made so far.
     pub requests: u64,
     requests_before: u64,
+    refused_before: u64,
 }
 
 impl SyncHandler {
@@ -231,6 +232,7 @@ impl SyncHandler {
     /// ([`confirm::confirm_deletions`]).
     pub fn begin(&self, registry_id: i64) -> anyhow::Result<Walk> {
         let requests_before = self.registry.requests_made();
+        let refused_before = self.registry.requests_refused();
         let mark = crate::store::now_ms();
         let snapshot = self.snapshot(registry_id)?;
         let mut catalog = self
@@ -284,6 +286,7 @@ impl SyncHandler {
                 .requests_made()
                 .saturating_sub(requests_before),
             requests_before,
+            refused_before,
         })
     }
 
@@ -543,9 +546,14 @@ impl SyncHandler {
             .requests_made()
             .saturating_sub(walk.requests_before);
         if let (count, Some(first)) = unreachable {
+            let not_sent = self
+                .registry
+                .requests_refused()
+                .saturating_sub(walk.refused_before);
             anyhow::bail!(
-                "the registry stopped answering during the pass ({count} repositories could not be read; \
-                 first: {first}); nothing was written"
+                "registry unreachable: the registry stopped answering during the pass ({count} \
+                 repositories could not be read, {not_sent} requests were not sent; first: \
+                 {first}); nothing was written"
             );
         }
         Ok(())

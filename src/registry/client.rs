@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use rand::Rng as _;
 
 use super::auth::{self, Credentials, Scheme, TokenCache};
+use super::breaker::Breaker;
 use super::manifest::{self, Manifest, ManifestHead};
 use super::parse::{self, Challenge, TokenGrant};
 use super::{RegistryError, MANIFEST_MEDIA_TYPES};
@@ -129,6 +130,9 @@ pub struct Client {
     scheme: Mutex<Scheme>,
     tokens: Mutex<TokenCache>,
     requests: AtomicU64,
+    /// Requests not sent because the breaker was open.
+    refused: AtomicU64,
+    breaker: Breaker,
     open: AtomicBool,
     /// The registry answered a manifest HEAD of a tag without
     /// `Docker-Content-Digest`: tags are read with GET from then on.
@@ -193,6 +197,8 @@ impl Client {
             scheme: Mutex::new(Scheme::Unknown),
             tokens: Mutex::new(TokenCache::default()),
             requests: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            breaker: Breaker::default(),
             open: AtomicBool::new(false),
             omits_digest_header: AtomicBool::new(false),
         })
@@ -217,6 +223,19 @@ impl Client {
     /// HTTP requests sent so far (registry and token realm, retries included).
     pub fn requests_made(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests not sent so far because the registry was unreachable (the
+    /// client's circuit breaker, see `breaker.rs`, was open).
+    pub fn requests_refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether the registry stopped answering as far as this client knows:
+    /// requests failed in a row until the breaker opened, and no answer
+    /// has come since.
+    pub fn is_unreachable(&self) -> bool {
+        self.breaker.tripped()
     }
 
     /// Applies `f` to every item on at most `concurrency` threads and returns
@@ -680,6 +699,10 @@ impl Client {
         accept: Option<&str>,
         authorization: Option<&str>,
     ) -> Result<Answer, RegistryError> {
+        if let Err(refusal) = self.breaker.admit(Instant::now()) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(RegistryError::Transport(refusal));
+        }
         let mut attempt = 1;
         loop {
             let result = self.send_once(method, url, accept, authorization);
@@ -688,15 +711,18 @@ impl Client {
                     .header("retry-after")
                     .and_then(|value| parse::parse_retry_after(value, SystemTime::now())),
                 Err(failure) if failure.retryable => None,
-                _ => return result.map_err(|failure| failure.error),
+                _ => return self.settle(result),
             };
-            if method == Method::Delete || attempt >= self.retry.attempts {
-                return result.map_err(|failure| failure.error);
+            // Another request found the registry gone meanwhile: do not
+            // keep retrying this one.
+            if method == Method::Delete
+                || attempt >= self.retry.attempts
+                || self.breaker.is_open(Instant::now())
+            {
+                return self.settle(result);
             }
             let delay = match retry_after {
-                Some(after) if after > self.retry.max_retry_after => {
-                    return result.map_err(|failure| failure.error)
-                }
+                Some(after) if after > self.retry.max_retry_after => return self.settle(result),
                 Some(after) => after,
                 None => self.retry.backoff(attempt),
             };
@@ -712,6 +738,24 @@ impl Client {
             std::thread::sleep(delay);
             attempt += 1;
         }
+    }
+
+    /// The last attempt's result, told to the breaker: an answer below 500
+    /// proves the registry alive, a 5xx or a retryable transport failure
+    /// counts against it.
+    fn settle(&self, result: Result<Answer, SendFailure>) -> Result<Answer, RegistryError> {
+        match &result {
+            Ok(answer) if answer.status < 500 => self.breaker.succeeded(),
+            Ok(answer) => self.breaker.failed(
+                Instant::now(),
+                &format!("HTTP {} from {}", answer.status, answer.url.path()),
+            ),
+            Err(failure) if failure.retryable => self
+                .breaker
+                .failed(Instant::now(), &failure.error.to_string()),
+            Err(_) => {}
+        }
+        result.map_err(|failure| failure.error)
     }
 
     fn send_once(

@@ -1,6 +1,7 @@
 //! The registry client: the Docker Registry HTTP API v2 and OCI distribution.
 //! Only this folder touches ureq. `client.rs` does HTTP (retries, timeouts,
-//! TLS); `auth.rs` answers challenges (Basic, Bearer tokens with a per-scope
+//! TLS); `breaker.rs` stops asking a registry that stopped answering;
+//! `auth.rs` answers challenges (Basic, Bearer tokens with a per-scope
 //! cache); `parse.rs` and `manifest.rs` are pure parsers of headers, error
 //! bodies and manifests, unit tested on literal inputs.
 
@@ -8,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub mod auth;
+mod breaker;
 mod client;
 pub mod manifest;
 pub mod parse;
