@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 
+use super::position::line_column;
 use super::*;
 
 const REGISTRY: &str = "[registry]\nurl = \"http://127.0.0.1:5000\"\n";
