@@ -498,6 +498,21 @@ fn a_password_in_the_database_url_moves_out_of_the_url() {
 }
 
 #[test]
+fn a_database_password_with_percent_a_before_a_multibyte_character_is_kept_as_written() {
+    // `%a` is no escape: the password is the text as written, `é` included.
+    let config = parse_ok(&format!(
+        "[database]\nurl = \"postgres://u:%aé@h/db\"\n{REGISTRY}"
+    ));
+    match &config.database {
+        Database::Postgres { url, password, .. } => {
+            assert_eq!(url, "postgres://u@h/db");
+            assert_eq!(password.as_deref(), Some("%aé"));
+        }
+        other => panic!("not postgres: {other:?}"),
+    }
+}
+
+#[test]
 fn environment_overrides() {
     let text = "[database]\nurl = \"sqlite://file.db\"\n[registry]\nurl = \"http://r:5000\"\nusername = \"u\"\npassword = \"inline\"\n";
     let config = parse_env(

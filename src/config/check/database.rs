@@ -130,21 +130,29 @@ fn redact_userinfo(url: &str) -> String {
     }
 }
 
-/// Decodes `%XX` escapes of a URL component.
+/// Decodes `%XX` escapes of a URL component (`+` stays `+`, as in libpq).
+/// A `%` not followed by two hex digits stays as written; bytes that are
+/// not UTF-8 become U+FFFD.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' && index + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[index + 1..index + 3], 16) {
-                decoded.push(byte);
-                index += 3;
-                continue;
-            }
-        }
-        decoded.push(bytes[index]);
-        index += 1;
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decode_keeps_an_escape_cut_by_a_multibyte_character_instead_of_panicking() {
+        // `%a` then `é`: the hand-written decoder sliced the text inside
+        // `é` and panicked.
+        assert_eq!(percent_decode("%aé"), "%aé");
+        // Escapes of two hex digits decode as before, lossily where the
+        // bytes are not UTF-8; anything else stays as written.
+        assert_eq!(percent_decode("s%40cret%2Fx+y"), "s@cret/x+y");
+        assert_eq!(percent_decode("%C3%A9%ff"), "é\u{fffd}");
+        assert_eq!(percent_decode("50%off%4"), "50%off%4");
+        assert_eq!(percent_decode("%+41"), "%+41");
     }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
