@@ -2,7 +2,7 @@
 //! validated, once: the serde mirror knows no rules, the checks know no I/O,
 //! and only loading touches files and the environment. Errors name the
 //! file, line and column, the section or job, and the value. Loading never
-//! writes files.
+//! writes files. Nothing here opens a connection or imports the store.
 //!
 //! - `model.rs`: the validated types ([`Config`], [`Database`],
 //!   [`JobConfig`], [`HandlerConfig`] and the handlers' options, the
@@ -15,6 +15,9 @@
 //!   per section.
 //! - `position.rs`: which table and key a byte offset of the text falls in,
 //!   and its line and column.
+//! - `postgres_url.rs`: PostgreSQL URLs, pure: the TLS parameters taken out
+//!   and validated (`split_url`), secrets hidden for messages
+//!   (`redact_url`); shared with the store, which connects.
 //! - `tests.rs` (every valid form, every error message as a literal) and
 //!   `properties.rs` (a hostile value for every known key).
 
@@ -22,6 +25,7 @@ mod check;
 mod load;
 mod model;
 mod position;
+pub(crate) mod postgres_url;
 pub mod raw;
 
 pub use load::{

@@ -78,7 +78,7 @@ impl std::fmt::Debug for Database {
             } => f
                 .debug_struct("Postgres")
                 // A `?password=` parameter stays in the url: hide it too.
-                .field("url", &crate::store::postgres::redact_url(url))
+                .field("url", &super::postgres_url::redact_url(url))
                 .field("password", &password.as_ref().map(|_| "<redacted>"))
                 .field("pool_size", pool_size)
                 .finish(),

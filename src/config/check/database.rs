@@ -8,6 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{Checker, Positive, Scope};
+use crate::config::postgres_url::{percent_decode, split_url};
 use crate::config::raw::RawDatabase;
 use crate::config::{Database, ENV_DATABASE_PASSWORD, ENV_DATABASE_URL};
 
@@ -88,8 +89,7 @@ impl Checker<'_> {
         }
         // TLS parameters are checked here so that `regkeeper check` finds
         // them; the files they name are read when connecting.
-        crate::store::postgres_tls::split_url(url_text)
-            .map_err(|error| fail(format!("url: {error:#}")))?;
+        split_url(url_text).map_err(|error| fail(format!("url: {error:#}")))?;
         let mut password = url.password().map(percent_decode);
         // The password never stays in the URL, which is logged.
         let _ = url.set_password(None);
@@ -127,32 +127,5 @@ fn redact_userinfo(url: &str) -> String {
             &rest[at..]
         ),
         None => url.to_string(),
-    }
-}
-
-/// Decodes `%XX` escapes of a URL component (`+` stays `+`, as in libpq).
-/// A `%` not followed by two hex digits stays as written; bytes that are
-/// not UTF-8 become U+FFFD.
-fn percent_decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn percent_decode_keeps_an_escape_cut_by_a_multibyte_character_instead_of_panicking() {
-        // `%a` then `é`: the hand-written decoder sliced the text inside
-        // `é` and panicked.
-        assert_eq!(percent_decode("%aé"), "%aé");
-        // Escapes of two hex digits decode as before, lossily where the
-        // bytes are not UTF-8; anything else stays as written.
-        assert_eq!(percent_decode("s%40cret%2Fx+y"), "s@cret/x+y");
-        assert_eq!(percent_decode("%C3%A9%ff"), "é\u{fffd}");
-        assert_eq!(percent_decode("50%off%4"), "50%off%4");
-        assert_eq!(percent_decode("%+41"), "%+41");
     }
 }
