@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What a secret is shown as in `Debug` output and messages.
+pub(super) const REDACTED: &str = "<redacted>";
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -79,7 +82,7 @@ impl std::fmt::Debug for Database {
                 .debug_struct("Postgres")
                 // A `?password=` parameter stays in the url: hide it too.
                 .field("url", &super::postgres_url::redact_url(url))
-                .field("password", &password.as_ref().map(|_| "<redacted>"))
+                .field("password", &password.as_ref().map(|_| REDACTED))
                 .field("pool_size", pool_size)
                 .finish(),
         }
@@ -112,7 +115,7 @@ impl std::fmt::Debug for RegistryConfig {
         f.debug_struct("RegistryConfig")
             .field("url", &self.url.as_str())
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
             .field("ca_file", &self.ca_file)
             .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
             .field("timeout", &self.timeout)
@@ -139,7 +142,7 @@ impl std::fmt::Debug for NotificationsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NotificationsConfig")
             .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("body_limit", &self.body_limit)
             .finish()
@@ -391,8 +394,8 @@ impl std::fmt::Debug for ScannerConfig {
             .field("server", &self.server.as_ref().map(url::Url::as_str))
             .field("timeout", &self.timeout)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
             .field("file", &self.file)
             .finish()
     }

@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+use super::model::REDACTED;
+
 /// The URL parameters read here; the driver never sees them.
 const TLS_PARAMETERS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
@@ -195,45 +197,69 @@ pub(super) fn percent_decode(text: &str) -> String {
 /// URL parameters whose values are secrets.
 const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
 
-/// A PostgreSQL URL with any password replaced by `***`, for messages. The
-/// other parameters stay exactly as written.
+/// A database URL for messages and `Debug` output: the password of
+/// `scheme://user:password@host` and the values of the `password` and
+/// `sslpassword` parameters replaced by `<redacted>`, everything else
+/// exactly as written. Any text will do, a URL the url crate refuses
+/// included, so that an error about a bad URL can show it; a key/value
+/// connection string (`host=db password=...`) has its `password=` hidden.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            if let Some(query) = parsed.query() {
-                let redacted = query
-                    .split('&')
-                    .map(|segment| match segment.split_once('=') {
-                        Some((key, _))
-                            if SECRET_PARAMETERS.contains(
-                                &percent_encoding::percent_decode_str(key)
-                                    .decode_utf8_lossy()
-                                    .as_ref(),
-                            ) =>
-                        {
-                            format!("{key}=***")
-                        }
-                        _ => segment.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("&");
-                parsed.set_query(Some(&redacted));
-            }
-            parsed.to_string()
+    let Some(scheme_end) = url.find("://") else {
+        return redact_key_values(url);
+    };
+    let (scheme, rest) = url.split_at(scheme_end + 3);
+    // The user information ends at the authority's last `@`, as the url
+    // crate reads it. In a URL it refuses, a password may hold a `/` or a
+    // `?`: there the last `@` anywhere ends it, so that none of it shows.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = match rest[..authority_end].rfind('@') {
+        Some(at) => Some(at),
+        None if url::Url::parse(url).is_err() => rest.rfind('@'),
+        None => None,
+    };
+    let (userinfo, after_userinfo) = rest.split_at(at.unwrap_or(0));
+    let userinfo = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:{REDACTED}"),
+        None => userinfo.to_string(),
+    };
+    let after_userinfo = match after_userinfo.split_once('?') {
+        Some((before_query, query_and_fragment)) => {
+            let (query, fragment) = query_and_fragment.split_at(
+                query_and_fragment
+                    .find('#')
+                    .unwrap_or(query_and_fragment.len()),
+            );
+            format!("{before_query}?{}{fragment}", redact_parameters(query))
         }
-        // Key/value connection strings: hide `password=...`.
-        Err(_) => url
-            .split_whitespace()
-            .map(|part| match part.split_once('=') {
-                Some((key, _)) if SECRET_PARAMETERS.contains(&key) => format!("{key}=***"),
-                _ => part.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
+        None => after_userinfo.to_string(),
+    };
+    format!("{scheme}{userinfo}{after_userinfo}")
+}
+
+/// A URL query with the values of [`SECRET_PARAMETERS`] redacted, the rest
+/// as written.
+fn redact_parameters(query: &str) -> String {
+    query
+        .split('&')
+        .map(|segment| match segment.split_once('=') {
+            Some((key, _)) if SECRET_PARAMETERS.contains(&percent_decode(key).as_str()) => {
+                format!("{key}={REDACTED}")
+            }
+            _ => segment.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A key/value connection string with `password=...` redacted.
+fn redact_key_values(text: &str) -> String {
+    text.split_whitespace()
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) if SECRET_PARAMETERS.contains(&key) => format!("{key}={REDACTED}"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -276,21 +302,45 @@ mod tests {
     fn redacts_passwords_in_urls() {
         assert_eq!(
             redact_url("postgres://app:secret@db:5432/reg"),
-            "postgres://app:***@db:5432/reg"
+            "postgres://app:<redacted>@db:5432/reg"
         );
         assert_eq!(
             redact_url("postgres://app@db/reg?password=secret&sslmode=disable"),
-            "postgres://app@db/reg?password=***&sslmode=disable"
+            "postgres://app@db/reg?password=<redacted>&sslmode=disable"
         );
         assert_eq!(redact_url("postgres://app@db/reg"), "postgres://app@db/reg");
         // The other parameters stay as written (a path is not re-encoded).
         assert_eq!(
             redact_url("postgres://app:secret@db/reg?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=s"),
-            "postgres://app:***@db/reg?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=***"
+            "postgres://app:<redacted>@db/reg?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=<redacted>"
         );
         assert_eq!(
             redact_url("host=db password=secret user=app"),
-            "host=db password=*** user=app"
+            "host=db password=<redacted> user=app"
+        );
+    }
+
+    #[test]
+    fn redact_url_keeps_a_valid_url_as_written_and_hides_all_of_a_refused_urls_password() {
+        // Valid: the user information is the authority's, as the url crate
+        // reads it; an `@` further on is no password.
+        assert_eq!(
+            redact_url("postgres://db:5432/reg?application_name=me@host"),
+            "postgres://db:5432/reg?application_name=me@host"
+        );
+        assert_eq!(
+            redact_url("postgresql://app:p%40ss@db/reg?Password=kept&%70assword=x#f"),
+            "postgresql://app:<redacted>@db/reg?Password=kept&%70assword=<redacted>#f"
+        );
+        // Refused by the url crate (a `/` or `?` in the password): the last
+        // `@` ends the password, so none of it shows.
+        assert_eq!(
+            redact_url("postgres://app:pa/ss@db/reg"),
+            "postgres://app:<redacted>@db/reg"
+        );
+        assert_eq!(
+            redact_url("mysql://app:pa?ss@db/reg?password=x"),
+            "mysql://app:<redacted>@db/reg?password=<redacted>"
         );
     }
 

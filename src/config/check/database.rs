@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{Checker, Positive, Scope};
-use crate::config::postgres_url::{percent_decode, split_url};
+use crate::config::postgres_url::{percent_decode, redact_url, split_url};
 use crate::config::raw::RawDatabase;
 use crate::config::{Database, ENV_DATABASE_PASSWORD, ENV_DATABASE_URL};
 
@@ -74,7 +74,7 @@ impl Checker<'_> {
                 path: PathBuf::from(file),
             });
         }
-        let redacted = redact_userinfo(url_text);
+        let redacted = redact_url(url_text);
         if !(url_text.starts_with("postgres://") || url_text.starts_with("postgresql://")) {
             return Err(fail(format!(
                 "url: unsupported database url {redacted:?} (expected sqlite://PATH or postgres://USER@HOST:PORT/DB)"
@@ -105,27 +105,5 @@ impl Checker<'_> {
             password,
             pool_size: pool_size as u32,
         })
-    }
-}
-
-/// Replaces the password of `scheme://user:password@host` with `<redacted>`
-/// so that URLs can appear in error messages.
-fn redact_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}{}:<redacted>{}",
-            &url[..scheme_end + 3],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_string(),
     }
 }
