@@ -7,7 +7,7 @@
 //! - `model.rs`: the validated types ([`Config`], [`Database`],
 //!   [`JobConfig`], [`HandlerConfig`] and the handlers' options, the
 //!   scanners) and their `Debug` output, which hides every secret.
-//! - `load.rs`: [`load`] (file, environment, `*_file` secrets), [`parse`]
+//! - `load.rs`: [`load`](load()) (file, environment, `*_file` secrets), [`parse`]
 //!   and [`parse_with_env`] (pure).
 //! - `raw.rs`: the serde mirror of the file (`deny_unknown_fields`,
 //!   positions, `[jobs.NAME]` in file order); no defaults, no logic.

@@ -31,7 +31,7 @@ pub struct Config {
 }
 
 /// The `*_file` keys of secrets, as written. [`parse`](super::parse) only
-/// records them; [`load`](super::load) reads each into its secret unless
+/// records them; [`load`](super::load()) reads each into its secret unless
 /// the environment set it.
 #[derive(Debug, Clone, Default)]
 pub struct SecretFiles {
@@ -377,7 +377,7 @@ pub struct ScannerConfig {
     pub username: Option<String>,
     /// Password for Basic auth; never logged.
     pub password: Option<String>,
-    /// Bearer token, read by [`load`](super::load) from `token_file`; never
+    /// Bearer token, read by [`load`](super::load()) from `token_file`; never
     /// logged.
     pub token: Option<String>,
     /// `token_file` as written.
