@@ -1,6 +1,6 @@
 //! The serde mirror of schedules.toml: every table and key the file may
 //! contain, with `deny_unknown_fields` and `Spanned` positions. No defaults,
-//! no validation and no logic live here; `config/mod.rs` turns this into the
+//! no validation and no logic live here; `check/` turns this into the
 //! validated `Config` once.
 
 use std::fmt;

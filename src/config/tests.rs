@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 
+use super::position::line_column;
 use super::*;
 
 const REGISTRY: &str = "[registry]\nurl = \"http://127.0.0.1:5000\"\n";
@@ -494,6 +495,21 @@ fn a_password_in_the_database_url_moves_out_of_the_url() {
     let shown = format!("{in_query:?}");
     assert!(!shown.contains("qu3ry"), "{shown}");
     assert!(shown.contains("sslmode=require"), "{shown}");
+}
+
+#[test]
+fn a_database_password_with_percent_a_before_a_multibyte_character_is_kept_as_written() {
+    // `%a` is no escape: the password is the text as written, `é` included.
+    let config = parse_ok(&format!(
+        "[database]\nurl = \"postgres://u:%aé@h/db\"\n{REGISTRY}"
+    ));
+    match &config.database {
+        Database::Postgres { url, password, .. } => {
+            assert_eq!(url, "postgres://u@h/db");
+            assert_eq!(password.as_deref(), Some("%aé"));
+        }
+        other => panic!("not postgres: {other:?}"),
+    }
 }
 
 #[test]

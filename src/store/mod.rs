@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::config::postgres_url::redact_url;
+
 pub mod migrations;
 pub mod postgres;
 pub mod postgres_tls;
@@ -904,7 +906,7 @@ fn connect(database: &crate::config::Database) -> anyhow::Result<Box<dyn Backend
 pub fn describe(database: &crate::config::Database) -> String {
     match database {
         crate::config::Database::Sqlite { path } => format!("sqlite://{}", path.display()),
-        crate::config::Database::Postgres { url, .. } => postgres::redact_url(url),
+        crate::config::Database::Postgres { url, .. } => redact_url(url),
     }
 }
 

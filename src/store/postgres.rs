@@ -23,6 +23,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::postgres_tls;
 use super::{one_line, Backend, Conn, Dialect, Row, Value};
+use crate::config::postgres_url::{redact_url, split_url};
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,7 +101,7 @@ impl PostgresBackend {
         let name = redact_url(url);
         let settings_error =
             |error: anyhow::Error| error.context(SettingsError(format!("database url {name}")));
-        let (driver_url, tls_options) = postgres_tls::split_url(url).map_err(settings_error)?;
+        let (driver_url, tls_options) = split_url(url).map_err(settings_error)?;
         let mut config = postgres::Config::from_str(&driver_url)
             .map_err(|error| settings_error(error.into()))?;
         config.ssl_mode(tls_options.driver_mode());
@@ -388,75 +389,4 @@ fn driver_error(error: postgres::Error, doing: &str) -> anyhow::Error {
         message.push_str(&format!(" ({hint})"));
     }
     anyhow::anyhow!(message)
-}
-
-/// URL parameters whose values are secrets.
-const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
-
-/// A PostgreSQL URL with any password replaced by `***`, for messages. The
-/// other parameters stay exactly as written.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            if let Some(query) = parsed.query() {
-                let redacted = query
-                    .split('&')
-                    .map(|segment| match segment.split_once('=') {
-                        Some((key, _))
-                            if SECRET_PARAMETERS.contains(
-                                &percent_encoding::percent_decode_str(key)
-                                    .decode_utf8_lossy()
-                                    .as_ref(),
-                            ) =>
-                        {
-                            format!("{key}=***")
-                        }
-                        _ => segment.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("&");
-                parsed.set_query(Some(&redacted));
-            }
-            parsed.to_string()
-        }
-        // Key/value connection strings: hide `password=...`.
-        Err(_) => url
-            .split_whitespace()
-            .map(|part| match part.split_once('=') {
-                Some((key, _)) if SECRET_PARAMETERS.contains(&key) => format!("{key}=***"),
-                _ => part.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords_in_urls() {
-        assert_eq!(
-            redact_url("postgres://app:secret@db:5432/reg"),
-            "postgres://app:***@db:5432/reg"
-        );
-        assert_eq!(
-            redact_url("postgres://app@db/reg?password=secret&sslmode=disable"),
-            "postgres://app@db/reg?password=***&sslmode=disable"
-        );
-        assert_eq!(redact_url("postgres://app@db/reg"), "postgres://app@db/reg");
-        // The other parameters stay as written (a path is not re-encoded).
-        assert_eq!(
-            redact_url("postgres://app:secret@db/reg?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=s"),
-            "postgres://app:***@db/reg?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=***"
-        );
-        assert_eq!(
-            redact_url("host=db password=secret user=app"),
-            "host=db password=*** user=app"
-        );
-    }
 }

@@ -1,15 +1,15 @@
-//! TLS for PostgreSQL connections, the way libpq does it: the URL's
-//! `sslmode`, `sslrootcert`, `sslcert` and `sslkey` become a rustls client
-//! configuration behind the driver's `MakeTlsConnect`
-//! (tokio-postgres-rustls). [`split_url`] is pure: it takes these
-//! parameters out of the URL (the driver knows only three of the five modes
-//! and none of the files) and validates them, for the configuration check
-//! as well as for connecting. [`TlsOptions::connector`] reads the
-//! certificate files. This file opens no connection, never sees a password
-//! and knows nothing of the domain.
+//! TLS for PostgreSQL connections, the way libpq does it: the
+//! `TlsOptions` that `config::postgres_url::split_url` reads from the
+//! URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` (pure, shared with
+//! the configuration check) become a rustls client configuration behind the
+//! driver's `MakeTlsConnect` (tokio-postgres-rustls): what the server's
+//! certificate is checked for, the driver's own mode (it knows only three of
+//! the five) and `TlsOptions::connector`, which reads the certificate
+//! files. This file opens no connection, never sees a password and knows
+//! nothing of the domain.
 
 use std::error::Error as StdError;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -20,83 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// The URL parameters read here; the driver never sees them.
-const TLS_PARAMETERS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
-
-/// libpq's other TLS parameters: refused by name rather than ignored, so
-/// that nobody believes a certificate revocation list is being checked.
-const UNSUPPORTED_PARAMETERS: [&str; 9] = [
-    "sslcrl",
-    "sslcrldir",
-    "sslpassword",
-    "sslcertmode",
-    "sslsni",
-    "sslcompression",
-    "ssl_min_protocol_version",
-    "ssl_max_protocol_version",
-    "requiressl",
-];
-
-/// `sslmode`: libpq's five values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// Plain connections only.
-    Disable,
-    /// TLS when the server offers it, plain otherwise (the default, as in
-    /// libpq).
-    Prefer,
-    /// TLS or no connection.
-    Require,
-    /// TLS, and the server's certificate chain must lead to a trusted CA.
-    VerifyCa,
-    /// As `VerifyCa`, and the certificate must name the URL's host.
-    VerifyFull,
-}
-
-impl SslMode {
-    fn parse(value: &str) -> anyhow::Result<SslMode> {
-        Ok(match value {
-            "disable" => SslMode::Disable,
-            "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            other => anyhow::bail!(
-                "sslmode: unsupported value {other:?} (expected disable, prefer, require, verify-ca or verify-full)"
-            ),
-        })
-    }
-
-    /// The name as written in a URL.
-    pub fn name(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
-/// Where trusted CA certificates come from (`sslrootcert`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RootCerts {
-    /// `sslrootcert=system`: the system's trusted roots.
-    System,
-    /// `sslrootcert=PATH`: the PEM certificates in that file.
-    File(PathBuf),
-}
-
-/// `sslcert` and `sslkey`: a client certificate (PEM, the chain) and its
-/// unencrypted private key (PEM: PKCS#8, PKCS#1 or SEC1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertificate {
-    /// `sslcert`.
-    pub certificate: PathBuf,
-    /// `sslkey`.
-    pub key: PathBuf,
-}
+use crate::config::postgres_url::{RootCerts, SslMode, TlsOptions};
 
 /// What the server's certificate is checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,69 +34,9 @@ pub enum ServerCheck {
     ChainAndHostName,
 }
 
-/// The TLS settings of a PostgreSQL URL, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// `sslmode` (`prefer` when absent; `verify-full` when absent and
-    /// `sslrootcert=system`).
-    pub mode: SslMode,
-    /// `sslrootcert`.
-    pub root_certs: Option<RootCerts>,
-    /// `sslcert` and `sslkey`.
-    pub client_certificate: Option<ClientCertificate>,
-}
-
+// The options are the configuration's; what they mean for a connection
+// (checks, the driver's mode, the connector) is the store's.
 impl TlsOptions {
-    /// Validates the TLS parameters (each key at most once is not required:
-    /// the last value wins, as in libpq). Empty values count as absent.
-    fn from_parameters(parameters: &[(String, String)]) -> anyhow::Result<TlsOptions> {
-        let value = |key: &str| {
-            parameters
-                .iter()
-                .rev()
-                .find(|(name, _)| name == key)
-                .map(|(_, value)| value.as_str())
-                .filter(|value| !value.is_empty())
-        };
-        let root_certs = value("sslrootcert").map(|root| match root {
-            "system" => RootCerts::System,
-            path => RootCerts::File(PathBuf::from(path)),
-        });
-        let mode = match (value("sslmode"), &root_certs) {
-            (Some(mode), _) => SslMode::parse(mode)?,
-            (None, Some(RootCerts::System)) => SslMode::VerifyFull,
-            (None, _) => SslMode::Prefer,
-        };
-        if root_certs == Some(RootCerts::System) && mode != SslMode::VerifyFull {
-            // As libpq: the system's roots vouch for any host they signed,
-            // so only a host name check makes them mean something.
-            anyhow::bail!(
-                "sslmode: {:?} may not be used with sslrootcert=system (use verify-full)",
-                mode.name()
-            );
-        }
-        if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) && root_certs.is_none() {
-            anyhow::bail!(
-                "sslmode: {} needs sslrootcert=PATH (a PEM file of the CA certificates to trust) or sslrootcert=system",
-                mode.name()
-            );
-        }
-        let client_certificate = match (value("sslcert"), value("sslkey")) {
-            (None, None) => None,
-            (Some(certificate), Some(key)) => Some(ClientCertificate {
-                certificate: PathBuf::from(certificate),
-                key: PathBuf::from(key),
-            }),
-            (Some(_), None) => anyhow::bail!("sslcert: set, but sslkey is not (give both)"),
-            (None, Some(_)) => anyhow::bail!("sslkey: set, but sslcert is not (give both)"),
-        };
-        Ok(TlsOptions {
-            mode,
-            root_certs,
-            client_certificate,
-        })
-    }
-
     /// What the server's certificate is checked for. As in libpq, `prefer`
     /// and `require` check the chain when `sslrootcert` is given.
     pub fn server_check(&self) -> ServerCheck {
@@ -207,7 +71,7 @@ impl TlsOptions {
             (ServerCheck::Nothing, _) => None,
             (_, Some(RootCerts::File(path))) => Some(root_store_from_file(path)?),
             (_, Some(RootCerts::System)) => Some(system_root_store()?),
-            // `from_parameters` refuses a check without roots.
+            // `split_url` refuses a check without roots.
             (_, None) => anyhow::bail!("sslmode: {} needs sslrootcert", self.mode.name()),
         };
         let verifier = CertificateCheck {
@@ -241,46 +105,6 @@ impl TlsOptions {
         };
         Ok(MakeRustlsConnect::new(config))
     }
-}
-
-/// Splits a `postgres://` URL into the URL the driver parses (the TLS
-/// parameters taken out, everything else exactly as written) and the
-/// validated [`TlsOptions`]. Errors name the parameter; libpq's TLS
-/// parameters that regkeeper does not support are errors too.
-pub fn split_url(url: &str) -> anyhow::Result<(String, TlsOptions)> {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, query),
-        None => (url, ""),
-    };
-    let mut kept: Vec<&str> = Vec::new();
-    let mut parameters: Vec<(String, String)> = Vec::new();
-    for segment in query.split('&').filter(|segment| !segment.is_empty()) {
-        let (key, value) = segment.split_once('=').unwrap_or((segment, ""));
-        let key = percent_decode(key);
-        if TLS_PARAMETERS.contains(&key.as_str()) {
-            parameters.push((key, percent_decode(value)));
-        } else if UNSUPPORTED_PARAMETERS.contains(&key.as_str()) {
-            anyhow::bail!(
-                "{key}: not supported (regkeeper reads sslmode, sslrootcert, sslcert and sslkey)"
-            );
-        } else {
-            kept.push(segment);
-        }
-    }
-    let options = TlsOptions::from_parameters(&parameters)?;
-    let driver_url = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((driver_url, options))
-}
-
-/// Decodes `%XX` escapes as libpq does in URL parameters (`+` stays `+`).
-fn percent_decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// The PEM certificates of a file; an error when there are none.
@@ -413,14 +237,13 @@ pub fn handshake_hint(error: &(dyn StdError + 'static)) -> Option<&'static str> 
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::config::postgres_url::{split_url, ClientCertificate};
 
     fn options(url: &str) -> TlsOptions {
         split_url(url).expect("valid url").1
-    }
-
-    fn error(url: &str) -> String {
-        format!("{:#}", split_url(url).expect_err("invalid url"))
     }
 
     #[test]
@@ -486,34 +309,6 @@ mod tests {
         assert_eq!(
             options("postgres://u@db/reg?sslmode=").mode,
             SslMode::Prefer
-        );
-    }
-
-    #[test]
-    fn invalid_tls_parameters_are_errors_naming_the_parameter() {
-        assert_eq!(
-            error("postgres://u@db/reg?sslmode=verify_full"),
-            "sslmode: unsupported value \"verify_full\" (expected disable, prefer, require, verify-ca or verify-full)"
-        );
-        assert!(error("postgres://u@db/reg?sslmode=verify-full")
-            .starts_with("sslmode: verify-full needs sslrootcert=PATH"));
-        assert!(error("postgres://u@db/reg?sslmode=verify-ca")
-            .starts_with("sslmode: verify-ca needs sslrootcert=PATH"));
-        assert_eq!(
-            error("postgres://u@db/reg?sslmode=require&sslrootcert=system"),
-            "sslmode: \"require\" may not be used with sslrootcert=system (use verify-full)"
-        );
-        assert_eq!(
-            error("postgres://u@db/reg?sslcert=c.pem"),
-            "sslcert: set, but sslkey is not (give both)"
-        );
-        assert_eq!(
-            error("postgres://u@db/reg?sslkey=k.pem"),
-            "sslkey: set, but sslcert is not (give both)"
-        );
-        assert!(error("postgres://u@db/reg?sslcrl=crl.pem").starts_with("sslcrl: not supported"));
-        assert!(
-            error("postgres://u@db/reg?sslpassword=x").starts_with("sslpassword: not supported")
         );
     }
 

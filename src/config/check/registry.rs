@@ -1,0 +1,124 @@
+//! `[registry]`: the registry's url (credentials never in it), the
+//! username and its password (inline, `password_file` or
+//! REGKEEPER_REGISTRY_PASSWORD), timeouts and the worker pool.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{Checker, Positive, Scope};
+use crate::config::raw::RawRegistry;
+use crate::config::{RegistryConfig, ENV_REGISTRY_PASSWORD};
+
+impl Checker<'_> {
+    /// `[registry]`: the url, the credentials, timeouts and the worker pool.
+    pub(super) fn registry(
+        &self,
+        raw: Option<&Spanned<RawRegistry>>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<RegistryConfig> {
+        let section = Scope::Section("registry");
+        let Some(raw) = raw else {
+            return Err(self.error(
+                &(0..0),
+                Scope::File,
+                "missing [registry] section (at least url = \"http://HOST:PORT\")",
+            ));
+        };
+        let registry = raw.get_ref();
+        let Some(url_value) = &registry.url else {
+            return Err(self.error(
+                &raw.span(),
+                section,
+                "url is required, e.g. url = \"http://127.0.0.1:5000\"",
+            ));
+        };
+        let url = self.http_url(url_value, section, "url")?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(self.error(
+                &url_value.span(),
+                section,
+                "url: put credentials in username and password, not in the url",
+            ));
+        }
+        let username = registry
+            .username
+            .as_ref()
+            .map(|name| name.get_ref().clone());
+        if let (Some(password), Some(_)) = (&registry.password, &registry.password_file) {
+            return Err(self.error(
+                &password.span(),
+                section,
+                "password and password_file are both set (use one)",
+            ));
+        }
+        let mut password = registry
+            .password
+            .as_ref()
+            .map(|password| password.get_ref().clone());
+        if let Some(from_env) = env(ENV_REGISTRY_PASSWORD) {
+            password = Some(from_env);
+        }
+        if username.is_none() {
+            if let Some(password_value) = &registry.password {
+                return Err(self.error(
+                    &password_value.span(),
+                    section,
+                    "password is set but username is not",
+                ));
+            }
+            if let Some(file) = &registry.password_file {
+                return Err(self.error(
+                    &file.span(),
+                    section,
+                    "password_file is set but username is not",
+                ));
+            }
+            if password.is_some() {
+                return Err(self.error(
+                    &raw.span(),
+                    section,
+                    format!("{ENV_REGISTRY_PASSWORD} is set but username is not"),
+                ));
+            }
+        }
+        let timeout = self.duration_or(
+            registry.timeout.as_ref(),
+            section,
+            "timeout",
+            Duration::from_secs(30),
+            Positive::Yes,
+        )?;
+        let concurrency = self.integer_or(
+            registry.concurrency.as_ref(),
+            section,
+            "concurrency",
+            8,
+            1..=64,
+        )?;
+        let catalog_page_size = self.integer_or(
+            registry.catalog_page_size.as_ref(),
+            section,
+            "catalog_page_size",
+            1000,
+            1..=1000,
+        )?;
+        Ok(RegistryConfig {
+            url,
+            username,
+            password,
+            ca_file: registry
+                .ca_file
+                .as_ref()
+                .map(|file| PathBuf::from(file.get_ref())),
+            insecure_skip_tls_verify: registry
+                .insecure_skip_tls_verify
+                .as_ref()
+                .is_some_and(|skip| *skip.get_ref()),
+            timeout,
+            concurrency: concurrency as usize,
+            catalog_page_size: catalog_page_size as u32,
+        })
+    }
+}

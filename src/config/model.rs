@@ -1,0 +1,402 @@
+//! The validated configuration: real types (parsed cron, `Duration`, URLs,
+//! enums) as the rest of the program uses them, and their `Debug` output,
+//! which never shows a secret. Only types and their defaults live here: no
+//! parsing, no I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a secret is shown as in `Debug` output and messages.
+pub(super) const REDACTED: &str = "<redacted>";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[database]`.
+    pub database: Database,
+    /// `[registry]`.
+    pub registry: RegistryConfig,
+    /// `[notifications]`.
+    pub notifications: NotificationsConfig,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[jobs.NAME]`, in file order.
+    pub jobs: Vec<JobConfig>,
+    /// `[security.NAME]`: the vulnerability scanners, in file order.
+    pub security: Vec<ScannerConfig>,
+    /// Where secrets are read from (`*_file` keys).
+    pub secret_files: SecretFiles,
+}
+
+/// The `*_file` keys of secrets, as written. [`parse`](super::parse) only
+/// records them; [`load`](super::load()) reads each into its secret unless
+/// the environment set it.
+#[derive(Debug, Clone, Default)]
+pub struct SecretFiles {
+    /// `[database] password_file`, into `Database::Postgres::password`.
+    pub database_password: Option<PathBuf>,
+    /// `[registry] password_file`, into `RegistryConfig::password`.
+    pub registry_password: Option<PathBuf>,
+    /// `[notifications] token_file`, into `NotificationsConfig::token`.
+    pub notify_token: Option<PathBuf>,
+}
+
+impl Config {
+    /// The job called `name`, if any.
+    pub fn job(&self, name: &str) -> Option<&JobConfig> {
+        self.jobs.iter().find(|job| job.name == name)
+    }
+}
+
+/// Where the database is.
+#[derive(Clone)]
+pub enum Database {
+    /// `sqlite://PATH` (relative paths are relative to the working directory).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// `postgres://...`.
+    Postgres {
+        /// The URL without password.
+        url: String,
+        /// From REGKEEPER_DATABASE_PASSWORD, `password_file` or the URL;
+        /// never logged.
+        password: Option<String>,
+        /// Connections in the pool.
+        pool_size: u32,
+    },
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            Database::Postgres {
+                url,
+                password,
+                pool_size,
+            } => f
+                .debug_struct("Postgres")
+                // A `?password=` parameter stays in the url: hide it too.
+                .field("url", &super::postgres_url::redact_url(url))
+                .field("password", &password.as_ref().map(|_| REDACTED))
+                .field("pool_size", pool_size)
+                .finish(),
+        }
+    }
+}
+
+/// `[registry]`.
+#[derive(Clone)]
+pub struct RegistryConfig {
+    /// Base URL, e.g. `http://127.0.0.1:5000`.
+    pub url: url::Url,
+    /// User name for Basic or token auth.
+    pub username: Option<String>,
+    /// Password (from `password`, `password_file` or REGKEEPER_REGISTRY_PASSWORD); never logged.
+    pub password: Option<String>,
+    /// Extra CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS verification (explicit opt-in).
+    pub insecure_skip_tls_verify: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Size of the worker pool handlers use for fan-out.
+    pub concurrency: usize,
+    /// `n` for catalog pages (max 1000).
+    pub catalog_page_size: u32,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url.as_str())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
+            .field("catalog_page_size", &self.catalog_page_size)
+            .finish()
+    }
+}
+
+/// `[notifications]`: the intake.
+#[derive(Clone)]
+pub struct NotificationsConfig {
+    /// Address to listen on; None disables the intake.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The exact `Authorization` header value required; never logged.
+    pub token: Option<String>,
+    /// Allow a non-loopback `listen` without a token.
+    pub allow_unauthenticated: bool,
+    /// Largest accepted body.
+    pub body_limit: usize,
+}
+
+impl std::fmt::Debug for NotificationsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationsConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
+}
+
+/// `[daemon]`: process-wide settings.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// How long shutdown waits for runs in flight.
+    pub grace_period: Duration,
+    /// Runs kept per job in `job_runs`.
+    pub keep_runs: usize,
+    /// How long start-up waits for the database.
+    pub database_wait: Duration,
+    /// How often a run in progress renews its heartbeat in `job_runs`.
+    pub heartbeat: Duration,
+    /// How long a run may go without a heartbeat before whoever notices
+    /// records it abandoned (at least [`MIN_HEARTBEATS_PER_EXPIRY`] heartbeats).
+    pub abandon_after: Duration,
+}
+
+/// `abandon_after` is at least this many heartbeats, so that a heartbeat or
+/// two delayed by a busy database never makes a live run look abandoned.
+pub const MIN_HEARTBEATS_PER_EXPIRY: u32 = 3;
+
+/// One `[jobs.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The user's name for the job.
+    pub name: String,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// Disabled jobs are not scheduled but can still run with `--once`.
+    pub enabled: bool,
+    /// A run longer than this is marked timed out.
+    pub timeout: Option<Duration>,
+    /// Random delay up to this added to each scheduled run.
+    pub jitter: Option<Duration>,
+    /// The handler and its own options.
+    pub handler: HandlerConfig,
+}
+
+/// A parsed cron schedule with seconds, in a time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The expression as written.
+    pub expression: String,
+    /// The parsed expression.
+    pub cron: croner::Cron,
+    /// IANA time zone; UTC when absent.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// The handler of a job with its handler-specific keys.
+#[derive(Debug, Clone)]
+pub enum HandlerConfig {
+    /// `events`.
+    Events(EventsOptions),
+    /// `sync`.
+    Sync(SyncOptions),
+    /// `security`.
+    Security(SecurityOptions),
+}
+
+impl HandlerConfig {
+    /// The handler's name as written in `handler = "..."`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HandlerConfig::Events(_) => "events",
+            HandlerConfig::Sync(_) => "sync",
+            HandlerConfig::Security(_) => "security",
+        }
+    }
+}
+
+/// The handlers that exist, as `handler = "..."` names them.
+pub const HANDLERS: [&str; 3] = ["events", "sync", "security"];
+
+/// Keys of an `events` job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsOptions {
+    /// Attempts at one event before it is marked failed.
+    pub max_attempts: u32,
+    /// How long processed events are kept before they are deleted.
+    pub retain_done: Duration,
+    /// How long a claim on a batch of events lasts.
+    pub lease: Duration,
+    /// Events claimed per batch.
+    pub batch_size: u32,
+    /// Delay before the first retry of a failed event; doubles per attempt.
+    pub backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for EventsOptions {
+    fn default() -> EventsOptions {
+        EventsOptions {
+            max_attempts: 10,
+            retain_done: Duration::from_secs(7 * 24 * 3600),
+            lease: Duration::from_secs(5 * 60),
+            batch_size: 500,
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// Sync strategies (Portus's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Only while the database has no repositories; finishes for good.
+    #[default]
+    Initial,
+    /// Once per daemon start; finishes for good.
+    OnStart,
+    /// Every tick, never deletes.
+    Update,
+    /// Every tick, deletes what the registry no longer has.
+    UpdateDelete,
+}
+
+impl Strategy {
+    /// Every strategy, in the order the docs list them.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Initial,
+        Strategy::OnStart,
+        Strategy::Update,
+        Strategy::UpdateDelete,
+    ];
+
+    /// The name as written in `strategy = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Initial => "initial",
+            Strategy::OnStart => "on-start",
+            Strategy::Update => "update",
+            Strategy::UpdateDelete => "update-delete",
+        }
+    }
+}
+
+/// Keys of a `sync` job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOptions {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Largest fraction (0..=1) of the stored tags one pass may delete
+    /// without `--force`.
+    pub max_delete_fraction: f64,
+}
+
+impl Default for SyncOptions {
+    fn default() -> SyncOptions {
+        SyncOptions {
+            strategy: Strategy::Initial,
+            max_delete_fraction: 0.5,
+        }
+    }
+}
+
+/// Keys of a `security` job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityOptions {
+    /// Scan a tag again after this long.
+    pub rescan_after: Duration,
+    /// Tags scanned at once.
+    pub concurrency: usize,
+    /// Attempts at one tag before it is marked failed.
+    pub max_attempts: u32,
+    /// How long a claim on a tag lasts.
+    pub lease: Duration,
+}
+
+impl Default for SecurityOptions {
+    fn default() -> SecurityOptions {
+        SecurityOptions {
+            rescan_after: Duration::from_secs(24 * 3600),
+            concurrency: 2,
+            max_attempts: 5,
+            lease: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Which scanner API a `[security.NAME]` section speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScannerKind {
+    /// `[security.clair]`: the Clair v2 API.
+    Clair,
+    /// `[security.clair4]`: the Clair v4 indexer/matcher API.
+    Clair4,
+    /// `[security.adapter]`: the Harbor scanner-adapter API (e.g. Trivy's adapter).
+    Adapter,
+    /// `[security.fixture]`: reports read from a JSON file (tests, demos).
+    Fixture,
+}
+
+impl ScannerKind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [ScannerKind; 4] = [
+        ScannerKind::Clair,
+        ScannerKind::Clair4,
+        ScannerKind::Adapter,
+        ScannerKind::Fixture,
+    ];
+
+    /// The section name, as in `[security.NAME]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScannerKind::Clair => "clair",
+            ScannerKind::Clair4 => "clair4",
+            ScannerKind::Adapter => "adapter",
+            ScannerKind::Fixture => "fixture",
+        }
+    }
+}
+
+/// One `[security.NAME]` section: a vulnerability scanner.
+#[derive(Clone)]
+pub struct ScannerConfig {
+    /// Which API.
+    pub kind: ScannerKind,
+    /// Whether the security handler uses it.
+    pub enabled: bool,
+    /// Base URL of the scanner (None only for `fixture`).
+    pub server: Option<url::Url>,
+    /// Per-scan timeout.
+    pub timeout: Duration,
+    /// User name for Basic auth.
+    pub username: Option<String>,
+    /// Password for Basic auth; never logged.
+    pub password: Option<String>,
+    /// Bearer token, read by [`load`](super::load()) from `token_file`; never
+    /// logged.
+    pub token: Option<String>,
+    /// `token_file` as written.
+    pub token_file: Option<PathBuf>,
+    /// `fixture`: the JSON file with the reports.
+    pub file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ScannerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScannerConfig")
+            .field("kind", &self.kind)
+            .field("enabled", &self.enabled)
+            .field("server", &self.server.as_ref().map(url::Url::as_str))
+            .field("timeout", &self.timeout)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("file", &self.file)
+            .finish()
+    }
+}
