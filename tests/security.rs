@@ -622,6 +622,109 @@ type FailureCase = (
 );
 
 #[test]
+fn an_unreachable_scanner_is_asked_once_a_pass_and_costs_the_images_nothing() {
+    for db in BOTH {
+        let world = world(db, Auth::Anonymous);
+        for index in 0..20 {
+            world.push(&format!("app{index:02}"), "1");
+        }
+        let down = scanner::build(
+            Kind::Clair,
+            &settings("clair", &unreachable_url(), Duration::from_secs(10)),
+        )
+        .unwrap();
+        let mut policy = options();
+        policy.concurrency = 1;
+        let error = world
+            .handler(vec![down], policy.clone(), at(T0))
+            .run(&world.context("d"))
+            .expect_err("a run whose scanner is down fails");
+        let error = format!("{error:#}");
+        assert!(
+            error.starts_with(
+                "scanner clair unreachable: asked once this pass, 20 images wait for it"
+            ),
+            "{db:?}: {error}"
+        );
+        assert!(error.contains("posting layer"), "{db:?}: {error}");
+        for index in 0..20 {
+            let state = world.state(&format!("app{index:02}"), "1").state;
+            assert_eq!(state.attempts, 0, "{db:?}: no attempt used: {state:?}");
+            assert_eq!(state.scanned, 0, "{db:?}: still to be scanned");
+            assert_eq!(state.last_error, None, "{db:?}");
+        }
+        // Once the scanner is up, the same tags are scanned at once: no
+        // backoff, no lease left behind.
+        let server = ScannerServer::start(Api::Clair);
+        let outcome = world
+            .handler(vec![clair_of(&server)], policy, at(T0 + 1))
+            .run(&world.context("d"))
+            .unwrap();
+        assert_eq!(count(&outcome, "scanned"), 20, "{db:?}: {outcome:?}");
+    }
+}
+
+#[test]
+fn a_stopped_registry_ends_the_pass_and_costs_the_images_nothing() {
+    for db in BOTH {
+        let mut world = world(db, Auth::Anonymous);
+        for index in 0..20 {
+            world.push(&format!("app{index:02}"), "1");
+        }
+        let server = ScannerServer::start(Api::Clair);
+        world.registry.stop();
+        let sent_before = world.client.requests_made();
+        let error = world
+            .handler(vec![clair_of(&server)], options(), at(T0))
+            .run(&world.context("d"))
+            .expect_err("a run whose registry is down fails");
+        let error = format!("{error:#}");
+        assert!(
+            error.starts_with("registry unreachable: "),
+            "{db:?}: {error}"
+        );
+        assert!(error.contains("fetching manifest"), "{db:?}: {error}");
+        assert!(
+            server.requests().is_empty(),
+            "{db:?}: the scanner was not asked"
+        );
+        for index in 0..20 {
+            let state = world.state(&format!("app{index:02}"), "1");
+            assert_eq!(state.state.attempts, 0, "{db:?}: {:?}", state.state);
+            assert_eq!(state.state.scanned, 0, "{db:?}");
+            assert!(
+                state.reports.is_empty(),
+                "{db:?}: no scanner report: {:?}",
+                state.reports
+            );
+        }
+        // The pass stopped at the first images its workers took (two, with
+        // three attempts each) instead of trying all twenty.
+        let sent = world.client.requests_made() - sent_before;
+        assert!(sent <= 6, "{db:?}: {sent} requests to the stopped registry");
+        world.registry.restart();
+        wait_for_registry(&world);
+        let outcome = world
+            .handler(vec![clair_of(&server)], options(), at(T0 + 1))
+            .run(&world.context("d"))
+            .unwrap();
+        assert_eq!(count(&outcome, "scanned"), 20, "{db:?}: {outcome:?}");
+    }
+}
+
+/// Waits until the registry answers the world's client again.
+fn wait_for_registry(world: &World) {
+    let started = std::time::Instant::now();
+    while world.client.catalog().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the registry did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
     let post_fails = |s: &mut support::scanners::Switches| {
         s.fail_submit = Some((
@@ -662,12 +765,6 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done() {
                 "502 Bad Gateway",
             ),
             ("timeout", Box::new(slow), None, "timed out"),
-            (
-                "unreachable",
-                Box::new(|_: &mut support::scanners::Switches| {}),
-                Some("unreachable"),
-                "posting layer",
-            ),
         ];
         for (case, switch, url, expected) in cases {
             let server = ScannerServer::start(Api::Clair);

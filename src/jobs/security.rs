@@ -115,10 +115,10 @@ impl Images for RegistryImages {
             .client
             .manifest(repository, &candidate.digest)
             .map_err(|error| {
-                anyhow::anyhow!(
-                    "fetching manifest {repository}@{}: {error}",
+                anyhow::Error::new(error).context(format!(
+                    "fetching manifest {repository}@{}",
                     candidate.digest
-                )
+                ))
             })?;
         let credential: Arc<dyn PullCredential> = Arc::new(RepositoryCredential {
             client: self.client.clone(),
@@ -147,10 +147,10 @@ impl Images for RegistryImages {
                 .client
                 .manifest(repository, &child.descriptor.digest)
                 .map_err(|error| {
-                    anyhow::anyhow!(
-                        "fetching manifest {repository}@{}: {error}",
+                    anyhow::Error::new(error).context(format!(
+                        "fetching manifest {repository}@{}",
                         child.descriptor.digest
-                    )
+                    ))
                 })?;
             if image.children.is_empty() {
                 targets.push(self.target(repository, &candidate.tag, &image, credential.clone()));
@@ -231,6 +231,71 @@ enum Done {
     },
     Discarded,
     Lost,
+    /// Given back without an attempt: the registry or every due scanner
+    /// is unreachable.
+    Waiting,
+}
+
+/// What the workers of one run share about unreachable servers: a
+/// registry that cannot be reached stops the pass; a scanner that cannot be
+/// reached is asked no more in this pass. Neither costs an image an attempt.
+#[derive(Default)]
+struct Outages {
+    registry: Mutex<Option<String>>,
+    scanners: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl Outages {
+    fn registry_down(&self) -> bool {
+        self.registry.lock().is_ok_and(|down| down.is_some())
+    }
+
+    fn scanner_down(&self, scanner: &str) -> bool {
+        self.scanners
+            .lock()
+            .is_ok_and(|down| down.contains_key(scanner))
+    }
+
+    fn registry_failed(&self, error: String) {
+        if let Ok(mut down) = self.registry.lock() {
+            down.get_or_insert(error);
+        }
+    }
+
+    fn scanner_failed(&self, scanner: &str, error: String) {
+        if let Ok(mut down) = self.scanners.lock() {
+            down.entry(scanner.to_string()).or_insert(error);
+        }
+    }
+
+    /// The run's error, if something was unreachable.
+    fn error(&self, waiting: i64) -> Option<anyhow::Error> {
+        if let Some(error) = self.registry.lock().ok().and_then(|down| down.clone()) {
+            return Some(anyhow::anyhow!(
+                "registry unreachable: {waiting} images wait for it and were given back without \
+                 an attempt ({error})"
+            ));
+        }
+        let down = self.scanners.lock().ok()?;
+        let (first, error) = down.iter().next()?;
+        let names: Vec<&str> = down.keys().map(String::as_str).collect();
+        Some(anyhow::anyhow!(
+            "scanner {} unreachable: asked once this pass, {waiting} images wait for it without \
+             an attempt ({first}: {error})",
+            names.join(", ")
+        ))
+    }
+}
+
+/// Whether `error` says the registry could not be reached (no answer
+/// after the client's retries, or its breaker open).
+fn registry_unreachable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<crate::registry::RegistryError>(),
+            Some(crate::registry::RegistryError::Transport(_))
+        )
+    })
 }
 
 impl Security {
@@ -295,6 +360,7 @@ impl Security {
         candidate: &ScanCandidate,
         due: &[String],
         reports: &[ScanReport],
+        outages: &Outages,
     ) -> Vec<ScannerOutcome> {
         if due.is_empty() {
             return Vec::new();
@@ -315,6 +381,11 @@ impl Security {
         };
         let targets = match self.images.targets(candidate) {
             Ok(targets) => targets,
+            // The registry is down, not the image at fault: nobody is asked.
+            Err(error) if registry_unreachable(&error) => {
+                outages.registry_failed(format!("{error:#}"));
+                return Vec::new();
+            }
             // Without the image no scanner can be asked: each of them failed.
             Err(error) => {
                 let message = format!("{error:#}");
@@ -326,19 +397,32 @@ impl Security {
         };
         let mut outcomes = Vec::with_capacity(due.len());
         for scanner in &self.scanners {
-            if !due.iter().any(|name| name == scanner.name()) {
+            if !due.iter().any(|name| name == scanner.name())
+                || outages.scanner_down(scanner.name())
+            {
                 continue;
             }
             let mut findings: Vec<Finding> = Vec::new();
             let mut error = None;
+            let mut down = false;
             for target in &targets {
                 match scanner.scan(target) {
                     Ok(found) => findings.extend(found),
+                    // The scanner is down: no outcome, so no attempt, and
+                    // it is asked no more this pass.
+                    Err(failure) if scanner::is_unreachable(&failure) => {
+                        outages.scanner_failed(scanner.name(), format!("{failure:#}"));
+                        down = true;
+                        break;
+                    }
                     Err(failure) => {
                         error = Some(format!("{failure:#}"));
                         break;
                     }
                 }
+            }
+            if down {
+                continue;
             }
             if let Some(error) = error {
                 outcomes.push(failed(scanner.name(), error));
@@ -374,6 +458,7 @@ impl Security {
         claimant: &str,
         candidate: &ScanCandidate,
         retry_failed: bool,
+        outages: &Outages,
     ) -> anyhow::Result<Done> {
         let policy = self.policy(retry_failed, 1);
         if store
@@ -401,10 +486,16 @@ impl Security {
                     }
                 }
             });
-            let outcomes = self.scan(candidate, &due, &reports);
+            let outcomes = self.scan(candidate, &due, &reports, outages);
             drop(finished);
             outcomes
         });
+        // Nobody due could be asked (the registry or the scanners are
+        // down): give the claim back as it was, costing no attempt.
+        if !due.is_empty() && outcomes.is_empty() {
+            store.release_scan(&candidate.digest, claimant)?;
+            return Ok(Done::Waiting);
+        }
         let max_attempts = i64::from(self.options.max_attempts);
         let settlement = ScanSettlement {
             enabled,
@@ -539,12 +630,14 @@ impl Handler for Security {
             seen: HashSet::new(),
             exhausted: false,
         });
+        let outages = Outages::default();
         let next = || -> anyhow::Result<Option<ScanCandidate>> {
             let mut feeder = feeder
                 .lock()
                 .map_err(|_| anyhow::anyhow!("a scan worker panicked"))?;
             loop {
-                if ctx.cancel.is_cancelled() {
+                // A registry that cannot be reached ends the pass.
+                if ctx.cancel.is_cancelled() || outages.registry_down() {
                     return Ok(None);
                 }
                 if let Some(candidate) = feeder.queue.pop_front() {
@@ -586,7 +679,8 @@ impl Handler for Security {
                             break;
                         }
                     };
-                    let done = self.process(store, &ctx.claimant, &candidate, retry_failed);
+                    let done =
+                        self.process(store, &ctx.claimant, &candidate, retry_failed, &outages);
                     let Ok(mut totals) = totals.lock() else { break };
                     match done {
                         Ok(Done::Settled {
@@ -611,6 +705,7 @@ impl Handler for Security {
                             }
                         }
                         Ok(Done::Discarded) => totals.add("discarded", 1),
+                        Ok(Done::Waiting) => totals.add("waiting", 1),
                         Ok(Done::Lost) => totals.add("taken_elsewhere", 1),
                         Err(error) => {
                             // A database error: stop this worker, report it.
@@ -634,6 +729,10 @@ impl Handler for Security {
         }
         if let Ok(Some(error)) = first_error.into_inner() {
             return Err(error.context("scanning images"));
+        }
+        let waiting = outcome.counts.get("waiting").copied().unwrap_or(0);
+        if let Some(error) = outages.error(waiting) {
+            return Err(error);
         }
         Ok(outcome)
     }

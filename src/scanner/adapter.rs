@@ -6,6 +6,7 @@
 //! answers 200; a 302 means "not ready", to be asked again after
 //! `Refresh-After` seconds. Polling gives up after the scanner's `timeout`.
 
+use anyhow::Context as _;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -103,7 +104,7 @@ impl super::Scanner for Adapter {
             let reply = self
                 .http
                 .get(&url, REPORT_MEDIA_TYPE)
-                .map_err(|error| anyhow::anyhow!("fetching scan report {id}: {error:#}"))?;
+                .with_context(|| format!("fetching scan report {id}"))?;
             match reply.status {
                 200 => {
                     return parse_report(&reply.body)

@@ -6,6 +6,7 @@
 //! failed request is an error (never "no vulnerabilities"), and a body that
 //! is not JSON is an error, not a crash.
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::{dedupe_sorted, endpoint, metadata, Finding, Http, Settings, Severity, Target};
@@ -76,18 +77,18 @@ impl super::Scanner for Clair {
                     features: [],
                 },
             };
-            self.post_layer(&body).map_err(|error| {
-                anyhow::anyhow!("posting layer {} to clair: {error:#}", layer.digest)
-            })?;
+            self.post_layer(&body)
+                .with_context(|| format!("posting layer {} to clair", layer.digest))?;
             parent = &layer.digest;
         }
         let url = endpoint(
             &self.server,
             &format!("/v1/layers/{}?features&vulnerabilities", top.digest),
         );
-        let reply = self.http.get(&url, "application/json").map_err(|error| {
-            anyhow::anyhow!("fetching layer {} from clair: {error:#}", top.digest)
-        })?;
+        let reply = self
+            .http
+            .get(&url, "application/json")
+            .with_context(|| format!("fetching layer {} from clair", top.digest))?;
         if reply.status != 200 {
             anyhow::bail!(
                 "fetching layer {} from clair: {}",

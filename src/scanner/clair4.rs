@@ -9,6 +9,7 @@
 //! a restart every manifest is submitted once more, which Clair answers
 //! quickly when nothing changed.
 
+use anyhow::Context as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -134,29 +135,28 @@ impl super::Scanner for Clair4 {
     fn scan(&self, target: &Target) -> anyhow::Result<Vec<Finding>> {
         let state = self
             .index_state()
-            .map_err(|error| anyhow::anyhow!("asking clair for its index state: {error:#}"))?;
+            .context("asking clair for its index state")?;
         if self.remembered_state(&target.digest).as_deref() != Some(state.as_str()) {
-            self.index(target).map_err(|error| {
-                anyhow::anyhow!("indexing {} in clair: {error:#}", target.digest)
-            })?;
+            self.index(target)
+                .with_context(|| format!("indexing {} in clair", target.digest))?;
             self.remember(&target.digest, Some(&state));
         }
-        let report = self.report(&target.digest).map_err(|error| {
-            anyhow::anyhow!("fetching clair's report of {}: {error:#}", target.digest)
-        })?;
+        let report = self
+            .report(&target.digest)
+            .with_context(|| format!("fetching clair's report of {}", target.digest))?;
         if let Some(findings) = report {
             return Ok(findings);
         }
         // Clair no longer knows the manifest (its database was reset): index
         // it again and ask once more.
         self.remember(&target.digest, None);
-        self.index(target).map_err(|error| {
-            anyhow::anyhow!("indexing {} in clair again: {error:#}", target.digest)
-        })?;
+        self.index(target)
+            .with_context(|| format!("indexing {} in clair again", target.digest))?;
         self.remember(&target.digest, Some(&state));
-        match self.report(&target.digest).map_err(|error| {
-            anyhow::anyhow!("fetching clair's report of {}: {error:#}", target.digest)
-        })? {
+        match self
+            .report(&target.digest)
+            .with_context(|| format!("fetching clair's report of {}", target.digest))?
+        {
             Some(findings) => Ok(findings),
             None => anyhow::bail!(
                 "clair has no report of {} even after indexing it",

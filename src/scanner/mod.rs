@@ -269,6 +269,29 @@ pub fn build(kind: Kind, settings: &Settings) -> anyhow::Result<Arc<dyn Scanner>
     })
 }
 
+/// A scanner that could not be reached at all (connection refused or
+/// reset, host not found): the scanner is down, not the image at fault.
+/// The security job asks such a scanner once per pass and charges no image
+/// an attempt for it. A timeout is not this: a scanner may be slow on one
+/// large image.
+#[derive(Debug)]
+pub struct Unreachable(pub String);
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unreachable: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// Whether `error` (anywhere in its chain) says the scanner was unreachable.
+pub fn is_unreachable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<Unreachable>().is_some())
+}
+
 /// An HTTP answer read whole.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -355,6 +378,21 @@ impl Http {
                 "timed out after {}",
                 humantime::format_duration(self.timeout)
             ),
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+                anyhow::Error::new(Unreachable(error.to_string()))
+            }
+            ureq::Error::Io(ref io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::NotConnected
+                        | std::io::ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                anyhow::Error::new(Unreachable(error.to_string()))
+            }
             other => anyhow::anyhow!("{other}"),
         }
     }
