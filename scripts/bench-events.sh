@@ -7,7 +7,7 @@
 # the push-to-database latency through a real registry's notifications.
 # Arguments: [--postgres] [EVENTS [PUSHES [REPOSITORIES]]] (default 10000
 # 200 100).
-# Results for people on stdout; see README "Performance".
+# Results for people on stdout; see docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh

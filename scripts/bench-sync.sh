@@ -9,7 +9,7 @@
 # Each pass is compared with its floor: the same request set issued by
 # `curl -Z --parallel-max N` with the same parallelism N. Peak memory is
 # `/usr/bin/time -v`'s maximum resident set size. Results for people on stdout;
-# see README "Performance".
+# see docs/performance.md.
 #
 #   scripts/bench-sync.sh [--scale REPOSITORIES] [--concurrency N] [--database sqlite|postgres]
 #
