@@ -695,7 +695,7 @@ fn push_during_a_pass_is_not_undone(db: Db) {
     world.record("d", "v2", &d2.digest);
     world.event("b", "push", 2);
     world.event("c", "pull", 0);
-    let plan = handler.plan(&walk).expect("plan");
+    let plan = handler.plan(&mut walk).expect("plan");
     // Between planning and applying: `e:v2` pushed again; the check inside
     // the apply transaction catches it.
     let e2 = registry.push_image("e", "v2");

@@ -212,7 +212,7 @@ impl SyncHandler {
     fn pass(&self, ctx: &JobContext, registry_id: i64) -> anyhow::Result<PassCounts> {
         let mut walk = self.begin(registry_id)?;
         self.observe(ctx, &mut walk)?;
-        let mut plan = self.plan(&walk)?;
+        let mut plan = self.plan(&mut walk)?;
         self.confirm(ctx, &mut walk, &mut plan);
         self.apply(ctx, &walk, &plan)
     }
@@ -290,15 +290,16 @@ impl SyncHandler {
         })
     }
 
-    /// Plans a walk: reads which repositories have racing events.
-    pub fn plan(&self, walk: &Walk) -> anyhow::Result<Plan> {
+    /// Plans a walk: reads which repositories have racing events. The
+    /// walk's observations move into the plan.
+    pub fn plan(&self, walk: &mut Walk) -> anyhow::Result<Plan> {
         let busy = self
             .store
             .repositories_with_recent_events(walk.mark)
             .context("reading repositories with recent registry events")?;
         Ok(plan::plan(
             &walk.snapshot,
-            &walk.observed,
+            std::mem::take(&mut walk.observed),
             &busy,
             deletes(self.options.strategy),
         ))
@@ -329,7 +330,7 @@ impl SyncHandler {
         let registry_id = walk.registry_id;
         let planned = plan.totals();
         let mut counts = PassCounts {
-            repositories_seen: walk.observed.len(),
+            repositories_seen: walk.catalog.len(),
             // Until applied, only the repositories left alone are known.
             totals: PlanTotals {
                 skipped: planned.skipped,
@@ -374,13 +375,17 @@ impl SyncHandler {
                 );
             }
         }
-        let writes: Vec<RepositorySync> = plan
+        let now = crate::store::now_ms();
+        // The writes of one batch at a time: a first pass of a large
+        // registry never holds a second copy of every manifest.
+        let mut entries = plan
             .repositories
             .iter()
             .filter_map(repository_sync)
-            .collect();
-        let now = crate::store::now_ms();
-        for batch in writes.chunks(APPLY_BATCH) {
+            .peekable();
+        while entries.peek().is_some() {
+            let batch: Vec<RepositorySync> = entries.by_ref().take(APPLY_BATCH).collect();
+            let batch = batch.as_slice();
             if ctx.cancel.is_cancelled() {
                 anyhow::bail!("the pass was cut short while applying its plan");
             }

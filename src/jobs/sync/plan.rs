@@ -199,24 +199,26 @@ impl PlanTotals {
 
 /// Decides what a pass does. `busy` holds the repositories with pending or
 /// recent registry events; they are skipped whatever the walk saw.
+///
+/// `observed` is taken by value: the manifests it holds move into the plan
+/// instead of being copied (a first pass of 50,000 tags holds one copy).
 pub fn plan(
     snapshot: &Snapshot,
-    observed: &BTreeMap<String, Observed>,
+    mut observed: BTreeMap<String, Observed>,
     busy: &BTreeSet<String>,
     deletes: Deletes,
 ) -> Plan {
-    let names: BTreeSet<&String> = snapshot.keys().chain(observed.keys()).collect();
+    let names: BTreeSet<String> = snapshot.keys().chain(observed.keys()).cloned().collect();
     let empty = BTreeMap::new();
     let mut repositories = Vec::with_capacity(names.len());
     for name in names {
-        let known = snapshot.get(name);
-        let action = if busy.contains(name) {
+        let known = snapshot.get(&name);
+        let seen = observed.remove(&name);
+        let action = if busy.contains(&name) {
             Action::Skip(SkipReason::RecentEvents)
         } else {
-            match (observed.get(name), known) {
-                (Some(Observed::Failed(cause)), _) => {
-                    Action::Skip(SkipReason::Unreadable(cause.clone()))
-                }
+            match (seen, known) {
+                (Some(Observed::Failed(cause)), _) => Action::Skip(SkipReason::Unreadable(cause)),
                 (Some(Observed::Tags(tags)), known) => {
                     Action::Sync(tag_changes(known.unwrap_or(&empty), tags, deletes))
                 }
@@ -241,7 +243,7 @@ pub fn plan(
             }
         };
         repositories.push(RepositoryPlan {
-            repository: name.clone(),
+            repository: name,
             action,
         });
     }
@@ -250,27 +252,27 @@ pub fn plan(
 
 fn tag_changes(
     known: &BTreeMap<String, String>,
-    observed: &BTreeMap<String, ObservedTag>,
+    observed: BTreeMap<String, ObservedTag>,
     deletes: Deletes,
 ) -> TagChanges {
     let mut changes = TagChanges::default();
+    for tag in known.keys().filter(|tag| !observed.contains_key(*tag)) {
+        match deletes {
+            Deletes::Missing => changes.delete.push(tag.clone()),
+            Deletes::Never => changes.kept += 1,
+        }
+    }
     for (tag, seen) in observed {
-        match (seen, known.get(tag)) {
+        match (seen, known.get(&tag)) {
             (ObservedTag::Same, _) => changes.unchanged += 1,
-            (ObservedTag::Manifest(write), None) => changes.create.push(write.clone()),
+            (ObservedTag::Manifest(write), None) => changes.create.push(write),
             (ObservedTag::Manifest(write), Some(old_digest)) if *old_digest == write.digest => {
                 changes.unchanged += 1
             }
             (ObservedTag::Manifest(write), Some(old_digest)) => changes.update.push(TagUpdate {
                 old_digest: old_digest.clone(),
-                write: write.clone(),
+                write,
             }),
-        }
-    }
-    for tag in known.keys().filter(|tag| !observed.contains_key(*tag)) {
-        match deletes {
-            Deletes::Missing => changes.delete.push(tag.clone()),
-            Deletes::Never => changes.kept += 1,
         }
     }
     changes
@@ -523,7 +525,7 @@ mod tests {
     fn empty_registry_and_empty_database_plan_nothing() {
         let plan = plan(
             &Snapshot::new(),
-            &BTreeMap::new(),
+            BTreeMap::new(),
             &no_busy(),
             Deletes::Missing,
         );
@@ -543,7 +545,7 @@ mod tests {
                 ),
             ),
         ]);
-        let plan = plan(&Snapshot::new(), &seen, &no_busy(), Deletes::Never);
+        let plan = plan(&Snapshot::new(), seen.clone(), &no_busy(), Deletes::Never);
         let totals = plan.totals();
         assert_eq!(totals.tags_created, 3);
         assert_eq!(totals.tags_deleted, 0);
@@ -563,7 +565,7 @@ mod tests {
             "app",
             tags("app", &[("v1", None), ("v2", Some("sha256:b"))]),
         )]);
-        let plan = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let plan = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         match action(&plan, "app") {
             Action::Sync(changes) => {
                 assert!(changes.writes_nothing());
@@ -577,7 +579,7 @@ mod tests {
     fn changed_digest_is_an_update_with_the_old_digest() {
         let known = snapshot(&[("app", &[("v1", "sha256:old")])]);
         let seen = observed(vec![("app", tags("app", &[("v1", Some("sha256:new"))]))]);
-        let plan = plan(&known, &seen, &no_busy(), Deletes::Never);
+        let plan = plan(&known, seen.clone(), &no_busy(), Deletes::Never);
         match action(&plan, "app") {
             Action::Sync(changes) => {
                 assert_eq!(changes.update.len(), 1);
@@ -593,7 +595,7 @@ mod tests {
         // Portus deleted these under `update`, contrary to its documentation.
         let known = snapshot(&[("app", &[("v1", "sha256:a"), ("gone", "sha256:b")])]);
         let seen = observed(vec![("app", tags("app", &[("v1", None)]))]);
-        let plan = plan(&known, &seen, &no_busy(), Deletes::Never);
+        let plan = plan(&known, seen.clone(), &no_busy(), Deletes::Never);
         match action(&plan, "app") {
             Action::Sync(changes) => {
                 assert!(changes.delete.is_empty());
@@ -608,7 +610,7 @@ mod tests {
     fn deleting_strategy_deletes_tags_missing_from_the_registry() {
         let known = snapshot(&[("app", &[("v1", "sha256:a"), ("gone", "sha256:b")])]);
         let seen = observed(vec![("app", tags("app", &[("v1", None)]))]);
-        let plan = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let plan = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         match action(&plan, "app") {
             Action::Sync(changes) => assert_eq!(changes.delete, vec!["gone".to_string()]),
             other => panic!("unexpected {other:?}"),
@@ -622,7 +624,7 @@ mod tests {
             ("app", &[("v1", "sha256:c")]),
         ]);
         let seen = observed(vec![("app", tags("app", &[("v1", None)]))]);
-        let deleting = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let deleting = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         assert_eq!(
             action(&deleting, "old"),
             &Action::Delete {
@@ -632,7 +634,7 @@ mod tests {
         );
         assert_eq!(deleting.totals().tags_deleted, 2);
         assert_eq!(deleting.totals().repositories_deleted, 1);
-        let keeping = plan(&known, &seen, &no_busy(), Deletes::Never);
+        let keeping = plan(&known, seen.clone(), &no_busy(), Deletes::Never);
         match action(&keeping, "old") {
             Action::Sync(changes) => {
                 assert!(changes.writes_nothing());
@@ -647,7 +649,7 @@ mod tests {
         // Portus conflated `null` with a failed tag list and never cleaned these up.
         let known = snapshot(&[("app", &[("v1", "sha256:a")])]);
         let seen = observed(vec![("app", Observed::NoTags)]);
-        let deleting = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let deleting = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         assert_eq!(
             action(&deleting, "app"),
             &Action::Delete {
@@ -655,7 +657,7 @@ mod tests {
                 tags: 1
             }
         );
-        let keeping = plan(&known, &seen, &no_busy(), Deletes::Never);
+        let keeping = plan(&known, seen.clone(), &no_busy(), Deletes::Never);
         assert!(
             matches!(action(&keeping, "app"), Action::Sync(changes) if changes.writes_nothing())
         );
@@ -672,7 +674,7 @@ mod tests {
             ("app", tags("app", &[("v1", None)])),
             ("empty", Observed::NoTags),
         ]);
-        let mut plan = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let mut plan = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         assert_eq!(
             plan.deletions(&known),
             vec![
@@ -704,14 +706,14 @@ mod tests {
             "skip    empty  (deletion not confirmed: the registry still serves empty:v1)"
         ));
         // A plan that never deletes has nothing to confirm.
-        let keeping = super::plan(&known, &seen, &no_busy(), Deletes::Never);
+        let keeping = super::plan(&known, seen.clone(), &no_busy(), Deletes::Never);
         assert!(keeping.deletions(&known).is_empty());
     }
 
     #[test]
     fn emptied_repository_unknown_to_the_database_is_nothing_to_do() {
         let seen = observed(vec![("app", Observed::NoTags)]);
-        let plan = plan(&Snapshot::new(), &seen, &no_busy(), Deletes::Missing);
+        let plan = plan(&Snapshot::new(), seen.clone(), &no_busy(), Deletes::Missing);
         assert!(matches!(action(&plan, "app"), Action::Sync(changes) if changes.writes_nothing()));
         assert_eq!(plan.totals(), PlanTotals::default());
     }
@@ -724,7 +726,7 @@ mod tests {
             "app",
             Observed::Failed("listing tags of app: boom".into()),
         )]);
-        let plan = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let plan = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         assert_eq!(
             action(&plan, "app"),
             &Action::Skip(SkipReason::Unreadable("listing tags of app: boom".into()))
@@ -744,7 +746,7 @@ mod tests {
         ]);
         let seen = observed(vec![("app", tags("app", &[("v1", Some("sha256:c"))]))]);
         let busy: BTreeSet<String> = ["pushed".to_string(), "app".to_string()].into();
-        let plan = plan(&known, &seen, &busy, Deletes::Missing);
+        let plan = plan(&known, seen.clone(), &busy, Deletes::Missing);
         assert_eq!(
             action(&plan, "pushed"),
             &Action::Skip(SkipReason::RecentEvents)
@@ -784,7 +786,7 @@ mod tests {
                 ),
             ),
         ]);
-        let within = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let within = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         assert_eq!(within.exceeds_delete_fraction(&known, 0.5), None);
         // Two repositories of three is more than half.
         let seen = observed(vec![(
@@ -794,7 +796,7 @@ mod tests {
                 &[("v1", None), ("v2", None), ("v3", None), ("v4", None)],
             ),
         )]);
-        let repositories = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let repositories = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         let reason = repositories.exceeds_delete_fraction(&known, 0.5);
         assert_eq!(
             reason.as_deref(),
@@ -806,7 +808,7 @@ mod tests {
             ("b", tags("b", &[("v1", None)])),
             ("c", tags("c", &[])),
         ]);
-        let tags_plan = plan(&known, &seen, &no_busy(), Deletes::Missing);
+        let tags_plan = plan(&known, seen.clone(), &no_busy(), Deletes::Missing);
         assert!(tags_plan
             .exceeds_delete_fraction(&known, 0.5)
             .is_some_and(|reason| reason.contains("4 of 6 tags")));
@@ -816,7 +818,7 @@ mod tests {
     #[test]
     fn safety_valve_never_trips_on_an_empty_database() {
         let seen = observed(vec![("a", tags("a", &[("v1", Some("sha256:1"))]))]);
-        let plan = plan(&Snapshot::new(), &seen, &no_busy(), Deletes::Missing);
+        let plan = plan(&Snapshot::new(), seen.clone(), &no_busy(), Deletes::Missing);
         assert_eq!(plan.exceeds_delete_fraction(&Snapshot::new(), 0.0), None);
     }
 
@@ -843,7 +845,7 @@ mod tests {
             ),
         ]);
         let busy: BTreeSet<String> = ["busy".to_string()].into();
-        let text = plan(&known, &seen, &busy, Deletes::Missing).render();
+        let text = plan(&known, seen.clone(), &busy, Deletes::Missing).render();
         assert_eq!(
             text,
             "create  app:v2  sha256:two\n\
