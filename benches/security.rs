@@ -10,8 +10,7 @@
 //!
 //! Prints one line per figure.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use regkeeper_test_support as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

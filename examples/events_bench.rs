@@ -18,20 +18,18 @@
 //! 100 repositories). Needs docker-registry, curl and the release binary
 //! (`cargo build --release`).
 
-#[allow(dead_code)]
-#[path = "../tests/support/registry.rs"]
-mod registry;
-
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use registry::{free_port, Notifications, Options, TestRegistry, OCI_MANIFEST};
 use regkeeper::config::Database;
 use regkeeper::jobs::events::{EventsHandler, Settings};
 use regkeeper::jobs::{Cancel, Handler, JobContext, RunOptions, Trigger};
 use regkeeper::store::{self, NewEvent};
+use regkeeper_test_support::registry::{
+    self, free_port, Notifications, Options, TestRegistry, OCI_MANIFEST,
+};
 
 const TOKEN: &str = "Token bench-token";
 

@@ -1,7 +1,7 @@
 //! The real binary end to end: `check`, `status`, `--once`, `--help` and
 //! the exit codes (0 ok, 1 a run failed, 2 usage or configuration error).
 
-mod support;
+use regkeeper_test_support as support;
 
 use support::cli::{run_binary, run_binary_with_env, CliEnv, UNUSED_REGISTRY};
 

@@ -3,7 +3,7 @@
 //! PostgreSQL. Leases, retries and failures are driven with stored events,
 //! a registry that goes away, and a registry stand-in that stalls.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! and PostgreSQL databases: authentication, limits, filtering, duplicates,
 //! durability answers and the wake-up of the events job.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! a proxy of ours that drops `Docker-Content-Digest` in front of a real one.
 //! The `support_*` tests check the test support itself.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! graceful shutdown. Conditions are polled in the database with generous
 //! deadlines; nothing asserts on timing.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

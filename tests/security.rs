@@ -2,7 +2,7 @@
 //! ours (tests/support/scanners.rs), a real docker-registry, and SQLite and
 //! PostgreSQL.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;

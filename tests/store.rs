@@ -3,7 +3,7 @@
 //! `scripts/test.sh`). Every method added to the trait gets a chapter here,
 //! so the two databases cannot drift apart unnoticed.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! when the registry must change in the middle of a pass); the last ones run
 //! the real binary with `--once`.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

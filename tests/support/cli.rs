@@ -94,7 +94,7 @@ pub fn run_binary(dir: &Path, args: &[&str]) -> CliOutput {
 
 /// Like [`run_binary`], with the environment variables `env` set.
 pub fn run_binary_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regkeeper"));
+    let mut command = Command::new(crate::binary());
     command
         .args(args)
         .current_dir(dir)

@@ -273,7 +273,7 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) {
 /// `client.crt`/`client.key` (CN [`CLIENT_ROLE`]) signed by it, and
 /// `other-ca.crt`. P-256 keys: quick to make.
 fn make_certificates(dir: &Path) {
-    let run = |arguments: &[&str]| super::registry::openssl(dir, arguments);
+    let run = |arguments: &[&str]| crate::registry::openssl(dir, arguments);
     let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
     for (name, subject) in [
         ("ca", "/CN=regkeeper-test-db-ca"),
