@@ -98,7 +98,7 @@ fn clair_posts_layers_base_first_with_parents_and_reads_the_top_layer() {
     assert_eq!(first["Layer"]["Format"], "Docker");
     let gets = server.requests_to("GET", "/v1/layers/");
     assert_eq!(gets.len(), 1);
-    assert_eq!(gets[0].path, format!("/v1/layers/{LAYER_C}"));
+    assert_eq!(gets[0].path(), format!("/v1/layers/{LAYER_C}"));
     let names: Vec<&str> = findings.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["CVE-2016-10000", "CVE-2016-9840"]);
     assert_eq!(findings[1].fixed_by, "1.2.11");

@@ -11,10 +11,13 @@
 
 pub mod bench;
 pub mod cli;
+pub mod http;
 pub mod postgres;
 pub mod postgres_tls;
 pub mod registry;
 pub mod scanners;
+pub mod scripted;
+pub mod token;
 pub mod wait;
 
 pub use wait::{wait_for, wait_until, DEADLINE};
