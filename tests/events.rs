@@ -6,36 +6,23 @@
 use regkeeper_test_support as support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use regkeeper::store::sql::SqlStore;
 use regkeeper::store::{
     postgres::PostgresBackend, sqlite::SqliteBackend, NewEvent, Store, TagRecord, Value,
 };
+use support::cli::run_binary_with_env;
+use support::daemon::Daemon;
 use support::postgres::TestDatabase;
 use support::registry::{
     free_port, DigestStrippingProxy, Notifications, Options, PushedImage, Reply, ScriptedServer,
     TestRegistry, DOCKER_MANIFEST, OCI_MANIFEST,
 };
+use support::wait_until;
 
 const TOKEN: &str = "Token events-test-token";
-/// Generous: the machine is shared and slow.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Polls `condition` until it holds; panics with `what` after [`DEADLINE`].
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < DEADLINE {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting until {what}");
-}
-
 /// Where the daemon's database is.
 enum Database {
     Sqlite(PathBuf),
@@ -132,100 +119,19 @@ impl World {
     }
 
     fn start(&self, name: &str, setup: &Setup) -> Daemon {
-        Daemon::start(
-            &self.config(name, setup),
-            &self.dir.path().join(format!("{name}.log")),
-        )
+        Daemon::start(&self.config(name, setup))
     }
 
     fn once(&self, name: &str, setup: &Setup, extra: &[&str]) -> (i32, String) {
         let config = self.config(name, setup);
-        let output = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--once")
-            .arg("registry-events")
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running regkeeper --once");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.code().unwrap_or(-1), text)
-    }
-}
-
-/// The real binary as a daemon; SIGKILLed on Drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log_file = std::fs::File::create(log).expect("creating the daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info,regkeeper=debug")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("cloning the log handle"))
-            .stderr(log_file)
-            .spawn()
-            .expect("starting regkeeper");
-        Daemon {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits until the intake answers on `port`.
-    fn wait_for_intake(&mut self, port: u16) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .into();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = agent
-                .get(&format!("http://127.0.0.1:{port}/healthz"))
-                .call()
-            {
-                if response.status().as_u16() == 200 {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("regkeeper exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "the intake did not come up:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
+        let config = config.to_str().expect("a utf-8 temp path");
+        let mut args = vec!["--config", config, "--once", "registry-events"];
+        args.extend(extra);
+        let output = run_binary_with_env(self.dir.path(), &args, &[("RUST_LOG", "info")]);
+        (
+            output.code.unwrap_or(-1),
+            format!("{}{}", output.stdout, output.stderr),
+        )
     }
 }
 
@@ -739,18 +645,17 @@ fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {
     assert_eq!(all["ns/app:2.0"].size, Some(second.size));
     assert!(!all.contains_key("ns/gone:1.0"));
 
-    let (code, status) = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
-        .arg("--config")
-        .arg(world.config("once", &setup))
-        .arg("status")
-        .output()
-        .map(|output| {
-            (
-                output.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&output.stdout).to_string(),
-            )
-        })
-        .expect("running regkeeper status");
+    let config = world.config("once", &setup);
+    let output = run_binary_with_env(
+        world.dir.path(),
+        &[
+            "--config",
+            config.to_str().expect("a utf-8 temp path"),
+            "status",
+        ],
+        &[],
+    );
+    let (code, status) = (output.code.unwrap_or(-1), output.stdout);
     assert_eq!(code, 0, "{status}");
     assert!(status.contains("broken-json"), "{status}");
 

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod daemon;
 pub mod http;
 pub mod postgres;
 pub mod postgres_tls;
