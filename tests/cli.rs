@@ -495,12 +495,8 @@ fn status_with_one_once_run(env: &CliEnv) -> (serde_json::Value, serde_json::Val
 /// Writes tags into the configuration's SQLite database through the store,
 /// as the events and sync jobs would, for `host` (the registry's `host:port`).
 fn seed_tags(env: &CliEnv, host: &str, tags: &[(&str, &str, &str, &str, Option<i64>)]) {
-    use regkeeper::store::sql::SqlStore;
-    use regkeeper::store::sqlite::SqliteBackend;
     use regkeeper::store::{Store, TagWrite};
-    let backend = SqliteBackend::open(&env.database_path()).expect("opening the database");
-    let store = SqlStore::new(Box::new(backend));
-    store.migrate().expect("migrating");
+    let store = support::store::sqlite_file(&env.database_path());
     let registry_id = store.ensure_registry(host).expect("registry row");
     for (repository, tag, digest, media_type, size) in tags {
         store

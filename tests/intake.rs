@@ -10,8 +10,8 @@ use std::time::Duration;
 use regkeeper::intake::{self, Intake, RunningIntake};
 use regkeeper::scheduler::Waker;
 use regkeeper::store::sql::SqlStore;
-use regkeeper::store::{postgres::PostgresBackend, sqlite::SqliteBackend, EventClaim, Store};
-use support::postgres::TestDatabase;
+use regkeeper::store::{EventClaim, Store};
+use support::{Backend, TestStore};
 
 const TOKEN: &str = "Token s3cret-intake-token";
 const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -23,46 +23,17 @@ struct TestIntake {
     waker: Waker,
     runtime: tokio::runtime::Runtime,
     running: Option<RunningIntake>,
-    _dir: Option<tempfile::TempDir>,
-    _database: Option<TestDatabase>,
+    _database: TestStore,
 }
 
 impl TestIntake {
     fn sqlite(token: Option<&str>, body_limit: usize) -> TestIntake {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let backend =
-            SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("opening sqlite");
-        TestIntake::start(
-            SqlStore::new(Box::new(backend)),
-            token,
-            body_limit,
-            Some(dir),
-            None,
-        )
+        TestIntake::start(Backend::Sqlite, token, body_limit)
     }
 
-    fn postgres(token: Option<&str>, body_limit: usize) -> TestIntake {
-        let database = TestDatabase::create();
-        let backend =
-            PostgresBackend::connect(database.url(), None, 4).expect("connecting to postgres");
-        TestIntake::start(
-            SqlStore::new(Box::new(backend)),
-            token,
-            body_limit,
-            None,
-            Some(database),
-        )
-    }
-
-    fn start(
-        store: SqlStore,
-        token: Option<&str>,
-        body_limit: usize,
-        dir: Option<tempfile::TempDir>,
-        database: Option<TestDatabase>,
-    ) -> TestIntake {
-        store.migrate().expect("migrating");
-        let store = Arc::new(store);
+    fn start(backend: Backend, token: Option<&str>, body_limit: usize) -> TestIntake {
+        let database = TestStore::new(backend);
+        let store = database.sql();
         let waker = Waker::default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -87,7 +58,6 @@ impl TestIntake {
             waker,
             runtime,
             running: Some(running),
-            _dir: dir,
             _database: database,
         }
     }
@@ -346,15 +316,11 @@ fn duplicates_are_stored_once(intake: &TestIntake) {
     assert_eq!(intake.stored_ids(), ["dup-1", "dup-2"]);
 }
 
-#[test]
-fn duplicate_event_ids_are_stored_once_on_sqlite() {
-    duplicates_are_stored_once(&TestIntake::sqlite(Some(TOKEN), 1 << 20));
+fn duplicate_event_ids_are_stored_once(backend: Backend) {
+    duplicates_are_stored_once(&TestIntake::start(backend, Some(TOKEN), 1 << 20));
 }
 
-#[test]
-fn duplicate_event_ids_are_stored_once_on_postgres() {
-    duplicates_are_stored_once(&TestIntake::postgres(Some(TOKEN), 1 << 20));
-}
+support::both_backends!(duplicate_event_ids_are_stored_once);
 
 #[test]
 fn a_failed_database_write_is_503_and_the_redelivery_is_stored() {

@@ -19,24 +19,22 @@ use regkeeper::store::{NewRun, RunOutcome, RunRecord, Store};
 use support::daemon::Daemon;
 use support::registry::{Reply, ScriptedServer};
 use support::wait::poll;
-use support::{wait_for, wait_until, DEADLINE};
+use support::{wait_for, wait_until, Backend, TestStore, DEADLINE};
 
 /// A schedule that does not fire during a test: only wake-ups run the job.
 const NEVER_SOON: &str = "0 0 0 1 1 * 2099";
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
+    _database: TestStore,
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let database = regkeeper::config::Database::Sqlite {
-        path: dir.path().join("regkeeper.db"),
-    };
-    let store = regkeeper::store::open(&database, Duration::from_secs(10))
-        .expect("opening the test database");
-    Fixture { _dir: dir, store }
+    let database = TestStore::new(Backend::Sqlite);
+    Fixture {
+        store: database.shared(),
+        _database: database,
+    }
 }
 
 fn settings(store: &Arc<dyn Store>, keep_runs: usize) -> RunSettings {
@@ -856,10 +854,7 @@ const SYNC_JOB: &str =
 
 /// Waits until the job has a run in flight in the daemon's database.
 fn wait_for_run_in_flight(dir: &std::path::Path, job_name: &str) {
-    let database = regkeeper::config::Database::Sqlite {
-        path: dir.join("regkeeper.db"),
-    };
-    let store = regkeeper::store::open(&database, DEADLINE).expect("opening the daemon's database");
+    let store: Arc<dyn Store> = Arc::new(support::store::sqlite_file(&dir.join("regkeeper.db")));
     wait_until(&format!("a run of {job_name} started"), || {
         runs(&store, job_name)
             .iter()
@@ -961,13 +956,9 @@ fn run_of_a_killed_daemon_is_shown_abandoned_and_the_job_runs_again() {
     );
     let mut first = start_daemon(dir.path(), &config);
     first.wait_for_log("regkeeper running");
-    let store = regkeeper::store::open(
-        &regkeeper::config::Database::Sqlite {
-            path: dir.path().join("regkeeper.db"),
-        },
-        DEADLINE,
-    )
-    .expect("opening the daemon's database");
+    let store: Arc<dyn Store> = Arc::new(support::store::sqlite_file(
+        &dir.path().join("regkeeper.db"),
+    ));
 
     // The run in flight renews its heartbeat.
     let in_flight = wait_for_runs(

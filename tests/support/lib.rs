@@ -18,9 +18,11 @@ pub mod postgres_tls;
 pub mod registry;
 pub mod scanners;
 pub mod scripted;
+pub mod store;
 pub mod token;
 pub mod wait;
 
+pub use store::{Backend, TestStore};
 pub use wait::{wait_for, wait_until, DEADLINE};
 
 use std::path::PathBuf;
