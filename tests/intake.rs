@@ -4,6 +4,7 @@
 
 use regkeeper_test_support as support;
 
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +136,15 @@ impl TestIntake {
             .get("fresh")
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Whether a wake-up of the events job is pending right now, without
+    /// waiting (it is consumed). The intake wakes the job before it
+    /// answers, so after an answer this is exact.
+    fn wake_pending(&self) -> bool {
+        let mut woken = std::pin::pin!(self.waker.woken());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        woken.as_mut().poll(&mut context).is_ready()
     }
 
     /// Whether the events job was woken (waits a generous while).
@@ -293,6 +303,20 @@ fn an_envelope_of_dropped_events_is_accepted_without_a_wake_up() {
     );
     assert_eq!(status, 202);
     assert_eq!(intake.fresh_count(), 0);
+    assert!(
+        !intake.wake_pending(),
+        "an envelope of dropped events woke the events job"
+    );
+    // The same intake does wake it for an event it keeps.
+    let kept = push_event("kept-1", "ns/app", "1.0", OCI_MANIFEST);
+    let (status, _) = intake.post(
+        "/events",
+        None,
+        "application/json",
+        envelope(&[BLOB_PUSH, &kept]).as_bytes(),
+    );
+    assert_eq!(status, 202);
+    assert!(intake.wake_pending(), "a kept event did not wake the job");
 }
 
 fn duplicates_are_stored_once(intake: &TestIntake) {
