@@ -14,7 +14,7 @@ use regkeeper::store::{Store, TagWrite};
 use regkeeper_test_support as support;
 use support::registry::{Auth, Options, PushedImage, TestRegistry};
 use support::scanners::{unreachable_url, Api, ScannerServer, Vuln};
-use support::{Backend, TestStore};
+use support::{wait_until, Backend, TestStore};
 
 use crate::{settings, T0};
 
@@ -477,11 +477,21 @@ fn scans_run_concurrently_up_to_concurrency() {
     let outcome = std::thread::scope(|scope| {
         let running = scope.spawn(|| handler.run(&context));
         // With every answer held, two first POSTs can only both arrive if
-        // two scans are in flight at once.
+        // two scans are in flight at once; a third cannot start while both
+        // are held.
         server.wait_for("POST", "/v1/layers", 2);
+        let arrived: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|request| format!("{} {}", request.method, request.path()))
+            .collect();
+        assert_eq!(arrived.len(), 2, "{arrived:?}");
         server.set(|s| s.hold = false);
         running.join().unwrap().unwrap()
     });
+    // Each scan asks one thing at a time: never more than two requests at
+    // once over the whole run.
+    assert_eq!(server.most_in_flight(), 2);
     assert_eq!(count(&outcome, "scanned"), 3, "{outcome:?}");
 }
 
@@ -664,30 +674,31 @@ fn a_long_scan_renews_its_lease() {
         let running = scope.spawn(|| handler.run(&context));
         server.wait_for("POST", "/v1/layers", 1);
         let first = world.state("app", "1").state.claimed_at.unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while world.state("app", "1").state.claimed_at.unwrap() == first {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the lease was never renewed"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Renewed: another daemon cannot take the scan over.
+        wait_until("the lease is renewed", || {
+            world.state("app", "1").state.claimed_at.unwrap() != first
+        });
+        // Renewed: another daemon cannot take the scan over, even at a
+        // time when the first claim's lease has run out. The other daemon
+        // asks one millisecond before the renewed lease ends (times in the
+        // store are ours to pick), so a slow machine changes nothing.
+        let renewed_at = world.state("app", "1").state.claimed_at.unwrap();
+        assert!(renewed_at > first);
         let policy = regkeeper::store::ScanPolicy {
-            now: regkeeper::store::now_ms(),
+            now: renewed_at + 600 - 1,
             lease_ms: 600,
             rescan_after_ms: None,
             retry_failed: false,
             limit: 1,
         };
-        let renewed_at = world.state("app", "1").state.claimed_at.unwrap();
-        if policy.now - renewed_at < 600 {
-            assert!(world
-                .store
-                .claim_scan(&image.digest, "other", &policy)
-                .unwrap()
-                .is_none());
-        }
+        assert!(
+            policy.now >= first + 600,
+            "the first claim's lease has run out"
+        );
+        assert!(world
+            .store
+            .claim_scan(&image.digest, "other", &policy)
+            .unwrap()
+            .is_none());
         server.set(|s| s.hold = false);
         running.join().unwrap().unwrap()
     });
