@@ -1,13 +1,24 @@
 //! Shared test support, a crate of its own (`regkeeper-test-support`, a
-//! dev-dependency) so that tests, benches and examples use one copy: real
-//! servers in temp dirs on 127.0.0.1 (PostgreSQL databases, docker-registry,
-//! stand-in scanners and registries of ours on one small HTTP server), a
-//! store on either database, the real binary run once or as a daemon, and
-//! waiting with a deadline. Every process it starts is stopped by PID when
-//! its handle drops, also when a test fails.
+//! dev-dependency of regkeeper) so that tests, benches and examples use one
+//! copy. One file per concern:
 //!
-//! It drives regkeeper only through its public API and its binary; it holds
-//! no assertions of its own about regkeeper's behaviour.
+//! - `store`: [`TestStore`] on a fresh SQLite file or PostgreSQL database
+//!   ([`Backend`]), the one way tests build a store, and [`both_backends!`];
+//!   `postgres`: the fresh PostgreSQL database under it; `postgres_tls`: a
+//!   TLS-only cluster of one test's own.
+//! - `registry`: a real docker-registry per test and its image helpers;
+//!   `token`: its token server; `scripted`: stand-in registries and the
+//!   digest-stripping proxy; `scanners`: stand-in scanners. Every stand-in
+//!   runs on `http`, the one small HTTP server of ours.
+//! - `cli`: the real binary run once; `daemon`: the real binary as a
+//!   daemon ([`binary`] finds it).
+//! - `wait`: waiting for a condition with a deadline ([`wait_until`]).
+//! - `bench`: benchmark samples for `scripts/bench.sh`.
+//!
+//! Servers run in temp dirs on 127.0.0.1; every process started here is
+//! stopped by PID when its handle drops, also when a test fails. It drives
+//! regkeeper only through its public API and its binary, and holds no
+//! assertions about regkeeper's behaviour: those belong in the tests.
 
 pub mod bench;
 pub mod cli;

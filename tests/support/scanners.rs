@@ -70,7 +70,7 @@ pub fn many_vulns(n: usize) -> Vec<Vuln> {
         .collect()
 }
 
-/// What the stand-in does; tests change it through [`ScannerServer::switches`].
+/// What the stand-in does; tests change it through [`ScannerServer::set`].
 #[derive(Debug, Clone)]
 pub struct Switches {
     /// Answer the submit request (Clair POST /v1/layers, Clair v4 POST

@@ -3,7 +3,7 @@
 //! a [`TestDatabase`] in the cluster `scripts/test.sh` starts) and a
 //! migrated [`SqlStore`] on it; the database goes when the `TestStore` drops.
 //! [`connect`] is the one place a test store is built, also for a database
-//! the binary made (a CLI test's SQLite file). [`both_backends!`] runs a
+//! the binary made (a CLI test's SQLite file). [`both_backends!`](crate::both_backends) runs a
 //! test body on each backend.
 //!
 //! Tests that exercise the product's own opener (`regkeeper::store::open`:

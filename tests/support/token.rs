@@ -12,6 +12,7 @@ use base64::Engine as _;
 use crate::http::{HttpServer, Reply, Request};
 use crate::registry::{openssl, unique_token};
 
+/// What the token server grants to whom.
 #[derive(Clone, Debug)]
 pub struct TokenPolicy {
     /// The one user the realm knows.
@@ -48,6 +49,7 @@ impl TokenPolicy {
     }
 }
 
+/// `service` of the token-auth registry.
 pub const TOKEN_SERVICE: &str = "regkeeper-test-registry";
 /// `issuer` of the token-auth registry.
 pub const TOKEN_ISSUER: &str = "regkeeper-test-issuer";
