@@ -1,12 +1,16 @@
 //! The `security` job and the scanner clients against stand-in scanners of
 //! ours (the support crate's `scanners`), a real docker-registry, and SQLite
 //! and PostgreSQL: `clients` (each scanner API's client on its own), `job`
-//! (the handler's lifecycle, on both databases), `binary` (the job through
-//! the real binary, and what `vulns` and `status` show).
+//! (the handler's lifecycle, on both databases), `reports` (several
+//! scanners, each with its own report), `binary` (the job through the real
+//! binary, and what `vulns` and `status` show); `world` holds what the
+//! handler tests share.
 
 mod binary;
 mod clients;
 mod job;
+mod reports;
+mod world;
 
 use std::time::Duration;
 
