@@ -18,6 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use sha2::Digest as _;
 
+/// The request type under its name from before the one stand-in server,
+/// for stand-ins written against that name.
+pub use crate::http::Request as SeenRequest;
 pub use crate::http::{Reply, Request};
 pub use crate::scripted::{DigestStrippingProxy, ScriptedServer};
 pub use crate::token::{TokenPolicy, TokenRequest, TokenServer, TOKEN_ISSUER, TOKEN_SERVICE};
