@@ -103,6 +103,12 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then [`Daemon::wait_exit`]: how a daemon is stopped.
+    pub fn terminate(&mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+
     /// Waits for it to exit; its exit code, or 128 + the signal that killed
     /// it. Panics with its log when the deadline passes first.
     pub fn wait_exit(&mut self) -> i32 {
