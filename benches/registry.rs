@@ -7,8 +7,7 @@
 //! and the tag lists again under token auth (a token per repository scope).
 //! Prints one line per figure.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use regkeeper_test_support as support;
 
 use std::time::{Duration, Instant};
 

@@ -10,8 +10,7 @@
 //!
 //! Prints one line per figure.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use regkeeper_test_support as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,42 +19,28 @@ use regkeeper::config::SecurityOptions;
 use regkeeper::jobs::security::{RegistryImages, Security};
 use regkeeper::jobs::{Cancel, Handler, JobContext, RunOptions, Trigger};
 use regkeeper::scanner::{self, Kind, Settings};
-use regkeeper::store::postgres::PostgresBackend;
-use regkeeper::store::sql::SqlStore;
-use regkeeper::store::sqlite::SqliteBackend;
 use regkeeper::store::{
     ScanPolicy, ScanSettled, ScanSettlement, ScannerOutcome, ScannerResult, Store, TagWrite,
     VulnerabilityWrite,
 };
 use support::registry::TestRegistry;
 use support::scanners::{many_vulns, Api, ScannerServer};
+use support::{Backend, TestStore};
 
 const DIGESTS: usize = 200;
 const TAGS_PER_DIGEST: usize = 5;
 const VULNS_PER_IMAGE: usize = 650;
 
 /// A fresh store and what keeps it alive.
-fn store(database: &str, keep: &mut Vec<Box<dyn std::any::Any>>) -> Arc<dyn Store> {
-    match database {
-        "postgres" => {
-            let database = support::postgres::TestDatabase::create();
-            let backend =
-                PostgresBackend::connect(database.url(), None, 8).expect("connecting to postgres");
-            let store = SqlStore::new(Box::new(backend));
-            store.migrate().expect("migrating");
-            keep.push(Box::new(database));
-            Arc::new(store)
-        }
-        _ => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let backend =
-                SqliteBackend::open(&dir.path().join("bench.db")).expect("opening sqlite");
-            let store = SqlStore::new(Box::new(backend));
-            store.migrate().expect("migrating");
-            keep.push(Box::new(dir));
-            Arc::new(store)
-        }
-    }
+fn store(database: &str, keep: &mut Vec<TestStore>) -> Arc<dyn Store> {
+    let backend = match database {
+        "postgres" => Backend::Postgres,
+        _ => Backend::Sqlite,
+    };
+    let store = TestStore::new(backend);
+    let shared = store.shared();
+    keep.push(store);
+    shared
 }
 
 fn context(store: Arc<dyn Store>) -> JobContext {

@@ -18,20 +18,19 @@
 //! 100 repositories). Needs docker-registry, curl and the release binary
 //! (`cargo build --release`).
 
-#[allow(dead_code)]
-#[path = "../tests/support/registry.rs"]
-mod registry;
-
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use registry::{free_port, Notifications, Options, TestRegistry, OCI_MANIFEST};
 use regkeeper::config::Database;
 use regkeeper::jobs::events::{EventsHandler, Settings};
 use regkeeper::jobs::{Cancel, Handler, JobContext, RunOptions, Trigger};
 use regkeeper::store::{self, NewEvent};
+use regkeeper_test_support::daemon::Daemon;
+use regkeeper_test_support::registry::{
+    self, free_port, Notifications, Options, TestRegistry, OCI_MANIFEST,
+};
 
 const TOKEN: &str = "Token bench-token";
 
@@ -310,24 +309,11 @@ fn latency(database: &Database, target: &str, kind: &str, pushes: usize) -> anyh
             token_file.display()
         ),
     )?;
-    let binary = std::env::current_exe()?
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|release| release.join("regkeeper"))
-        .context("finding target/release/regkeeper")?;
-    let log = std::fs::File::create(dir.path().join("daemon.log"))?;
-    let mut daemon = Command::new(&binary)
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
+    // The release binary beside this example (`target/release/regkeeper`).
+    let mut daemon = Daemon::start_with(&regkeeper_test_support::binary(), &config, "warn");
+    daemon.wait_for_intake(port);
     let result = measure_latency(database, &source, pushes);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     let mut latencies = result?;
     latencies.sort();
     let percentile = |p: f64| {
@@ -350,26 +336,6 @@ fn measure_latency(
     let store = store::open(database, Duration::from_secs(30))?;
     let host = source.url.trim_start_matches("http://").to_string();
     let registry_id = store.ensure_registry(&host)?;
-    // Wait for the intake.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let health = format!("{}/healthz", source_intake(source));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while agent
-        .get(&health)
-        .call()
-        .map(|response| response.status().as_u16())
-        .ok()
-        != Some(200)
-    {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the daemon's intake did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let mut latencies = Vec::with_capacity(pushes);
     for index in 0..pushes {
         let repository = "latency/app";
@@ -406,15 +372,4 @@ fn measure_latency(
         latencies.push(started.elapsed());
     }
     Ok(latencies)
-}
-
-/// The intake URL from the registry's notification endpoint.
-fn source_intake(source: &TestRegistry) -> String {
-    let config = std::fs::read_to_string(source.dir().join("config.yml")).unwrap_or_default();
-    config
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("url: "))
-        .and_then(|url| url.strip_suffix("/v2/webhooks/events"))
-        .unwrap_or_default()
-        .to_string()
 }

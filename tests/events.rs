@@ -3,72 +3,28 @@
 //! PostgreSQL. Leases, retries and failures are driven with stored events,
 //! a registry that goes away, and a registry stand-in that stalls.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use regkeeper::store::sql::SqlStore;
-use regkeeper::store::{
-    postgres::PostgresBackend, sqlite::SqliteBackend, NewEvent, Store, TagRecord, Value,
-};
-use support::postgres::TestDatabase;
+use regkeeper::store::{NewEvent, Store, TagRecord, Value};
+use support::cli::run_binary_with_env;
+use support::daemon::Daemon;
 use support::registry::{
     free_port, DigestStrippingProxy, Notifications, Options, PushedImage, Reply, ScriptedServer,
     TestRegistry, DOCKER_MANIFEST, OCI_MANIFEST,
 };
+use support::{wait_until, Backend, TestStore};
 
 const TOKEN: &str = "Token events-test-token";
-/// Generous: the machine is shared and slow.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Polls `condition` until it holds; panics with `what` after [`DEADLINE`].
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < DEADLINE {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting until {what}");
-}
-
-/// Where the daemon's database is.
-enum Database {
-    Sqlite(PathBuf),
-    Postgres(TestDatabase),
-}
-
-impl Database {
-    fn url(&self) -> String {
-        match self {
-            Database::Sqlite(path) => format!("sqlite://{}", path.display()),
-            Database::Postgres(database) => database.url().to_string(),
-        }
-    }
-
-    /// A store on the same database, for the test's own reads and writes.
-    fn store(&self) -> SqlStore {
-        let store = match self {
-            Database::Sqlite(path) => {
-                SqlStore::new(Box::new(SqliteBackend::open(path).expect("opening sqlite")))
-            }
-            Database::Postgres(database) => SqlStore::new(Box::new(
-                PostgresBackend::connect(database.url(), None, 2).expect("connecting to postgres"),
-            )),
-        };
-        store.migrate().expect("migrating");
-        store
-    }
-}
-
-/// A test's world: temp dir, database, config.
+/// A test's world: temp dir (configs, logs, the token file) and the
+/// daemon's database.
 struct World {
     dir: tempfile::TempDir,
-    database: Database,
+    database: TestStore,
 }
 
 #[derive(Clone)]
@@ -91,20 +47,20 @@ impl Default for Setup {
 }
 
 impl World {
-    fn sqlite() -> World {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("regkeeper.db");
+    fn new(backend: Backend) -> World {
         World {
-            dir,
-            database: Database::Sqlite(path),
+            dir: tempfile::tempdir().expect("temp dir"),
+            database: TestStore::new(backend),
         }
     }
 
-    fn postgres() -> World {
-        World {
-            dir: tempfile::tempdir().expect("temp dir"),
-            database: Database::Postgres(TestDatabase::create()),
-        }
+    fn sqlite() -> World {
+        World::new(Backend::Sqlite)
+    }
+
+    /// The daemon's database, for the test's own reads and writes.
+    fn store(&self) -> &SqlStore {
+        &self.database
     }
 
     /// Writes schedules.toml and the token file; returns the config path.
@@ -132,127 +88,19 @@ impl World {
     }
 
     fn start(&self, name: &str, setup: &Setup) -> Daemon {
-        Daemon::start(
-            &self.config(name, setup),
-            &self.dir.path().join(format!("{name}.log")),
-        )
+        Daemon::start(&self.config(name, setup))
     }
 
     fn once(&self, name: &str, setup: &Setup, extra: &[&str]) -> (i32, String) {
         let config = self.config(name, setup);
-        let output = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--once")
-            .arg("registry-events")
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running regkeeper --once");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.code().unwrap_or(-1), text)
-    }
-}
-
-/// The real binary as a daemon; SIGKILLed on Drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log_file = std::fs::File::create(log).expect("creating the daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info,regkeeper=debug")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("cloning the log handle"))
-            .stderr(log_file)
-            .spawn()
-            .expect("starting regkeeper");
-        Daemon {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then waits for the daemon to exit: its exit code, or
-    /// 128 + the signal that ended it (an abort is 134).
-    fn terminate(&mut self) -> i32 {
-        use std::os::unix::process::ExitStatusExt as _;
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
-        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-        assert_eq!(
-            unsafe { libc::kill(pid, libc::SIGTERM) },
-            0,
-            "sending SIGTERM"
-        );
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("polling the daemon") {
-                return status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "the daemon did not exit after SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits until the intake answers on `port`.
-    fn wait_for_intake(&mut self, port: u16) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .into();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = agent
-                .get(&format!("http://127.0.0.1:{port}/healthz"))
-                .call()
-            {
-                if response.status().as_u16() == 200 {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("regkeeper exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "the intake did not come up:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
+        let config = config.to_str().expect("a utf-8 temp path");
+        let mut args = vec!["--config", config, "--once", "registry-events"];
+        args.extend(extra);
+        let output = run_binary_with_env(self.dir.path(), &args, &[("RUST_LOG", "info")]);
+        (
+            output.code.unwrap_or(-1),
+            format!("{}{}", output.stdout, output.stderr),
+        )
     }
 }
 
@@ -429,7 +277,7 @@ fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
     };
     let mut daemon = world.start("daemon", &setup);
     daemon.wait_for_intake(port);
-    let store = world.database.store();
+    let store = world.store();
     let host = host_of(&registry.url);
 
     // OCI and schema 2, two tags on one digest, a nested name, an index.
@@ -439,9 +287,9 @@ fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
     let nested = registry.push_oci_image("team/a/b", "v1");
     let index = registry.push_oci_index("ns/multi", "all");
     wait_until("every pushed tag is in the database", || {
-        tags(&store, &host).len() == 5
+        tags(store, &host).len() == 5
     });
-    let all = tags(&store, &host);
+    let all = tags(store, &host);
     for (key, image) in [
         ("ns/app:1.0", &oci),
         ("ns/app:stable", &oci),
@@ -470,9 +318,9 @@ fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
     let repushed = registry.push_oci_image("ns/app", "1.0");
     assert_ne!(repushed.digest, oci.digest);
     wait_until("the re-pushed tag has its new digest", || {
-        tags(&store, &host)["ns/app:1.0"].digest == repushed.digest
+        tags(store, &host)["ns/app:1.0"].digest == repushed.digest
     });
-    let all = tags(&store, &host);
+    let all = tags(store, &host);
     assert_eq!(all["ns/app:1.0"].scanned, 0);
     assert_eq!(all["ns/app:1.0"].image_id, repushed.image_id);
     assert_eq!(
@@ -484,9 +332,9 @@ fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
     let before_pull = chrono::Utc::now().timestamp_millis() - 1000;
     pull(&registry, "plain", "latest");
     wait_until("the pull is recorded", || {
-        tags(&store, &host)["plain:latest"].pulled_at.is_some()
+        tags(store, &host)["plain:latest"].pulled_at.is_some()
     });
-    let pulled_at = tags(&store, &host)["plain:latest"]
+    let pulled_at = tags(store, &host)["plain:latest"]
         .pulled_at
         .unwrap_or_default();
     assert!(pulled_at >= before_pull && pulled_at <= chrono::Utc::now().timestamp_millis() + 1000);
@@ -494,9 +342,9 @@ fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
     // Delete by digest: the tags with that digest go; an emptied repository goes.
     assert_eq!(registry.delete("ns/app", &oci.digest), 202);
     wait_until("the tag of the deleted digest is gone", || {
-        !tags(&store, &host).contains_key("ns/app:stable")
+        !tags(store, &host).contains_key("ns/app:stable")
     });
-    assert!(tags(&store, &host).contains_key("ns/app:1.0"));
+    assert!(tags(store, &host).contains_key("ns/app:1.0"));
     assert_eq!(registry.delete("ns/app", &repushed.digest), 202);
     assert_eq!(registry.delete("team/a/b", &nested.digest), 202);
     wait_until("the emptied repositories are gone", || {
@@ -506,9 +354,9 @@ fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
         repositories == ["ns/multi", "plain"]
     });
     wait_until("every stored event is done", || {
-        events(&store).iter().all(|event| event.status == 0)
+        events(store).iter().all(|event| event.status == 0)
     });
-    let stored = events(&store);
+    let stored = events(store);
     assert!(stored.iter().all(|event| event.action != "mount"));
     assert!(
         stored
@@ -539,22 +387,22 @@ fn events_pushed_while_the_intake_is_down_arrive_once_when_it_is_up() {
     };
     let mut daemon = world.start("daemon", &setup);
     daemon.wait_for_intake(port);
-    let store = world.database.store();
+    let store = world.store();
     let host = host_of(&registry.url);
     wait_until(
         "every tag pushed while the intake was down is in the database",
-        || tags(&store, &host).len() == 3,
+        || tags(store, &host).len() == 3,
     );
     wait_until("every stored event is done", || {
-        let stored = events(&store);
+        let stored = events(store);
         !stored.is_empty() && stored.iter().all(|event| event.status == 0)
     });
     // Push one more while it is up, to see the queue drained in order.
     let late = registry.push_oci_image("ns/app", "late");
     wait_until("the late tag arrives", || {
-        tags(&store, &host).contains_key("ns/app:late")
+        tags(store, &host).contains_key("ns/app:late")
     });
-    let stored = events(&store);
+    let stored = events(store);
     for image in images.iter().chain(std::iter::once(&late)) {
         let tag = image.tag.clone().unwrap_or_default();
         let pushes = stored
@@ -565,7 +413,7 @@ fn events_pushed_while_the_intake_is_down_arrive_once_when_it_is_up() {
             .count();
         assert_eq!(pushes, 1, "push events of ns/app:{tag}");
         assert_eq!(
-            tags(&store, &host)[&format!("ns/app:{tag}")].digest,
+            tags(store, &host)[&format!("ns/app:{tag}")].digest,
             image.digest
         );
     }
@@ -610,7 +458,7 @@ fn a_daemon_killed_between_claim_and_completion_is_taken_over_after_the_lease() 
     let image = source.push_oci_image("ns/app", "1.0");
     let stand_in = stalling_registry(&image);
     let world = World::sqlite();
-    let store = world.database.store();
+    let store = world.store();
     store
         .insert_events(&[push_event("killed-1", &image, "1.0", false)], 1)
         .expect("storing the event");
@@ -623,12 +471,12 @@ fn a_daemon_killed_between_claim_and_completion_is_taken_over_after_the_lease() 
     let mut first = world.start("first", &setup);
     wait_until(
         "the first daemon claimed the event and asks for its manifest",
-        || events(&store)[0].status == 1 && !stand_in.requests().is_empty(),
+        || events(store)[0].status == 1 && !stand_in.requests().is_empty(),
     );
-    let first_claimant = events(&store)[0].claimant.clone();
+    let first_claimant = events(store)[0].claimant.clone();
     first.kill();
     assert_eq!(
-        events(&store)[0].status,
+        events(store)[0].status,
         1,
         "the claim outlives the killed daemon"
     );
@@ -636,19 +484,19 @@ fn a_daemon_killed_between_claim_and_completion_is_taken_over_after_the_lease() 
     let _second = world.start("second", &setup);
     let host = host_of(&stand_in.url);
     wait_until("the second daemon applied the event", || {
-        events(&store)[0].status == 0
+        events(store)[0].status == 0
     });
-    let event = &events(&store)[0];
+    let event = &events(store)[0];
     assert_ne!(
         event.claimant, first_claimant,
         "applied by the second daemon"
     );
     assert_eq!(event.attempts, 0);
-    let all = tags(&store, &host);
+    let all = tags(store, &host);
     assert_eq!(all["ns/app:1.0"].digest, image.digest);
     assert_eq!(all["ns/app:1.0"].image_id, image.image_id);
     assert_eq!(all["ns/app:1.0"].size, Some(image.size));
-    assert_eq!(run_counts(&store, "applied"), 1, "applied exactly once");
+    assert_eq!(run_counts(store, "applied"), 1, "applied exactly once");
 }
 
 #[test]
@@ -658,7 +506,7 @@ fn events_wait_for_a_registry_that_is_down_without_using_up_their_attempts() {
         .map(|index| registry.push_image(&format!("ns/app{index}"), "1.0"))
         .collect();
     let world = World::sqlite();
-    let store = world.database.store();
+    let store = world.store();
     let stored: Vec<NewEvent> = images
         .iter()
         .enumerate()
@@ -689,16 +537,16 @@ fn events_wait_for_a_registry_that_is_down_without_using_up_their_attempts() {
             .count()
             >= 3
     });
-    for event in events(&store) {
+    for event in events(store) {
         assert_ne!(event.status, 3, "failed during the outage: {event:?}");
         assert!(event.attempts <= 1, "an outage used up attempts: {event:?}");
     }
     registry.restart();
     let host = host_of(&registry.url);
     wait_until("every event applied once the registry is back", || {
-        events(&store).iter().all(|event| event.status == 0)
+        events(store).iter().all(|event| event.status == 0)
     });
-    let all = tags(&store, &host);
+    let all = tags(store, &host);
     for image in &images {
         assert_eq!(
             all[&format!("{}:1.0", image.repository)].digest,
@@ -709,7 +557,7 @@ fn events_wait_for_a_registry_that_is_down_without_using_up_their_attempts() {
             Some(image.size)
         );
     }
-    assert_eq!(run_counts(&store, "failed"), 0);
+    assert_eq!(run_counts(store, "failed"), 0);
 }
 
 #[test]
@@ -719,7 +567,7 @@ fn a_thousand_events_cost_nothing_when_the_registry_is_stopped() {
     let tag_names: Vec<String> = (0..10).map(|n| format!("v{n}")).collect();
     let digests = registry.write_images_on_disk(&repositories, &tag_names);
     let world = World::sqlite();
-    let store = world.database.store();
+    let store = world.store();
     let mut stored = Vec::new();
     for (index, digest) in digests.iter().enumerate() {
         let repository = &repositories[index / tag_names.len()];
@@ -741,7 +589,7 @@ fn a_thousand_events_cost_nothing_when_the_registry_is_stopped() {
     let (code, output) = world.once("once", &setup, &[]);
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("registry unreachable"), "{output}");
-    let all = events(&store);
+    let all = events(store);
     assert_eq!(all.len(), 1000);
     let used: i64 = all.iter().map(|event| event.attempts).sum();
     // At most the few fetches that opened the breaker used an attempt.
@@ -751,17 +599,18 @@ fn a_thousand_events_cost_nothing_when_the_registry_is_stopped() {
     let (code, output) = world.once("once", &setup, &[]);
     assert_eq!(code, 0, "{output}");
     assert!(
-        events(&store).iter().all(|event| event.status == 0),
+        events(store).iter().all(|event| event.status == 0),
         "{output}"
     );
-    assert_eq!(tags(&store, &host_of(&registry.url)).len(), 1000);
+    assert_eq!(tags(store, &host_of(&registry.url)).len(), 1000);
 }
 
-fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {
+fn a_malformed_stored_event_fails_while_the_others_apply(backend: Backend) {
+    let world = World::new(backend);
     let registry = TestRegistry::anonymous();
     let first = registry.push_oci_image("ns/app", "1.0");
     let second = registry.push_image("ns/app", "2.0");
-    let store = world.database.store();
+    let store = world.store();
     store
         .insert_events(
             &[
@@ -790,7 +639,7 @@ fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {
     };
     let (code, output) = world.once("once", &setup, &[]);
     assert_eq!(code, 0, "{output}");
-    let by_id: BTreeMap<String, EventRow> = events(&store)
+    let by_id: BTreeMap<String, EventRow> = events(store)
         .into_iter()
         .map(|event| (event.event_id.clone(), event))
         .collect();
@@ -817,24 +666,23 @@ fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {
     assert_eq!(by_id["good-1"].status, 0);
     assert_eq!(by_id["good-2"].status, 0);
     let host = host_of(&registry.url);
-    let all = tags(&store, &host);
+    let all = tags(store, &host);
     assert_eq!(all["ns/app:1.0"].digest, first.digest);
     assert_eq!(all["ns/app:2.0"].digest, second.digest);
     assert_eq!(all["ns/app:2.0"].size, Some(second.size));
     assert!(!all.contains_key("ns/gone:1.0"));
 
-    let (code, status) = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
-        .arg("--config")
-        .arg(world.config("once", &setup))
-        .arg("status")
-        .output()
-        .map(|output| {
-            (
-                output.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&output.stdout).to_string(),
-            )
-        })
-        .expect("running regkeeper status");
+    let config = world.config("once", &setup);
+    let output = run_binary_with_env(
+        world.dir.path(),
+        &[
+            "--config",
+            config.to_str().expect("a utf-8 temp path"),
+            "status",
+        ],
+        &[],
+    );
+    let (code, status) = (output.code.unwrap_or(-1), output.stdout);
     assert_eq!(code, 0, "{status}");
     assert!(status.contains("broken-json"), "{status}");
 
@@ -842,7 +690,7 @@ fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {
     let (code, output) = world.once("once", &setup, &[]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(
-        events(&store)
+        events(store)
             .iter()
             .filter(|event| event.status == 3)
             .count(),
@@ -850,7 +698,7 @@ fn a_malformed_stored_event_fails_while_the_others_apply(world: World) {
     );
     let (code, output) = world.once("once", &setup, &["--retry-failed"]);
     assert_eq!(code, 0, "{output}");
-    let after: Vec<EventRow> = events(&store)
+    let after: Vec<EventRow> = events(store)
         .into_iter()
         .filter(|event| event.status == 3)
         .collect();
@@ -871,7 +719,7 @@ fn manifests_are_fetched_and_verified_through_a_proxy_that_drops_the_digest_head
         &docker.manifest,
     );
     let world = World::sqlite();
-    let store = world.database.store();
+    let store = world.store();
     store
         .insert_events(
             &[
@@ -888,7 +736,7 @@ fn manifests_are_fetched_and_verified_through_a_proxy_that_drops_the_digest_head
     };
     let (code, output) = world.once("once", &setup, &[]);
     assert_eq!(code, 0, "{output}");
-    let by_id: BTreeMap<String, EventRow> = events(&store)
+    let by_id: BTreeMap<String, EventRow> = events(store)
         .into_iter()
         .map(|event| (event.event_id.clone(), event))
         .collect();
@@ -900,7 +748,7 @@ fn manifests_are_fetched_and_verified_through_a_proxy_that_drops_the_digest_head
         error.contains("digest mismatch") && error.contains(&tampered.digest),
         "{error}"
     );
-    let all = tags(&store, &host_of(proxy.url()));
+    let all = tags(store, &host_of(proxy.url()));
     assert_eq!(all["ns/app:1.0"].digest, docker.digest);
     assert_eq!(all["ns/app:1.0"].image_id, docker.image_id);
     assert_eq!(all["ns/app:2.0"].digest, oci.digest);
@@ -921,7 +769,7 @@ fn a_manifest_the_tags_already_know_is_not_fetched_again() {
     let world = World::sqlite();
     let registry = TestRegistry::anonymous();
     let image = registry.push_oci_image("ns/app", "1.0");
-    let store = world.database.store();
+    let store = world.store();
     store
         .insert_events(&[push_event("first", &image, "1.0", false)], 1)
         .expect("storing an event");
@@ -931,7 +779,7 @@ fn a_manifest_the_tags_already_know_is_not_fetched_again() {
     };
     let (code, output) = world.once("once", &setup, &[]);
     assert_eq!(code, 0, "{output}");
-    assert_eq!(run_counts(&store, "manifests_fetched"), 1);
+    assert_eq!(run_counts(store, "manifests_fetched"), 1);
 
     registry.put_manifest("ns/app", "2.0", OCI_MANIFEST, &image.manifest);
     // other/app does not hold the manifest at all: a GET would fail the event.
@@ -954,9 +802,9 @@ fn a_manifest_the_tags_already_know_is_not_fetched_again() {
         .expect("storing events");
     let (code, output) = world.once("once", &setup, &[]);
     assert_eq!(code, 0, "{output}");
-    assert_eq!(run_counts(&store, "manifests_fetched"), 1, "no second GET");
-    assert_eq!(run_counts(&store, "manifests_reused"), 2);
-    let all = tags(&store, &host_of(&registry.url));
+    assert_eq!(run_counts(store, "manifests_fetched"), 1, "no second GET");
+    assert_eq!(run_counts(store, "manifests_reused"), 2);
+    let all = tags(store, &host_of(&registry.url));
     let first = &all["ns/app:1.0"];
     for name in ["ns/app:2.0", "other/app:1.0"] {
         let tag = &all[name];
@@ -974,21 +822,13 @@ fn a_manifest_the_tags_already_know_is_not_fetched_again() {
     assert_eq!(first.size, Some(image.size));
 }
 
-#[test]
-fn a_malformed_stored_event_fails_while_the_others_apply_on_sqlite() {
-    a_malformed_stored_event_fails_while_the_others_apply(World::sqlite());
-}
-
-#[test]
-fn a_malformed_stored_event_fails_while_the_others_apply_on_postgres() {
-    a_malformed_stored_event_fails_while_the_others_apply(World::postgres());
-}
+support::both_backends!(a_malformed_stored_event_fails_while_the_others_apply);
 
 #[test]
 fn two_daemons_on_one_postgres_apply_each_event_once() {
     let registry = TestRegistry::anonymous();
-    let world = World::postgres();
-    let store = world.database.store();
+    let world = World::new(Backend::Postgres);
+    let store = world.store();
     // Five repositories, each with one tag re-pushed twelve times: only
     // in-order application leaves the last digest behind.
     let mut last: BTreeMap<String, String> = BTreeMap::new();
@@ -1017,18 +857,18 @@ fn two_daemons_on_one_postgres_apply_each_event_once() {
         store.insert_events(chunk, 1).expect("storing events");
     }
     wait_until("every event is done", || {
-        events(&store).iter().all(|event| event.status == 0)
+        events(store).iter().all(|event| event.status == 0)
     });
     let host = host_of(&registry.url);
-    let all = tags(&store, &host);
+    let all = tags(store, &host);
     for (key, digest) in &last {
         assert_eq!(&all[key].digest, digest, "{key} ends at its last push");
     }
     wait_until("both daemons recorded their runs", || {
-        run_counts(&store, "claimed") >= 60
+        run_counts(store, "claimed") >= 60
     });
-    assert_eq!(run_counts(&store, "claimed"), 60, "no event claimed twice");
-    assert_eq!(run_counts(&store, "applied"), 60);
+    assert_eq!(run_counts(store, "claimed"), 60, "no event claimed twice");
+    assert_eq!(run_counts(store, "applied"), 60);
     // Daemons on PostgreSQL used to abort (exit 134) after "regkeeper stopped".
     for daemon in [&mut first, &mut second] {
         assert_eq!(daemon.terminate(), 0, "its log:\n{}", daemon.log());
@@ -1043,7 +883,7 @@ fn two_daemons_on_one_postgres_apply_each_event_once() {
 #[test]
 fn done_events_older_than_retain_done_are_pruned() {
     let world = World::sqlite();
-    let store = world.database.store();
+    let store = world.store();
     let delete = r#"{"id":"old","timestamp":"2026-01-02T03:04:05Z","action":"delete","target":{"repository":"a","tag":"t"}}"#;
     store
         .insert_events(&[raw_event("old", "a", delete)], 1)
@@ -1056,13 +896,13 @@ fn done_events_older_than_retain_done_are_pruned() {
     let (code, output) = world.once("once", &setup, &[]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(
-        events(&store).len(),
+        events(store).len(),
         1,
         "kept while younger than retain_done"
     );
     wait_until("retain_done has passed and a run pruned it", || {
         let (code, output) = world.once("once", &setup, &[]);
         assert_eq!(code, 0, "{output}");
-        events(&store).is_empty()
+        events(store).is_empty()
     });
 }

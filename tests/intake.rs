@@ -2,16 +2,17 @@
 //! and PostgreSQL databases: authentication, limits, filtering, duplicates,
 //! durability answers and the wake-up of the events job.
 
-mod support;
+use regkeeper_test_support as support;
 
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use regkeeper::intake::{self, Intake, RunningIntake};
 use regkeeper::scheduler::Waker;
 use regkeeper::store::sql::SqlStore;
-use regkeeper::store::{postgres::PostgresBackend, sqlite::SqliteBackend, EventClaim, Store};
-use support::postgres::TestDatabase;
+use regkeeper::store::{EventClaim, Store};
+use support::{Backend, TestStore};
 
 const TOKEN: &str = "Token s3cret-intake-token";
 const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -23,46 +24,17 @@ struct TestIntake {
     waker: Waker,
     runtime: tokio::runtime::Runtime,
     running: Option<RunningIntake>,
-    _dir: Option<tempfile::TempDir>,
-    _database: Option<TestDatabase>,
+    _database: TestStore,
 }
 
 impl TestIntake {
     fn sqlite(token: Option<&str>, body_limit: usize) -> TestIntake {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let backend =
-            SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("opening sqlite");
-        TestIntake::start(
-            SqlStore::new(Box::new(backend)),
-            token,
-            body_limit,
-            Some(dir),
-            None,
-        )
+        TestIntake::start(Backend::Sqlite, token, body_limit)
     }
 
-    fn postgres(token: Option<&str>, body_limit: usize) -> TestIntake {
-        let database = TestDatabase::create();
-        let backend =
-            PostgresBackend::connect(database.url(), None, 4).expect("connecting to postgres");
-        TestIntake::start(
-            SqlStore::new(Box::new(backend)),
-            token,
-            body_limit,
-            None,
-            Some(database),
-        )
-    }
-
-    fn start(
-        store: SqlStore,
-        token: Option<&str>,
-        body_limit: usize,
-        dir: Option<tempfile::TempDir>,
-        database: Option<TestDatabase>,
-    ) -> TestIntake {
-        store.migrate().expect("migrating");
-        let store = Arc::new(store);
+    fn start(backend: Backend, token: Option<&str>, body_limit: usize) -> TestIntake {
+        let database = TestStore::new(backend);
+        let store = database.sql();
         let waker = Waker::default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -87,7 +59,6 @@ impl TestIntake {
             waker,
             runtime,
             running: Some(running),
-            _dir: dir,
             _database: database,
         }
     }
@@ -165,6 +136,15 @@ impl TestIntake {
             .get("fresh")
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Whether a wake-up of the events job is pending right now, without
+    /// waiting (it is consumed). The intake wakes the job before it
+    /// answers, so after an answer this is exact.
+    fn wake_pending(&self) -> bool {
+        let mut woken = std::pin::pin!(self.waker.woken());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        woken.as_mut().poll(&mut context).is_ready()
     }
 
     /// Whether the events job was woken (waits a generous while).
@@ -323,6 +303,20 @@ fn an_envelope_of_dropped_events_is_accepted_without_a_wake_up() {
     );
     assert_eq!(status, 202);
     assert_eq!(intake.fresh_count(), 0);
+    assert!(
+        !intake.wake_pending(),
+        "an envelope of dropped events woke the events job"
+    );
+    // The same intake does wake it for an event it keeps.
+    let kept = push_event("kept-1", "ns/app", "1.0", OCI_MANIFEST);
+    let (status, _) = intake.post(
+        "/events",
+        None,
+        "application/json",
+        envelope(&[BLOB_PUSH, &kept]).as_bytes(),
+    );
+    assert_eq!(status, 202);
+    assert!(intake.wake_pending(), "a kept event did not wake the job");
 }
 
 fn duplicates_are_stored_once(intake: &TestIntake) {
@@ -346,15 +340,11 @@ fn duplicates_are_stored_once(intake: &TestIntake) {
     assert_eq!(intake.stored_ids(), ["dup-1", "dup-2"]);
 }
 
-#[test]
-fn duplicate_event_ids_are_stored_once_on_sqlite() {
-    duplicates_are_stored_once(&TestIntake::sqlite(Some(TOKEN), 1 << 20));
+fn duplicate_event_ids_are_stored_once(backend: Backend) {
+    duplicates_are_stored_once(&TestIntake::start(backend, Some(TOKEN), 1 << 20));
 }
 
-#[test]
-fn duplicate_event_ids_are_stored_once_on_postgres() {
-    duplicates_are_stored_once(&TestIntake::postgres(Some(TOKEN), 1 << 20));
-}
+support::both_backends!(duplicate_event_ids_are_stored_once);
 
 #[test]
 fn a_failed_database_write_is_503_and_the_redelivery_is_stored() {

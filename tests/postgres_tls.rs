@@ -4,7 +4,7 @@
 //! connection goes through `PostgresBackend` (the pool and the dedicated
 //! advisory-lock connection) or the real binary.
 
-mod support;
+use regkeeper_test_support as support;
 
 use regkeeper::store::postgres::PostgresBackend;
 use regkeeper::store::{Backend, Value};

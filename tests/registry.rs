@@ -4,7 +4,7 @@
 //! a proxy of ours that drops `Docker-Content-Digest` in front of a real one.
 //! The `support_*` tests check the test support itself.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::time::{Duration, Instant};
 
@@ -76,17 +76,12 @@ fn support_configures_notifications_with_authorization() {
         ..Options::default()
     });
     let image = registry.push_image("ns/app", "v1");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let found = loop {
-        let found = endpoint.requests().into_iter().find(|request| {
+    let found = support::wait::poll(support::DEADLINE, || {
+        endpoint.requests().into_iter().find(|request| {
             String::from_utf8_lossy(&request.body).contains(&image.digest)
                 && String::from_utf8_lossy(&request.body).contains("\"references\"")
-        });
-        if found.is_some() || Instant::now() > deadline {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        })
+    });
     let found = found.unwrap_or_else(|| {
         panic!(
             "no push event for the manifest; got {:?}\nlog: {}",

@@ -4,39 +4,37 @@
 //! graceful shutdown. Conditions are polled in the database with generous
 //! deadlines; nothing asserts on timing.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use croner::parser::{CronParser, Seconds};
 use regkeeper::config::{EventsOptions, HandlerConfig, JobConfig, Schedule};
 use regkeeper::jobs::{Handler, JobContext, Outcome, RunOptions, Trigger};
 use regkeeper::scheduler::{run_handler, Drain, RunSettings, Scheduler};
 use regkeeper::store::{NewRun, RunOutcome, RunRecord, Store};
+use support::daemon::Daemon;
 use support::registry::{Reply, ScriptedServer};
-
-/// How long any condition may take to come true on a slow, busy machine.
-const DEADLINE: Duration = Duration::from_secs(60);
+use support::wait::poll;
+use support::{wait_for, wait_until, Backend, TestStore, DEADLINE};
 
 /// A schedule that does not fire during a test: only wake-ups run the job.
 const NEVER_SOON: &str = "0 0 0 1 1 * 2099";
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
+    _database: TestStore,
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let database = regkeeper::config::Database::Sqlite {
-        path: dir.path().join("regkeeper.db"),
-    };
-    let store = regkeeper::store::open(&database, Duration::from_secs(10))
-        .expect("opening the test database");
-    Fixture { _dir: dir, store }
+    let database = TestStore::new(Backend::Sqlite);
+    Fixture {
+        store: database.shared(),
+        _database: database,
+    }
 }
 
 fn settings(store: &Arc<dyn Store>, keep_runs: usize) -> RunSettings {
@@ -163,18 +161,6 @@ fn finished_with(store: &Arc<dyn Store>, job_name: &str, outcome: RunOutcome) ->
         .collect()
 }
 
-/// Polls `condition` until it holds; panics with `what` after [`DEADLINE`].
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_second_schedule_runs_and_records_counts() {
     let fixture = fixture();
@@ -187,8 +173,7 @@ async fn every_second_schedule_runs_and_records_counts() {
 
     wait_until("three runs finished", || {
         finished_with(&fixture.store, "tick", RunOutcome::Ok).len() >= 3
-    })
-    .await;
+    });
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     for run in finished_with(&fixture.store, "tick", RunOutcome::Ok) {
@@ -223,13 +208,11 @@ async fn overlapping_tick_is_skipped_and_recorded() {
         finished_with(&fixture.store, "slow", RunOutcome::Skipped)
             .iter()
             .any(|skipped| skipped.counts.get("ticks").is_some_and(|ticks| *ticks >= 2))
-    })
-    .await;
+    });
     gate.open();
     wait_until("a run after the slow one", || {
         finished_with(&fixture.store, "slow", RunOutcome::Ok).len() >= 2
-    })
-    .await;
+    });
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     let first = runs(&fixture.store, "slow")
@@ -274,8 +257,7 @@ async fn panicking_handler_is_a_failed_run_and_the_job_keeps_running() {
 
     wait_until("a run after the panic", || {
         !finished_with(&fixture.store, "panics", RunOutcome::Ok).is_empty()
-    })
-    .await;
+    });
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     let first = runs(&fixture.store, "panics")
@@ -304,8 +286,7 @@ async fn handler_error_is_recorded_with_its_cause_chain() {
 
     wait_until("two failed runs", || {
         finished_with(&fixture.store, "fails", RunOutcome::Failed).len() >= 2
-    })
-    .await;
+    });
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     for failed in finished_with(&fixture.store, "fails", RunOutcome::Failed) {
@@ -339,15 +320,14 @@ async fn wakes_during_a_run_coalesce_into_one_more_run() {
     let running = scheduler.start();
 
     waker.wake();
-    wait_until("the first run started", || handler.calls() == 1).await;
+    wait_until("the first run started", || handler.calls() == 1);
     for _ in 0..10 {
         waker.wake();
     }
     gate.open();
     wait_until("the second run finished", || {
         finished_with(&fixture.store, "woken", RunOutcome::Ok).len() >= 2
-    })
-    .await;
+    });
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     let all = runs(&fixture.store, "woken");
@@ -376,7 +356,7 @@ async fn shutdown_drains_a_slow_run() {
     );
     scheduler.waker("slow").expect("a waker").wake();
     let running = scheduler.start();
-    wait_until("the run started", || handler.calls() == 1).await;
+    wait_until("the run started", || handler.calls() == 1);
 
     let shutdown = tokio::spawn(running.shutdown(DEADLINE));
     gate.open();
@@ -407,7 +387,7 @@ async fn grace_period_deadline_cancels_the_run() {
     );
     scheduler.waker("endless").expect("a waker").wake();
     let running = scheduler.start();
-    wait_until("the run started", || handler.calls() == 1).await;
+    wait_until("the run started", || handler.calls() == 1);
 
     assert_eq!(
         running.shutdown(Duration::from_millis(200)).await,
@@ -415,8 +395,7 @@ async fn grace_period_deadline_cancels_the_run() {
     );
     wait_until("the cancelled run recorded", || {
         !finished_with(&fixture.store, "endless", RunOutcome::Failed).is_empty()
-    })
-    .await;
+    });
     let all = runs(&fixture.store, "endless");
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].error.as_deref(), Some("stopped early: cancelled"));
@@ -439,8 +418,7 @@ async fn run_ignoring_cancel_is_recorded_as_abandoned_at_shutdown() {
     let running = scheduler.start();
     wait_until("the run started", || {
         runs(&fixture.store, "stuck").len() == 1
-    })
-    .await;
+    });
 
     assert_eq!(
         running.shutdown(Duration::from_millis(100)).await,
@@ -484,16 +462,14 @@ async fn finished_for_good_removes_the_job() {
             && runs(&fixture.store, "once")
                 .iter()
                 .all(|run| run.outcome.is_some())
-    })
-    .await;
+    });
     // Three ticks of another every-second job later, and after a wake-up,
     // the finished job has still run only once.
     once_waker.wake();
     let clock_runs = clock.calls();
     wait_until("three more ticks of the clock job", || {
         clock.calls() >= clock_runs + 3
-    })
-    .await;
+    });
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     // A slow machine may skip a tick while the one run goes on; nothing else.
@@ -538,21 +514,17 @@ async fn overrun_is_marked_timed_out_and_ticks_meanwhile_are_skipped() {
 
     wait_until("the run was asked to stop", || {
         cancel_seen.load(Ordering::SeqCst)
-    })
-    .await;
+    });
     wait_until("a tick skipped", || {
         !finished_with(&fixture.store, "overruns", RunOutcome::Skipped).is_empty()
-    })
-    .await;
+    });
     gate.open();
     wait_until("the overrun recorded", || {
         !finished_with(&fixture.store, "overruns", RunOutcome::TimedOut).is_empty()
-    })
-    .await;
+    });
     wait_until("a later run", || {
         !finished_with(&fixture.store, "overruns", RunOutcome::Ok).is_empty()
-    })
-    .await;
+    });
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     let timed_out = finished_with(&fixture.store, "overruns", RunOutcome::TimedOut);
@@ -586,11 +558,10 @@ async fn slow_job_does_not_delay_another_job() {
     );
     let running = scheduler.start();
 
-    wait_until("the slow run started", || slow.calls() == 1).await;
+    wait_until("the slow run started", || slow.calls() == 1);
     wait_until("three runs of the other job", || {
         finished_with(&fixture.store, "events", RunOutcome::Ok).len() >= 3
-    })
-    .await;
+    });
     assert_eq!(slow.calls(), 1);
     assert!(
         finished_with(&fixture.store, "slow-scan", RunOutcome::Ok).is_empty(),
@@ -615,7 +586,7 @@ async fn keep_runs_prunes_old_runs_per_job() {
     scheduler.waker("rare").expect("a waker").wake();
     let running = scheduler.start();
 
-    wait_until("six runs of the frequent job", || frequent.calls() >= 6).await;
+    wait_until("six runs of the frequent job", || frequent.calls() >= 6);
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 
     let kept = runs(&fixture.store, "frequent");
@@ -688,20 +659,20 @@ fn run_handler_records_once_runs_and_isolates_panics() {
 /// in the store (or fails after [`DEADLINE`]).
 fn waits_for_its_heartbeat() -> Arc<TestHandler> {
     TestHandler::new(|ctx, _| {
-        let started = Instant::now();
-        loop {
-            let own = ctx
-                .store
-                .recent_runs(&ctx.job_name, 10)?
-                .into_iter()
-                .find(|run| run.id == ctx.run_id)
-                .ok_or_else(|| anyhow::anyhow!("run {} not recorded", ctx.run_id))?;
-            if own.heartbeat_at.is_some_and(|at| at > own.started_at) {
-                return Ok(counted("heartbeats_seen", 1));
+        let renewed = poll(DEADLINE, || {
+            let own = ctx.store.recent_runs(&ctx.job_name, 10).and_then(|runs| {
+                runs.into_iter()
+                    .find(|run| run.id == ctx.run_id)
+                    .ok_or_else(|| anyhow::anyhow!("run {} not recorded", ctx.run_id))
+            });
+            match own {
+                Ok(own) if own.heartbeat_at.is_some_and(|at| at > own.started_at) => Some(Ok(())),
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
             }
-            anyhow::ensure!(started.elapsed() < DEADLINE, "no heartbeat renewed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        });
+        renewed.unwrap_or_else(|| Err(anyhow::anyhow!("no heartbeat renewed")))?;
+        Ok(counted("heartbeats_seen", 1))
     })
 }
 
@@ -741,8 +712,7 @@ async fn scheduled_run_renews_its_heartbeat() {
     running.waker("beating").expect("a waker").wake();
     wait_until("the run saw its heartbeat renewed", || {
         !finished_with(&fixture.store, "beating", RunOutcome::Ok).is_empty()
-    })
-    .await;
+    });
     assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
     assert!(finished_with(&fixture.store, "beating", RunOutcome::Failed).is_empty());
 }
@@ -822,90 +792,11 @@ fn run_handler_marks_an_overrun_timed_out() {
     assert_eq!(all[0].outcome, Some(RunOutcome::TimedOut));
 }
 
-/// The real binary running as a daemon, its stderr in a file; killed on drop
-/// if a test leaves it running.
-struct DaemonProcess {
-    child: std::process::Child,
-    log_path: std::path::PathBuf,
-}
-
-impl DaemonProcess {
-    fn start(dir: &std::path::Path, config_text: &str) -> DaemonProcess {
-        let config_path = dir.join("schedules.toml");
-        std::fs::write(&config_path, config_text).expect("writing the test config");
-        let log_path = dir.join("daemon.log");
-        let log = std::fs::File::create(&log_path).expect("creating the daemon log");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_regkeeper"))
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .env_remove("REGKEEPER_CONFIG")
-            .env_remove("REGKEEPER_DATABASE_URL")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting the daemon");
-        DaemonProcess { child, log_path }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
-        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-        let result = unsafe { libc::kill(pid, signal) };
-        assert_eq!(result, 0, "sending signal {signal} to the daemon");
-    }
-
-    /// Waits for the daemon to exit; its exit code, or 128 + the signal
-    /// that killed it.
-    fn wait_exit(&mut self) -> i32 {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("polling the daemon") {
-                use std::os::unix::process::ExitStatusExt as _;
-                return status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "the daemon did not exit; its log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_for_log(&mut self, text: &str) {
-        let started = Instant::now();
-        while !self.log().contains(text) {
-            if let Some(status) = self.child.try_wait().expect("polling the daemon") {
-                panic!(
-                    "the daemon exited ({status}) before logging {text:?}; its log:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "the daemon did not log {text:?}; its log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Writes `config_text` as `schedules.toml` in `dir` and starts the daemon on it.
+fn start_daemon(dir: &std::path::Path, config_text: &str) -> Daemon {
+    let config_path = dir.join("schedules.toml");
+    std::fs::write(&config_path, config_text).expect("writing the test config");
+    Daemon::start(&config_path)
 }
 
 /// A configuration for the binary: SQLite in `dir`, the intake off, the
@@ -937,7 +828,7 @@ fn daemon_config_with(
 fn sigterm_stops_an_idle_daemon_with_exit_0() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let jobs = "[jobs.security-scan]\nhandler = \"security\"\nschedule = \"* * * * * *\"\nenabled = false\n";
-    let mut daemon = DaemonProcess::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &daemon_config(dir.path(), "http://127.0.0.1:9", "30s", jobs),
     );
@@ -963,18 +854,12 @@ const SYNC_JOB: &str =
 
 /// Waits until the job has a run in flight in the daemon's database.
 fn wait_for_run_in_flight(dir: &std::path::Path, job_name: &str) {
-    let database = regkeeper::config::Database::Sqlite {
-        path: dir.join("regkeeper.db"),
-    };
-    let store = regkeeper::store::open(&database, DEADLINE).expect("opening the daemon's database");
-    let started = Instant::now();
-    while !runs(&store, job_name)
-        .iter()
-        .any(|run| run.finished_at.is_none())
-    {
-        assert!(started.elapsed() < DEADLINE, "no run of {job_name} started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let store: Arc<dyn Store> = Arc::new(support::store::sqlite_file(&dir.join("regkeeper.db")));
+    wait_until(&format!("a run of {job_name} started"), || {
+        runs(&store, job_name)
+            .iter()
+            .any(|run| run.finished_at.is_none())
+    });
 }
 
 #[test]
@@ -988,7 +873,7 @@ fn sigterm_stops_a_daemon_on_postgres_with_exit_0() {
         &format!("sqlite://{}", dir.path().join("regkeeper.db").display()),
         database.url(),
     );
-    let mut daemon = DaemonProcess::start(dir.path(), &config);
+    let mut daemon = start_daemon(dir.path(), &config);
     daemon.wait_for_log("regkeeper running");
     daemon.wait_for_log("finished: outcome=ok");
     daemon.signal(libc::SIGTERM);
@@ -1004,7 +889,7 @@ fn sigterm_stops_a_daemon_on_postgres_with_exit_0() {
 fn grace_period_deadline_through_the_binary_cancels_and_exits_0() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (_registry, registry_url) = silent_registry();
-    let mut daemon = DaemonProcess::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &daemon_config(dir.path(), &registry_url, "1s", SYNC_JOB),
     );
@@ -1025,7 +910,7 @@ fn grace_period_deadline_through_the_binary_cancels_and_exits_0() {
 fn second_signal_exits_at_once_with_143() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (_registry, registry_url) = silent_registry();
-    let mut daemon = DaemonProcess::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &daemon_config(dir.path(), &registry_url, "300s", SYNC_JOB),
     );
@@ -1068,18 +953,16 @@ fn wait_for_runs(
     what: &str,
     condition: impl Fn(&[RunRecord]) -> bool,
 ) -> Vec<RunRecord> {
-    let started = Instant::now();
-    loop {
+    let found = poll(DEADLINE, || {
         let all = runs(store, job_name);
-        if condition(&all) {
-            return all;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "timed out waiting until {what}; runs: {all:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        condition(&all).then_some(all)
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "timed out waiting until {what}; runs: {:#?}",
+            runs(store, job_name)
+        )
+    })
 }
 
 /// Regression: a daemon killed with SIGKILL mid-run left its `job_runs` row
@@ -1094,15 +977,11 @@ fn run_of_a_killed_daemon_is_shown_abandoned_and_the_job_runs_again() {
         "heartbeat = \"200ms\"\nabandon_after = \"3s\"\n",
         SYNC_JOB,
     );
-    let mut first = DaemonProcess::start(dir.path(), &config);
+    let mut first = start_daemon(dir.path(), &config);
     first.wait_for_log("regkeeper running");
-    let store = regkeeper::store::open(
-        &regkeeper::config::Database::Sqlite {
-            path: dir.path().join("regkeeper.db"),
-        },
-        DEADLINE,
-    )
-    .expect("opening the daemon's database");
+    let store: Arc<dyn Store> = Arc::new(support::store::sqlite_file(
+        &dir.path().join("regkeeper.db"),
+    ));
 
     // The run in flight renews its heartbeat.
     let in_flight = wait_for_runs(
@@ -1122,9 +1001,9 @@ fn run_of_a_killed_daemon_is_shown_abandoned_and_the_job_runs_again() {
         .clone();
     let claimant = killed_run.claimant.clone().expect("the run's claimant");
     assert!(
-        claimant.contains(&format!(":{}:", first.child.id())),
+        claimant.contains(&format!(":{}:", first.pid())),
         "{claimant} names the daemon's pid {}",
-        first.child.id()
+        first.pid()
     );
     first.signal(libc::SIGKILL);
     assert_eq!(first.wait_exit(), 128 + libc::SIGKILL);
@@ -1133,31 +1012,26 @@ fn run_of_a_killed_daemon_is_shown_abandoned_and_the_job_runs_again() {
     // finished at its last heartbeat, naming the daemon that ran it.
     let config_path = dir.path().join("schedules.toml");
     let config_arg = config_path.to_str().expect("a utf-8 temp path");
-    let started = Instant::now();
-    let shown = loop {
-        let output = support::cli::run_binary(
-            dir.path(),
-            &["status", "--json", "--runs", "1000", "--config", config_arg],
-        );
-        assert_eq!(output.code, Some(0), "{output:?}");
-        let status: serde_json::Value =
-            serde_json::from_str(&output.stdout).expect("status --json is JSON");
-        let shown = status["jobs"][0]["runs"]
-            .as_array()
-            .expect("runs array")
-            .iter()
-            .find(|run| run["id"] == killed_run.id)
-            .cloned()
-            .expect("the killed run in status");
-        if shown["outcome"] != "running" {
-            break shown;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "status still shows the run of the killed daemon running: {shown}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let shown = wait_for(
+        "status shows the run of the killed daemon no longer running",
+        || {
+            let output = support::cli::run_binary(
+                dir.path(),
+                &["status", "--json", "--runs", "1000", "--config", config_arg],
+            );
+            assert_eq!(output.code, Some(0), "{output:?}");
+            let status: serde_json::Value =
+                serde_json::from_str(&output.stdout).expect("status --json is JSON");
+            let shown = status["jobs"][0]["runs"]
+                .as_array()
+                .expect("runs array")
+                .iter()
+                .find(|run| run["id"] == killed_run.id)
+                .cloned()
+                .expect("the killed run in status");
+            (shown["outcome"] != "running").then_some(shown)
+        },
+    );
     assert_eq!(shown["outcome"], "abandoned", "{shown}");
     assert_eq!(shown["claimant"], claimant.as_str());
     assert_eq!(shown["finished_at"], shown["heartbeat_at"], "{shown}");
@@ -1176,7 +1050,7 @@ fn run_of_a_killed_daemon_is_shown_abandoned_and_the_job_runs_again() {
     assert_eq!(recorded.finished_at, recorded.heartbeat_at);
 
     // A restarted daemon runs the job again normally.
-    let mut second = DaemonProcess::start(dir.path(), &config);
+    let mut second = start_daemon(dir.path(), &config);
     second.wait_for_log("regkeeper running");
     let after = wait_for_runs(
         &store,

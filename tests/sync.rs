@@ -5,7 +5,7 @@
 //! when the registry must change in the middle of a pass); the last ones run
 //! the real binary with `--once`.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,22 +14,14 @@ use regkeeper::config::{Config, JobConfig};
 use regkeeper::jobs::sync::{SyncHandler, SYNC_LOCK_KEY};
 use regkeeper::jobs::{Cancel, Handler, JobContext, Outcome, Resources, RunOptions, Trigger};
 use regkeeper::scheduler::{run_once, RunReport};
-use regkeeper::store::postgres::PostgresBackend;
 use regkeeper::store::sql::SqlStore;
-use regkeeper::store::sqlite::SqliteBackend;
 use regkeeper::store::{RunOutcome, Store, TagRecord, TagWrite, Value};
 use support::cli::CliEnv;
-use support::postgres::TestDatabase;
 use support::registry::{
     DigestStrippingProxy, TestRegistry, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
     OCI_MANIFEST,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Db {
-    Sqlite,
-    Postgres,
-}
+use support::{Backend, TestStore};
 
 /// A registry, a database and the client, for one test.
 struct World {
@@ -41,25 +33,13 @@ struct World {
     registry_id: i64,
     /// The proxy the client goes through, when there is one.
     _proxy: Option<DigestStrippingProxy>,
-    _database: Box<dyn std::any::Any>,
+    _database: TestStore,
 }
 
-fn world(db: Db) -> World {
+fn world(backend: Backend) -> World {
     let registry = TestRegistry::anonymous();
-    let (sql, database): (SqlStore, Box<dyn std::any::Any>) = match db {
-        Db::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let backend = SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("sqlite");
-            (SqlStore::new(Box::new(backend)), Box::new(dir))
-        }
-        Db::Postgres => {
-            let database = TestDatabase::create();
-            let backend = PostgresBackend::connect(database.url(), None, 8).expect("postgres");
-            (SqlStore::new(Box::new(backend)), Box::new(database))
-        }
-    };
-    sql.migrate().expect("migrating");
-    let sql = Arc::new(sql);
+    let database = TestStore::new(backend);
+    let sql = database.sql();
     let store: Arc<dyn Store> = sql.clone();
     let client = Arc::new(
         regkeeper::registry::Client::new(&registry.client_config()).expect("registry client"),
@@ -81,8 +61,8 @@ fn world(db: Db) -> World {
 
 /// A world whose job and client reach the registry through a proxy that
 /// drops `Docker-Content-Digest`; the registry helpers still push directly.
-fn world_behind_a_digest_stripping_proxy(db: Db) -> World {
-    let mut world = world(db);
+fn world_behind_a_digest_stripping_proxy(backend: Backend) -> World {
+    let mut world = world(backend);
     let proxy = DigestStrippingProxy::start(&world.url);
     world.url = proxy.url().to_string();
     world.client = Arc::new(
@@ -279,8 +259,8 @@ fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
 // ---------------------------------------------------------------------------
 // Cases, each run on both databases by the modules at the bottom.
 
-fn empty_registry_syncs_nothing_and_initial_finishes(db: Db) {
-    let world = world(db);
+fn empty_registry_syncs_nothing_and_initial_finishes(backend: Backend) {
+    let world = world(backend);
     let report = world.run("initial", RunOptions::default());
     let outcome = ok(&report);
     assert_eq!(count(outcome, "repositories_seen"), 0);
@@ -292,8 +272,8 @@ fn empty_registry_syncs_nothing_and_initial_finishes(db: Db) {
     assert!(world.tags().is_empty());
 }
 
-fn namespaces_nested_names_and_every_manifest_kind(db: Db) {
-    let world = world(db);
+fn namespaces_nested_names_and_every_manifest_kind(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let schema2 = registry.push_image("app", "latest");
     let oci = registry.push_oci_image("ns1/app", "v1");
@@ -356,8 +336,8 @@ fn namespaces_nested_names_and_every_manifest_kind(db: Db) {
     );
 }
 
-fn no_change_pass_writes_nothing_and_only_heads(db: Db) {
-    let world = world(db);
+fn no_change_pass_writes_nothing_and_only_heads(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     for repository in ["a/one", "a/two", "b"] {
         registry.push_image(repository, "v1");
@@ -380,8 +360,8 @@ fn no_change_pass_writes_nothing_and_only_heads(db: Db) {
     assert_eq!(world.tags(), before, "rows untouched, updated_at included");
 }
 
-fn initial_runs_only_on_an_empty_database(db: Db) {
-    let world = world(db);
+fn initial_runs_only_on_an_empty_database(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let first = registry.push_image("app", "v1");
     let outcome = ok(&world.run("initial", RunOptions::default())).clone();
@@ -398,8 +378,8 @@ fn initial_runs_only_on_an_empty_database(db: Db) {
     assert_eq!(world.digests(), map(&[("app:v1", &first.digest)]));
 }
 
-fn on_start_deletes_and_finishes_for_good(db: Db) {
-    let world = world(db);
+fn on_start_deletes_and_finishes_for_good(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let kept = registry.push_image("app", "v1");
     world.record("app", "v1", &kept.digest);
@@ -424,8 +404,8 @@ fn on_start_deletes_and_finishes_for_good(db: Db) {
     );
 }
 
-fn update_never_deletes_and_keeps_running(db: Db) {
-    let world = world(db);
+fn update_never_deletes_and_keeps_running(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let kept = registry.push_image("app", "v1");
     world.record("app", "stale", "sha256:0000");
@@ -447,8 +427,8 @@ fn update_never_deletes_and_keeps_running(db: Db) {
     );
 }
 
-fn update_delete_deletes_and_keeps_running(db: Db) {
-    let world = world(db);
+fn update_delete_deletes_and_keeps_running(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let kept = registry.push_image("app", "v1");
     for repository in ["other", "third"] {
@@ -470,8 +450,8 @@ fn update_delete_deletes_and_keeps_running(db: Db) {
     assert_eq!(again.finished, None);
 }
 
-fn failed_pass_does_not_count(db: Db) {
-    let world = world(db);
+fn failed_pass_does_not_count(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     registry.push_image("app", "v1");
     // The catalog cannot be read: the storage's repositories folder is a file.
@@ -512,8 +492,8 @@ fn failed_pass_does_not_count(db: Db) {
     assert_eq!(world.repositories(), vec!["app"]);
 }
 
-fn repushed_tag_updates_digest_and_resets_scan(db: Db) {
-    let world = world(db);
+fn repushed_tag_updates_digest_and_resets_scan(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let old = registry.push_image("app", "v1");
     ok(&world.run("update", RunOptions::default()));
@@ -540,8 +520,8 @@ fn repushed_tag_updates_digest_and_resets_scan(db: Db) {
     );
 }
 
-fn tags_deleted_in_the_registry_go_only_under_deleting_strategies(db: Db) {
-    let world = world(db);
+fn tags_deleted_in_the_registry_go_only_under_deleting_strategies(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let v1 = registry.push_image("app", "v1");
     let v2 = registry.push_image("app", "v2");
@@ -565,8 +545,8 @@ fn tags_deleted_in_the_registry_go_only_under_deleting_strategies(db: Db) {
     );
 }
 
-fn emptied_repository_is_deleted_under_deleting_strategies(db: Db) {
-    let world = world(db);
+fn emptied_repository_is_deleted_under_deleting_strategies(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     registry.push_image("ns/app", "v1");
     registry.push_image("ns/app", "v2");
@@ -589,8 +569,8 @@ fn emptied_repository_is_deleted_under_deleting_strategies(db: Db) {
     assert_eq!(world.repositories(), vec!["a", "b", "c"]);
 }
 
-fn registry_stopped_mid_pass_deletes_nothing_and_fails(db: Db) {
-    let mut world = world(db);
+fn registry_stopped_mid_pass_deletes_nothing_and_fails(backend: Backend) {
+    let mut world = world(backend);
     let registry = world.registry();
     for repository in ["a", "b", "c/d"] {
         registry.push_image(repository, "v1");
@@ -615,8 +595,8 @@ fn registry_stopped_mid_pass_deletes_nothing_and_fails(db: Db) {
     assert_eq!(world.tags(), before);
 }
 
-fn unreadable_repository_is_left_alone_while_others_sync(db: Db) {
-    let world = world(db);
+fn unreadable_repository_is_left_alone_while_others_sync(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let broken_v1 = registry.push_image("broken", "v1");
     registry.push_image("fine", "v1");
@@ -642,8 +622,8 @@ fn unreadable_repository_is_left_alone_while_others_sync(db: Db) {
     );
 }
 
-fn safety_valve_refuses_mass_deletion_unless_forced(db: Db) {
-    let world = world(db);
+fn safety_valve_refuses_mass_deletion_unless_forced(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let kept = registry.push_image("kept", "v1");
     for repository in ["gone/a", "gone/b", "gone/c"] {
@@ -666,8 +646,8 @@ fn safety_valve_refuses_mass_deletion_unless_forced(db: Db) {
     );
 }
 
-fn push_during_a_pass_is_not_undone(db: Db) {
-    let world = world(db);
+fn push_during_a_pass_is_not_undone(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     let mut second = BTreeMap::new();
     for repository in ["a", "b", "c", "d", "e"] {
@@ -714,20 +694,20 @@ fn push_during_a_pass_is_not_undone(db: Db) {
     assert_eq!(world.tag("e", "v2").digest, e2.digest);
 }
 
-fn advisory_lock_held_elsewhere_skips_the_pass(db: Db) {
-    let world = world(db);
+fn advisory_lock_held_elsewhere_skips_the_pass(backend: Backend) {
+    let world = world(backend);
     world.registry().push_image("app", "v1");
     let held = world.store.try_advisory_lock(SYNC_LOCK_KEY).expect("lock");
     let outcome = ok(&world.run("on-start", RunOptions::default())).clone();
-    match db {
+    match backend {
         // Another daemon holds the lock: skip, do not finish, write nothing.
-        Db::Postgres => {
+        Backend::Postgres => {
             assert_eq!(count(&outcome, "skipped_passes"), 1);
             assert_eq!(outcome.finished, None);
             assert!(world.tags().is_empty());
         }
         // SQLite's write lock is all it takes.
-        Db::Sqlite => assert!(outcome.finished.is_some()),
+        Backend::Sqlite => assert!(outcome.finished.is_some()),
     }
     drop(held);
     let outcome = ok(&world.run("on-start", RunOptions::default())).clone();
@@ -735,8 +715,8 @@ fn advisory_lock_held_elsewhere_skips_the_pass(db: Db) {
     assert_eq!(world.repositories(), vec!["app"]);
 }
 
-fn dry_run_writes_nothing(db: Db) {
-    let world = world(db);
+fn dry_run_writes_nothing(backend: Backend) {
+    let world = world(backend);
     let registry = world.registry();
     registry.push_image("app", "v1");
     world.record("old", "v1", "sha256:0000");
@@ -755,8 +735,8 @@ fn dry_run_writes_nothing(db: Db) {
     assert_eq!(world.tags(), before);
 }
 
-fn registry_without_digest_header_is_synced_with_one_get_per_tag(db: Db) {
-    let world = world_behind_a_digest_stripping_proxy(db);
+fn registry_without_digest_header_is_synced_with_one_get_per_tag(backend: Backend) {
+    let world = world_behind_a_digest_stripping_proxy(backend);
     let registry = world.registry();
     let image = registry.push_image("a", "v1");
     let oci = registry.push_oci_image("a", "v2");
@@ -812,9 +792,7 @@ fn cli_env(registry: &TestRegistry, strategy: &str) -> CliEnv {
 }
 
 fn sqlite_tags(env: &CliEnv, url: &str) -> Vec<(String, String, String)> {
-    let backend = SqliteBackend::open(&env.database_path()).expect("opening the cli's database");
-    let store = SqlStore::new(Box::new(backend));
-    store.migrate().expect("migrating");
+    let store = support::store::sqlite_file(&env.database_path());
     let registry_id = store
         .ensure_registry(&regkeeper::jobs::registry_hostname(
             &url::Url::parse(url).expect("registry url"),
@@ -924,18 +902,7 @@ fn binary_once_logs_once_that_the_registry_omits_the_digest_header() {
 
 // ---------------------------------------------------------------------------
 
-macro_rules! on_both_databases {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[test] fn $case() { super::$case(super::Db::Sqlite) } )*
-        }
-        mod postgres {
-            $( #[test] fn $case() { super::$case(super::Db::Postgres) } )*
-        }
-    };
-}
-
-on_both_databases!(
+support::both_backends!(
     empty_registry_syncs_nothing_and_initial_finishes,
     namespaces_nested_names_and_every_manifest_kind,
     no_change_pass_writes_nothing_and_only_heads,

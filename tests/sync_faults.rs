@@ -6,27 +6,17 @@
 //! Images are written straight into the registry's storage, which it serves
 //! at once.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use regkeeper::config::Config;
 use regkeeper::jobs::{Resources, RunOptions, Trigger};
 use regkeeper::scheduler::{run_once, RunReport};
-use regkeeper::store::postgres::PostgresBackend;
-use regkeeper::store::sql::SqlStore;
-use regkeeper::store::sqlite::SqliteBackend;
 use regkeeper::store::{RunOutcome, Store};
+use regkeeper_test_support as support;
 use support::fault_proxy::{Fault, FaultProxy, Target};
-use support::postgres::TestDatabase;
 use support::registry::TestRegistry;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Db {
-    Sqlite,
-    Postgres,
-}
+use support::{wait_until, Backend, TestStore};
 
 /// A registry with `repositories` x `tags` images, the proxy in front of
 /// it, and a database synced once through the proxy without faults.
@@ -36,31 +26,19 @@ struct World {
     store: Arc<dyn Store>,
     client: Arc<regkeeper::registry::Client>,
     registry_id: i64,
-    _database: Box<dyn std::any::Any>,
+    _database: TestStore,
 }
 
 fn names(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|n| format!("{prefix}{n:02}")).collect()
 }
 
-fn world(db: Db, repositories: usize, tags: usize) -> World {
+fn world(backend: Backend, repositories: usize, tags: usize) -> World {
     let registry = TestRegistry::anonymous();
     registry.write_images_on_disk(&names("ns/r", repositories), &names("t", tags));
     let proxy = FaultProxy::start(&registry.url);
-    let (sql, database): (SqlStore, Box<dyn std::any::Any>) = match db {
-        Db::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let backend = SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("sqlite");
-            (SqlStore::new(Box::new(backend)), Box::new(dir))
-        }
-        Db::Postgres => {
-            let database = TestDatabase::create();
-            let backend = PostgresBackend::connect(database.url(), None, 8).expect("postgres");
-            (SqlStore::new(Box::new(backend)), Box::new(database))
-        }
-    };
-    sql.migrate().expect("migrating");
-    let store: Arc<dyn Store> = Arc::new(sql);
+    let database = TestStore::new(backend);
+    let store = database.shared();
     let mut client_config = proxy.client_config();
     client_config.catalog_page_size = 10;
     let client =
@@ -182,7 +160,7 @@ fn ok(report: &RunReport) {
 
 #[test]
 fn an_empty_catalog_page_answered_once_is_walked_again_and_deletes_nothing() {
-    let world = world(Db::Sqlite, 30, 2);
+    let world = world(Backend::Sqlite, 30, 2);
     let before = world.tags();
     world.proxy.set_rule({
         let hit = std::sync::atomic::AtomicBool::new(false);
@@ -206,7 +184,7 @@ fn an_empty_catalog_page_answered_once_is_walked_again_and_deletes_nothing() {
 
 #[test]
 fn an_empty_catalog_page_every_time_deletes_nothing_and_counts_errors() {
-    let world = world(Db::Sqlite, 30, 2);
+    let world = world(Backend::Sqlite, 30, 2);
     let before = world.tags();
     world.proxy.set_rule(|_, target| match target {
         Target::Catalog { last: Some(last) } if last == "ns/r09" => Some(Fault::EmptyCatalogPage),
@@ -226,7 +204,7 @@ fn an_empty_catalog_page_every_time_deletes_nothing_and_counts_errors() {
 
 #[test]
 fn a_catalog_that_keeps_ending_early_fails_the_pass_having_written_nothing() {
-    let world = world(Db::Sqlite, 50, 1);
+    let world = world(Backend::Sqlite, 50, 1);
     let before = world.tags();
     // Every page after the first answers empty the first time it is asked.
     world.proxy.set_rule({
@@ -250,7 +228,7 @@ fn a_catalog_that_keeps_ending_early_fails_the_pass_having_written_nothing() {
 
 #[test]
 fn null_and_empty_tag_lists_delete_nothing() {
-    let world = world(Db::Sqlite, 6, 3);
+    let world = world(Backend::Sqlite, 6, 3);
     let before = world.tags();
     let once = std::sync::atomic::AtomicBool::new(false);
     world.proxy.set_rule(move |_, target| match target {
@@ -276,7 +254,7 @@ fn null_and_empty_tag_lists_delete_nothing() {
 
 #[test]
 fn a_tag_missing_from_a_list_whose_manifest_still_answers_is_kept() {
-    let world = world(Db::Sqlite, 3, 3);
+    let world = world(Backend::Sqlite, 3, 3);
     let before = world.tags();
     // The list of ns/r01 is cut to one tag by a proxy in trouble; the
     // manifests of the other two still answer 200.
@@ -293,7 +271,7 @@ fn a_tag_missing_from_a_list_whose_manifest_still_answers_is_kept() {
 
 #[test]
 fn transport_faults_and_wrong_digests_delete_nothing() {
-    let world = world(Db::Sqlite, 10, 3);
+    let world = world(Backend::Sqlite, 10, 3);
     let before = world.tags();
     for (seed, shape) in [
         (1, Fault::Status(500)),
@@ -318,7 +296,7 @@ fn transport_faults_and_wrong_digests_delete_nothing() {
 
 #[test]
 fn a_deleted_tag_an_emptied_and_a_removed_repository_go_while_a_faulted_one_stays() {
-    let world = world(Db::Sqlite, 6, 3);
+    let world = world(Backend::Sqlite, 6, 3);
     world.delete_tag("ns/r00", "t01");
     world.registry.empty_repository("ns/r01");
     world.remove_repository("ns/r05");
@@ -354,8 +332,8 @@ fn a_deleted_tag_an_emptied_and_a_removed_repository_go_while_a_faulted_one_stay
 // Mixed, as in a registry or proxy in trouble: 6% of all requests faulted
 // over 20 passes of 50 repositories x 5 tags, pages of 10.
 
-fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds(db: Db) {
-    let world = world(db, 50, 5);
+fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds(backend: Backend) {
+    let world = world(backend, 50, 5);
     let before = world.tags();
     world.proxy.random(0x5eed, 6, &Fault::ALL);
     let mut wrongly_deleted = BTreeSet::new();
@@ -387,15 +365,7 @@ fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds(db: Db) {
     assert_eq!(world.tags(), before, "a clean pass restores equality");
 }
 
-#[test]
-fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds_on_sqlite() {
-    mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds(Db::Sqlite);
-}
-
-#[test]
-fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds_on_postgres() {
-    mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds(Db::Postgres);
-}
+support::both_backends!(mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds);
 
 // ---------------------------------------------------------------------------
 // A registry that goes away in the middle of a pass of 1,000 tags.
@@ -404,11 +374,8 @@ fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds_on_postgres
 fn a_pass_stops_soon_after_its_registry_is_stopped_and_deletes_nothing() {
     let mut registry = TestRegistry::anonymous();
     registry.write_images_on_disk(&names("ns/r", 100), &names("t", 10));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let backend = SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("sqlite");
-    let sql = SqlStore::new(Box::new(backend));
-    sql.migrate().expect("migrating");
-    let store: Arc<dyn Store> = Arc::new(sql);
+    let database = TestStore::new(Backend::Sqlite);
+    let store = database.shared();
     let client = Arc::new(
         regkeeper::registry::Client::new(&registry.client_config()).expect("registry client"),
     );
@@ -445,14 +412,9 @@ fn a_pass_stops_soon_after_its_registry_is_stopped_and_deletes_nothing() {
         })
     };
     // Stop the registry once the pass is well under way.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while client.requests_made() < started_requests + 300 && !pass.is_finished() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pass never got going"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until("the pass is well under way", || {
+        client.requests_made() >= started_requests + 300 || pass.is_finished()
+    });
     registry.stop();
     let stopped = std::time::Instant::now();
     let sent_at_stop = client.requests_made();

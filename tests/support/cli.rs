@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one CLI invocation may take before the test fails.
 pub const CLI_DEADLINE: Duration = Duration::from_secs(120);
@@ -94,7 +94,7 @@ pub fn run_binary(dir: &Path, args: &[&str]) -> CliOutput {
 
 /// Like [`run_binary`], with the environment variables `env` set.
 pub fn run_binary_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regkeeper"));
+    let mut command = Command::new(crate::binary());
     command
         .args(args)
         .current_dir(dir)
@@ -120,17 +120,13 @@ pub fn run_binary_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> C
     };
     let stdout = read(Box::new(stdout));
     let stderr = read(Box::new(stderr));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for regkeeper") {
-            break status;
-        }
-        if started.elapsed() > CLI_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("regkeeper {args:?} did not finish within {CLI_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let exited = crate::wait::poll(CLI_DEADLINE, || {
+        child.try_wait().expect("waiting for regkeeper")
+    });
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("regkeeper {args:?} did not finish within {CLI_DEADLINE:?}");
     };
     CliOutput {
         code: status.code(),

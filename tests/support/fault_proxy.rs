@@ -8,13 +8,13 @@
 //! number; [`FaultProxy::random`] faults a share of all requests with a
 //! seeded generator, so a failing run can be replayed. Stops on Drop.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::{Rng as _, SeedableRng as _};
 
-use super::registry::{Reply, ScriptedServer, SeenRequest};
+use crate::http::{Reply, Request as SeenRequest};
+use crate::scripted::ScriptedServer;
 
 /// One way to answer wrongly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +106,6 @@ pub struct FaultProxy {
     server: ScriptedServer,
     rule: Arc<Mutex<Arc<Rule>>>,
     faults: Arc<Mutex<Vec<(Fault, Target)>>>,
-    forwarded: Arc<AtomicUsize>,
 }
 
 impl FaultProxy {
@@ -116,7 +115,6 @@ impl FaultProxy {
         let upstream = upstream.trim_end_matches('/').to_string();
         let rule: Arc<Mutex<Arc<Rule>>> = Arc::new(Mutex::new(Arc::new(|_, _| None)));
         let faults: Arc<Mutex<Vec<(Fault, Target)>>> = Arc::default();
-        let forwarded = Arc::new(AtomicUsize::new(0));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -126,7 +124,6 @@ impl FaultProxy {
         let server = {
             let rule = Arc::clone(&rule);
             let faults = Arc::clone(&faults);
-            let forwarded = Arc::clone(&forwarded);
             ScriptedServer::with_handler(move |index, request| {
                 if request.method != "GET" && request.method != "HEAD" {
                     return Reply::json(405, r#"{"errors":[{"code":"UNSUPPORTED"}]}"#);
@@ -161,7 +158,6 @@ impl FaultProxy {
                     }
                     _ => {}
                 }
-                forwarded.fetch_add(1, Ordering::SeqCst);
                 let mut reply = forward(&agent, &upstream, request);
                 match fault {
                     Some(Fault::Delay(delay)) => reply = reply.delayed(delay),
@@ -176,7 +172,7 @@ impl FaultProxy {
                         });
                         reply.headers.push((
                             "Docker-Content-Digest".into(),
-                            super::registry::sha256_digest(b"not this manifest"),
+                            crate::registry::sha256_digest(b"not this manifest"),
                         ));
                     }
                     _ => {}
@@ -188,7 +184,6 @@ impl FaultProxy {
             server,
             rule,
             faults,
-            forwarded,
         }
     }
 

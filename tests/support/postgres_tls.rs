@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The DNS name in the server certificate (and only that name: not
 /// 127.0.0.1). Reserved, never resolved: URLs pair it with
@@ -28,7 +28,7 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 /// A running TLS-only cluster; stopped and removed on Drop.
 pub struct TlsCluster {
     // Fields drop in order: the server stops before its dir goes.
-    postmaster: Postmaster,
+    _postmaster: Postmaster,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -119,7 +119,7 @@ impl TlsCluster {
             let mut postmaster = postmaster;
             if postmaster.wait_ready(&bin, port) {
                 return TlsCluster {
-                    postmaster,
+                    _postmaster: postmaster,
                     port,
                     dir,
                 };
@@ -173,21 +173,17 @@ impl Postmaster {
     /// Polls pg_isready until the server accepts connections; false when
     /// the postmaster exits first or the deadline passes.
     fn wait_ready(&mut self, bin: &Path, port: u16) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < START_DEADLINE {
+        crate::wait::poll(START_DEADLINE, || {
             if let Ok(Some(_)) = self.0.try_wait() {
-                return false;
+                return Some(false);
             }
-            let ready = Command::new(bin.join("pg_isready"))
+            Command::new(bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
                 .status()
-                .is_ok_and(|status| status.success());
-            if ready {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+                .is_ok_and(|status| status.success())
+                .then_some(true)
+        })
+        .unwrap_or(false)
     }
 
     /// Immediate shutdown of the postmaster (our child, by PID); SIGKILL if
@@ -201,12 +197,11 @@ impl Postmaster {
         unsafe {
             libc::kill(pid, libc::SIGQUIT);
         }
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let exited = crate::wait::poll(Duration::from_secs(30), || {
+            matches!(self.0.try_wait(), Ok(Some(_))).then_some(())
+        });
+        if exited.is_some() {
+            return;
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -273,7 +268,7 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) {
 /// `client.crt`/`client.key` (CN [`CLIENT_ROLE`]) signed by it, and
 /// `other-ca.crt`. P-256 keys: quick to make.
 fn make_certificates(dir: &Path) {
-    let run = |arguments: &[&str]| super::registry::openssl(dir, arguments);
+    let run = |arguments: &[&str]| crate::registry::openssl(dir, arguments);
     let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
     for (name, subject) in [
         ("ca", "/CN=regkeeper-test-db-ca"),

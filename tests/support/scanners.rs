@@ -1,20 +1,22 @@
-//! Stand-in vulnerability scanners: small HTTP servers of ours on
-//! 127.0.0.1:0 that speak each scanner's documented API (Clair v2 API v1,
-//! Clair v4, the Harbor scanner-adapter API v1.1), with switches for error
-//! answers, `Features: null`, slow answers, a hold (answers wait until
-//! released), the adapter's 302 polling, and a log of every request for
-//! assertions. A Clair stand-in can also download each layer from the
+//! Stand-in vulnerability scanners: handlers of ours on the one stand-in
+//! server ([`crate::http`]) that speak each scanner's documented API (Clair
+//! v2 API v1, Clair v4, the Harbor scanner-adapter API v1.1), with switches
+//! for error answers, `Features: null`, slow answers, a hold (answers wait
+//! until released), the adapter's 302 polling, and a log of every request
+//! for assertions. A Clair stand-in can also download each layer from the
 //! registry with the credential it was given, as the real one does.
 //!
-//! The accept loop and each connection run on their own threads; dropping
-//! the server stops the accept loop. Answers carry `Connection: close`.
+//! Answers carry `Connection: close`, as the scanners' own servers may.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::http::{HttpServer, Reply};
+
+pub use crate::http::Request;
 
 /// Which API a stand-in speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,37 +70,7 @@ pub fn many_vulns(n: usize) -> Vec<Vuln> {
         .collect()
 }
 
-/// A recorded request.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// Path without the query.
-    pub path: String,
-    /// The query string, without `?`.
-    pub query: String,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The body as text.
-    pub body: String,
-}
-
-impl Request {
-    /// The first header of that (lowercase) name.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// The body parsed as JSON (Null when it is not JSON).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-/// What the stand-in does; tests change it through [`ScannerServer::switches`].
+/// What the stand-in does; tests change it through [`ScannerServer::set`].
 #[derive(Debug, Clone)]
 pub struct Switches {
     /// Answer the submit request (Clair POST /v1/layers, Clair v4 POST
@@ -164,16 +136,16 @@ struct Shared {
     api: Api,
     switches: Mutex<Switches>,
     memory: Mutex<Memory>,
-    log: Mutex<Vec<Request>>,
     next_id: AtomicU64,
+    /// Requests being answered right now, and the most at any one time.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
-/// A running stand-in scanner.
+/// A running stand-in scanner; stops on Drop (a hold is released first).
 pub struct ScannerServer {
-    address: SocketAddr,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    accept: Option<std::thread::JoinHandle<()>>,
+    server: HttpServer,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -185,41 +157,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl ScannerServer {
     /// Starts a stand-in speaking `api` on a free 127.0.0.1 port.
     pub fn start(api: Api) -> ScannerServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a stand-in scanner");
-        let address = listener.local_addr().expect("stand-in address");
         let shared = Arc::new(Shared {
             api,
             switches: Mutex::new(Switches::default()),
             memory: Mutex::new(Memory::default()),
-            log: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
+        let server = {
             let shared = shared.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let shared = shared.clone();
-                    std::thread::spawn(move || serve(stream, &shared));
-                }
-            })
+            HttpServer::start(move |_, request| serve(&shared, request))
         };
-        ScannerServer {
-            address,
-            shared,
-            stop,
-            accept: Some(accept),
-        }
+        ScannerServer { shared, server }
     }
 
     /// The base URL, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        self.server.url()
     }
 
     /// Changes the switches.
@@ -229,20 +184,20 @@ impl ScannerServer {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Request> {
-        lock(&self.shared.log).clone()
+        self.server.requests()
     }
 
     /// Requests with this method whose path starts with `prefix`.
     pub fn requests_to(&self, method: &str, prefix: &str) -> Vec<Request> {
         self.requests()
             .into_iter()
-            .filter(|request| request.method == method && request.path.starts_with(prefix))
+            .filter(|request| request.method == method && request.path().starts_with(prefix))
             .collect()
     }
 
     /// Forgets the request log.
     pub fn clear_log(&self) {
-        lock(&self.shared.log).clear();
+        self.server.clear_requests();
     }
 
     /// Forgets everything indexed (a scanner whose database was reset).
@@ -250,33 +205,32 @@ impl ScannerServer {
         *lock(&self.shared.memory) = Memory::default();
     }
 
+    /// The most requests it was answering at one time (held ones included).
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.most_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Waits (polling, up to a generous deadline) until `count` requests
     /// matching `method` and `prefix` have arrived.
     pub fn wait_for(&self, method: &str, prefix: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.requests_to(method, prefix).len() < count {
-            assert!(
-                Instant::now() < deadline,
-                "the stand-in scanner never got {count} {method} {prefix}: {:?}",
-                self.requests()
-                    .iter()
-                    .map(|r| format!("{} {}", r.method, r.path))
-                    .collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let arrived = crate::wait::poll(crate::DEADLINE, || {
+            (self.requests_to(method, prefix).len() >= count).then_some(())
+        });
+        assert!(
+            arrived.is_some(),
+            "the stand-in scanner never got {count} {method} {prefix}: {:?}",
+            self.requests()
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.path()))
+                .collect::<Vec<_>>()
+        );
     }
 }
 
 impl Drop for ScannerServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        // Held answers go out, so the server stops at once.
         lock(&self.shared.switches).hold = false;
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
     }
 }
 
@@ -288,81 +242,40 @@ pub fn unreachable_url() -> String {
     format!("http://{address}")
 }
 
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+/// A reply with `status` and a JSON body.
+fn json(status: u16, body: serde_json::Value) -> Reply {
+    Reply::new(status, body.to_string()).header("Content-Type", "application/json;charset=utf-8")
 }
 
-impl Answer {
-    fn json(status: u16, body: serde_json::Value) -> Answer {
-        Answer {
-            status,
-            headers: vec![(
-                "Content-Type".into(),
-                "application/json;charset=utf-8".into(),
-            )],
-            body: body.to_string(),
-        }
-    }
-
-    fn raw(status: u16, body: &str) -> Answer {
-        let content_type = if body.trim_start().starts_with('{') {
-            "application/json;charset=utf-8"
-        } else {
-            "text/html"
-        };
-        Answer {
-            status,
-            headers: vec![("Content-Type".into(), content_type.into())],
-            body: body.to_string(),
-        }
-    }
-}
-
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path.to_string(), query.to_string()),
-        None => (target, String::new()),
+/// A reply with `status` and `body` as given (an error page or JSON).
+fn raw(status: u16, body: &str) -> Reply {
+    let content_type = if body.trim_start().starts_with('{') {
+        "application/json;charset=utf-8"
+    } else {
+        "text/html"
     };
-    Some(Request {
-        method,
-        path,
-        query,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Reply::new(status, body).header("Content-Type", content_type)
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
-    let Some(request) = read_request(&stream) else {
-        return;
-    };
-    lock(&shared.log).push(request.clone());
+/// Counts a request in flight while it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> InFlight<'a> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn serve(shared: &Shared, request: &Request) -> Reply {
+    let _in_flight = InFlight::enter(shared);
     let (delay, deadline) = {
         let switches = lock(&shared.switches);
         (switches.delay, Instant::now() + Duration::from_secs(120))
@@ -373,32 +286,12 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     if !delay.is_zero() {
         std::thread::sleep(delay);
     }
-    let answer = match shared.api {
-        Api::Clair => clair(shared, &request),
-        Api::Clair4 => clair4(shared, &request),
-        Api::Adapter => adapter(shared, &request),
+    let reply = match shared.api {
+        Api::Clair => clair(shared, request),
+        Api::Clair4 => clair4(shared, request),
+        Api::Adapter => adapter(shared, request),
     };
-    let reason = match answer.status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        302 => "Found",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        _ => "Other",
-    };
-    let mut head = format!("HTTP/1.1 {} {reason}\r\n", answer.status);
-    for (name, value) in &answer.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        answer.body.len()
-    ));
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(answer.body.as_bytes());
-    let _ = stream.flush();
+    reply.header("Connection", "close")
 }
 
 /// Downloads `url` with `authorization`, as a real scanner pulls a layer.
@@ -431,15 +324,15 @@ fn vulns_of(shared: &Shared, key: &str) -> Vec<Vuln> {
         .unwrap_or_else(|| switches.vulns.clone())
 }
 
-fn clair_error(status: u16, message: &str) -> Answer {
-    Answer::json(status, serde_json::json!({"Error": {"Message": message}}))
+fn clair_error(status: u16, message: &str) -> Reply {
+    json(status, serde_json::json!({"Error": {"Message": message}}))
 }
 
-fn clair(shared: &Shared, request: &Request) -> Answer {
+fn clair(shared: &Shared, request: &Request) -> Reply {
     let switches = lock(&shared.switches).clone();
-    if request.method == "POST" && request.path == "/v1/layers" {
+    if request.method == "POST" && request.path() == "/v1/layers" {
         if let Some((status, body)) = &switches.fail_submit {
-            return Answer::raw(*status, body);
+            return raw(*status, body);
         }
         let body = request.json();
         let layer = &body["Layer"];
@@ -460,22 +353,22 @@ fn clair(shared: &Shared, request: &Request) -> Answer {
             .insert(name.to_string(), parent.to_string());
         let mut echo = layer.clone();
         echo["IndexedByVersion"] = serde_json::json!(3);
-        return Answer::json(201, serde_json::json!({ "Layer": echo }));
+        return json(201, serde_json::json!({ "Layer": echo }));
     }
-    if request.method == "GET" && request.path.starts_with("/v1/layers/") {
+    if request.method == "GET" && request.path().starts_with("/v1/layers/") {
         if let Some((status, body)) = &switches.fail_report {
-            return Answer::raw(*status, body);
+            return raw(*status, body);
         }
-        let name = &request.path["/v1/layers/".len()..];
+        let name = &request.path()["/v1/layers/".len()..];
         if !lock(&shared.memory).layers.contains_key(name) {
             return clair_error(404, "the resource cannot be found");
         }
         let with_vulnerabilities = request
-            .query
-            .split('&')
-            .any(|pair| pair.split('=').next() == Some("vulnerabilities"));
+            .query()
+            .iter()
+            .any(|(name, _)| name == "vulnerabilities");
         if switches.features_null {
-            return Answer::json(
+            return json(
                 200,
                 serde_json::json!({"Layer": {"Name": name, "NamespaceName": "alpine:v3.4", "IndexedByVersion": 3, "Features": null}}),
             );
@@ -510,7 +403,7 @@ fn clair(shared: &Shared, request: &Request) -> Answer {
             }
             features.push(feature);
         }
-        return Answer::json(
+        return json(
             200,
             serde_json::json!({"Layer": {"Name": name, "NamespaceNames": ["alpine:v3.4"], "IndexedByVersion": 3, "Features": features}}),
         );
@@ -518,18 +411,18 @@ fn clair(shared: &Shared, request: &Request) -> Answer {
     clair_error(404, "no such route")
 }
 
-fn clair4(shared: &Shared, request: &Request) -> Answer {
+fn clair4(shared: &Shared, request: &Request) -> Reply {
     let switches = lock(&shared.switches).clone();
-    if request.method == "GET" && request.path == "/indexer/api/v1/index_state" {
-        return Answer::json(200, serde_json::json!({"state": switches.index_state}));
+    if request.method == "GET" && request.path() == "/indexer/api/v1/index_state" {
+        return json(200, serde_json::json!({"state": switches.index_state}));
     }
-    if request.method == "POST" && request.path == "/indexer/api/v1/index_report" {
+    if request.method == "POST" && request.path() == "/indexer/api/v1/index_report" {
         if let Some((status, body)) = &switches.fail_submit {
-            return Answer::raw(*status, body);
+            return raw(*status, body);
         }
         let body = request.json();
         let Some(hash) = body["hash"].as_str() else {
-            return Answer::json(
+            return json(
                 400,
                 serde_json::json!({"code": "bad-request", "message": "no hash"}),
             );
@@ -539,7 +432,7 @@ fn clair4(shared: &Shared, request: &Request) -> Answer {
                 let uri = layer["uri"].as_str().unwrap_or("");
                 let authorization = layer["headers"]["Authorization"][0].as_str();
                 if let Err(error) = fetch_layer(uri, authorization) {
-                    return Answer::json(
+                    return json(
                         201,
                         serde_json::json!({"manifest_hash": hash, "state": "IndexError", "success": false, "err": error}),
                     );
@@ -547,7 +440,7 @@ fn clair4(shared: &Shared, request: &Request) -> Answer {
             }
         }
         lock(&shared.memory).indexed.insert(hash.to_string());
-        return Answer::json(
+        return json(
             201,
             serde_json::json!({"manifest_hash": hash, "state": "IndexFinished", "success": true,
                 "packages": {}, "distributions": {}, "repository": {}, "environments": {}}),
@@ -555,15 +448,15 @@ fn clair4(shared: &Shared, request: &Request) -> Answer {
     }
     if request.method == "GET"
         && request
-            .path
+            .path()
             .starts_with("/matcher/api/v1/vulnerability_report/")
     {
         if let Some((status, body)) = &switches.fail_report {
-            return Answer::raw(*status, body);
+            return raw(*status, body);
         }
-        let digest = &request.path["/matcher/api/v1/vulnerability_report/".len()..];
+        let digest = &request.path()["/matcher/api/v1/vulnerability_report/".len()..];
         if !lock(&shared.memory).indexed.contains(digest) {
-            return Answer::json(
+            return json(
                 404,
                 serde_json::json!({"code": "not-found", "message": "no index report"}),
             );
@@ -593,31 +486,33 @@ fn clair4(shared: &Shared, request: &Request) -> Answer {
                 list.push(serde_json::json!(id));
             }
         }
-        return Answer::json(
+        return json(
             201,
             serde_json::json!({"manifest_hash": digest, "packages": {}, "distributions": {}, "environments": {},
                 "vulnerabilities": vulnerabilities, "package_vulnerabilities": package_vulnerabilities}),
         );
     }
-    Answer::json(
+    json(
         404,
         serde_json::json!({"code": "not-found", "message": "no such route"}),
     )
 }
 
-fn adapter(shared: &Shared, request: &Request) -> Answer {
+fn adapter(shared: &Shared, request: &Request) -> Reply {
     let switches = lock(&shared.switches).clone();
-    let error = |status: u16, message: &str| Answer {
-        status,
-        headers: vec![(
-            "Content-Type".into(),
-            "application/vnd.scanner.adapter.error+json; version=1.0".into(),
-        )],
-        body: serde_json::json!({"error": {"message": message}}).to_string(),
+    let error = |status: u16, message: &str| {
+        Reply::new(
+            status,
+            serde_json::json!({"error": {"message": message}}).to_string(),
+        )
+        .header(
+            "Content-Type",
+            "application/vnd.scanner.adapter.error+json; version=1.0",
+        )
     };
-    if request.method == "POST" && request.path == "/api/v1/scan" {
+    if request.method == "POST" && request.path() == "/api/v1/scan" {
         if let Some((status, body)) = &switches.fail_submit {
-            return Answer::raw(*status, body);
+            return raw(*status, body);
         }
         let body = request.json();
         let Some(digest) = body["artifact"]["digest"].as_str() else {
@@ -630,23 +525,19 @@ fn adapter(shared: &Shared, request: &Request) -> Answer {
         lock(&shared.memory)
             .scans
             .insert(id.clone(), (digest.to_string(), switches.pending_polls));
-        return Answer {
-            status: 202,
-            headers: vec![(
-                "Content-Type".into(),
-                "application/vnd.scanner.adapter.scan.response+json; version=1.0".into(),
-            )],
-            body: serde_json::json!({ "id": id }).to_string(),
-        };
+        return Reply::new(202, serde_json::json!({ "id": id }).to_string()).header(
+            "Content-Type",
+            "application/vnd.scanner.adapter.scan.response+json; version=1.0",
+        );
     }
     if request.method == "GET"
-        && request.path.starts_with("/api/v1/scan/")
-        && request.path.ends_with("/report")
+        && request.path().starts_with("/api/v1/scan/")
+        && request.path().ends_with("/report")
     {
         if let Some((status, body)) = &switches.fail_report {
-            return Answer::raw(*status, body);
+            return raw(*status, body);
         }
-        let id = &request.path["/api/v1/scan/".len()..request.path.len() - "/report".len()];
+        let id = &request.path()["/api/v1/scan/".len()..request.path().len() - "/report".len()];
         let digest = {
             let mut memory = lock(&shared.memory);
             let Some((digest, polls_left)) = memory.scans.get_mut(id) else {
@@ -654,11 +545,8 @@ fn adapter(shared: &Shared, request: &Request) -> Answer {
             };
             if *polls_left > 0 {
                 *polls_left -= 1;
-                return Answer {
-                    status: 302,
-                    headers: vec![("Refresh-After".into(), switches.refresh_after.to_string())],
-                    body: String::new(),
-                };
+                return Reply::new(302, "")
+                    .header("Refresh-After", &switches.refresh_after.to_string());
             }
             digest.clone()
         };
@@ -675,20 +563,16 @@ fn adapter(shared: &Shared, request: &Request) -> Answer {
                 })
             })
             .collect();
-        return Answer {
-            status: 200,
-            headers: vec![(
-                "Content-Type".into(),
-                "application/vnd.security.vulnerability.report; version=1.1".into(),
-            )],
-            body: serde_json::json!({
-                "generated_at": "2024-05-01T10:00:00Z",
-                "artifact": {"digest": digest},
-                "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.50.0"},
-                "vulnerabilities": vulnerabilities
-            })
-            .to_string(),
-        };
+        let report = serde_json::json!({
+            "generated_at": "2024-05-01T10:00:00Z",
+            "artifact": {"digest": digest},
+            "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.50.0"},
+            "vulnerabilities": vulnerabilities
+        });
+        return Reply::new(200, report.to_string()).header(
+            "Content-Type",
+            "application/vnd.security.vulnerability.report; version=1.1",
+        );
     }
     error(404, "no such route")
 }
