@@ -11,9 +11,11 @@
 //! - At most [`Limits::max_connections`] connections are open at once, which
 //!   leaves file descriptors for the database, the registry client and the
 //!   scanners. At the cap, a new connection takes the slot of the one that
-//!   has waited longest for its request head (that one is closed); when
-//!   every open connection is inside a request, the new one is closed at
-//!   once. A flood of idle sockets therefore never locks the registry out.
+//!   has waited longest for its request head: that one is closed, and the
+//!   loop accepts nothing more until its socket is. When every open
+//!   connection is inside a request, the new one is closed at once. A flood
+//!   of idle sockets therefore never locks the registry out, and the intake
+//!   never holds more than one descriptor beyond the cap.
 //! - The body of a request must arrive within [`Limits::body_read`]; the
 //!   handler enforces it (see `intake::receive`).
 //!
@@ -55,6 +57,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// How often, at most, a warning about the connection cap is logged.
 const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a connection that gave up its slot may take to close before
+/// the new one is refused instead.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// The intake's limits against clients that hold connections open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +111,7 @@ pub(super) async fn serve(
                 continue;
             }
         };
-        let admitted = slots.admit();
+        let admitted = slots.admit().await;
         cap.note(&admitted, limits.max_connections);
         let Admission::Admitted { slot, .. } = admitted else {
             // Dropping the stream closes it at once.
@@ -197,7 +203,8 @@ async fn serve_connection(
 struct Slots {
     capacity: usize,
     table: Mutex<SlotTable>,
-    emptied: Notify,
+    /// Notified whenever a connection gives its slot back.
+    released: Notify,
 }
 
 #[derive(Default)]
@@ -209,7 +216,8 @@ struct SlotTable {
 struct SlotState {
     /// Since when the connection waits for a request head; None inside a request.
     waiting_since: Option<Instant>,
-    /// Closes the connection (taken by a newer one, or the intake stops).
+    /// Closes the connection (its slot is taken, or the intake stops);
+    /// None once used.
     close: Option<oneshot::Sender<()>>,
 }
 
@@ -226,37 +234,64 @@ impl Slots {
         Slots {
             capacity,
             table: Mutex::new(SlotTable::default()),
-            emptied: Notify::new(),
+            released: Notify::new(),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotTable> {
         // The table stays consistent across a panic (each change is one
-        // insert or remove), so a poisoned lock is still usable.
+        // insert, update or remove), so a poisoned lock is still usable.
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A slot for a new connection: a free one, else the one of the
-    /// connection that has waited longest for a request (closed), else none.
-    fn admit(self: &Arc<Slots>) -> Admission {
-        let mut table = self.lock();
-        let mut evicted = false;
-        if table.open.len() >= self.capacity {
+    /// connection that has waited longest for a request, once that one has
+    /// closed; else none.
+    async fn admit(self: &Arc<Slots>) -> Admission {
+        let victim = {
+            let mut table = self.lock();
+            if table.open.len() < self.capacity {
+                return Admission::Admitted {
+                    slot: self.insert(&mut table),
+                    evicted: false,
+                };
+            }
             let longest_waiting = table
                 .open
                 .iter()
+                .filter(|(_, state)| state.close.is_some())
                 .filter_map(|(id, state)| state.waiting_since.map(|since| (since, *id)))
                 .min();
-            let Some((_, id)) = longest_waiting else {
+            let Some((_, victim)) = longest_waiting else {
                 return Admission::Refused;
             };
-            if let Some(mut state) = table.open.remove(&id) {
-                if let Some(close) = state.close.take() {
-                    let _ = close.send(());
-                }
+            if let Some(close) = table
+                .open
+                .get_mut(&victim)
+                .and_then(|state| state.close.take())
+            {
+                let _ = close.send(());
             }
-            evicted = true;
+            victim
+        };
+        // Its socket is closed before its slot is given back.
+        if tokio::time::timeout(EVICTION_WAIT, self.released_slot(victim))
+            .await
+            .is_err()
+        {
+            return Admission::Refused;
         }
+        let mut table = self.lock();
+        if table.open.len() >= self.capacity {
+            return Admission::Refused;
+        }
+        Admission::Admitted {
+            slot: self.insert(&mut table),
+            evicted: true,
+        }
+    }
+
+    fn insert(self: &Arc<Slots>, table: &mut SlotTable) -> Slot {
         let id = table.next_id;
         table.next_id += 1;
         let (close, closed) = oneshot::channel();
@@ -267,13 +302,10 @@ impl Slots {
                 close: Some(close),
             },
         );
-        Admission::Admitted {
-            slot: Slot {
-                id,
-                slots: Arc::clone(self),
-                closed: Some(closed),
-            },
-            evicted,
+        Slot {
+            id,
+            slots: Arc::clone(self),
+            closed: Some(closed),
         }
     }
 
@@ -284,11 +316,8 @@ impl Slots {
     }
 
     fn release(&self, id: u64) {
-        let mut table = self.lock();
-        table.open.remove(&id);
-        if table.open.is_empty() {
-            self.emptied.notify_waiters();
-        }
+        self.lock().open.remove(&id);
+        self.released.notify_waiters();
     }
 
     /// Closes every connection that waits for a request.
@@ -307,18 +336,30 @@ impl Slots {
         self.lock().open.len()
     }
 
-    /// Resolves once no connection is open.
-    async fn empty(&self) {
+    /// Resolves once `condition` holds of the table, checked after every
+    /// release.
+    async fn released_until(&self, condition: impl Fn(&SlotTable) -> bool) {
         loop {
-            let emptied = self.emptied.notified();
-            tokio::pin!(emptied);
+            let released = self.released.notified();
+            tokio::pin!(released);
             // Registered before the check, so a release in between is seen.
-            emptied.as_mut().enable();
-            if self.open() == 0 {
+            released.as_mut().enable();
+            if condition(&self.lock()) {
                 return;
             }
-            emptied.await;
+            released.await;
         }
+    }
+
+    /// Resolves once connection `id` has given its slot back.
+    async fn released_slot(&self, id: u64) {
+        self.released_until(|table| !table.open.contains_key(&id))
+            .await
+    }
+
+    /// Resolves once no connection is open.
+    async fn empty(&self) {
+        self.released_until(|table| table.open.is_empty()).await
     }
 }
 
@@ -411,44 +452,61 @@ mod tests {
         }
     }
 
-    #[test]
-    fn at_the_cap_the_longest_waiting_connection_gives_up_its_slot() {
-        let slots = Arc::new(Slots::new(2));
-        let (mut first, evicted) = admitted(slots.admit());
-        assert!(!evicted);
-        let (mut second, _) = admitted(slots.admit());
-        let (_third, evicted) = admitted(slots.admit());
-        assert!(evicted);
-        assert_eq!(slots.open(), 2);
-        let mut first_closed = first.closed.take().expect("a close signal");
-        assert_eq!(first_closed.try_recv(), Ok(()), "the oldest one is closed");
-        let mut second_closed = second.closed.take().expect("a close signal");
-        assert!(second_closed.try_recv().is_err(), "the newer one stays");
-        drop(first);
-        assert_eq!(slots.open(), 2, "the evicted slot was handed over already");
+    /// Plays a connection: drops its slot (closes) when told to.
+    fn close_when_told(mut slot: Slot) -> tokio::task::JoinHandle<()> {
+        let closed = slot.closed.take().expect("a close signal");
+        tokio::spawn(async move {
+            let _ = closed.await;
+            drop(slot);
+        })
     }
 
-    #[test]
-    fn connections_inside_a_request_keep_their_slots_and_the_new_one_is_refused() {
+    #[tokio::test]
+    async fn at_the_cap_the_longest_waiting_connection_gives_up_its_slot() {
         let slots = Arc::new(Slots::new(2));
-        let (first, _) = admitted(slots.admit());
-        let (second, _) = admitted(slots.admit());
+        let (first, evicted) = admitted(slots.admit().await);
+        assert!(!evicted);
+        let first = close_when_told(first);
+        let (mut second, _) = admitted(slots.admit().await);
+        let (_third, evicted) = admitted(slots.admit().await);
+        assert!(evicted);
+        first.await.expect("the oldest one was closed");
+        assert_eq!(slots.open(), 2);
+        let mut second_closed = second.closed.take().expect("a close signal");
+        assert!(second_closed.try_recv().is_err(), "the newer one stays");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_does_not_close_in_time_keeps_its_slot() {
+        let slots = Arc::new(Slots::new(1));
+        let (_stuck, _) = admitted(slots.admit().await);
+        assert!(matches!(slots.admit().await, Admission::Refused));
+        assert_eq!(slots.open(), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_inside_a_request_keep_their_slots_and_the_new_one_is_refused() {
+        let slots = Arc::new(Slots::new(2));
+        let (first, _) = admitted(slots.admit().await);
+        let (second, _) = admitted(slots.admit().await);
         let busy_first = first.tracker().start_request();
         let busy_second = second.tracker().start_request();
-        assert!(matches!(slots.admit(), Admission::Refused));
+        assert!(matches!(slots.admit().await, Admission::Refused));
         drop(busy_second);
-        let (_third, evicted) = admitted(slots.admit());
+        let second = close_when_told(second);
+        let (_third, evicted) = admitted(slots.admit().await);
         assert!(evicted, "the one that finished its request waits again");
+        second.await.expect("it was closed");
         drop(busy_first);
         drop(first);
         assert_eq!(slots.open(), 1);
     }
 
-    #[test]
-    fn stopping_closes_the_waiting_connections_only() {
+    #[tokio::test]
+    async fn stopping_closes_the_waiting_connections_only() {
         let slots = Arc::new(Slots::new(4));
-        let (mut waiting, _) = admitted(slots.admit());
-        let (mut busy, _) = admitted(slots.admit());
+        let (mut waiting, _) = admitted(slots.admit().await);
+        let (mut busy, _) = admitted(slots.admit().await);
         let _in_request = busy.tracker().start_request();
         slots.close_waiting();
         let mut waiting_closed = waiting.closed.take().expect("a close signal");
