@@ -4,6 +4,8 @@
 //! loopback `Host` names (DNS rebinding); a flood of malformed events is one
 //! log line with ids escaped; a `../` repository name never becomes a
 //! request outside `/v2/<name>/`. Every daemon is killed by PID on drop.
+//! The library's intake, started in the test with short limits, shows the
+//! body timeout and that an intake with a token takes any `Host`.
 
 mod support;
 
@@ -11,8 +13,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use regkeeper::intake::{self, Intake, Limits, RunningIntake, Settings};
 use regkeeper::store::sql::SqlStore;
 use regkeeper::store::{sqlite::SqliteBackend, NewEvent, Store, Value};
 use support::registry::{free_port, Reply, ScriptedServer, TestRegistry};
@@ -209,16 +213,18 @@ fn notify(port: u16, body: &str) -> Option<(u16, serde_json::Value)> {
     Some((status, serde_json::from_str(&text).unwrap_or_default()))
 }
 
-/// One raw HTTP/1.1 POST of `body` with exactly this `Host` header: the
-/// status answered.
-fn post_with_host(port: u16, host: &str, body: &str) -> u16 {
+/// One raw HTTP/1.1 POST of `body` with exactly this `Host` header (and
+/// `authorization`, if any): the status answered.
+fn post_with_host(port: u16, host: &str, authorization: Option<&str>, body: &str) -> u16 {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the intake");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("a read timeout");
+    let authorization =
+        authorization.map_or(String::new(), |value| format!("Authorization: {value}\r\n"));
     let request = format!(
-        "POST /v2/webhooks/events HTTP/1.1\r\nHost: {host}\r\nContent-Type: {EVENTS_V1}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /v2/webhooks/events HTTP/1.1\r\nHost: {host}\r\n{authorization}\
+         Content-Type: {EVENTS_V1}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream
@@ -396,7 +402,7 @@ fn a_token_less_loopback_intake_accepts_only_loopback_host_names() {
     ] {
         let body = envelope(&[delete_event("rebound")]);
         assert_eq!(
-            post_with_host(port, &host, &body),
+            post_with_host(port, &host, None, &body),
             421,
             "Host {host:?}: {}",
             daemon.log()
@@ -412,7 +418,11 @@ fn a_token_less_loopback_intake_accepts_only_loopback_host_names() {
     ];
     for (index, host) in allowed.iter().enumerate() {
         let body = envelope(&[delete_event(&format!("local-{index}"))]);
-        assert_eq!(post_with_host(port, host, &body), 202, "Host {host:?}");
+        assert_eq!(
+            post_with_host(port, host, None, &body),
+            202,
+            "Host {host:?}"
+        );
     }
     let ids: Vec<String> = stored_events(&store)
         .into_iter()
@@ -591,4 +601,108 @@ fn a_repository_name_with_dot_dot_never_becomes_a_request_outside_v2_name() {
         log.contains(r#"bad repository name "../../../admin/secret" (ids "posted-traversal")"#),
         "{log}"
     );
+}
+
+/// An intake of the library on 127.0.0.1 with `settings`, on a runtime of
+/// its own; stopped on drop.
+struct InProcessIntake {
+    port: u16,
+    store: Arc<SqlStore>,
+    runtime: tokio::runtime::Runtime,
+    running: Option<RunningIntake>,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcessIntake {
+    fn start(token: Option<&str>, settings: Settings) -> InProcessIntake {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backend =
+            SqliteBackend::open(&dir.path().join("regkeeper.db")).expect("opening sqlite");
+        let store = SqlStore::new(Box::new(backend));
+        store.migrate().expect("migrating");
+        let store = Arc::new(store);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let intake = Intake {
+            store: store.clone(),
+            token: token.map(String::from),
+            body_limit: 1 << 20,
+            waker: None,
+        };
+        let running = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binding 127.0.0.1:0");
+            intake::spawn_with(listener, intake, settings).expect("starting the intake")
+        });
+        InProcessIntake {
+            port: running.address.port(),
+            store,
+            runtime,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for InProcessIntake {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = self.runtime.block_on(running.stop());
+        }
+    }
+}
+
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed() {
+    let intake = InProcessIntake::start(
+        Some(TOKEN),
+        Settings {
+            limits: Limits {
+                body_read: Duration::from_millis(500),
+                ..Limits::default()
+            },
+            ..Settings::default()
+        },
+    );
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", intake.port)).expect("connecting to the intake");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("a read timeout");
+    let head = format!(
+        "POST /v2/webhooks/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {TOKEN}\r\n\
+         Content-Type: {EVENTS_V1}\r\nContent-Length: 1000\r\n\r\n{{\"events\":["
+    );
+    stream.write_all(head.as_bytes()).expect("sending the head");
+    let started = Instant::now();
+    let mut answer = String::new();
+    // Answered, then closed: read_to_string returns at the end of stream.
+    stream
+        .read_to_string(&mut answer)
+        .expect("reading the answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(started.elapsed() < DEADLINE);
+    assert!(stored_events(&intake.store).is_empty());
+}
+
+#[test]
+fn an_intake_with_a_token_on_loopback_does_not_check_the_host() {
+    let intake = InProcessIntake::start(Some(TOKEN), Settings::default());
+    let body = envelope(&[delete_event("with-token")]);
+    let status = post_with_host(
+        intake.port,
+        "registry-notifier.example:8080",
+        Some(TOKEN),
+        &body,
+    );
+    assert_eq!(status, 202);
+    let ids: Vec<String> = stored_events(&intake.store)
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(ids, ["with-token"]);
 }

@@ -4,9 +4,10 @@
 //! Every one of them ends up in a URL path (`/v2/NAME/manifests/DIGEST`),
 //! and a URL parser resolves `..` segments: a name like
 //! `../../../admin/secret` would send the registry credentials to
-//! `/admin/secret/...`. A name, tag or digest this grammar accepts holds
-//! neither `/.`, `%`, `?`, `#` nor a control character, so the path stays
-//! under `/v2/NAME/`. Pure functions on `&str`; nothing here allocates.
+//! `/admin/secret/...`. A name, tag or digest this grammar accepts has no
+//! `.` or `..` segment and no `%`, `?`, `#`, `\` or control character, so
+//! the path stays under `/v2/NAME/` as written. Pure functions on `&str`;
+//! nothing here allocates.
 //!
 //! The grammar is distribution's `reference` package:
 //! - name: `path-component ("/" path-component)*`, at most 255 bytes, where
@@ -17,7 +18,9 @@
 //! - digest: the OCI form `algorithm ":" encoded`, where
 //!   `algorithm ::= [a-z0-9]+ ([+._-] [a-z0-9]+)*` and
 //!   `encoded ::= [A-Za-z0-9=_-]+` (`sha256:` and 64 lowercase hex digits
-//!   is one instance).
+//!   is one instance). The length each algorithm gives its encoded part is
+//!   left to the registry, which answers a digest it does not hold with
+//!   404; what matters here is that a digest cannot leave its segment.
 
 /// Longest repository name distribution accepts, in bytes.
 pub const NAME_MAX_LENGTH: usize = 255;
