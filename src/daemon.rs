@@ -104,9 +104,14 @@ async fn run_until_signal(
     if config.notifications.listen.is_some() && events_waker.is_none() {
         warn!("notifications are stored but no enabled job has the events handler: nothing applies them");
     }
-    let intake = crate::intake::start(&config.notifications, store.clone(), events_waker)
-        .await
-        .context("starting the notification intake")?;
+    let intake = crate::intake::start(
+        &config.notifications,
+        &config.registry,
+        store.clone(),
+        events_waker,
+    )
+    .await
+    .context("starting the notification intake")?;
 
     let running = scheduler.start();
     info!("regkeeper running: {} job(s) configured", config.jobs.len());

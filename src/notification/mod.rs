@@ -6,12 +6,26 @@
 //! [`parse_envelope`] sorts the events of one envelope into kept events,
 //! dropped ones (blob events, `mount`, unknown actions, non-manifest media
 //! types) and malformed ones, never failing the whole envelope for one bad
-//! event. [`parse_event`] is the same parser the events job uses on the
-//! stored JSON. Nothing here stores, wakes or talks to the registry.
+//! event; [`parse_envelope_with`] also drops the pulls regkeeper caused
+//! itself ([`OwnRequests`]). [`parse_event`] is the same parser the events
+//! job uses on the stored JSON: names, tags and digests outside the
+//! distribution grammar (`reference.rs`) make an event malformed, so none
+//! of them reaches a URL. Nothing here stores, wakes, logs or talks to the
+//! registry.
+
+pub mod reference;
 
 use serde_json::Value;
 
 use crate::registry::Descriptor;
+
+/// The start of the `User-Agent` of regkeeper's registry client
+/// (`regkeeper/VERSION`), as the registry reports it in `request.useragent`.
+pub const OWN_USER_AGENT_PREFIX: &str = "regkeeper/";
+
+/// Longest event id kept, in bytes. docker-registry sends UUIDs; the id is
+/// the deduplication key of the stored events.
+pub const ID_MAX_LENGTH: usize = 256;
 
 /// The registry's notification media type.
 pub const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -140,8 +154,81 @@ pub struct Envelope {
     pub kept: Vec<KeptEvent>,
     /// Well-formed events that are irrelevant (blobs, mounts, unknown actions).
     pub dropped: usize,
-    /// Events that could not be read; each reason, in envelope order.
-    pub malformed: Vec<String>,
+    /// Well-formed pulls regkeeper caused itself ([`OwnRequests`]); not kept.
+    pub own_pulls: usize,
+    /// Events that could not be read, in envelope order.
+    pub malformed: Vec<Malformed>,
+}
+
+/// An event of an envelope that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// The event's `id`, when it has a non-empty string one (as sent: it may
+    /// hold anything, so escape it before it reaches a log line).
+    pub id: Option<String>,
+    /// Why, naming the field; values from the event are quoted and escaped.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Malformed {
+    /// `event ID: REASON`, the id with control characters escaped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.id {
+            Some(id) => write!(f, "event {}: {}", id.escape_debug(), self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// A malformed event equals the message it is shown with.
+impl PartialEq<String> for Malformed {
+    fn eq(&self, message: &String) -> bool {
+        message.as_str() == self.to_string().as_str()
+    }
+}
+
+/// Who regkeeper is to the registry, so that the pulls it caused itself
+/// (the manifest HEADs of a sync pass, the GETs of the events job, the
+/// scanners pulling with the credentials regkeeper hands them) are dropped
+/// instead of setting `pulled_at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnRequests {
+    /// Pulls whose `request.useragent` starts with this are regkeeper's own
+    /// ([`OWN_USER_AGENT_PREFIX`]).
+    pub user_agent_prefix: Option<String>,
+    /// The registry account regkeeper uses (`registry.username`): pulls by
+    /// this `actor.name` are its own. None for an anonymous registry.
+    pub account: Option<String>,
+}
+
+impl OwnRequests {
+    /// Nothing is regkeeper's own: every pull is kept.
+    pub fn none() -> OwnRequests {
+        OwnRequests::default()
+    }
+
+    /// regkeeper's user agent, and `account` when it has one.
+    pub fn regkeeper(account: Option<String>) -> OwnRequests {
+        OwnRequests {
+            user_agent_prefix: Some(OWN_USER_AGENT_PREFIX.to_string()),
+            account: account.filter(|account| !account.is_empty()),
+        }
+    }
+
+    /// Whether `raw` (an event) was caused by regkeeper: its
+    /// `request.useragent` starts with the prefix or its `actor.name` is
+    /// the account.
+    pub fn caused(&self, raw: &Value) -> bool {
+        let text = |pointer: &str| raw.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+        let by_user_agent = self.user_agent_prefix.as_deref().is_some_and(|prefix| {
+            !prefix.is_empty() && text("/request/useragent").starts_with(prefix)
+        });
+        let by_account = self
+            .account
+            .as_deref()
+            .is_some_and(|account| !account.is_empty() && text("/actor/name") == account);
+        by_user_agent || by_account
+    }
 }
 
 /// Why a body is not an envelope at all (the intake answers 400).
@@ -167,9 +254,17 @@ impl std::fmt::Display for EnvelopeError {
 
 impl std::error::Error for EnvelopeError {}
 
-/// Parses and sorts one envelope. Only a body that is not JSON or not an
-/// object with an `events` array is an error; single bad events are counted.
+/// Parses and sorts one envelope, keeping every pull. Only a body that is
+/// not JSON or not an object with an `events` array is an error; single bad
+/// events are counted.
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
+    parse_envelope_with(body, &OwnRequests::none())
+}
+
+/// Like [`parse_envelope`], and drops (counts in [`Envelope::own_pulls`])
+/// the well-formed pulls `own` says regkeeper caused. Pushes and deletes
+/// are kept whoever made them.
+pub fn parse_envelope_with(body: &[u8], own: &OwnRequests) -> Result<Envelope, EnvelopeError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|error| EnvelopeError::NotJson(error.to_string()))?;
     let events = value
@@ -179,51 +274,85 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
         .ok_or(EnvelopeError::NotEnvelope)?;
     let mut envelope = Envelope::default();
     for raw in events {
-        match classify(raw) {
-            Verdict::Keep(event) => envelope.kept.push(KeptEvent {
+        match sort(raw) {
+            Sorted::Keep(event) if event.action == Action::Pull && own.caused(raw) => {
+                envelope.own_pulls += 1
+            }
+            Sorted::Keep(event) => envelope.kept.push(KeptEvent {
                 event,
                 data: raw.to_string(),
             }),
-            Verdict::Drop(_) => envelope.dropped += 1,
-            Verdict::Malformed(reason) => envelope.malformed.push(reason),
+            Sorted::Drop(_) => envelope.dropped += 1,
+            Sorted::Malformed(malformed) => envelope.malformed.push(malformed),
         }
     }
     Ok(envelope)
 }
 
+/// [`Verdict`] with the malformed event's id and reason apart.
+enum Sorted {
+    Keep(Event),
+    Drop(Dropped),
+    Malformed(Malformed),
+}
+
 /// Decides what to do with one event: keep push and pull of manifests
 /// (Docker schema 1 and 2, manifest list, OCI manifest and index) and every
 /// delete; drop blob events, mounts and unknown actions.
+/// The message of a malformed event is `event ID: REASON` (see
+/// [`Malformed`]).
 pub fn classify(raw: &Value) -> Verdict {
+    match sort(raw) {
+        Sorted::Keep(event) => Verdict::Keep(event),
+        Sorted::Drop(dropped) => Verdict::Drop(dropped),
+        Sorted::Malformed(malformed) => Verdict::Malformed(malformed.to_string()),
+    }
+}
+
+fn sort(raw: &Value) -> Sorted {
     match raw.get("action").and_then(Value::as_str) {
         Some("push" | "pull" | "delete") => {}
-        Some("mount") => return Verdict::Drop(Dropped::Mount),
-        Some(other) => return Verdict::Drop(Dropped::UnknownAction(other.to_string())),
-        None => return Verdict::Malformed(malformed_prefix(raw, "no action")),
+        Some("mount") => return Sorted::Drop(Dropped::Mount),
+        Some(other) => return Sorted::Drop(Dropped::UnknownAction(other.to_string())),
+        None => return Sorted::Malformed(malformed(raw, "no action".to_string())),
     }
     let event = match parse_event(raw) {
         Ok(event) => event,
-        Err(reason) => return Verdict::Malformed(malformed_prefix(raw, &reason)),
+        Err(reason) => return Sorted::Malformed(malformed(raw, reason)),
     };
     match (event.action, event.media_type.as_deref()) {
-        (Action::Delete, _) => Verdict::Keep(event),
-        (_, Some(media_type)) if MANIFEST_MEDIA_TYPES.contains(&media_type) => Verdict::Keep(event),
-        _ => Verdict::Drop(Dropped::Blob),
+        (Action::Delete, _) => Sorted::Keep(event),
+        (_, Some(media_type)) if MANIFEST_MEDIA_TYPES.contains(&media_type) => Sorted::Keep(event),
+        _ => Sorted::Drop(Dropped::Blob),
     }
 }
 
-fn malformed_prefix(raw: &Value, reason: &str) -> String {
-    match raw.get("id").and_then(Value::as_str) {
-        Some(id) if !id.is_empty() => format!("event {id}: {reason}"),
-        _ => reason.to_string(),
-    }
+fn malformed(raw: &Value, reason: String) -> Malformed {
+    let id = raw
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(String::from);
+    Malformed { id, reason }
 }
 
 /// Reads one event (push, pull or delete). Errors say what is missing or
-/// wrong; they never name secrets because events carry none.
+/// wrong, with values from the event quoted and escaped (`{:?}`); they never
+/// name secrets because events carry none. The id must be printable and at
+/// most [`ID_MAX_LENGTH`] bytes; the repository, the tag and every digest
+/// must be of the distribution grammar ([`reference`]).
 pub fn parse_event(raw: &Value) -> Result<Event, String> {
     let object = raw.as_object().ok_or("event is not an object")?;
     let id = non_empty_str(object.get("id")).ok_or("no id")?.to_string();
+    if id.len() > ID_MAX_LENGTH {
+        return Err(format!(
+            "id is longer than {ID_MAX_LENGTH} bytes ({})",
+            id.len()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("id holds control characters".to_string());
+    }
     let action = match object.get("action").and_then(Value::as_str) {
         Some("push") => Action::Push,
         Some("pull") => Action::Pull,
@@ -240,10 +369,15 @@ pub fn parse_event(raw: &Value) -> Result<Event, String> {
         .and_then(Value::as_object)
         .ok_or("target is missing or not an object")?;
     let repository = non_empty_str(target.get("repository")).ok_or("target has no repository")?;
-    if repository.starts_with('/') || repository.ends_with('/') || repository.contains("//") {
+    if !reference::is_repository_name(repository) {
         return Err(format!("bad repository name {repository:?}"));
     }
     let tag = optional_str(target.get("tag"), "target.tag")?;
+    if let Some(tag) = &tag {
+        if !reference::is_tag(tag) {
+            return Err(format!("bad target.tag {tag:?}"));
+        }
+    }
     let digest = optional_str(target.get("digest"), "target.digest")?;
     if let Some(digest) = &digest {
         check_digest(digest)?;
@@ -307,17 +441,10 @@ fn optional_str(value: Option<&Value>, name: &str) -> Result<Option<String>, Str
 }
 
 fn check_digest(digest: &str) -> Result<(), String> {
-    match digest.split_once(':') {
-        Some((algorithm, hex))
-            if !algorithm.is_empty()
-                && !hex.is_empty()
-                && hex.bytes().all(|byte| {
-                    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || byte == b'='
-                }) =>
-        {
-            Ok(())
-        }
-        _ => Err(format!("bad digest {digest:?}")),
+    if reference::is_digest(digest) {
+        Ok(())
+    } else {
+        Err(format!("bad digest {digest:?}"))
     }
 }
 
@@ -388,6 +515,8 @@ fn is_config_media_type(media_type: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     // Literal envelopes in the shape docker-registry 2.8 sends (ids, digests
@@ -660,6 +789,169 @@ mod tests {
         assert!(is_envelope_content_type("Application/JSON"));
         assert!(!is_envelope_content_type("text/plain"));
         assert!(!is_envelope_content_type(""));
+    }
+
+    /// A manifest pull by `actor` with `useragent`, as docker-registry sends it.
+    fn pull_by(id: &str, actor: Option<&str>, useragent: &str) -> Value {
+        let mut event = json!({"id": id, "timestamp": "2026-01-02T03:04:10Z", "action": "pull",
+            "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": "sha256:8ffc", "repository": "ns/app", "tag": "1.0"},
+            "request": {"id": "r", "method": "HEAD", "useragent": useragent},
+            "actor": {}});
+        if let Some(actor) = actor {
+            event["actor"]["name"] = json!(actor);
+        }
+        event
+    }
+
+    fn envelope_of(events: &[Value]) -> Vec<u8> {
+        json!({ "events": events }).to_string().into_bytes()
+    }
+
+    #[test]
+    fn own_pulls_are_dropped_by_user_agent_or_account_and_others_kept() {
+        let own = OwnRequests::regkeeper(Some("regkeeper".into()));
+        let mut push_by_account =
+            serde_json::from_str::<Value>(OCI_PUSH).unwrap()["events"][0].clone();
+        push_by_account["actor"] = json!({"name": "regkeeper"});
+        push_by_account["request"]["useragent"] = json!("regkeeper/0.1.0");
+        let mut delete_by_account =
+            serde_json::from_str::<Value>(DELETE_TAG).unwrap()["events"][0].clone();
+        delete_by_account["actor"] = json!({"name": "regkeeper"});
+        let body = envelope_of(&[
+            pull_by("sync-head", Some("regkeeper"), "regkeeper/0.1.0"),
+            pull_by("scanner", Some("regkeeper"), "clair/4.7"),
+            pull_by("anonymous-regkeeper", None, "regkeeper/0.1.0"),
+            pull_by("other-user", Some("other"), "curl/8.5.0"),
+            pull_by("anonymous-client", None, "docker/24.0"),
+            pull_by("look-alike", Some("regkeeper2"), "Regkeeper/1 (not us)"),
+            push_by_account,
+            delete_by_account,
+        ]);
+        let envelope = parse_envelope_with(&body, &own).unwrap();
+        let kept: Vec<&str> = envelope
+            .kept
+            .iter()
+            .map(|kept| kept.event.id.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            ["other-user", "anonymous-client", "look-alike", "a1", "d2"]
+        );
+        assert_eq!(envelope.own_pulls, 3);
+        assert_eq!((envelope.dropped, envelope.malformed.len()), (0, 0));
+
+        // Without an account only the user agent tells; an empty account
+        // never matches the empty actor of anonymous pulls.
+        let anonymous = parse_envelope_with(&body, &OwnRequests::regkeeper(None)).unwrap();
+        assert_eq!(anonymous.own_pulls, 2);
+        let empty_account = OwnRequests {
+            user_agent_prefix: None,
+            account: Some(String::new()),
+        };
+        assert_eq!(
+            parse_envelope_with(&body, &empty_account)
+                .unwrap()
+                .own_pulls,
+            0
+        );
+        // parse_envelope keeps every pull.
+        assert_eq!(parse_envelope(&body).unwrap().own_pulls, 0);
+        assert_eq!(parse_envelope(&body).unwrap().kept.len(), 8);
+    }
+
+    #[test]
+    fn own_blob_pulls_stay_dropped_as_blobs() {
+        let mut blob = pull_by("blob", Some("regkeeper"), "regkeeper/0.1.0");
+        blob["target"]["mediaType"] = json!("application/octet-stream");
+        let own = OwnRequests::regkeeper(Some("regkeeper".into()));
+        let envelope = parse_envelope_with(&envelope_of(&[blob]), &own).unwrap();
+        assert_eq!((envelope.dropped, envelope.own_pulls), (1, 0));
+    }
+
+    #[test]
+    fn names_tags_and_digests_outside_the_grammar_are_malformed() {
+        let base = pull_by("p", None, "curl/8");
+        let cases: [(&str, &str, Value, &str); 6] = [
+            (
+                "traversal",
+                "/target/repository",
+                json!("../../../admin/secret"),
+                r#"bad repository name "../../../admin/secret""#,
+            ),
+            (
+                "upper",
+                "/target/repository",
+                json!("NS/App"),
+                "bad repository name",
+            ),
+            (
+                "control",
+                "/target/repository",
+                json!("ns/app\n\u{1b}[31m"),
+                r#"bad repository name "ns/app\n\u{1b}[31m""#,
+            ),
+            (
+                "tag",
+                "/target/tag",
+                json!("../x"),
+                r#"bad target.tag "../x""#,
+            ),
+            (
+                "digest",
+                "/target/digest",
+                json!("../../x:abc"),
+                r#"bad digest "../../x:abc""#,
+            ),
+            (
+                "long-tag",
+                "/target/tag",
+                json!("t".repeat(129)),
+                "bad target.tag",
+            ),
+        ];
+        for (id, pointer, value, reason) in cases {
+            let mut event = base.clone();
+            event["id"] = json!(id);
+            *event.pointer_mut(pointer).unwrap() = value;
+            let envelope = parse_envelope(&envelope_of(&[event.clone()])).unwrap();
+            assert!(envelope.kept.is_empty(), "{id}");
+            assert_eq!(envelope.malformed.len(), 1, "{id}");
+            assert_eq!(envelope.malformed[0].id.as_deref(), Some(id));
+            assert!(
+                envelope.malformed[0].reason.starts_with(reason),
+                "{id}: {:?}",
+                envelope.malformed[0]
+            );
+            assert!(
+                matches!(classify(&event), Verdict::Malformed(message) if message.starts_with(&format!("event {id}: {reason}")))
+            );
+        }
+    }
+
+    #[test]
+    fn ids_with_control_characters_or_too_long_are_malformed_and_shown_escaped() {
+        let mut control = pull_by("evil", None, "curl/8");
+        control["id"] = json!("evil\n\u{1b}[31m");
+        let mut long = pull_by("x", None, "curl/8");
+        long["id"] = json!("x".repeat(ID_MAX_LENGTH + 1));
+        let mut longest = pull_by("x", None, "curl/8");
+        longest["id"] = json!("x".repeat(ID_MAX_LENGTH));
+        let envelope = parse_envelope(&envelope_of(&[control, long, longest])).unwrap();
+        assert_eq!(
+            envelope.kept.len(),
+            1,
+            "an id of {ID_MAX_LENGTH} bytes is fine"
+        );
+        assert_eq!(envelope.malformed.len(), 2);
+        assert_eq!(envelope.malformed[0].reason, "id holds control characters");
+        assert_eq!(
+            envelope.malformed[0].to_string(),
+            r"event evil\n\u{1b}[31m: id holds control characters"
+        );
+        assert!(envelope.malformed[1]
+            .reason
+            .starts_with("id is longer than 256 bytes"));
     }
 }
 

@@ -2,23 +2,37 @@
 //! notification envelopes, filters them, stores kept events durably and wakes
 //! the events job. It never does registry I/O.
 //!
-//! `POST /v2/webhooks/events` (and `/events`): the `Authorization` header is
-//! checked first (constant time) when a token is configured (401), then the
-//! body limit (413), the content type (415) and the envelope (400). All kept
-//! events of one envelope go into one transaction on the blocking pool; the
-//! answer is 202 only after the commit and 503 only when the database write
-//! failed (the registry then redelivers, with the same event ids). Dropped
-//! and malformed events are answered 202 too: the registry retries any other
-//! answer forever and holds every later event back meanwhile.
+//! `POST /v2/webhooks/events` (and `/events`): without a token on a loopback
+//! address, the `Host` header must name the loopback interface (421,
+//! `host.rs`); the `Authorization` header is checked first (constant time)
+//! when a token is configured (401), then the body limit (413) and the time
+//! the body takes (408, `server::BODY_READ_TIMEOUT`), the content type (415)
+//! and the envelope (400). Malformed events, the pulls regkeeper caused
+//! itself and irrelevant events are dropped. All kept events of one envelope
+//! go into one transaction on the blocking pool; the answer is 202 only
+//! after the commit and 503 only when the database write failed (the
+//! registry then redelivers, with the same event ids). Dropped and malformed
+//! events are answered 202 too: the registry retries any other answer
+//! forever and holds every later event back meanwhile. One WARN line per
+//! envelope sums up its malformed events (`summary.rs`).
 //! `GET /healthz` reports the daemon and the database.
+//!
+//! `server.rs` is the accept loop with the connection cap and the
+//! header-read timeout that keep the intake reachable under a flood of idle
+//! or slow connections.
+
+mod host;
+mod server;
+mod summary;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,10 +40,13 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::config::NotificationsConfig;
-use crate::notification;
+use crate::config::{NotificationsConfig, RegistryConfig};
+use crate::notification::{self, OwnRequests};
 use crate::scheduler::Waker;
 use crate::store::{NewEvent, Store};
+
+use host::LoopbackHosts;
+pub use server::{Limits, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 
 /// The paths the registry may be pointed at.
 pub const EVENT_PATHS: &[&str] = &["/v2/webhooks/events", "/events"];
@@ -71,9 +88,26 @@ pub fn check_listen(config: &NotificationsConfig, listen: SocketAddr) -> anyhow:
     )
 }
 
-/// The intake's routes, for [`serve`] and for tests.
-pub fn router(intake: Intake) -> Router {
-    let state = Arc::new(intake);
+/// How the intake serves, beyond what [`Intake`] holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
+    /// Whose pulls are regkeeper's own (dropped, never stored).
+    pub own_requests: OwnRequests,
+}
+
+/// What the handlers share: the intake and what serving derived.
+struct Shared {
+    intake: Intake,
+    own_requests: OwnRequests,
+    body_read: Duration,
+    /// Set when the intake runs without a token on a loopback address.
+    loopback_hosts: Option<LoopbackHosts>,
+}
+
+fn router(shared: Shared) -> Router {
+    let state = Arc::new(shared);
     let mut events = Router::new();
     for path in EVENT_PATHS {
         events = events.route(path, post(receive));
@@ -83,44 +117,85 @@ pub fn router(intake: Intake) -> Router {
             state.clone(),
             authorize,
         ))
-        .layer(DefaultBodyLimit::max(state.body_limit));
+        .layer(DefaultBodyLimit::max(state.intake.body_limit));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(events)
         .with_state(state)
 }
 
-/// Serves the intake on an already-bound listener until `shutdown` resolves.
+/// Serves the intake on an already-bound listener until `shutdown`
+/// resolves, with the default [`Settings`] (every pull kept).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     intake: Intake,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr().ok();
-    if let Some(address) = address {
-        log::info!(
-            "intake listening on http://{address}{} ({})",
-            EVENT_PATHS[0],
-            if intake.token.is_some() {
-                "token required"
-            } else {
-                "no token"
-            }
-        );
-    }
-    axum::serve(listener, router(intake))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|error| anyhow::anyhow!("serving notifications: {error}"))
+    serve_with(listener, intake, Settings::default(), shutdown).await
+}
+
+/// Serves the intake on an already-bound listener with `settings` until
+/// `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    intake: Intake,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener
+        .local_addr()
+        .map_err(|error| anyhow::anyhow!("reading the intake's address: {error}"))?;
+    // Without a token on loopback, the address is the only protection, and
+    // DNS rebinding gets around it unless the Host header is checked.
+    let loopback_hosts =
+        (intake.token.is_none() && address.ip().is_loopback()).then_some(LoopbackHosts {
+            listen: address.ip(),
+        });
+    log::info!(
+        "intake listening on http://{address}{} ({})",
+        EVENT_PATHS[0],
+        match (&intake.token, loopback_hosts) {
+            (Some(_), _) => "token required",
+            (None, Some(_)) => "no token, loopback Host names only",
+            (None, None) => "no token",
+        }
+    );
+    let shared = Shared {
+        intake,
+        own_requests: settings.own_requests,
+        body_read: settings.limits.body_read,
+        loopback_hosts,
+    };
+    server::serve(listener, router(shared), settings.limits, shutdown).await;
+    Ok(())
 }
 
 fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Checks the `Authorization` header before the body is read.
-async fn authorize(State(intake): State<Arc<Intake>>, request: Request, next: Next) -> Response {
-    if let Some(token) = &intake.token {
+/// Checks the `Host` header (token-less loopback intake) and the
+/// `Authorization` header (intake with a token) before the body is read.
+async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if let Some(loopback_hosts) = &shared.loopback_hosts {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()));
+        if !loopback_hosts.allow(host.as_deref()) {
+            log::warn!(
+                "intake: rejected a notification for Host {}: without a token only loopback names \
+                 are accepted",
+                host.as_deref()
+                    .map_or("(none)".to_string(), summary::quoted)
+            );
+            return error_response(
+                StatusCode::MISDIRECTED_REQUEST,
+                "without a token the intake accepts only Host 127.0.0.1, localhost or [::1]",
+            );
+        }
+    }
+    if let Some(token) = &shared.intake.token {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -139,12 +214,34 @@ async fn authorize(State(intake): State<Arc<Intake>>, request: Request, next: Ne
     next.run(request).await
 }
 
-async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
-    let content_type = headers
+async fn receive(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let content_type = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    if !notification::is_envelope_content_type(content_type) {
+        .unwrap_or("")
+        .to_string();
+    // The body limit (413) is the extractor's, set by DefaultBodyLimit.
+    let body = match tokio::time::timeout(shared.body_read, Bytes::from_request(request, &())).await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(rejection)) => return rejection.into_response(),
+        Err(_) => {
+            log::debug!(
+                "intake: a request body did not arrive within {}",
+                humantime::format_duration(shared.body_read)
+            );
+            let mut response = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    if !notification::is_envelope_content_type(&content_type) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
@@ -153,15 +250,17 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
             ),
         );
     }
-    let envelope = match notification::parse_envelope(&body) {
+    let envelope = match notification::parse_envelope_with(&body, &shared.own_requests) {
         Ok(envelope) => envelope,
         Err(error) => {
             log::warn!("intake: rejected a notification: {error}");
             return error_response(StatusCode::BAD_REQUEST, error.to_string());
         }
     };
-    for reason in &envelope.malformed {
-        log::warn!("intake: dropped a malformed event: {reason}");
+    let received = envelope.kept.len();
+    let total = received + envelope.dropped + envelope.own_pulls + envelope.malformed.len();
+    if let Some(line) = summary::malformed_line(&envelope.malformed, total) {
+        log::warn!("{line}");
     }
     let events: Vec<NewEvent> = envelope
         .kept
@@ -173,11 +272,10 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
             data: kept.data.clone(),
         })
         .collect();
-    let received = events.len();
     let stored = if events.is_empty() {
         0
     } else {
-        let store = intake.store.clone();
+        let store = shared.intake.store.clone();
         let now = chrono::Utc::now().timestamp_millis();
         let written = tokio::task::spawn_blocking(move || store.insert_events(&events, now)).await;
         match written {
@@ -200,15 +298,16 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
             }
         }
     };
+    let duplicates = received as u64 - stored.min(received as u64);
     log::debug!(
-        "intake: {} events: {stored} stored, {} already known, {} dropped, {} malformed",
-        received + envelope.dropped + envelope.malformed.len(),
-        received as u64 - stored.min(received as u64),
+        "intake: {total} events: {stored} stored, {duplicates} already known, {} dropped, \
+         {} own pulls dropped, {} malformed",
         envelope.dropped,
+        envelope.own_pulls,
         envelope.malformed.len()
     );
     if stored > 0 {
-        if let Some(waker) = &intake.waker {
+        if let Some(waker) = &shared.intake.waker {
             waker.wake();
         }
     }
@@ -216,16 +315,17 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
         StatusCode::ACCEPTED,
         Json(json!({
             "stored": stored,
-            "duplicates": received as u64 - stored.min(received as u64),
+            "duplicates": duplicates,
             "dropped": envelope.dropped,
+            "own_pulls": envelope.own_pulls,
             "malformed": envelope.malformed.len(),
         })),
     )
         .into_response()
 }
 
-async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
-    let store = intake.store.clone();
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let store = shared.intake.store.clone();
     match tokio::task::spawn_blocking(move || store.ping()).await {
         Ok(Ok(())) => (
             StatusCode::OK,
@@ -269,13 +369,24 @@ impl RunningIntake {
     }
 }
 
-/// Serves the intake on an already-bound listener in a task of its own.
+/// Serves the intake on an already-bound listener in a task of its own,
+/// with the default [`Settings`] (every pull kept).
 pub fn spawn(listener: tokio::net::TcpListener, intake: Intake) -> anyhow::Result<RunningIntake> {
+    spawn_with(listener, intake, Settings::default())
+}
+
+/// Serves the intake on an already-bound listener with `settings` in a task
+/// of its own.
+pub fn spawn_with(
+    listener: tokio::net::TcpListener,
+    intake: Intake,
+    settings: Settings,
+) -> anyhow::Result<RunningIntake> {
     let address = listener
         .local_addr()
         .map_err(|error| anyhow::anyhow!("reading the intake's address: {error}"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, intake, async {
+    let task = tokio::spawn(serve_with(listener, intake, settings, async {
         let _ = stopped.await;
     }));
     Ok(RunningIntake {
@@ -286,9 +397,13 @@ pub fn spawn(listener: tokio::net::TcpListener, intake: Intake) -> anyhow::Resul
 }
 
 /// Starts the intake the configuration asks for (none when `listen` is
-/// unset): refuses an unauthenticated non-loopback address, binds, serves.
+/// unset): refuses an unauthenticated non-loopback address, binds, serves
+/// with the default [`Limits`]. Pulls by the account of `registry` (its
+/// `username`) or with regkeeper's user agent are regkeeper's own and
+/// dropped.
 pub async fn start(
     config: &NotificationsConfig,
+    registry: &RegistryConfig,
     store: Arc<dyn Store>,
     waker: Option<Waker>,
 ) -> anyhow::Result<Option<RunningIntake>> {
@@ -306,5 +421,9 @@ pub async fn start(
         body_limit: config.body_limit,
         waker,
     };
-    spawn(listener, intake).map(Some)
+    let settings = Settings {
+        limits: Limits::default(),
+        own_requests: OwnRequests::regkeeper(registry.username.clone()),
+    };
+    spawn_with(listener, intake, settings).map(Some)
 }
