@@ -7,7 +7,7 @@
 //! The library's intake, started in the test with short limits, shows the
 //! body timeout and that an intake with a token takes any `Host`.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

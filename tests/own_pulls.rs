@@ -6,7 +6,7 @@
 //! while another user's pull still sets `pulled_at`. The daemon is killed
 //! by PID on drop.
 
-mod support;
+use regkeeper_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
