@@ -3,8 +3,33 @@
 //! (rusqlite) and `postgres.rs` (postgres + r2d2) provide. Only this folder
 //! touches rusqlite or postgres. SQL is written once, with `$1`-style
 //! placeholders; where the dialects differ, both versions stand side by side
-//! in `sql.rs`. The schema lives in `schema.sql` / `schema.postgres.sql` at
-//! the crate root and is applied by the append-only migration list.
+//! in the one function that runs the statement. The schema lives in
+//! `schema.sql` / `schema.postgres.sql` at the crate root and is applied by
+//! the append-only migration list.
+//!
+//! The SQL is layered, each file using only those below it, none `sql.rs`:
+//! - `rows.rs`: row accessors, binders, counts by code, chunking;
+//! - `registries.rs`: registries, namespaces, repositories and their names;
+//! - `tags.rs`: one tag at a time, tag listings, known manifests;
+//! - `tag_writes.rs`: many tags of a repository at once;
+//! - `events.rs` (the event queue and what events write), `sync_pass.rs`
+//!   (a sync pass's writes), `runs.rs` (`job_runs`), `scans.rs` (the scan
+//!   lifecycle), `migrations.rs`;
+//! - `sql.rs` on top: each [`Store`] method opens one transaction and calls
+//!   one of them.
+//!
+//! `types.rs` holds the domain types, re-exported here.
+//!
+//! Writing SQL that both databases accept:
+//! - placeholders are `$1`, `$2`, ... (a number may repeat); SQLite gets
+//!   them rewritten to `?1`;
+//! - `INSERT ... ON CONFLICT (cols) DO NOTHING / DO UPDATE` and `RETURNING`
+//!   work on both;
+//! - values are only integers, text and NULL ([`Value`]); booleans are 0/1,
+//!   times are integer milliseconds passed in (never `now()`), JSON is text;
+//! - `COUNT(*)` is fine, but PostgreSQL types `SUM` of a BIGINT as NUMERIC,
+//!   which is not read: write `CAST(SUM(x) AS BIGINT)`;
+//! - sort text in Rust when the order matters: collations differ.
 //!
 //! Times are stored as integer milliseconds since the Unix epoch (UTC).
 //!
@@ -18,15 +43,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+mod events;
+#[cfg(test)]
+mod explain;
 pub mod migrations;
 pub mod postgres;
 pub mod postgres_tls;
-pub mod runs;
-pub mod scans;
+mod registries;
+mod rows;
+mod runs;
+pub(crate) mod scans;
 pub mod sql;
 pub mod sqlite;
-pub mod sync_pass;
-pub mod tag_writes;
+mod sync_pass;
+mod tag_writes;
+mod tags;
 mod types;
 
 pub use types::{

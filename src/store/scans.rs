@@ -1,18 +1,20 @@
-//! The scan lifecycle in SQL, for [`super::sql::SqlStore`]: which manifest
-//! digests are due, claiming one under a lease, storing a scan's results
-//! atomically (only while the claim still holds), recording a failure with
-//! backoff, and reading results back. Every function runs inside the
-//! caller's transaction. State lives on `tags` (`scanned` 0 none, 1
-//! working, 2 done, 3 failed) but work and results are per digest: every
-//! tag with that digest moves together. Each scanner's report on a digest
-//! (`scan_reports`: when it was taken, failures since) stands on its own:
-//! settling a scan replaces only the results of the scanners that answered,
-//! and the tags are done only when every enabled scanner's report is
-//! current ([`digest_state`]).
+//! The scan lifecycle in SQL: which manifest digests are due, claiming one
+//! under a lease, storing a scan's results atomically (only while the claim
+//! still holds), recording a failure with backoff, and reading results
+//! back. Every function runs inside the caller's transaction; the
+//! [`super::Store`] methods in `sql.rs` open it. State lives on `tags`
+//! (`scanned` 0 none, 1 working, 2 done, 3 failed) but work and results are
+//! per digest: every tag with that digest moves together. Each scanner's
+//! report on a digest (`scan_reports`: when it was taken, failures since)
+//! stands on its own: settling a scan replaces only the results of the
+//! scanners that answered, and the tags are done only when every enabled
+//! scanner's report is current ([`digest_state`]). Built on `rows.rs` and
+//! `registries.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::sql::{int, opt_int, opt_text, single, text};
+use super::registries::{join_repository, split_repository};
+use super::rows::{int, opt_int, opt_text, single, text, txt};
 use super::{
     Conn, ImageVulnerabilities, ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled,
     ScanSettlement, ScannerResult, ScannerSummary, TagScanState, Value, VulnerabilityRecord,
@@ -29,10 +31,6 @@ const DUE: &str = "digest <> '' AND ( \
   OR (scanned = 1 AND (scan_claimed_at IS NULL OR scan_claimed_at <= $2)) \
   OR (scanned = 2 AND (scanned_at IS NULL OR scanned_at <= $3)) \
   OR (scanned = 3 AND $4 = 1))";
-
-fn txt(value: &str) -> Value {
-    Value::Text(value.to_string())
-}
 
 fn due_params(policy: &ScanPolicy) -> [Value; 4] {
     [
@@ -69,7 +67,7 @@ pub fn candidates(
         .map(|row| {
             Ok(ScanCandidate {
                 digest: text(row, 0)?,
-                repository: super::sql::join_repository(&text(row, 1)?, &text(row, 2)?),
+                repository: join_repository(&text(row, 1)?, &text(row, 2)?),
                 tag: text(row, 3)?,
                 media_type: text(row, 4)?,
             })
@@ -617,7 +615,7 @@ pub fn image(
     repository: &str,
     tag: &str,
 ) -> anyhow::Result<Option<ImageVulnerabilities>> {
-    let (namespace, name) = super::sql::split_repository(repository)?;
+    let (namespace, name) = split_repository(repository)?;
     let rows = conn.query(
         "SELECT t.digest, t.scanned, t.scan_attempts, t.scan_last_error, t.scan_not_before, t.scanned_at, t.scan_claimed_at \
          FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN namespaces n ON n.id = r.namespace_id \
