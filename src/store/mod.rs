@@ -13,8 +13,8 @@
 //! - `tags.rs`: one tag at a time, tag listings, known manifests;
 //! - `tag_writes.rs`: many tags of a repository at once;
 //! - `events.rs` (the event queue and what events write), `sync_pass.rs`
-//!   (a sync pass's writes), `runs.rs` (`job_runs`), `scans.rs` (the scan
-//!   lifecycle), `migrations.rs`;
+//!   (a sync pass's writes), `runs.rs` (`job_runs`), `scan_results.rs` and
+//!   `scans.rs` (the scan lifecycle), `migrations.rs`;
 //! - `sql.rs` on top: each [`Store`] method opens one transaction and calls
 //!   one of them.
 //!
@@ -52,6 +52,7 @@ pub mod postgres_tls;
 mod registries;
 mod rows;
 mod runs;
+mod scan_results;
 pub(crate) mod scans;
 pub mod sql;
 pub mod sqlite;
