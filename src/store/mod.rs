@@ -43,19 +43,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-mod events;
-#[cfg(test)]
-mod explain;
 pub mod migrations;
 pub mod postgres;
 pub mod postgres_tls;
+pub(crate) mod scans;
+pub mod sql;
+pub mod sqlite;
+
+mod events;
+#[cfg(test)]
+mod explain;
 mod registries;
 mod rows;
 mod runs;
 mod scan_results;
-pub(crate) mod scans;
-pub mod sql;
-pub mod sqlite;
 mod sync_pass;
 mod tag_writes;
 mod tags;
