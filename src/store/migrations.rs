@@ -149,7 +149,7 @@ pub fn apply(conn: &mut dyn Conn, now: i64) -> anyhow::Result<Vec<i64>> {
     conn.execute_batch(bookkeeping)?;
     let mut applied_before = Vec::new();
     for row in conn.query("SELECT version FROM schema_migrations", &[])? {
-        applied_before.push(super::sql::int(&row, 0)?);
+        applied_before.push(super::rows::int(&row, 0)?);
     }
     let newest_known = MIGRATIONS.last().map_or(0, |migration| migration.version);
     if let Some(newest) = applied_before

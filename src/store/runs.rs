@@ -1,9 +1,9 @@
-//! The SQL of a run's liveness in `job_runs`: reading run rows, renewing a
-//! run's heartbeat, and recording runs whose heartbeat expired as
-//! abandoned. Every function works inside the caller's transaction; the
-//! [`super::Store`] methods in `sql.rs` open it. Nothing here decides how
-//! often heartbeats come or how long a run may stay silent: callers pass
-//! the times in.
+//! The `job_runs` rows in SQL: recording a run's start and end, reading run
+//! rows, pruning old runs, renewing a run's heartbeat, and recording runs
+//! whose heartbeat expired as abandoned. Every function works inside the
+//! caller's transaction; the [`super::Store`] methods in `sql.rs` open it.
+//! Built on `rows.rs` only. Nothing here decides how often heartbeats come
+//! or how long a run may stay silent: callers pass the times in.
 //!
 //! A run row carries its `claimant` (the process running it), its last
 //! `heartbeat_at` and its own `expires_at`, written by the process that
@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 
-use super::sql::{int, opt_int, opt_text, text};
-use super::{Conn, Row, RunOutcome, RunRecord, Value};
+use super::rows::{count, int, opt_int, opt_text, single, text, txt};
+use super::{Conn, NewRun, Row, RunOutcome, RunRecord, Value};
 
 /// The columns [`record`] reads, in its order.
 pub const RECORD_COLUMNS: &str =
@@ -49,6 +49,66 @@ pub fn record(row: &Row) -> anyhow::Result<RunRecord> {
         claimant: opt_text(row, 9)?,
         heartbeat_at: opt_int(row, 10)?,
     })
+}
+
+/// Records the start of `run`; returns its id: [`super::Store::start_run`].
+pub fn start(conn: &mut dyn Conn, run: &NewRun) -> anyhow::Result<i64> {
+    let rows = conn.query(
+        "INSERT INTO job_runs (job, handler, trigger, started_at, counts, claimant, heartbeat_at, expires_at) \
+         VALUES ($1, $2, $3, $4, '{}', $5, $4, $6) RETURNING id",
+        &[
+            txt(&run.job),
+            txt(&run.handler),
+            txt(&run.trigger),
+            Value::Int(run.started_at),
+            txt(&run.claimant),
+            Value::Int(run.expires_at),
+        ],
+    )?;
+    int(&single(rows, "the new run")?, 0)
+}
+
+/// Records the end of run `run_id`, its counts already encoded as JSON:
+/// [`super::Store::finish_run`].
+pub fn finish(
+    conn: &mut dyn Conn,
+    run_id: i64,
+    finished_at: i64,
+    outcome: RunOutcome,
+    counts_json: String,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    let changed = conn.execute(
+        "UPDATE job_runs SET finished_at = $2, outcome = $3, counts = $4, error = $5 WHERE id = $1",
+        &[
+            Value::Int(run_id),
+            Value::Int(finished_at),
+            txt(outcome.as_str()),
+            Value::Text(counts_json),
+            error.map_or(Value::Null, txt),
+        ],
+    )?;
+    anyhow::ensure!(changed == 1, "no such run");
+    Ok(())
+}
+
+/// Keeps the newest `keep` runs of `job` and deletes the rest:
+/// [`super::Store::prune_runs`].
+pub fn prune(conn: &mut dyn Conn, job: &str, keep: usize) -> anyhow::Result<u64> {
+    conn.execute(
+        "DELETE FROM job_runs WHERE job = $1 AND id NOT IN \
+         (SELECT id FROM job_runs WHERE job = $1 ORDER BY id DESC LIMIT $2)",
+        &[txt(job), count(keep)],
+    )
+}
+
+/// The newest `limit` runs of `job`, newest first: [`super::Store::recent_runs`].
+pub fn recent(conn: &mut dyn Conn, job: &str, limit: usize) -> anyhow::Result<Vec<RunRecord>> {
+    let rows = conn.query(
+        &format!("SELECT {RECORD_COLUMNS} FROM job_runs WHERE job = $1 ORDER BY id DESC LIMIT $2"),
+        &[txt(job), count(limit)],
+    )?;
+    rows.iter().map(record).collect()
 }
 
 /// Renews run `run_id`'s heartbeat while it is unfinished; true when it was.
@@ -194,20 +254,8 @@ mod tests {
     /// The check before every run reads only unfinished runs of the job.
     #[test]
     fn sqlite_finds_expired_runs_through_the_unfinished_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend =
-            super::super::sqlite::SqliteBackend::open(&dir.path().join("plan.db")).unwrap();
-        let store = super::super::sql::SqlStore::new(Box::new(backend));
-        store.migrate().unwrap();
-        let plan = store
-            .tx(|conn| {
-                let sql = format!("EXPLAIN QUERY PLAN {}", candidates_sql(true));
-                let params = [Value::Int(1), Value::Int(0), Value::Text("j".into())];
-                conn.query(&sql, &params)
-            })
-            .unwrap();
-        let plan: Vec<String> = plan.iter().map(|row| text(row, 3).unwrap()).collect();
-        let plan = plan.join("\n");
+        let params = [Value::Int(1), Value::Int(0), Value::Text("j".into())];
+        let plan = super::super::explain::sqlite_plan(&candidates_sql(true), &params);
         assert!(plan.contains("job_runs_unfinished (job=?"), "{plan}");
     }
 

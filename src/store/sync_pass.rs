@@ -1,12 +1,14 @@
-//! The writes of a sync pass in SQL, for [`super::sql::SqlStore`]: which
-//! repositories have registry events a pass must not undo, and applying one
-//! repository's creates, updates and deletes. Every function runs inside the
-//! caller's transaction, which holds a handful of repositories at most and
-//! never spans HTTP.
+//! The writes of a sync pass in SQL: which repositories have registry
+//! events a pass must not undo, and applying one repository's creates,
+//! updates and deletes. Every function runs inside the caller's
+//! transaction, which holds a handful of repositories at most and never
+//! spans HTTP; the [`super::Store`] methods in `sql.rs` open it. Built on
+//! `rows.rs`, `registries.rs` and `tag_writes.rs`.
 
 use std::collections::BTreeSet;
 
-use super::sql::{delete_repository_if_empty, ensure_repository, find_repository, text};
+use super::registries::{delete_repository_if_empty, ensure_repository, find_repository};
+use super::rows::text;
 use super::tag_writes::write_tags;
 use super::{Conn, RepositorySync, SyncApplied, TagWrite, Value};
 

@@ -3,11 +3,14 @@
 //! finds which of the tags exist, new tags go in multi-row INSERTs, and only
 //! tags that exist already take the one-by-one path of [`write_tag`] (which
 //! owns the rule for a changed or filled-in manifest). The statements are
-//! cut into chunks by [`super::sql::for_chunks`].
+//! cut into chunks by [`for_chunks`]. Built on `rows.rs`, `registries.rs`
+//! and `tags.rs`; nothing here opens a transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::sql::{ensure_repository, find_repository, for_chunks, placeholders, text, write_tag};
+use super::registries::{ensure_repository, find_repository};
+use super::rows::{for_chunks, placeholders, text};
+use super::tags::write_tag;
 use super::{Conn, TagChange, TagWrite, Value};
 
 /// What [`write_tags`] did.
