@@ -10,8 +10,6 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
-#[cfg(test)]
-mod hostile;
 pub mod intake;
 pub mod jobs;
 pub mod notification;
@@ -19,3 +17,5 @@ pub mod registry;
 pub mod scanner;
 pub mod scheduler;
 pub mod store;
+#[cfg(test)]
+mod testing;

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::hostile;
+use crate::testing::hostile;
 
 /// Valid bodies of every kind, with the media type a registry sends.
 fn valid_manifests() -> Vec<(Option<&'static str>, Value)> {

@@ -6,8 +6,8 @@ use std::time::Instant;
 use proptest::prelude::*;
 
 use super::*;
-use crate::hostile;
 use crate::registry::auth::TokenCache;
+use crate::testing::hostile;
 
 /// Text rich in the characters the header grammars care about.
 fn header_text() -> impl Strategy<Value = String> {
