@@ -1,15 +1,15 @@
 //! regkeeper keeps a SQL database in step with a Docker Registry v2 / OCI
 //! distribution registry.
 //!
-//! The library holds everything; `src/main.rs` only parses the command line,
-//! sets up logging, calls [`cli::run`] and maps its result to an exit code.
+//! The library holds everything, the command line included: `src/main.rs`
+//! only calls [`cli::main`], which parses the arguments, sets up logging
+//! (env_logger to stderr), calls [`cli::run`] and maps its result to an exit
+//! code.
 //! See ARCHITECTURE.md for the map and the invariants between modules.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
-#[cfg(test)]
-mod hostile;
 pub mod intake;
 pub mod jobs;
 pub mod notification;
@@ -17,3 +17,5 @@ pub mod registry;
 pub mod scanner;
 pub mod scheduler;
 pub mod store;
+#[cfg(test)]
+mod testing;

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use toml::{Table, Value};
 
 use super::{parse, Config, HandlerConfig};
-use crate::hostile;
+use crate::testing::hostile;
 
 /// Every table with every key a valid document of that table may hold.
 const FULL: &str = r#"

@@ -964,7 +964,7 @@ mod properties {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::hostile;
+    use crate::testing::hostile;
 
     fn valid_events() -> Vec<Value> {
         vec![

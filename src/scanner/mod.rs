@@ -634,7 +634,7 @@ mod properties {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::hostile;
+    use crate::testing::hostile;
 
     type Parse = fn(&str) -> anyhow::Result<Vec<Finding>>;
 

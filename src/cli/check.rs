@@ -1,0 +1,136 @@
+//! `regkeeper check`: the configuration loads (the same path as the
+//! daemon's), then each job's next fire times in its own time zone and each
+//! scanner. Touches neither the database nor the registry.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+
+use super::{load_config, print_out, CheckArgs, Failure};
+use crate::config::Config;
+
+/// `check`: the configuration is valid; each job with its next fire times.
+pub(super) fn check(config_path: &Path, args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let config = load_config(config_path)?;
+    let after = args.after.unwrap_or_else(Utc::now);
+    print_out(&check_report(&config, after, args.fire_times))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text `check` prints.
+pub fn check_report(config: &Config, after: DateTime<Utc>, fire_times: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: ok, {} job(s)",
+        config.path.display(),
+        config.jobs.len()
+    );
+    for job in &config.jobs {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "job {}", job.name);
+        let _ = writeln!(out, "  handler   {}", job.handler.name());
+        let _ = writeln!(
+            out,
+            "  enabled   {}",
+            if job.enabled {
+                "yes"
+            } else {
+                "no (runs only with --once)"
+            }
+        );
+        let _ = writeln!(out, "  schedule  {}", job.schedule.expression);
+        let _ = writeln!(out, "  timezone  {}", job.schedule.timezone.name());
+        let mut next = Vec::new();
+        let mut from = after;
+        while next.len() < fire_times {
+            let Some(fire) = crate::scheduler::next_fire(&job.schedule, from) else {
+                break;
+            };
+            next.push(fire);
+            from = fire;
+        }
+        if next.is_empty() {
+            let _ = writeln!(out, "  next      never");
+        }
+        for (index, fire) in next.iter().enumerate() {
+            let label = if index == 0 { "next" } else { "" };
+            let local = fire.with_timezone(&job.schedule.timezone);
+            let _ = writeln!(
+                out,
+                "  {label:<8}  {}",
+                local.format("%Y-%m-%d %H:%M:%S %:z")
+            );
+        }
+    }
+    for scanner in &config.security {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "scanner {}", scanner.kind.name());
+        let _ = writeln!(
+            out,
+            "  enabled   {}",
+            if scanner.enabled { "yes" } else { "no" }
+        );
+        if let Some(server) = &scanner.server {
+            let _ = writeln!(out, "  server    {server}");
+        }
+        if let Some(file) = &scanner.file {
+            let _ = writeln!(out, "  file      {}", file.display());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn check_report_shows_fire_times_in_the_job_time_zone() {
+        let text = "[registry]\nurl = \"http://r\"\n\
+            [jobs.ev]\nhandler = \"events\"\nschedule = \"*/2 * * * * *\"\n\
+            [jobs.nightly]\nhandler = \"sync\"\nschedule = \"0 30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nenabled = false\n\
+            [jobs.past]\nhandler = \"sync\"\nschedule = \"0 0 0 1 1 * 2020\"\n\
+            [security.fixture]\nfile = \"f.json\"\n";
+        let config = crate::config::parse(text, Path::new("schedules.toml")).unwrap();
+        // The night the clocks go forward in Berlin: 02:30 does not exist.
+        let after = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        assert_eq!(
+            check_report(&config, after, 3),
+            "schedules.toml: ok, 3 job(s)
+
+job ev
+  handler   events
+  enabled   yes
+  schedule  */2 * * * * *
+  timezone  UTC
+  next      2026-03-28 12:00:02 +00:00
+            2026-03-28 12:00:04 +00:00
+            2026-03-28 12:00:06 +00:00
+
+job nightly
+  handler   sync
+  enabled   no (runs only with --once)
+  schedule  0 30 2 * * *
+  timezone  Europe/Berlin
+  next      2026-03-29 03:00:00 +02:00
+            2026-03-30 02:30:00 +02:00
+            2026-03-31 02:30:00 +02:00
+
+job past
+  handler   sync
+  enabled   yes
+  schedule  0 0 0 1 1 * 2020
+  timezone  UTC
+  next      never
+
+scanner fixture
+  enabled   yes
+  file      f.json
+"
+        );
+    }
+}
