@@ -90,7 +90,8 @@ async fn run_until_signal(
     let abandon_after = config.daemon.abandon_after;
     let noticing = store.clone();
     tokio::task::spawn_blocking(move || {
-        crate::scheduler::record_abandoned_runs(noticing.as_ref(), None, abandon_after)
+        crate::scheduler::record_abandoned_runs(noticing.as_ref(), None, abandon_after);
+        crate::scheduler::release_claims_of_dead_processes(noticing.as_ref());
     })
     .await
     .context("recording abandoned runs crashed")?;

@@ -500,6 +500,76 @@ fn a_daemon_killed_between_claim_and_completion_is_taken_over_after_the_lease() 
 }
 
 #[test]
+fn a_restarted_daemon_takes_back_the_claims_of_its_killed_predecessor_at_once() {
+    let source = TestRegistry::anonymous();
+    let image = source.push_oci_image("ns/app", "1.0");
+    let other = source.push_oci_image("ns/other", "1.0");
+    let stand_in = stalling_registry(&image);
+    let world = World::sqlite();
+    let store = world.store();
+    store
+        .insert_events(&[push_event("killed-1", &image, "1.0", false)], 1)
+        .expect("storing the event");
+    // A lease far longer than the test: only knowing that the claimant's
+    // process is gone can free the claim in time.
+    let setup = Setup {
+        registry_url: stand_in.url.clone(),
+        schedule: "* * * * * *",
+        events_keys: "lease = \"1h\"\nbackoff = \"1s\"\n",
+        ..Setup::default()
+    };
+    let mut first = world.start("first", &setup);
+    wait_until(
+        "the first daemon claimed the event and asks for its manifest",
+        || events(store)[0].status == 1 && !stand_in.requests().is_empty(),
+    );
+    let first_claimant = events(store)[0].claimant.clone();
+    first.kill();
+    // A claim of a daemon on another host is left to its lease.
+    store
+        .insert_events(&[push_event("elsewhere-1", &other, "1.0", true)], 1)
+        .expect("storing an event");
+    let claimed_elsewhere = store
+        .claim_events(&regkeeper::store::EventClaim {
+            claimant: "another-host:4242:0badcafe".into(),
+            now: regkeeper::store::now_ms(),
+            expired_before: regkeeper::store::now_ms() - 3_600_000,
+            limit: 10,
+        })
+        .expect("claiming as another host");
+    assert_eq!(claimed_elsewhere.len(), 1);
+
+    let second = world.start("second", &setup);
+    wait_until("the second daemon applied the event", || {
+        events(store)[0].status == 0
+    });
+    let event = &events(store)[0];
+    assert_ne!(
+        event.claimant, first_claimant,
+        "applied by the second daemon"
+    );
+    assert_eq!(event.attempts, 0);
+    assert!(
+        second.log().contains(&format!(
+            "gave back 1 events and 0 tags claimed by {}",
+            first_claimant.as_deref().unwrap_or_default()
+        )),
+        "{}",
+        second.log()
+    );
+    let elsewhere = &events(store)[1];
+    assert_eq!(
+        elsewhere.status, 1,
+        "another host's claim waits for its lease"
+    );
+    assert_eq!(
+        elsewhere.claimant.as_deref(),
+        Some("another-host:4242:0badcafe")
+    );
+    assert_eq!(run_counts(store, "applied"), 1, "applied exactly once");
+}
+
+#[test]
 fn events_wait_for_a_registry_that_is_down_without_using_up_their_attempts() {
     let mut registry = TestRegistry::anonymous();
     let images: Vec<PushedImage> = (0..3)

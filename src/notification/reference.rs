@@ -233,7 +233,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::hostile;
+    use crate::testing::hostile;
 
     /// Strings made of the pieces that could break out of a path.
     fn name_like() -> impl Strategy<Value = String> {

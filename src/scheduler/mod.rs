@@ -33,5 +33,8 @@ mod run;
 mod tasks;
 
 pub use fire::next_fire;
-pub use run::{new_claimant, record_abandoned_runs, run_handler, run_once, RunReport, RunSettings};
+pub use run::{
+    claimant_is_gone, new_claimant, record_abandoned_runs, release_claims_of_dead_processes,
+    run_handler, run_once, RunReport, RunSettings,
+};
 pub use tasks::{Drain, RunningScheduler, Scheduler, Waker, CANCEL_WAIT};

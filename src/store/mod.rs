@@ -343,6 +343,12 @@ pub trait Store: Send + Sync {
     /// Gives claimed events back, status fresh, without counting an attempt
     /// (they wait behind an earlier event of their repository).
     fn release_events(&self, ids: &[i64], claimant: &str) -> anyhow::Result<u64>;
+    /// Every claimant that holds an event or a scan claim now, sorted.
+    fn claimants(&self) -> anyhow::Result<Vec<String>>;
+    /// Gives back every event and scan claim of `claimant` at once,
+    /// without counting an attempt: its process is known to be gone, so its
+    /// claims need not wait for their lease. Returns (events, tags).
+    fn release_claims_of(&self, claimant: &str) -> anyhow::Result<(u64, u64)>;
     /// Marks a claimed event failed for good with the error (one more attempt).
     fn fail_event(&self, id: i64, claimant: &str, error: &str, now: i64) -> anyhow::Result<bool>;
     /// Puts every failed event back to fresh with no attempts

@@ -386,6 +386,25 @@ pub fn release(conn: &mut dyn Conn, digest: &str, claimant: &str) -> anyhow::Res
     )
 }
 
+/// The claimants of scans in progress.
+pub fn claimants(conn: &mut dyn Conn) -> anyhow::Result<Vec<String>> {
+    let rows = conn.query(
+        "SELECT DISTINCT scan_claimant FROM tags WHERE scanned = 1 AND scan_claimant IS NOT NULL",
+        &[],
+    )?;
+    rows.iter().map(|row| text(row, 0)).collect()
+}
+
+/// Gives every scan claim of `claimant` back as [`release`] does.
+pub fn release_all_of(conn: &mut dyn Conn, claimant: &str) -> anyhow::Result<u64> {
+    conn.execute(
+        "UPDATE tags SET scanned = CASE WHEN scanned_at IS NULL THEN 0 ELSE 2 END, \
+         scan_claimed_at = NULL, scan_claimant = NULL \
+         WHERE scanned = 1 AND scan_claimant = $1",
+        &[txt(claimant)],
+    )
+}
+
 /// The scan state and vulnerabilities of one tag; None when no such tag.
 pub fn image(
     conn: &mut dyn Conn,

@@ -331,6 +331,27 @@ impl Store for SqlStore {
             .with_context(|| format!("releasing {} events", ids.len()))
     }
 
+    fn claimants(&self) -> anyhow::Result<Vec<String>> {
+        self.tx(|conn| {
+            let mut claimants = events::claimants(conn)?;
+            claimants.extend(scans::claimants(conn)?);
+            claimants.sort();
+            claimants.dedup();
+            Ok(claimants)
+        })
+        .context("reading who holds claims")
+    }
+
+    fn release_claims_of(&self, claimant: &str) -> anyhow::Result<(u64, u64)> {
+        self.tx(|conn| {
+            Ok((
+                events::release_all_of(conn, claimant)?,
+                scans::release_all_of(conn, claimant)?,
+            ))
+        })
+        .with_context(|| format!("giving back the claims of {claimant}"))
+    }
+
     fn fail_event(&self, id: i64, claimant: &str, error: &str, now: i64) -> anyhow::Result<bool> {
         self.tx(|conn| events::fail(conn, id, claimant, error, now))
             .with_context(|| format!("marking event {id} failed"))
