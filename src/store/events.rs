@@ -379,6 +379,24 @@ pub(super) fn counts_by_status(conn: &mut dyn Conn) -> anyhow::Result<BTreeMap<S
     )
 }
 
+/// The claimants of events in progress.
+pub fn claimants(conn: &mut dyn Conn) -> anyhow::Result<Vec<String>> {
+    let rows = conn.query(
+        "SELECT DISTINCT claimant FROM registry_events WHERE status = 1 AND claimant IS NOT NULL",
+        &[],
+    )?;
+    rows.iter().map(|row| text(row, 0)).collect()
+}
+
+/// Gives every event `claimant` holds back, fresh, without an attempt.
+pub fn release_all_of(conn: &mut dyn Conn, claimant: &str) -> anyhow::Result<u64> {
+    conn.execute(
+        "UPDATE registry_events SET status = 2, claimed_at = NULL, claimant = NULL \
+         WHERE status = 1 AND claimant = $1",
+        &[txt(claimant)],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,22 +417,4 @@ mod tests {
             assert!(plan.contains(index), "{index} not in\n{plan}");
         }
     }
-}
-
-/// The claimants of events in progress.
-pub fn claimants(conn: &mut dyn Conn) -> anyhow::Result<Vec<String>> {
-    let rows = conn.query(
-        "SELECT DISTINCT claimant FROM registry_events WHERE status = 1 AND claimant IS NOT NULL",
-        &[],
-    )?;
-    rows.iter().map(|row| text(row, 0)).collect()
-}
-
-/// Gives every event `claimant` holds back, fresh, without an attempt.
-pub fn release_all_of(conn: &mut dyn Conn, claimant: &str) -> anyhow::Result<u64> {
-    conn.execute(
-        "UPDATE registry_events SET status = 2, claimed_at = NULL, claimant = NULL \
-         WHERE status = 1 AND claimant = $1",
-        &[txt(claimant)],
-    )
 }
