@@ -862,6 +862,81 @@ fn binary_once_fails_on_the_safety_valve_and_force_applies() {
 }
 
 #[test]
+fn a_dry_run_says_the_valve_would_refuse_and_is_recorded_as_a_dry_run() {
+    let registry = TestRegistry::anonymous();
+    registry.push_image("app", "v1");
+    let env = cli_env(&registry, "update-delete");
+    assert_eq!(env.run(&["--once", "sync"]).code, Some(0));
+    registry.empty_repository("app");
+    let dry = env.run(&["--once", "sync", "--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{dry:?}");
+    assert!(
+        dry.stdout.contains(
+            "safety valve: the pass would delete 1 of 1 repositories, more than \
+             max_delete_fraction = 0.5; a real run would be refused and write nothing (add \
+             --force to apply it)"
+        ),
+        "{}",
+        dry.stdout
+    );
+    let status = env.run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status json");
+    let runs = status["jobs"][0]["runs"].as_array().expect("runs").clone();
+    let dry_run = runs
+        .iter()
+        .find(|run| run["trigger"] == "dry-run")
+        .unwrap_or_else(|| panic!("no run recorded as a dry run: {runs:?}"));
+    assert_eq!(dry_run["counts"]["valve_would_refuse"], 1, "{dry_run}");
+    assert_eq!(
+        runs.iter().filter(|run| run["trigger"] == "once").count(),
+        1,
+        "only the real run is an ordinary once run: {runs:?}"
+    );
+}
+
+#[test]
+fn a_dry_run_plans_even_after_initial_finished_for_good() {
+    let registry = TestRegistry::anonymous();
+    let image = registry.push_image("ns/app", "v1");
+    let env = cli_env(&registry, "initial");
+    assert_eq!(env.run(&["--once", "sync"]).code, Some(0));
+    let pushed = registry.push_image("ns/app", "v2");
+    let dry = env.run(&["--once", "sync", "--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{dry:?}");
+    assert!(!dry.stdout.contains("done for good"), "{}", dry.stdout);
+    assert!(
+        dry.stdout
+            .contains(&format!("create  ns/app:v2  {}", pushed.digest)),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        sqlite_tags(&env, &registry.url),
+        vec![("ns/app".to_string(), "v1".to_string(), image.digest.clone())],
+        "the dry run wrote nothing"
+    );
+}
+
+#[test]
+fn dry_run_is_refused_by_handlers_that_have_none() {
+    for (handler, keys) in [("events", ""), ("security", "")] {
+        let env = CliEnv::with_sqlite(
+            "[registry]\nurl = \"http://127.0.0.1:9\"\n",
+            &format!("[jobs.job]\nhandler = \"{handler}\"\nschedule = \"0 0 * * * *\"\n{keys}"),
+        );
+        let refused = env.run(&["--once", "job", "--dry-run"]);
+        assert_eq!(refused.code, Some(2), "{handler}: {refused:?}");
+        assert!(
+            refused.stderr.contains(&format!(
+                "job job (handler {handler}) has no dry run: --dry-run would be ignored"
+            )),
+            "{handler}: {}",
+            refused.stderr
+        );
+    }
+}
+
+#[test]
 fn binary_once_logs_once_that_the_registry_omits_the_digest_header() {
     let registry = TestRegistry::anonymous();
     let images: Vec<_> = ["v1", "v2", "v3"]

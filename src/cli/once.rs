@@ -24,6 +24,14 @@ pub(super) fn once(
 ) -> Result<ExitCode, Failure> {
     let config = Arc::new(load_config(config_path)?);
     let job = find_job(&config, job_name)?.clone();
+    if options.dry_run && !crate::jobs::supports_dry_run(&job.handler) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "job {} (handler {}) has no dry run: --dry-run would be ignored and the run would \
+             write for real; run it without --dry-run",
+            job.name,
+            job.handler.name()
+        )));
+    }
     let store = open_store(&config)?;
     let registry =
         crate::registry::Client::new(&config.registry).context("building the registry client")?;
@@ -38,7 +46,12 @@ pub(super) fn once(
         retry_failed: options.retry_failed,
         progress: std::io::stderr().is_terminal(),
     };
-    let report = crate::scheduler::run_once(&job, &resources, Trigger::Once, run_options)?;
+    let trigger = if options.dry_run {
+        Trigger::DryRun
+    } else {
+        Trigger::Once
+    };
+    let report = crate::scheduler::run_once(&job, &resources, trigger, run_options)?;
     let mut summary = once_summary(
         &job.name,
         report.run_id,

@@ -21,6 +21,8 @@ pub enum Trigger {
     Wake,
     /// `regkeeper --once JOB`.
     Once,
+    /// `regkeeper --once JOB --dry-run`: recorded apart, it changed nothing.
+    DryRun,
 }
 
 impl Trigger {
@@ -30,6 +32,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Wake => "wake",
             Trigger::Once => "once",
+            Trigger::DryRun => "dry-run",
         }
     }
 }
@@ -114,6 +117,12 @@ pub struct Resources {
     pub store: Arc<dyn Store>,
     /// The registry client, shared by every handler.
     pub registry: Arc<crate::registry::Client>,
+}
+
+/// Whether a handler shows what it would do without writing (`--dry-run`).
+/// The others refuse the flag rather than ignore it and write for real.
+pub fn supports_dry_run(handler: &crate::config::HandlerConfig) -> bool {
+    matches!(handler, crate::config::HandlerConfig::Sync(_))
 }
 
 /// Builds the handler of one configured job.

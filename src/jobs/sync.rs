@@ -71,6 +71,8 @@ pub struct PassCounts {
     pub totals: PlanTotals,
     /// Registry requests made during the pass.
     pub requests: u64,
+    /// A dry run's plan would be refused by the safety valve.
+    pub valve_refused: bool,
 }
 
 impl PassCounts {
@@ -81,6 +83,9 @@ impl PassCounts {
             outcome.add(name, as_count(n));
         }
         outcome.add("requests", i64::try_from(self.requests).unwrap_or(i64::MAX));
+        if self.valve_refused {
+            outcome.add("valve_would_refuse", 1);
+        }
     }
 }
 
@@ -146,11 +151,13 @@ impl Handler for SyncHandler {
         // Only `initial` looks at what the database holds before a pass.
         let has_repositories =
             strategy == Strategy::Initial && !self.store.repositories(registry_id)?.is_empty();
-        if let Start::Finish(reason) = decide_start(
+        // A dry run always plans, also for a strategy that is done.
+        let start = decide_start(
             strategy,
             has_repositories,
             self.initial_started.load(Ordering::SeqCst),
-        ) {
+        );
+        if let (Start::Finish(reason), false) = (start, ctx.options.dry_run) {
             log::info!("job={} {reason}", ctx.job_name);
             outcome.finished = Some(reason);
             return Ok(outcome);
@@ -338,6 +345,7 @@ impl SyncHandler {
                 ..PlanTotals::default()
             },
             requests: walk.requests,
+            valve_refused: false,
         };
         for entry in &plan.repositories {
             if let Action::Skip(
@@ -351,15 +359,23 @@ impl SyncHandler {
                 );
             }
         }
+        let valve = plan.exceeds_delete_fraction(&walk.snapshot, self.options.max_delete_fraction);
         if ctx.options.dry_run {
             print!("{}", plan.render());
+            if let Some(reason) = &valve {
+                let verdict = if ctx.options.force {
+                    "a real run with --force would apply it anyway"
+                } else {
+                    "a real run would be refused and write nothing (add --force to apply it)"
+                };
+                println!("safety valve: {reason}; {verdict}");
+                counts.valve_refused = !ctx.options.force;
+            }
             let _ = std::io::stdout().flush();
             counts.totals = planned;
             return Ok(counts);
         }
-        if let Some(reason) =
-            plan.exceeds_delete_fraction(&walk.snapshot, self.options.max_delete_fraction)
-        {
+        if let Some(reason) = valve {
             if ctx.options.force {
                 log::warn!("job={} {reason}; applying anyway (--force)", ctx.job_name);
             } else {
