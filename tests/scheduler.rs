@@ -548,7 +548,9 @@ async fn slow_job_does_not_delay_another_job() {
         handler_gate.wait(|| false);
         Ok(Outcome::default())
     });
-    let fast = TestHandler::new(|_, _| Ok(Outcome::default()));
+    // Runs that do something, so that each keeps a row of its own (idle
+    // runs fold into one).
+    let fast = TestHandler::new(|_, call| Ok(counted("call", call as i64)));
     let scheduler = Scheduler::new(
         vec![
             (job("slow-scan", "* * * * * *"), slow.clone()),
@@ -604,6 +606,57 @@ async fn keep_runs_prunes_old_runs_per_job() {
         1,
         "pruning one job touched another"
     );
+}
+
+#[test]
+fn runs_that_did_nothing_are_one_row_counting_them() {
+    let fixture = fixture();
+    let settings = settings(&fixture.store, 3);
+    // Calls 1-3 and 5-6 find nothing to do; call 4 does some work.
+    let handler = TestHandler::new(|_, call| {
+        Ok(if call == 4 {
+            counted("applied", 2)
+        } else {
+            counted("applied", 0)
+        })
+    });
+    let job = job("poll", NEVER_SOON);
+    for _ in 0..6 {
+        run_handler(
+            &job,
+            handler.clone(),
+            &settings,
+            Trigger::Wake,
+            RunOptions::default(),
+        )
+        .expect("recorded run");
+    }
+    let kept = runs(&fixture.store, "poll");
+    let shape: Vec<(i64, i64)> = kept
+        .iter()
+        .map(|run| {
+            (
+                run.counts.get("applied").copied().unwrap_or(-1),
+                run.counts.get("idle_runs").copied().unwrap_or(1),
+            )
+        })
+        .collect();
+    // Three idle runs in one row, the run that worked, two idle runs in
+    // one row; keep_runs = 3 keeps all of it.
+    assert_eq!(shape, vec![(0, 3), (2, 1), (0, 2)], "{kept:?}");
+    // A run by hand is always a row of its own.
+    run_handler(
+        &job,
+        handler,
+        &settings,
+        Trigger::Once,
+        RunOptions::default(),
+    )
+    .expect("recorded run");
+    let kept = runs(&fixture.store, "poll");
+    assert_eq!(kept.len(), 3);
+    assert_eq!(kept[2].trigger, "once", "{kept:?}");
+    assert_eq!(kept[1].counts.get("applied"), Some(&0), "{kept:?}");
 }
 
 #[test]
@@ -875,7 +928,6 @@ fn sigterm_stops_a_daemon_on_postgres_with_exit_0() {
     );
     let mut daemon = start_daemon(dir.path(), &config);
     daemon.wait_for_log("regkeeper running");
-    daemon.wait_for_log("finished: outcome=ok");
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(), 0, "its log:\n{}", daemon.log());
     assert!(

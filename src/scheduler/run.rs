@@ -379,7 +379,17 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
         })
         .with_context(|| format!("recording the start of a run of job {job_name}"))?;
     request.flags.run_id.store(run_id, Ordering::SeqCst);
-    info!(
+    // A scheduled or woken run may well find nothing to do (an events job
+    // polls every few seconds): its start is logged at debug, its end at
+    // info only when it did something.
+    let by_hand = matches!(request.trigger, Trigger::Once | Trigger::DryRun);
+    let start_level = if by_hand {
+        log::Level::Info
+    } else {
+        log::Level::Debug
+    };
+    log::log!(
+        start_level,
         "job={job_name} run={run_id} started: handler={} trigger={}",
         request.handler_name,
         request.trigger.as_str()
@@ -425,7 +435,11 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
 
     let counts_text = format_counts(&result.counts);
     let seconds = duration.as_secs_f64();
+    let idle = outcome == RunOutcome::Ok && result.finished.is_none() && is_idle(&result.counts);
     match (&outcome, &error) {
+        (RunOutcome::Ok, _) if idle && !by_hand => {
+            debug!("job={job_name} run={run_id} finished: outcome=ok duration={seconds:.3}s{counts_text}")
+        }
         (RunOutcome::Ok, _) => {
             info!("job={job_name} run={run_id} finished: outcome=ok duration={seconds:.3}s{counts_text}")
         }
@@ -445,6 +459,13 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
         error!("job={job_name} run={run_id} recording the end of the run: {cause:#}");
     }
     request.flags.recorded_end.store(true, Ordering::SeqCst);
+    // A stretch of runs that did nothing is one row, counting them, so
+    // that `keep_runs` keeps runs that did work in the history.
+    if idle && !by_hand {
+        if let Err(cause) = store.fold_idle_run(job_name, run_id) {
+            error!("job={job_name} run={run_id} folding idle runs: {cause:#}");
+        }
+    }
     prune(store.as_ref(), job_name, request.settings.keep_runs);
     Ok(RunReport {
         run_id,
@@ -453,6 +474,14 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
         error,
         duration,
     })
+}
+
+/// Whether a run's counts say it did nothing: every count is 0 (the
+/// `idle_runs` a folded row carries aside).
+pub fn is_idle(counts: &BTreeMap<String, i64>) -> bool {
+    counts
+        .iter()
+        .all(|(name, value)| *value == 0 || name == crate::store::IDLE_RUNS)
 }
 
 /// The one `skipped` row that stands for every tick skipped while one run

@@ -64,6 +64,10 @@ mod tag_writes;
 mod tags;
 mod types;
 
+/// The count a folded row of idle runs carries: how many runs that did
+/// nothing it stands for ([`Store::fold_idle_run`]).
+pub const IDLE_RUNS: &str = "idle_runs";
+
 pub use types::{
     AppliedEvent, ClaimedEvent, EventClaim, EventEffect, FailedEvent, ImageVulnerabilities,
     KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
@@ -343,6 +347,11 @@ pub trait Store: Send + Sync {
     /// Gives claimed events back, status fresh, without counting an attempt
     /// (they wait behind an earlier event of their repository).
     fn release_events(&self, ids: &[i64], claimant: &str) -> anyhow::Result<u64>;
+    /// Folds idle run `run_id` of `job` (it ended ok and did nothing) into
+    /// the stretch of idle runs before it: when the job's previous run was
+    /// idle too, that row goes and this one counts both in
+    /// [`IDLE_RUNS`]. Returns whether a row was folded.
+    fn fold_idle_run(&self, job: &str, run_id: i64) -> anyhow::Result<bool>;
     /// Every claimant that holds an event or a scan claim now, sorted.
     fn claimants(&self) -> anyhow::Result<Vec<String>>;
     /// Gives back every event and scan claim of `claimant` at once,

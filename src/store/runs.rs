@@ -102,6 +102,50 @@ pub fn prune(conn: &mut dyn Conn, job: &str, keep: usize) -> anyhow::Result<u64>
     )
 }
 
+/// [`super::Store::fold_idle_run`]: when the run before `run_id` ended ok
+/// with nothing but zero counts, it is deleted and `run_id` counts it.
+pub fn fold_idle(conn: &mut dyn Conn, job: &str, run_id: i64) -> anyhow::Result<bool> {
+    let rows = conn.query(
+        "SELECT id, outcome, counts FROM job_runs WHERE job = $1 AND id < $2 \
+         ORDER BY id DESC LIMIT 1",
+        &[txt(job), Value::Int(run_id)],
+    )?;
+    let Some(previous) = rows.first() else {
+        return Ok(false);
+    };
+    let previous_id = int(previous, 0)?;
+    let counts_of =
+        |text: &str| -> BTreeMap<String, i64> { serde_json::from_str(text).unwrap_or_default() };
+    let before = counts_of(&text(previous, 2)?);
+    let idle = opt_text(previous, 1)?.as_deref() == Some(RunOutcome::Ok.as_str())
+        && before
+            .iter()
+            .all(|(name, value)| *value == 0 || name == super::IDLE_RUNS);
+    if !idle {
+        return Ok(false);
+    }
+    let rows = conn.query(
+        "SELECT counts FROM job_runs WHERE id = $1",
+        &[Value::Int(run_id)],
+    )?;
+    let mut counts = counts_of(&text(&single(rows, "the idle run")?, 0)?);
+    let folded = before.get(super::IDLE_RUNS).copied().unwrap_or(1).max(1)
+        + counts.get(super::IDLE_RUNS).copied().unwrap_or(1).max(1);
+    counts.insert(super::IDLE_RUNS.to_string(), folded);
+    conn.execute(
+        "UPDATE job_runs SET counts = $2 WHERE id = $1",
+        &[
+            Value::Int(run_id),
+            Value::Text(serde_json::to_string(&counts)?),
+        ],
+    )?;
+    conn.execute(
+        "DELETE FROM job_runs WHERE id = $1",
+        &[Value::Int(previous_id)],
+    )?;
+    Ok(true)
+}
+
 /// The newest `limit` runs of `job`, newest first: [`super::Store::recent_runs`].
 pub fn recent(conn: &mut dyn Conn, job: &str, limit: usize) -> anyhow::Result<Vec<RunRecord>> {
     let rows = conn.query(

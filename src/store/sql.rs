@@ -331,6 +331,11 @@ impl Store for SqlStore {
             .with_context(|| format!("releasing {} events", ids.len()))
     }
 
+    fn fold_idle_run(&self, job: &str, run_id: i64) -> anyhow::Result<bool> {
+        self.tx(|conn| runs::fold_idle(conn, job, run_id))
+            .with_context(|| format!("folding idle run {run_id} of job {job}"))
+    }
+
     fn claimants(&self) -> anyhow::Result<Vec<String>> {
         self.tx(|conn| {
             let mut claimants = events::claimants(conn)?;
