@@ -309,12 +309,17 @@ fn idle_sockets_and_a_slow_loris_neither_starve_the_daemon_nor_stay_open() {
         token: true,
         schedule: "*/2 * * * * *",
     };
-    // The daemon needs some 15 descriptors of its own: 300 idle sockets
-    // exhaust this limit unless the intake caps its connections.
-    let mut daemon = world.start(&setup, Some(300));
+    // The daemon needs some 15 descriptors of its own: as many idle sockets
+    // as its descriptor limit exhaust it unless the intake caps its
+    // connections. `scripts/chaos.sh` opens 1,000.
+    let sockets: u64 = std::env::var("REGKEEPER_CHAOS_IDLE_SOCKETS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(300);
+    let mut daemon = world.start(&setup, Some(sockets));
     let port = world.port;
 
-    let mut idle: Vec<TcpStream> = (0..300)
+    let mut idle: Vec<TcpStream> = (0..sockets)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("opening an idle socket"))
         .collect();
     for stream in &idle {
@@ -379,6 +384,20 @@ fn idle_sockets_and_a_slow_loris_neither_starve_the_daemon_nor_stay_open() {
     let log = daemon.log();
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(accepted_after < DEADLINE, "{accepted_after:?}");
+    let peak_rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("VmHWM:")
+                .map(|value| value.trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "chaos: intake-abuse idle-sockets={sockets} slow-loris-closed-after={:.1}s \
+         valid-notification-accepted-after={:.2}s peak-rss={peak_rss}",
+        slow_loris_closed.map_or(0.0, |elapsed| elapsed.as_secs_f64()),
+        accepted_after.as_secs_f64()
+    );
 }
 
 #[test]

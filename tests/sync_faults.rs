@@ -337,7 +337,12 @@ fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds(backend: Ba
     let before = world.tags();
     world.proxy.random(0x5eed, 6, &Fault::ALL);
     let mut wrongly_deleted = BTreeSet::new();
-    for _ in 0..20 {
+    // `scripts/chaos.sh` runs more passes.
+    let passes: usize = std::env::var("REGKEEPER_CHAOS_PASSES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(20);
+    for _ in 0..passes {
         let _ = world.pass();
         wrongly_deleted.extend(world.wrongly_deleted());
     }
@@ -363,6 +368,11 @@ fn mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds(backend: Ba
     world.proxy.clear();
     ok(&world.pass());
     assert_eq!(world.tags(), before, "a clean pass restores equality");
+    println!(
+        "chaos: fault-proxy backend={backend:?} passes={passes} faults={} plausible-answers={plausible} \
+         wrongly-deleted=0 restored=yes",
+        faults.len()
+    );
 }
 
 support::both_backends!(mixed_faults_over_twenty_passes_delete_nothing_the_registry_holds);
