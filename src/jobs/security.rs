@@ -26,7 +26,7 @@ use crate::config::{ScannerConfig, ScannerKind, SecurityOptions};
 use crate::registry::{Client, Manifest};
 use crate::scanner::{self, Finding, PullCredential, Scanner, Target};
 use crate::store::{
-    ScanCandidate, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
+    ScanCandidate, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScanState, ScannerOutcome,
     ScannerResult, Store, VulnerabilityWrite,
 };
 
@@ -221,10 +221,10 @@ pub struct Security {
 
 /// What happened to one digest.
 enum Done {
-    /// Settled: the tags' new state (0 a scanner will be retried, 2 done,
-    /// 3 failed), the reports stored and the scanners that failed.
+    /// Settled: the tags' new state (unscanned: a scanner will be retried),
+    /// the reports stored and the scanners that failed.
     Settled {
-        scanned: i64,
+        scanned: ScanState,
         reports: i64,
         failures: i64,
         vulnerabilities: u64,
@@ -689,7 +689,7 @@ impl Handler for Security {
                             failures,
                             vulnerabilities,
                         }) => {
-                            if scanned == 2 {
+                            if scanned == ScanState::Done {
                                 totals.add("scanned", 1);
                             }
                             if reports > 0 {
@@ -700,7 +700,7 @@ impl Handler for Security {
                                 totals.add("failed", 1);
                                 totals.add("scanner_failures", failures);
                             }
-                            if scanned == 3 {
+                            if scanned == ScanState::Failed {
                                 totals.add("gave_up", 1);
                             }
                         }
