@@ -22,7 +22,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{ScannerConfig, ScannerKind, SecurityOptions};
+use crate::config::{ScannerConfig, SecurityOptions};
 use crate::registry::{Client, Manifest};
 use crate::scanner::{self, Finding, PullCredential, Scanner, Target};
 use crate::store::{
@@ -166,12 +166,6 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
         .iter()
         .filter(|config| config.enabled)
         .map(|config| {
-            let kind = match config.kind {
-                ScannerKind::Clair => scanner::Kind::Clair,
-                ScannerKind::Clair4 => scanner::Kind::Clair4,
-                ScannerKind::Adapter => scanner::Kind::Adapter,
-                ScannerKind::Fixture => scanner::Kind::Fixture,
-            };
             let authorization = match (&config.username, &config.password, &config.token) {
                 (Some(username), password, _) => {
                     use base64::Engine as _;
@@ -191,7 +185,7 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
                 authorization,
                 file: config.file.clone(),
             };
-            scanner::build(kind, &settings).map_err(|error| {
+            scanner::build(config.kind, &settings).map_err(|error| {
                 anyhow::anyhow!(
                     "building scanner [security.{}]: {error:#}",
                     config.kind.name()
@@ -741,6 +735,7 @@ impl Handler for Security {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ScannerKind;
 
     #[test]
     fn enabled_scanners_are_built_by_kind_name() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regkeeper::jobs::Handler;
-use regkeeper::scanner::{self, Kind};
+use regkeeper::scanner::{self, ScannerKind};
 use regkeeper::store::ScanState;
 use regkeeper_test_support as support;
 use support::registry::Auth;
@@ -165,7 +165,7 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done(backend: Backend
             None => server.url(),
         };
         let clair = scanner::build(
-            Kind::Clair,
+            ScannerKind::Clair,
             &settings("clair", &server_url, Duration::from_millis(500)),
         )
         .unwrap();
@@ -372,7 +372,7 @@ fn clair4_flow_through_the_handler(backend: Backend) {
     server.set(|s| s.fetch_layers = true);
     let image = world.push("ns/app", "1");
     let clair4 = scanner::build(
-        Kind::Clair4,
+        ScannerKind::Clair4,
         &settings("clair4", &server.url(), Duration::from_secs(10)),
     )
     .unwrap();
@@ -416,7 +416,7 @@ fn adapter_flow_with_302_polling_and_a_harbor_report(backend: Backend) {
     });
     let image = world.push("ns/app", "1");
     let adapter = scanner::build(
-        Kind::Adapter,
+        ScannerKind::Adapter,
         &settings("adapter", &server.url(), Duration::from_secs(10)),
     )
     .unwrap();
@@ -558,7 +558,7 @@ fn an_unreachable_scanner_is_asked_once_a_pass_and_costs_the_images_nothing(back
         world.push(&format!("app{index:02}"), "1");
     }
     let down = scanner::build(
-        Kind::Clair,
+        ScannerKind::Clair,
         &settings("clair", &unreachable_url(), Duration::from_secs(10)),
     )
     .unwrap();

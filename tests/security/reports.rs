@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use regkeeper::jobs::Handler;
-use regkeeper::scanner::{self, Kind, Settings};
+use regkeeper::scanner::{self, ScannerKind, Settings};
 use regkeeper::store::ScanState;
 use regkeeper_test_support as support;
 use support::registry::Auth;
@@ -28,7 +28,7 @@ fn several_scanners_store_the_results_of_all(backend: Backend) {
     )
     .unwrap();
     let fixture = scanner::build(
-        Kind::Fixture,
+        ScannerKind::Fixture,
         &Settings {
             name: "fixture".into(),
             server: None,
