@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use regkeeper::config::SecurityOptions;
 use regkeeper::jobs::security::{RegistryImages, Security};
 use regkeeper::jobs::{Cancel, Handler, JobContext, RunOptions, Trigger};
-use regkeeper::scanner::{self, Kind, Settings};
+use regkeeper::scanner::{self, ScannerKind, Settings};
 use regkeeper::store::{
     ScanPolicy, ScanSettled, ScanSettlement, ScannerOutcome, ScannerResult, Store, TagWrite,
     VulnerabilityWrite,
@@ -94,7 +94,7 @@ fn throughput(registry: &TestRegistry, images: &[(String, String)], database: &s
                 .collect();
             std::fs::write(&path, serde_json::to_vec(&entries).expect("fixture json")).expect("writing fixture");
             scanner::build(
-                Kind::Fixture,
+                ScannerKind::Fixture,
                 &Settings {
                     name: "fixture".into(),
                     server: None,
@@ -108,7 +108,7 @@ fn throughput(registry: &TestRegistry, images: &[(String, String)], database: &s
             let server = ScannerServer::start(Api::Clair);
             server.set(|s| s.vulns = many_vulns(20));
             let built = scanner::build(
-                Kind::Clair,
+                ScannerKind::Clair,
                 &Settings {
                     name: "clair".into(),
                     server: Some(url::Url::parse(&server.url()).expect("server url")),
@@ -253,7 +253,13 @@ fn store_time(database: &str) {
             .settle_scan(digest, "bench", &settlement, now)
             .expect("settle_scan");
         let elapsed = started.elapsed();
-        assert!(matches!(stored, ScanSettled::Settled { scanned: 2, .. }));
+        assert!(matches!(
+            stored,
+            ScanSettled::Settled {
+                scanned: regkeeper::store::ScanState::Done,
+                ..
+            }
+        ));
         match round {
             0 => first = elapsed,
             1..=10 => same += elapsed,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use regkeeper::store::sql::SqlStore;
-use regkeeper::store::{NewEvent, Store, TagRecord, Value};
+use regkeeper::store::{NewEvent, ScanState, Store, TagRecord, Value};
 use support::cli::run_binary_with_env;
 use support::daemon::Daemon;
 use support::registry::{
@@ -301,7 +301,7 @@ fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
         assert_eq!(tag.image_id, image.image_id, "{key}");
         assert_eq!(tag.size, Some(image.size), "{key}");
         assert_eq!(tag.media_type, image.media_type, "{key}");
-        assert_eq!(tag.scanned, 0, "{key}");
+        assert_eq!(tag.scanned, ScanState::Unscanned, "{key}");
     }
     // The index's children were pushed by digest: no tag was made up for them.
     assert_eq!(all["ns/multi:all"].digest, index.digest);
@@ -321,10 +321,11 @@ fn pushes_pulls_and_deletes_reach_the_database_through_notifications() {
         tags(store, &host)["ns/app:1.0"].digest == repushed.digest
     });
     let all = tags(store, &host);
-    assert_eq!(all["ns/app:1.0"].scanned, 0);
+    assert_eq!(all["ns/app:1.0"].scanned, ScanState::Unscanned);
     assert_eq!(all["ns/app:1.0"].image_id, repushed.image_id);
     assert_eq!(
-        all["ns/app:stable"].scanned, 2,
+        all["ns/app:stable"].scanned,
+        ScanState::Done,
         "the other tag keeps its scan"
     );
 

@@ -15,7 +15,7 @@ use regkeeper::jobs::sync::{SyncHandler, SYNC_LOCK_KEY};
 use regkeeper::jobs::{Cancel, Handler, JobContext, Outcome, Resources, RunOptions, Trigger};
 use regkeeper::scheduler::{run_once, RunReport};
 use regkeeper::store::sql::SqlStore;
-use regkeeper::store::{RunOutcome, Store, TagRecord, TagWrite, Value};
+use regkeeper::store::{RunOutcome, ScanState, Store, TagRecord, TagWrite, Value};
 use support::cli::CliEnv;
 use support::registry::{
     DigestStrippingProxy, TestRegistry, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
@@ -515,7 +515,7 @@ fn repushed_tag_updates_digest_and_resets_scan(backend: Backend) {
             new.image_id.as_str(),
             OCI_MANIFEST,
             Some(new.size),
-            0
+            ScanState::Unscanned
         )
     );
 }

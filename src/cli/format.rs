@@ -44,17 +44,6 @@ pub(super) fn media_type_word(media_type: &str) -> &str {
     }
 }
 
-/// `tags.scanned` as a word, as `status` counts them.
-pub(super) fn scan_state_word(state: i64) -> &'static str {
-    match state {
-        0 => "none",
-        1 => "working",
-        2 => "done",
-        3 => "failed",
-        _ => "unknown",
-    }
-}
-
 /// Writes rows with columns padded to their widest cell, indented by two
 /// spaces; the last column is not padded.
 pub(super) fn write_table<const N: usize>(

@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::format::{
-    format_ms, format_size, media_type_word, scan_state_word, short_digest, write_table,
-};
+use super::format::{format_ms, format_size, media_type_word, short_digest, write_table};
 use super::{load_config, open_store, print_out, Failure, TagsArgs};
 use crate::store::TagRecord;
 
@@ -41,7 +39,7 @@ pub struct TagStatus {
 impl From<TagRecord> for TagStatus {
     fn from(tag: TagRecord) -> TagStatus {
         TagStatus {
-            scanned: scan_state_word(tag.scanned).to_string(),
+            scanned: tag.scanned.word().to_string(),
             pulled_at: tag.pulled_at.map(format_ms),
             created_at: format_ms(tag.created_at),
             updated_at: format_ms(tag.updated_at),

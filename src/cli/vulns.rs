@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::format::{format_ms, scan_state_word, short_digest, write_table};
+use super::format::{format_ms, short_digest, write_table};
 use super::{load_config, open_store, print_out, Failure, VulnsArgs};
 
 /// What `vulns --json` prints.
@@ -158,7 +158,7 @@ pub(super) fn vulns(config_path: &Path, args: &VulnsArgs) -> Result<ExitCode, Fa
         repository: repository.to_string(),
         tag: tag.to_string(),
         digest: image.digest,
-        scan: scan_state_word(image.state.scanned).to_string(),
+        scan: image.state.scanned.word().to_string(),
         attempts: image.state.attempts,
         last_error: image.state.last_error,
         scanned_at: image.state.scanned_at.map(format_ms),

@@ -22,11 +22,11 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{ScannerConfig, ScannerKind, SecurityOptions};
+use crate::config::{ScannerConfig, SecurityOptions};
 use crate::registry::{Client, Manifest};
 use crate::scanner::{self, Finding, PullCredential, Scanner, Target};
 use crate::store::{
-    ScanCandidate, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
+    ScanCandidate, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScanState, ScannerOutcome,
     ScannerResult, Store, VulnerabilityWrite,
 };
 
@@ -166,12 +166,6 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
         .iter()
         .filter(|config| config.enabled)
         .map(|config| {
-            let kind = match config.kind {
-                ScannerKind::Clair => scanner::Kind::Clair,
-                ScannerKind::Clair4 => scanner::Kind::Clair4,
-                ScannerKind::Adapter => scanner::Kind::Adapter,
-                ScannerKind::Fixture => scanner::Kind::Fixture,
-            };
             let authorization = match (&config.username, &config.password, &config.token) {
                 (Some(username), password, _) => {
                     use base64::Engine as _;
@@ -191,7 +185,7 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
                 authorization,
                 file: config.file.clone(),
             };
-            scanner::build(kind, &settings).map_err(|error| {
+            scanner::build(config.kind, &settings).map_err(|error| {
                 anyhow::anyhow!(
                     "building scanner [security.{}]: {error:#}",
                     config.kind.name()
@@ -221,10 +215,10 @@ pub struct Security {
 
 /// What happened to one digest.
 enum Done {
-    /// Settled: the tags' new state (0 a scanner will be retried, 2 done,
-    /// 3 failed), the reports stored and the scanners that failed.
+    /// Settled: the tags' new state (unscanned: a scanner will be retried),
+    /// the reports stored and the scanners that failed.
     Settled {
-        scanned: i64,
+        scanned: ScanState,
         reports: i64,
         failures: i64,
         vulnerabilities: u64,
@@ -689,7 +683,7 @@ impl Handler for Security {
                             failures,
                             vulnerabilities,
                         }) => {
-                            if scanned == 2 {
+                            if scanned == ScanState::Done {
                                 totals.add("scanned", 1);
                             }
                             if reports > 0 {
@@ -700,7 +694,7 @@ impl Handler for Security {
                                 totals.add("failed", 1);
                                 totals.add("scanner_failures", failures);
                             }
-                            if scanned == 3 {
+                            if scanned == ScanState::Failed {
                                 totals.add("gave_up", 1);
                             }
                         }
@@ -741,6 +735,7 @@ impl Handler for Security {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ScannerKind;
 
     #[test]
     fn enabled_scanners_are_built_by_kind_name() {

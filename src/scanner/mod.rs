@@ -216,18 +216,9 @@ pub trait Scanner: Send + Sync {
     fn scan(&self, target: &Target) -> anyhow::Result<Vec<Finding>>;
 }
 
-/// Which API a scanner speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Clair v2 (API v1).
-    Clair,
-    /// Clair v4.
-    Clair4,
-    /// The Harbor pluggable scanner API.
-    Adapter,
-    /// A JSON file.
-    Fixture,
-}
+/// Which API a scanner speaks: the one enum, defined with the
+/// configuration that names it.
+pub use crate::config::ScannerKind;
 
 /// How a client reaches one scanner.
 #[derive(Clone)]
@@ -260,12 +251,12 @@ impl fmt::Debug for Settings {
 }
 
 /// Builds the client of one scanner.
-pub fn build(kind: Kind, settings: &Settings) -> anyhow::Result<Arc<dyn Scanner>> {
+pub fn build(kind: ScannerKind, settings: &Settings) -> anyhow::Result<Arc<dyn Scanner>> {
     Ok(match kind {
-        Kind::Clair => Arc::new(clair::Clair::new(settings)?),
-        Kind::Clair4 => Arc::new(clair4::Clair4::new(settings)?),
-        Kind::Adapter => Arc::new(adapter::Adapter::new(settings)?),
-        Kind::Fixture => Arc::new(fixture::Fixture::new(settings)?),
+        ScannerKind::Clair => Arc::new(clair::Clair::new(settings)?),
+        ScannerKind::Clair4 => Arc::new(clair4::Clair4::new(settings)?),
+        ScannerKind::Adapter => Arc::new(adapter::Adapter::new(settings)?),
+        ScannerKind::Fixture => Arc::new(fixture::Fixture::new(settings)?),
     })
 }
 

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Context as _;
 
+use super::codes::{event_status, EventStatus};
 use super::registries::find_repository;
 use super::rows::{count, counts_by_code, for_chunks, int, placeholders, text, txt};
 use super::tags::{delete_tags_with_digest, remove_tag, write_tag};
@@ -19,9 +20,6 @@ use super::{
     tag_writes, AppliedEvent, ClaimedEvent, Conn, Dialect, EventClaim, EventEffect, FailedEvent,
     NewEvent, TagWrite, Value,
 };
-
-/// Event status words for `registry_events.status`, by code.
-const EVENT_STATES: [&str; 4] = ["done", "progress", "fresh", "failed"];
 
 /// Key of the PostgreSQL advisory lock that serialises event claims
 /// ("regkevt" in ASCII).
@@ -34,9 +32,12 @@ pub(super) fn insert(conn: &mut dyn Conn, events: &[NewEvent], now: i64) -> anyh
     for event in events {
         // A redelivery carries the same id: not a new event.
         inserted += conn.execute(
-            "INSERT INTO registry_events (event_id, status, action, repository, data, attempts, \
-             created_at, updated_at) VALUES ($1, 2, $2, $3, $4, 0, $5, $5) \
-             ON CONFLICT (event_id) DO NOTHING",
+            concat!(
+                "INSERT INTO registry_events (event_id, status, action, repository, data, attempts, \
+                 created_at, updated_at) VALUES ($1, ",
+                event_status!(fresh),
+                ", $2, $3, $4, 0, $5, $5) ON CONFLICT (event_id) DO NOTHING"
+            ),
             &[
                 txt(&event.event_id),
                 txt(&event.action),
@@ -65,16 +66,34 @@ pub(super) fn claim_sql(dialect: Dialect) -> String {
         Dialect::Postgres => ("", " FOR UPDATE SKIP LOCKED"),
     };
     format!(
-        "UPDATE registry_events SET status = 1, claimed_at = $1, claimant = $2, updated_at = $1 \
+        concat!(
+            "UPDATE registry_events SET status = ",
+            event_status!(progress),
+            ", claimed_at = $1, claimant = $2, updated_at = $1 \
          WHERE id IN (SELECT e.id FROM registry_events e{indexed_by} \
-           WHERE e.status IN (1, 2) \
-           AND ((e.status = 2 AND COALESCE(e.not_before, 0) <= $1) OR (e.status = 1 AND e.claimed_at < $3)) \
+           WHERE e.status IN (",
+            event_status!(progress),
+            ", ",
+            event_status!(fresh),
+            ") \
+           AND ((e.status = ",
+            event_status!(fresh),
+            " AND COALESCE(e.not_before, 0) <= $1) OR (e.status = ",
+            event_status!(progress),
+            " AND e.claimed_at < $3)) \
            AND NOT EXISTS (SELECT 1 FROM registry_events w \
-             WHERE w.repository = e.repository AND w.status = 2 AND w.not_before > $1 AND w.id < e.id) \
+             WHERE w.repository = e.repository AND w.status = ",
+            event_status!(fresh),
+            " AND w.not_before > $1 AND w.id < e.id) \
            AND NOT EXISTS (SELECT 1 FROM registry_events c \
-             WHERE c.repository = e.repository AND c.status = 1 AND c.claimed_at >= $3 AND c.id < e.id) \
+             WHERE c.repository = e.repository AND c.status = ",
+            event_status!(progress),
+            " AND c.claimed_at >= $3 AND c.id < e.id) \
            ORDER BY e.id LIMIT $4{skip_locked}) \
          RETURNING id, event_id, action, repository, data, attempts"
+        ),
+        indexed_by = indexed_by,
+        skip_locked = skip_locked
     )
 }
 
@@ -133,9 +152,15 @@ fn mark_done(
         params.extend(chunk.iter().map(|id| Value::Int(*id)));
         let rows = conn.query(
             &format!(
-                "UPDATE registry_events SET status = 0, claimed_at = NULL, last_error = NULL, \
+                concat!(
+                    "UPDATE registry_events SET status = ",
+                    event_status!(done),
+                    ", claimed_at = NULL, last_error = NULL, \
                  not_before = NULL, updated_at = $2 \
-                 WHERE claimant = $1 AND status = 1 AND id IN ({}) RETURNING id",
+                 WHERE claimant = $1 AND status = ",
+                    event_status!(progress),
+                    " AND id IN ({}) RETURNING id"
+                ),
                 placeholders(3, chunk.len())
             ),
             &params,
@@ -286,9 +311,14 @@ pub(super) fn retry(
     now: i64,
 ) -> anyhow::Result<bool> {
     let changed = conn.execute(
-        "UPDATE registry_events SET status = 2, attempts = attempts + 1, last_error = $3, \
+        concat!(
+            "UPDATE registry_events SET status = ",
+            event_status!(fresh),
+            ", attempts = attempts + 1, last_error = $3, \
          not_before = $4, claimed_at = NULL, claimant = NULL, updated_at = $5 \
-         WHERE id = $1 AND claimant = $2 AND status = 1",
+         WHERE id = $1 AND claimant = $2 AND status = ",
+            event_status!(progress)
+        ),
         &[
             Value::Int(id),
             txt(claimant),
@@ -305,8 +335,13 @@ pub(super) fn release(conn: &mut dyn Conn, ids: &[i64], claimant: &str) -> anyho
     let mut released = 0;
     for id in ids {
         released += conn.execute(
-            "UPDATE registry_events SET status = 2, claimed_at = NULL, claimant = NULL \
-             WHERE id = $1 AND claimant = $2 AND status = 1",
+            concat!(
+                "UPDATE registry_events SET status = ",
+                event_status!(fresh),
+                ", claimed_at = NULL, claimant = NULL \
+             WHERE id = $1 AND claimant = $2 AND status = ",
+                event_status!(progress)
+            ),
             &[Value::Int(*id), txt(claimant)],
         )?;
     }
@@ -322,9 +357,14 @@ pub(super) fn fail(
     now: i64,
 ) -> anyhow::Result<bool> {
     let changed = conn.execute(
-        "UPDATE registry_events SET status = 3, attempts = attempts + 1, last_error = $3, \
+        concat!(
+            "UPDATE registry_events SET status = ",
+            event_status!(failed),
+            ", attempts = attempts + 1, last_error = $3, \
          not_before = NULL, claimed_at = NULL, updated_at = $4 \
-         WHERE id = $1 AND claimant = $2 AND status = 1",
+         WHERE id = $1 AND claimant = $2 AND status = ",
+            event_status!(progress)
+        ),
         &[Value::Int(id), txt(claimant), txt(error), Value::Int(now)],
     )?;
     Ok(changed > 0)
@@ -333,8 +373,13 @@ pub(super) fn fail(
 /// Puts every failed event back to fresh: [`super::Store::retry_failed_events`].
 pub(super) fn retry_failed(conn: &mut dyn Conn, now: i64) -> anyhow::Result<u64> {
     conn.execute(
-        "UPDATE registry_events SET status = 2, attempts = 0, not_before = NULL, claimant = NULL, \
-         updated_at = $1 WHERE status = 3",
+        concat!(
+            "UPDATE registry_events SET status = ",
+            event_status!(fresh),
+            ", attempts = 0, not_before = NULL, claimant = NULL, \
+         updated_at = $1 WHERE status = ",
+            event_status!(failed)
+        ),
         &[Value::Int(now)],
     )
 }
@@ -343,7 +388,11 @@ pub(super) fn retry_failed(conn: &mut dyn Conn, now: i64) -> anyhow::Result<u64>
 /// [`super::Store::prune_done_events`].
 pub(super) fn prune_done(conn: &mut dyn Conn, older_than: i64) -> anyhow::Result<u64> {
     conn.execute(
-        "DELETE FROM registry_events WHERE status = 0 AND updated_at < $1",
+        concat!(
+            "DELETE FROM registry_events WHERE status = ",
+            event_status!(done),
+            " AND updated_at < $1"
+        ),
         &[Value::Int(older_than)],
     )
 }
@@ -351,8 +400,8 @@ pub(super) fn prune_done(conn: &mut dyn Conn, older_than: i64) -> anyhow::Result
 /// The latest `limit` failed events, newest first: [`super::Store::failed_events`].
 pub(super) fn failed(conn: &mut dyn Conn, limit: usize) -> anyhow::Result<Vec<FailedEvent>> {
     let rows = conn.query(
-        "SELECT id, event_id, action, repository, attempts, COALESCE(last_error, ''), updated_at \
-         FROM registry_events WHERE status = 3 ORDER BY updated_at DESC, id DESC LIMIT $1",
+        concat!("SELECT id, event_id, action, repository, attempts, COALESCE(last_error, ''), updated_at \
+         FROM registry_events WHERE status = ", event_status!(failed), " ORDER BY updated_at DESC, id DESC LIMIT $1"),
         &[count(limit)],
     )?;
     rows.iter()
@@ -375,14 +424,18 @@ pub(super) fn counts_by_status(conn: &mut dyn Conn) -> anyhow::Result<BTreeMap<S
     counts_by_code(
         conn,
         "SELECT status, COUNT(*) FROM registry_events GROUP BY status",
-        &EVENT_STATES,
+        &EventStatus::ALL.map(EventStatus::word),
     )
 }
 
 /// The claimants of events in progress.
 pub fn claimants(conn: &mut dyn Conn) -> anyhow::Result<Vec<String>> {
     let rows = conn.query(
-        "SELECT DISTINCT claimant FROM registry_events WHERE status = 1 AND claimant IS NOT NULL",
+        concat!(
+            "SELECT DISTINCT claimant FROM registry_events WHERE status = ",
+            event_status!(progress),
+            " AND claimant IS NOT NULL"
+        ),
         &[],
     )?;
     rows.iter().map(|row| text(row, 0)).collect()
@@ -391,8 +444,14 @@ pub fn claimants(conn: &mut dyn Conn) -> anyhow::Result<Vec<String>> {
 /// Gives every event `claimant` holds back, fresh, without an attempt.
 pub fn release_all_of(conn: &mut dyn Conn, claimant: &str) -> anyhow::Result<u64> {
     conn.execute(
-        "UPDATE registry_events SET status = 2, claimed_at = NULL, claimant = NULL \
-         WHERE status = 1 AND claimant = $1",
+        concat!(
+            "UPDATE registry_events SET status = ",
+            event_status!(fresh),
+            ", claimed_at = NULL, claimant = NULL \
+         WHERE status = ",
+            event_status!(progress),
+            " AND claimant = $1"
+        ),
         &[txt(claimant)],
     )
 }

@@ -18,7 +18,9 @@
 //! - `sql.rs` on top: each [`Store`] method opens one transaction and calls
 //!   one of them.
 //!
-//! `types.rs` holds the domain types, re-exported here.
+//! `types.rs` holds the domain types, re-exported here; `codes.rs` the
+//! integer codes of event status and scan state and their enums
+//! ([`EventStatus`], [`ScanState`]), the only place the numbers are written.
 //!
 //! Writing SQL that both databases accept:
 //! - placeholders are `$1`, `$2`, ... (a number may repeat); SQLite gets
@@ -52,6 +54,7 @@ pub(crate) mod scans;
 pub mod sql;
 pub mod sqlite;
 
+mod codes;
 mod events;
 #[cfg(test)]
 mod explain;
@@ -68,6 +71,7 @@ mod types;
 /// nothing it stands for ([`Store::fold_idle_run`]).
 pub const IDLE_RUNS: &str = "idle_runs";
 
+pub use codes::{EventStatus, ScanState};
 pub use types::{
     AppliedEvent, ClaimedEvent, EventClaim, EventEffect, FailedEvent, ImageVulnerabilities,
     KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,

@@ -2,8 +2,8 @@
 //! under a lease, settling a scan (only while the claim still holds),
 //! recording a failure with backoff, and reading results back. Every
 //! function runs inside the caller's transaction; the [`super::Store`]
-//! methods in `sql.rs` open it. State lives on `tags` (`scanned` 0 none, 1
-//! working, 2 done, 3 failed) but work and results are per digest: every
+//! methods in `sql.rs` open it. State lives on `tags` (`scanned`, a
+//! [`ScanState`]) but work and results are per digest: every
 //! tag with that digest moves together. Each scanner's report on a digest
 //! (`scan_reports`: when it was taken, failures since) stands on its own:
 //! settling a scan replaces only the results of the scanners that answered
@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use super::codes::{scan_state, scan_state_at, ScanState};
 use super::registries::{join_repository, split_repository};
 use super::rows::{int, opt_int, opt_text, single, text, txt};
 use super::scan_results::replace_results;
@@ -26,11 +27,21 @@ pub const SEVERITIES: [&str; 6] = ["Unknown", "Negligible", "Low", "Medium", "Hi
 
 /// The condition a tag row meets when it is due for a scan; binds $1 now,
 /// $2 lease cutoff, $3 rescan cutoff, $4 retry failed (0/1).
-const DUE: &str = "digest <> '' AND ( \
-     (scanned = 0 AND (scan_not_before IS NULL OR scan_not_before <= $1)) \
-  OR (scanned = 1 AND (scan_claimed_at IS NULL OR scan_claimed_at <= $2)) \
-  OR (scanned = 2 AND (scanned_at IS NULL OR scanned_at <= $3)) \
-  OR (scanned = 3 AND $4 = 1))";
+const DUE: &str = concat!(
+    "digest <> '' AND ( \
+     (scanned = ",
+    scan_state!(unscanned),
+    " AND (scan_not_before IS NULL OR scan_not_before <= $1)) \
+  OR (scanned = ",
+    scan_state!(working),
+    " AND (scan_claimed_at IS NULL OR scan_claimed_at <= $2)) \
+  OR (scanned = ",
+    scan_state!(done),
+    " AND (scanned_at IS NULL OR scanned_at <= $3)) \
+  OR (scanned = ",
+    scan_state!(failed),
+    " AND $4 = 1))"
+);
 
 fn due_params(policy: &ScanPolicy) -> [Value; 4] {
     [
@@ -56,10 +67,10 @@ pub fn candidates(
     params.push(Value::Int(i64::try_from(policy.limit).unwrap_or(i64::MAX)));
     let rows = conn.query(
         &format!(
-            "SELECT t.digest, n.name, r.name, t.name, t.media_type FROM tags t \
+            concat!("SELECT t.digest, n.name, r.name, t.name, t.media_type FROM tags t \
              JOIN repositories r ON r.id = t.repository_id JOIN namespaces n ON n.id = r.namespace_id \
              WHERE n.registry_id = $5 AND t.id IN (SELECT MIN(id) FROM tags WHERE {DUE} GROUP BY digest) \
-             ORDER BY CASE WHEN t.scanned = 2 THEN 1 ELSE 0 END, t.id LIMIT $6"
+             ORDER BY CASE WHEN t.scanned = ", scan_state!(done), " THEN 1 ELSE 0 END, t.id LIMIT $6"), DUE = DUE
         ),
         &params,
     )?;
@@ -88,8 +99,13 @@ pub fn claim(
     params.push(txt(claimant));
     let claimed = conn.execute(
         &format!(
-            "UPDATE tags SET scanned = 1, scan_claimed_at = $1, scan_claimant = $6 \
+            concat!(
+                "UPDATE tags SET scanned = ",
+                scan_state!(working),
+                ", scan_claimed_at = $1, scan_claimant = $6 \
              WHERE digest = $5 AND {DUE}"
+            ),
+            DUE = DUE
         ),
         &params,
     )?;
@@ -98,7 +114,11 @@ pub fn claim(
     }
     let row = single(
         conn.query(
-            "SELECT MAX(scan_attempts), COUNT(*) FROM tags WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+            concat!(
+                "SELECT MAX(scan_attempts), COUNT(*) FROM tags WHERE digest = $1 AND scanned = ",
+                scan_state!(working),
+                " AND scan_claimant = $2"
+            ),
             &[txt(digest), txt(claimant)],
         )?,
         "the claim",
@@ -115,7 +135,11 @@ pub fn claim(
 fn holds(conn: &mut dyn Conn, digest: &str, claimant: &str) -> anyhow::Result<bool> {
     let row = single(
         conn.query(
-            "SELECT COUNT(*) FROM tags WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+            concat!(
+                "SELECT COUNT(*) FROM tags WHERE digest = $1 AND scanned = ",
+                scan_state!(working),
+                " AND scan_claimant = $2"
+            ),
             &[txt(digest), txt(claimant)],
         )?,
         "the claim count",
@@ -151,8 +175,8 @@ pub fn reports(conn: &mut dyn Conn, digest: &str) -> anyhow::Result<Vec<ScanRepo
 /// What the tags of a digest say, given the enabled scanners' reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DigestState {
-    /// 0 none (a scanner is still to be asked), 2 done, 3 failed.
-    pub scanned: i64,
+    /// Unscanned (a scanner is still to be asked), done or failed.
+    pub scanned: ScanState,
     /// When done: the oldest of the reports (a rescan is due from it).
     pub scanned_at: Option<i64>,
     /// The most failed attempts of a scanner without a current report.
@@ -203,7 +227,7 @@ pub fn digest_state(enabled: &[String], reports: &[ScanReport]) -> DigestState {
     let last_error = (!errors.is_empty()).then(|| errors.join("; "));
     if all_current {
         return DigestState {
-            scanned: 2,
+            scanned: ScanState::Done,
             scanned_at: oldest_report,
             attempts: 0,
             last_error: None,
@@ -212,14 +236,14 @@ pub fn digest_state(enabled: &[String], reports: &[ScanReport]) -> DigestState {
     }
     match pending {
         Some(not_before) => DigestState {
-            scanned: 0,
+            scanned: ScanState::Unscanned,
             scanned_at: None,
             attempts,
             last_error,
             not_before,
         },
         None => DigestState {
-            scanned: 3,
+            scanned: ScanState::Failed,
             scanned_at: None,
             attempts,
             last_error,
@@ -277,13 +301,13 @@ pub fn settle(
     }
     let state = digest_state(&settlement.enabled, &reports(conn, digest)?);
     let tags = conn.execute(
-        "UPDATE tags SET scanned = $3, scanned_at = $4, scan_attempts = $5, scan_last_error = $6, \
+        concat!("UPDATE tags SET scanned = $3, scanned_at = $4, scan_attempts = $5, scan_last_error = $6, \
          scan_not_before = $7, scan_claimed_at = NULL, scan_claimant = NULL \
-         WHERE digest = $1 AND NOT (scanned = 1 AND scan_claimant IS NOT NULL AND scan_claimant <> $2)",
+         WHERE digest = $1 AND NOT (scanned = ", scan_state!(working), " AND scan_claimant IS NOT NULL AND scan_claimant <> $2)"),
         &[
             txt(digest),
             txt(claimant),
-            Value::Int(state.scanned),
+            Value::Int(state.scanned.code()),
             state.scanned_at.map_or(Value::Null, Value::Int),
             Value::Int(state.attempts),
             state.last_error.as_deref().map_or(Value::Null, txt),
@@ -317,8 +341,17 @@ pub fn forget_scanners(conn: &mut dyn Conn, enabled: &[String]) -> anyhow::Resul
     // again: the next scan settles them on the enabled scanners' reports.
     conn.execute(
         &format!(
-            "UPDATE tags SET scanned = 0, scan_not_before = NULL WHERE scanned IN (0, 3) \
+            concat!(
+                "UPDATE tags SET scanned = ",
+                scan_state!(unscanned),
+                ", scan_not_before = NULL WHERE scanned IN (",
+                scan_state!(unscanned),
+                ", ",
+                scan_state!(failed),
+                ") \
              AND digest IN (SELECT digest FROM scan_reports{condition})"
+            ),
+            condition = condition
         ),
         &params,
     )?;
@@ -371,7 +404,11 @@ pub fn summaries(conn: &mut dyn Conn) -> anyhow::Result<Vec<ScannerSummary>> {
 /// is still going). Returns the tags still claimed.
 pub fn renew(conn: &mut dyn Conn, digest: &str, claimant: &str, now: i64) -> anyhow::Result<u64> {
     conn.execute(
-        "UPDATE tags SET scan_claimed_at = $3 WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+        concat!(
+            "UPDATE tags SET scan_claimed_at = $3 WHERE digest = $1 AND scanned = ",
+            scan_state!(working),
+            " AND scan_claimant = $2"
+        ),
         &[txt(digest), txt(claimant), Value::Int(now)],
     )
 }
@@ -379,9 +416,17 @@ pub fn renew(conn: &mut dyn Conn, digest: &str, claimant: &str, now: i64) -> any
 /// Gives a claim back without counting an attempt (the run was cancelled).
 pub fn release(conn: &mut dyn Conn, digest: &str, claimant: &str) -> anyhow::Result<u64> {
     conn.execute(
-        "UPDATE tags SET scanned = CASE WHEN scanned_at IS NULL THEN 0 ELSE 2 END, \
+        concat!(
+            "UPDATE tags SET scanned = CASE WHEN scanned_at IS NULL THEN ",
+            scan_state!(unscanned),
+            " ELSE ",
+            scan_state!(done),
+            " END, \
          scan_claimed_at = NULL, scan_claimant = NULL \
-         WHERE digest = $1 AND scanned = 1 AND scan_claimant = $2",
+         WHERE digest = $1 AND scanned = ",
+            scan_state!(working),
+            " AND scan_claimant = $2"
+        ),
         &[txt(digest), txt(claimant)],
     )
 }
@@ -389,7 +434,11 @@ pub fn release(conn: &mut dyn Conn, digest: &str, claimant: &str) -> anyhow::Res
 /// The claimants of scans in progress.
 pub fn claimants(conn: &mut dyn Conn) -> anyhow::Result<Vec<String>> {
     let rows = conn.query(
-        "SELECT DISTINCT scan_claimant FROM tags WHERE scanned = 1 AND scan_claimant IS NOT NULL",
+        concat!(
+            "SELECT DISTINCT scan_claimant FROM tags WHERE scanned = ",
+            scan_state!(working),
+            " AND scan_claimant IS NOT NULL"
+        ),
         &[],
     )?;
     rows.iter().map(|row| text(row, 0)).collect()
@@ -398,9 +447,17 @@ pub fn claimants(conn: &mut dyn Conn) -> anyhow::Result<Vec<String>> {
 /// Gives every scan claim of `claimant` back as [`release`] does.
 pub fn release_all_of(conn: &mut dyn Conn, claimant: &str) -> anyhow::Result<u64> {
     conn.execute(
-        "UPDATE tags SET scanned = CASE WHEN scanned_at IS NULL THEN 0 ELSE 2 END, \
+        concat!(
+            "UPDATE tags SET scanned = CASE WHEN scanned_at IS NULL THEN ",
+            scan_state!(unscanned),
+            " ELSE ",
+            scan_state!(done),
+            " END, \
          scan_claimed_at = NULL, scan_claimant = NULL \
-         WHERE scanned = 1 AND scan_claimant = $1",
+         WHERE scanned = ",
+            scan_state!(working),
+            " AND scan_claimant = $1"
+        ),
         &[txt(claimant)],
     )
 }
@@ -424,7 +481,7 @@ pub fn image(
     };
     let digest = text(row, 0)?;
     let state = TagScanState {
-        scanned: int(row, 1)?,
+        scanned: scan_state_at(row, 1)?,
         attempts: int(row, 2)?,
         last_error: opt_text(row, 3)?,
         not_before: opt_int(row, 4)?,
@@ -536,7 +593,7 @@ mod tests {
         assert_eq!(
             done,
             DigestState {
-                scanned: 2,
+                scanned: ScanState::Done,
                 scanned_at: Some(10),
                 attempts: 0,
                 last_error: None,
@@ -551,7 +608,7 @@ mod tests {
         assert_eq!(
             digest_state(&enabled, &stale),
             DigestState {
-                scanned: 0,
+                scanned: ScanState::Unscanned,
                 scanned_at: None,
                 attempts: 1,
                 last_error: Some("adapter: answered 500".into()),
@@ -573,7 +630,10 @@ mod tests {
             stale[1].clone(),
         ];
         let failed = digest_state(&enabled, &gave_up);
-        assert_eq!((failed.scanned, failed.attempts), (3, 1));
-        assert_eq!(digest_state(&enabled[1..], &gave_up).scanned, 2);
+        assert_eq!((failed.scanned, failed.attempts), (ScanState::Failed, 1));
+        assert_eq!(
+            digest_state(&enabled[1..], &gave_up).scanned,
+            ScanState::Done
+        );
     }
 }

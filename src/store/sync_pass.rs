@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use super::codes::event_status;
 use super::registries::{delete_repository_if_empty, ensure_repository, find_repository};
 use super::rows::text;
 use super::tag_writes::write_tags;
@@ -15,7 +16,13 @@ use super::{Conn, RepositorySync, SyncApplied, TagWrite, Value};
 /// Registry events that make a repository busy for a sync pass: pending ones
 /// (2 fresh, 1 in progress) and any that arrived at or after the pass's
 /// start mark `$1`. Pulls change nothing in the tables sync writes.
-const BUSY: &str = "action <> 'pull' AND (status IN (1, 2) OR created_at >= $1)";
+const BUSY: &str = concat!(
+    "action <> 'pull' AND (status IN (",
+    event_status!(progress),
+    ", ",
+    event_status!(fresh),
+    ") OR created_at >= $1)"
+);
 
 /// Full names of the repositories with busy events.
 pub fn busy_repositories(conn: &mut dyn Conn, since: i64) -> anyhow::Result<BTreeSet<String>> {

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::codes::{scan_state, scan_state_at, ScanState};
 use super::registries::{
     delete_repository_if_empty, ensure_repository, find_repository, join_repository,
     split_repository,
@@ -16,9 +17,6 @@ use super::rows::{
     counts_by_code, for_chunks, int, opt, opt_int, opt_text, placeholders, single, text, txt,
 };
 use super::{Conn, KnownManifest, Row, TagChange, TagRecord, TagWrite, Value};
-
-/// Scan state words for `tags.scanned`, by code.
-const SCAN_STATES: [&str; 4] = ["none", "working", "done", "failed"];
 
 /// Creates or updates one tag inside a transaction: [`super::Store::upsert_tag`].
 /// The common case, a tag that is already there with the same manifest,
@@ -72,10 +70,10 @@ pub(super) fn write_tag(
         // A new manifest behind the tag: everything known about the old
         // one, its scan included, no longer applies.
         conn.execute(
-            "UPDATE tags SET digest = $2, image_id = $3, media_type = $4, size = $5, platforms = $6, \
-             scanned = 0, scan_attempts = 0, scan_last_error = NULL, scan_not_before = NULL, \
+            concat!("UPDATE tags SET digest = $2, image_id = $3, media_type = $4, size = $5, platforms = $6, \
+             scanned = ", scan_state!(unscanned), ", scan_attempts = 0, scan_last_error = NULL, scan_not_before = NULL, \
              scan_claimed_at = NULL, scan_claimant = NULL, scanned_at = NULL, updated_at = $7 \
-             WHERE id = $1",
+             WHERE id = $1"),
             &[
                 Value::Int(tag_id),
                 txt(&write.digest),
@@ -166,7 +164,7 @@ fn tag_record(row: &Row) -> anyhow::Result<TagRecord> {
         image_id: text(row, 5)?,
         media_type: text(row, 6)?,
         size: opt_int(row, 7)?,
-        scanned: int(row, 8)?,
+        scanned: scan_state_at(row, 8)?,
         pulled_at: opt_int(row, 9)?,
         created_at: int(row, 10)?,
         updated_at: int(row, 11)?,
@@ -253,7 +251,7 @@ pub(super) fn counts_by_scan(conn: &mut dyn Conn) -> anyhow::Result<BTreeMap<Str
     counts_by_code(
         conn,
         "SELECT scanned, COUNT(*) FROM tags GROUP BY scanned",
-        &SCAN_STATES,
+        &ScanState::ALL.map(ScanState::word),
     )
 }
 

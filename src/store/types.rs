@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+pub use super::codes::ScanState;
 #[cfg(doc)]
 use super::Store;
 
@@ -177,8 +178,8 @@ pub struct TagRecord {
     pub media_type: String,
     /// Size in bytes.
     pub size: Option<i64>,
-    /// Scan state: 0 none, 1 working, 2 done, 3 failed.
-    pub scanned: i64,
+    /// Scan state.
+    pub scanned: ScanState,
     /// Last pull, milliseconds since the epoch.
     pub pulled_at: Option<i64>,
     /// Milliseconds since the epoch.
@@ -439,8 +440,8 @@ pub enum ScanSettled {
     Settled {
         /// Tags updated.
         tags: u64,
-        /// Their new state: 0 none (a scanner will be retried), 2 done, 3 failed.
-        scanned: i64,
+        /// Their new state: unscanned (a scanner will be retried), done or failed.
+        scanned: ScanState,
         /// Vulnerabilities stored by the scanners that answered.
         vulnerabilities: u64,
     },
@@ -494,8 +495,8 @@ pub type VulnerabilityRecord = VulnerabilityWrite;
 /// The scan columns of one tag.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagScanState {
-    /// 0 none, 1 working, 2 done, 3 failed.
-    pub scanned: i64,
+    /// The scan state.
+    pub scanned: ScanState,
     /// Failed attempts since the last success.
     pub attempts: i64,
     /// The last failure.

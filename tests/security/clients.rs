@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use regkeeper::scanner::{self, FixedCredential, Kind, Layer, Scanner, Settings, Severity, Target};
+use regkeeper::scanner::{
+    self, FixedCredential, Layer, Scanner, ScannerKind, Settings, Severity, Target,
+};
 use regkeeper_test_support::scanners::{unreachable_url, Api, ScannerServer, Vuln};
 
 use crate::settings;
 
-fn client(kind: Kind, server: &str) -> Arc<dyn Scanner> {
+fn client(kind: ScannerKind, server: &str) -> Arc<dyn Scanner> {
     scanner::build(kind, &settings("test", server, Duration::from_secs(10))).unwrap()
 }
 
@@ -48,7 +50,7 @@ fn clair_posts_layers_base_first_with_parents_and_reads_the_top_layer() {
             Vuln::new("CVE-2016-9840", "High", "other", "zlib-dev"),
         ]
     });
-    let findings = client(Kind::Clair, &server.url())
+    let findings = client(ScannerKind::Clair, &server.url())
         .scan(&target(&[
             LAYER_A,
             scanner::EMPTY_LAYER_DIGEST,
@@ -98,7 +100,7 @@ fn clair_posts_layers_base_first_with_parents_and_reads_the_top_layer() {
 fn clair_features_null_is_a_clean_result() {
     let server = ScannerServer::start(Api::Clair);
     server.set(|s| s.features_null = true);
-    let findings = client(Kind::Clair, &server.url())
+    let findings = client(ScannerKind::Clair, &server.url())
         .scan(&target(&[LAYER_A]))
         .unwrap();
     assert!(findings.is_empty());
@@ -113,7 +115,7 @@ fn clair_errors_are_errors_not_empty_results() {
             r#"{"Error":{"Message":"Something went wrong when posting"}}"#.into(),
         ))
     });
-    let error = client(Kind::Clair, &server.url())
+    let error = client(ScannerKind::Clair, &server.url())
         .scan(&target(&[LAYER_A]))
         .unwrap_err();
     assert!(
@@ -128,7 +130,7 @@ fn clair_errors_are_errors_not_empty_results() {
             r#"{"Error":{"Message":"Something went wrong when fetching"}}"#.into(),
         ));
     });
-    let error = client(Kind::Clair, &server.url())
+    let error = client(ScannerKind::Clair, &server.url())
         .scan(&target(&[LAYER_A]))
         .unwrap_err();
     assert!(
@@ -138,7 +140,7 @@ fn clair_errors_are_errors_not_empty_results() {
 
     // A proxy's HTML error page is an error, not a crash.
     server.set(|s| s.fail_report = Some((502, "<html><body>502 Bad Gateway</body></html>".into())));
-    let error = client(Kind::Clair, &server.url())
+    let error = client(ScannerKind::Clair, &server.url())
         .scan(&target(&[LAYER_A]))
         .unwrap_err();
     assert!(
@@ -148,7 +150,7 @@ fn clair_errors_are_errors_not_empty_results() {
 
     // 200 without a layer.
     server.set(|s| s.fail_report = Some((200, r#"{"Error":{"Message":"odd"}}"#.into())));
-    let error = client(Kind::Clair, &server.url())
+    let error = client(ScannerKind::Clair, &server.url())
         .scan(&target(&[LAYER_A]))
         .unwrap_err();
     assert!(
@@ -159,7 +161,7 @@ fn clair_errors_are_errors_not_empty_results() {
 
 #[test]
 fn clair_unreachable_or_slow_is_an_error() {
-    let error = client(Kind::Clair, &unreachable_url())
+    let error = client(ScannerKind::Clair, &unreachable_url())
         .scan(&target(&[LAYER_A]))
         .unwrap_err();
     assert!(format!("{error:#}").contains("posting layer"), "{error:#}");
@@ -167,7 +169,7 @@ fn clair_unreachable_or_slow_is_an_error() {
     let server = ScannerServer::start(Api::Clair);
     server.set(|s| s.delay = Duration::from_secs(3));
     let slow = scanner::build(
-        Kind::Clair,
+        ScannerKind::Clair,
         &settings("slow", &server.url(), Duration::from_millis(300)),
     )
     .unwrap();
@@ -178,7 +180,7 @@ fn clair_unreachable_or_slow_is_an_error() {
 #[test]
 fn clair4_indexes_once_per_index_state_and_reads_the_report() {
     let server = ScannerServer::start(Api::Clair4);
-    let clair4 = client(Kind::Clair4, &server.url());
+    let clair4 = client(ScannerKind::Clair4, &server.url());
     let image = target(&[LAYER_A, LAYER_B]);
     let findings = clair4.scan(&image).unwrap();
     assert_eq!(
@@ -243,11 +245,11 @@ fn clair4_errors_are_errors() {
             r#"{"code":"internal","message":"database gone"}"#.into(),
         ))
     });
-    let error = client(Kind::Clair4, &server.url())
+    let error = client(ScannerKind::Clair4, &server.url())
         .scan(&target(&[LAYER_A]))
         .unwrap_err();
     assert!(format!("{error:#}").contains("database gone"), "{error:#}");
-    let error = client(Kind::Clair4, &unreachable_url())
+    let error = client(ScannerKind::Clair4, &unreachable_url())
         .scan(&target(&[LAYER_A]))
         .unwrap_err();
     assert!(format!("{error:#}").contains("index state"), "{error:#}");
@@ -266,7 +268,9 @@ fn adapter_polls_through_302_until_the_harbor_report() {
         ];
     });
     let image = target(&[LAYER_A]);
-    let findings = client(Kind::Adapter, &server.url()).scan(&image).unwrap();
+    let findings = client(ScannerKind::Adapter, &server.url())
+        .scan(&image)
+        .unwrap();
     assert_eq!(
         findings.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
         ["CVE-2017-8283", "GHSA-1234"]
@@ -301,7 +305,7 @@ fn adapter_gives_up_polling_after_its_timeout() {
         s.refresh_after = 1;
     });
     let adapter = scanner::build(
-        Kind::Adapter,
+        ScannerKind::Adapter,
         &settings("trivy", &server.url(), Duration::from_secs(2)),
     )
     .unwrap();
@@ -309,7 +313,7 @@ fn adapter_gives_up_polling_after_its_timeout() {
     assert!(format!("{error:#}").contains("not ready"), "{error:#}");
 
     server.set(|s| s.fail_report = Some((500, r#"{"error":{"message":"trivy failed"}}"#.into())));
-    let error = client(Kind::Adapter, &server.url())
+    let error = client(ScannerKind::Adapter, &server.url())
         .scan(&target(&[LAYER_A]))
         .unwrap_err();
     assert!(format!("{error:#}").contains("trivy failed"), "{error:#}");
@@ -326,7 +330,7 @@ fn fixture_reports_the_file_contents() {
     )
     .unwrap();
     let fixture = scanner::build(
-        Kind::Fixture,
+        ScannerKind::Fixture,
         &Settings {
             name: "dummy".into(),
             server: None,

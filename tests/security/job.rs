@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regkeeper::jobs::Handler;
-use regkeeper::scanner::{self, Kind};
+use regkeeper::scanner::{self, ScannerKind};
+use regkeeper::store::ScanState;
 use regkeeper_test_support as support;
 use support::registry::Auth;
 use support::scanners::{unreachable_url, Api, ScannerServer, Vuln};
@@ -64,7 +65,11 @@ fn clair_scan_serves_every_tag_sharing_a_digest_with_one_scan(backend: Backend) 
         ("other/app", "copy"),
     ] {
         let state = world.state(repository, tag);
-        assert_eq!(state.state.scanned, 2, "{backend:?} {repository}:{tag}");
+        assert_eq!(
+            state.state.scanned,
+            ScanState::Done,
+            "{backend:?} {repository}:{tag}"
+        );
         assert_eq!(state.state.scanned_at, Some(T0));
         assert_eq!(
             world.names(repository, tag),
@@ -99,7 +104,7 @@ fn clair_features_null_marks_the_tag_done_with_no_vulnerabilities(backend: Backe
         .unwrap();
     assert_eq!(count(&outcome, "scanned"), 1, "{backend:?}");
     let state = world.state("app", "1");
-    assert_eq!(state.state.scanned, 2);
+    assert_eq!(state.state.scanned, ScanState::Done);
     assert!(state.vulnerabilities.is_empty());
 }
 
@@ -160,7 +165,7 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done(backend: Backend
             None => server.url(),
         };
         let clair = scanner::build(
-            Kind::Clair,
+            ScannerKind::Clair,
             &settings("clair", &server_url, Duration::from_millis(500)),
         )
         .unwrap();
@@ -180,7 +185,8 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done(backend: Backend
         assert_eq!(count(&outcome, "scanned"), 0, "{backend:?} {case}");
         let state = world.state("app", "1");
         assert_eq!(
-            state.state.scanned, 0,
+            state.state.scanned,
+            ScanState::Unscanned,
             "{backend:?} {case}: back to none, never done"
         );
         let error = state.state.last_error.unwrap_or_default();
@@ -208,7 +214,7 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done(backend: Backend
         .run(&world.context("d"))
         .unwrap();
     assert_eq!(count(&outcome, "gave_up"), 1, "{backend:?}: {outcome:?}");
-    assert_eq!(world.state("app", "1").state.scanned, 3);
+    assert_eq!(world.state("app", "1").state.scanned, ScanState::Failed);
     assert_eq!(
         world.store.queue_counts().unwrap().tags_by_scan["failed"],
         1
@@ -224,7 +230,7 @@ fn clair_post_get_unreachable_and_timeout_never_mark_a_tag_done(backend: Backend
     assert_eq!(count(&outcome, "scanned"), 1, "{backend:?}: {outcome:?}");
     let state = world.state("app", "1").state;
     assert_eq!(
-        (state.scanned, state.attempts, state.last_error),
+        (state.scanned.code(), state.attempts, state.last_error),
         (2, 0, None)
     );
 }
@@ -249,14 +255,15 @@ fn repush_during_a_scan_discards_the_results_of_the_old_digest(backend: Backend)
     let state = world.state("app", "1");
     assert_ne!(state.digest, old.digest);
     assert_eq!(
-        state.state.scanned, 0,
+        state.state.scanned,
+        ScanState::Unscanned,
         "{backend:?}: the new digest still needs a scan"
     );
     assert!(state.vulnerabilities.is_empty());
     // The next run scans the new digest.
     let outcome = handler.run(&context).unwrap();
     assert_eq!(count(&outcome, "scanned"), 1, "{backend:?}: {outcome:?}");
-    assert_eq!(world.state("app", "1").state.scanned, 2);
+    assert_eq!(world.state("app", "1").state.scanned, ScanState::Done);
 }
 
 fn rescan_after_rescan_after_has_passed(backend: Backend) {
@@ -307,7 +314,7 @@ fn crash_during_a_scan_is_taken_again_after_the_lease(backend: Backend) {
         .claim_scan(&image.digest, "crashed", &policy)
         .unwrap()
         .is_some());
-    assert_eq!(world.state("app", "1").state.scanned, 1);
+    assert_eq!(world.state("app", "1").state.scanned, ScanState::Working);
     let run_at = |now: i64| {
         world
             .handler(vec![clair_of(&server)], options(), at(now))
@@ -325,7 +332,7 @@ fn crash_during_a_scan_is_taken_again_after_the_lease(backend: Backend) {
         1,
         "{backend:?}: lease expired"
     );
-    assert_eq!(world.state("app", "1").state.scanned, 2);
+    assert_eq!(world.state("app", "1").state.scanned, ScanState::Done);
 }
 
 #[test]
@@ -365,7 +372,7 @@ fn clair4_flow_through_the_handler(backend: Backend) {
     server.set(|s| s.fetch_layers = true);
     let image = world.push("ns/app", "1");
     let clair4 = scanner::build(
-        Kind::Clair4,
+        ScannerKind::Clair4,
         &settings("clair4", &server.url(), Duration::from_secs(10)),
     )
     .unwrap();
@@ -387,7 +394,7 @@ fn clair4_flow_through_the_handler(backend: Backend) {
         .unwrap()
         .starts_with("Basic "));
     let state = world.state("ns/app", "1");
-    assert_eq!(state.state.scanned, 2);
+    assert_eq!(state.state.scanned, ScanState::Done);
     assert_eq!(state.vulnerabilities.len(), 2);
     assert_eq!(state.vulnerabilities[0].scanner, "clair4");
     assert!(
@@ -409,7 +416,7 @@ fn adapter_flow_with_302_polling_and_a_harbor_report(backend: Backend) {
     });
     let image = world.push("ns/app", "1");
     let adapter = scanner::build(
-        Kind::Adapter,
+        ScannerKind::Adapter,
         &settings("adapter", &server.url(), Duration::from_secs(10)),
     )
     .unwrap();
@@ -513,7 +520,7 @@ fn a_long_scan_renews_its_lease() {
         running.join().unwrap().unwrap()
     });
     assert_eq!(count(&outcome, "scanned"), 1, "{outcome:?}");
-    assert_eq!(world.state("app", "1").state.scanned, 2);
+    assert_eq!(world.state("app", "1").state.scanned, ScanState::Done);
 }
 
 #[test]
@@ -539,7 +546,7 @@ fn a_cancelled_run_takes_no_new_images() {
     assert_eq!(count(&outcome, "scanned"), 1, "{outcome:?}");
     let states: Vec<i64> = ["1", "2"]
         .iter()
-        .map(|tag| world.state("app", tag).state.scanned)
+        .map(|tag| world.state("app", tag).state.scanned.code())
         .collect();
     assert!(states.contains(&2) && states.contains(&0), "{states:?}");
 }
@@ -551,7 +558,7 @@ fn an_unreachable_scanner_is_asked_once_a_pass_and_costs_the_images_nothing(back
         world.push(&format!("app{index:02}"), "1");
     }
     let down = scanner::build(
-        Kind::Clair,
+        ScannerKind::Clair,
         &settings("clair", &unreachable_url(), Duration::from_secs(10)),
     )
     .unwrap();
@@ -570,7 +577,11 @@ fn an_unreachable_scanner_is_asked_once_a_pass_and_costs_the_images_nothing(back
     for index in 0..20 {
         let state = world.state(&format!("app{index:02}"), "1").state;
         assert_eq!(state.attempts, 0, "{backend:?}: no attempt used: {state:?}");
-        assert_eq!(state.scanned, 0, "{backend:?}: still to be scanned");
+        assert_eq!(
+            state.scanned,
+            ScanState::Unscanned,
+            "{backend:?}: still to be scanned"
+        );
         assert_eq!(state.last_error, None, "{backend:?}");
     }
     // Once the scanner is up, the same tags are scanned at once: no
@@ -608,7 +619,7 @@ fn a_stopped_registry_ends_the_pass_and_costs_the_images_nothing(backend: Backen
     for index in 0..20 {
         let state = world.state(&format!("app{index:02}"), "1");
         assert_eq!(state.state.attempts, 0, "{backend:?}: {:?}", state.state);
-        assert_eq!(state.state.scanned, 0, "{backend:?}");
+        assert_eq!(state.state.scanned, ScanState::Unscanned, "{backend:?}");
         assert!(
             state.reports.is_empty(),
             "{backend:?}: no scanner report: {:?}",

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use regkeeper::jobs::Handler;
-use regkeeper::scanner::{self, Kind, Settings};
+use regkeeper::scanner::{self, ScannerKind, Settings};
+use regkeeper::store::ScanState;
 use regkeeper_test_support as support;
 use support::registry::Auth;
 use support::scanners::{Api, ScannerServer};
@@ -27,7 +28,7 @@ fn several_scanners_store_the_results_of_all(backend: Backend) {
     )
     .unwrap();
     let fixture = scanner::build(
-        Kind::Fixture,
+        ScannerKind::Fixture,
         &Settings {
             name: "fixture".into(),
             server: None,
@@ -128,7 +129,11 @@ fn a_failing_scanner_keeps_the_others_results_and_only_it_is_retried(backend: Ba
             "{backend:?} {case}: {outcome:?}"
         );
         let state = world.state("app", "1");
-        assert_eq!(state.state.scanned, 0, "{backend:?} {case}: not done");
+        assert_eq!(
+            state.state.scanned,
+            ScanState::Unscanned,
+            "{backend:?} {case}: not done"
+        );
         assert_eq!(
             world.names("app", "1"),
             ["CVE-2016-6301", "CVE-2016-8859"],
@@ -182,7 +187,10 @@ fn a_failing_scanner_keeps_the_others_results_and_only_it_is_retried(backend: Ba
         assert_eq!(clair_posts(), posts_after_first_run, "{backend:?} {case}");
         let state = world.state("app", "1");
         assert_eq!(
-            (state.state.scanned, state.state.last_error.as_deref()),
+            (
+                state.state.scanned.code(),
+                state.state.last_error.as_deref()
+            ),
             (2, None),
             "{backend:?} {case}"
         );
@@ -262,7 +270,7 @@ fn a_scanner_removed_from_the_config_no_longer_holds_tags_back(backend: Backend)
         now = world.state("app", "1").state.not_before.unwrap_or(now);
     }
     let state = world.state("app", "1");
-    assert_eq!(state.state.scanned, 3, "{backend:?}");
+    assert_eq!(state.state.scanned, ScanState::Failed, "{backend:?}");
     assert!(state.reports[0].failed && state.reports[0].scanned_at == Some(T0));
     assert!(state.reports[1].current());
     assert_eq!(
@@ -285,7 +293,7 @@ fn a_scanner_removed_from_the_config_no_longer_holds_tags_back(backend: Backend)
     assert!(count(&outcome, "forgotten_results") > 0);
     assert_eq!(clair.requests_to("POST", "/v1/layers").len(), clair_posts);
     let state = world.state("app", "1");
-    assert_eq!(state.state.scanned, 2, "{backend:?}");
+    assert_eq!(state.state.scanned, ScanState::Done, "{backend:?}");
     assert_eq!(reports_of(&state), [report("clair", true, Some(T0 + day))]);
     assert!(state.vulnerabilities.iter().all(|v| v.scanner == "clair"));
 }

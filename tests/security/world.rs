@@ -8,7 +8,7 @@ use std::time::Duration;
 use regkeeper::config::SecurityOptions;
 use regkeeper::jobs::security::{Clock, RegistryImages, Security};
 use regkeeper::jobs::{Cancel, JobContext, Outcome, RunOptions, Trigger};
-use regkeeper::scanner::{self, Kind, Scanner};
+use regkeeper::scanner::{self, Scanner, ScannerKind};
 use regkeeper::store::{Store, TagWrite};
 use regkeeper_test_support as support;
 use support::registry::{Auth, Options, PushedImage, TestRegistry};
@@ -150,7 +150,7 @@ pub(crate) fn count(outcome: &Outcome, name: &str) -> i64 {
 /// A Clair v2 client of the stand-in `server`, answering within 10 s.
 pub(crate) fn clair_of(server: &ScannerServer) -> Arc<dyn Scanner> {
     scanner::build(
-        Kind::Clair,
+        ScannerKind::Clair,
         &settings("clair", &server.url(), Duration::from_secs(10)),
     )
     .unwrap()
@@ -158,5 +158,9 @@ pub(crate) fn clair_of(server: &ScannerServer) -> Arc<dyn Scanner> {
 
 /// A client of the adapter stand-in `server`, answering within `timeout`.
 pub(crate) fn adapter_of(server: &ScannerServer, timeout: Duration) -> Arc<dyn Scanner> {
-    scanner::build(Kind::Adapter, &settings("adapter", &server.url(), timeout)).unwrap()
+    scanner::build(
+        ScannerKind::Adapter,
+        &settings("adapter", &server.url(), timeout),
+    )
+    .unwrap()
 }

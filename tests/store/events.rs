@@ -393,7 +393,7 @@ fn tag_rows(store: &SqlStore, registry: i64) -> Vec<String> {
                 tag.digest,
                 tag.image_id,
                 tag.size,
-                tag.scanned,
+                tag.scanned.code(),
                 tag.pulled_at
             )
         })

@@ -120,7 +120,10 @@ fn upgrade_on(store: &SqlStore, index_names: &str) {
         .image_vulnerabilities(registry, "ns/app", "1")
         .unwrap()
         .unwrap();
-    assert_eq!((image.state.scanned, image.vulnerabilities.len()), (2, 2));
+    assert_eq!(
+        (image.state.scanned.code(), image.vulnerabilities.len()),
+        (2, 2)
+    );
     let indexes = store
         .tx(|conn| conn.query(index_names, &[]))
         .expect("listing indexes");

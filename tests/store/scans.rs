@@ -1,7 +1,7 @@
 //! The scan lifecycle and the per-scanner reports.
 
 use regkeeper::store::sql::SqlStore;
-use regkeeper::store::{self, Store};
+use regkeeper::store::{self, ScanState, Store};
 
 use crate::{write, NOW};
 
@@ -78,7 +78,7 @@ pub(crate) fn chapter(store: &SqlStore) {
         settle_found(store, "sha256:d1", "x", &results, NOW + 5),
         store::ScanSettled::Settled {
             tags: 2,
-            scanned: 2,
+            scanned: ScanState::Done,
             vulnerabilities: 3
         }
     );
@@ -88,7 +88,7 @@ pub(crate) fn chapter(store: &SqlStore) {
         .unwrap();
     assert_eq!(image.digest, "sha256:d1");
     assert_eq!(
-        (image.state.scanned, image.state.scanned_at),
+        (image.state.scanned.code(), image.state.scanned_at),
         (2, Some(NOW + 5))
     );
     let listed: Vec<(&str, &str, &str)> = image
@@ -138,7 +138,7 @@ pub(crate) fn chapter(store: &SqlStore) {
         settle_failed(store, "sha256:d2", "x", "clair answered 500", NOW + 60_000),
         store::ScanSettled::Settled {
             tags: 1,
-            scanned: 0,
+            scanned: ScanState::Unscanned,
             vulnerabilities: 0
         }
     );
@@ -148,7 +148,11 @@ pub(crate) fn chapter(store: &SqlStore) {
         .unwrap()
         .state;
     assert_eq!(
-        (state.scanned, state.attempts, state.last_error.as_deref()),
+        (
+            state.scanned.code(),
+            state.attempts,
+            state.last_error.as_deref()
+        ),
         (0, 1, Some("clair: clair answered 500"))
     );
     assert!(due(NOW).is_empty());
@@ -166,7 +170,7 @@ pub(crate) fn chapter(store: &SqlStore) {
             .unwrap()
             .state
             .scanned,
-        3
+        ScanState::Failed
     );
     assert!(due(NOW + 10_000_000)
         .iter()
@@ -231,7 +235,7 @@ pub(crate) fn chapter(store: &SqlStore) {
             .unwrap()
             .state
             .scanned,
-        0
+        ScanState::Unscanned
     );
 
     // Done scans are due again after rescan_after; a re-push during the scan wins.
@@ -306,7 +310,7 @@ pub(crate) fn chapter(store: &SqlStore) {
         settle_found(store, "sha256:d4", "x", &second_scan, now),
         store::ScanSettled::Settled {
             tags: 1,
-            scanned: 2,
+            scanned: ScanState::Done,
             vulnerabilities: 2
         }
     );
@@ -388,7 +392,7 @@ pub(crate) fn report_chapter(store: &SqlStore) {
         ),
         ScanSettled::Settled {
             tags: 1,
-            scanned: 2,
+            scanned: ScanState::Done,
             vulnerabilities: 2
         }
     );
@@ -420,7 +424,7 @@ pub(crate) fn report_chapter(store: &SqlStore) {
         ),
         ScanSettled::Settled {
             tags: 1,
-            scanned: 0,
+            scanned: ScanState::Unscanned,
             vulnerabilities: 1
         }
     );
@@ -433,7 +437,12 @@ pub(crate) fn report_chapter(store: &SqlStore) {
     );
     let tag = state().state;
     assert_eq!(
-        (tag.scanned, tag.attempts, tag.not_before, tag.scanned_at),
+        (
+            tag.scanned.code(),
+            tag.attempts,
+            tag.not_before,
+            tag.scanned_at
+        ),
         (0, 1, Some(later + 60_000), None)
     );
     assert_eq!(
@@ -498,7 +507,10 @@ pub(crate) fn report_chapter(store: &SqlStore) {
             vec![failure("adapter", "timed out", retry + 120_000)],
             retry
         ),
-        ScanSettled::Settled { scanned: 3, .. }
+        ScanSettled::Settled {
+            scanned: ScanState::Failed,
+            ..
+        }
     ));
     assert!(store.scan_reports("sha256:r1").unwrap()[0].failed);
     assert_eq!(names().len(), 2, "stale results are still shown");
@@ -511,7 +523,7 @@ pub(crate) fn report_chapter(store: &SqlStore) {
             .expect("forget_scanners"),
         2
     );
-    assert_eq!(state().state.scanned, 0);
+    assert_eq!(state().state.scanned, ScanState::Unscanned);
     store
         .claim_scan("sha256:r1", "x", &scan_policy(retry))
         .unwrap()
@@ -528,7 +540,13 @@ pub(crate) fn report_chapter(store: &SqlStore) {
             retry,
         )
         .unwrap();
-    assert!(matches!(settled, ScanSettled::Settled { scanned: 2, .. }));
+    assert!(matches!(
+        settled,
+        ScanSettled::Settled {
+            scanned: ScanState::Done,
+            ..
+        }
+    ));
     assert_eq!(state().state.scanned_at, Some(later));
     assert_eq!(names(), [("clair".to_string(), "CVE-R3".to_string())]);
 

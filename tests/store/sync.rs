@@ -128,7 +128,7 @@ pub(crate) fn chapter(store: &SqlStore, dialect: Dialect) {
     let app = store.tags(registry, Some("sync/app")).unwrap();
     let names: Vec<(&str, &str, i64)> = app
         .iter()
-        .map(|tag| (tag.tag.as_str(), tag.digest.as_str(), tag.scanned))
+        .map(|tag| (tag.tag.as_str(), tag.digest.as_str(), tag.scanned.code()))
         .collect();
     assert_eq!(
         names,

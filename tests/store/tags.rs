@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use regkeeper::store::sql::{self, SqlStore};
-use regkeeper::store::{Store, TagChange, Value};
+use regkeeper::store::{ScanState, Store, TagChange, Value};
 
 use crate::{exec, write, NOW};
 
@@ -110,7 +110,7 @@ pub(crate) fn chapter(store: &SqlStore) {
         "application/vnd.oci.image.manifest.v1+json"
     );
     assert_eq!(app[0].size, Some(4096));
-    assert_eq!(app[0].scanned, 0);
+    assert_eq!(app[0].scanned, ScanState::Unscanned);
     assert_eq!(app[0].pulled_at, None);
     assert_eq!(app[0].created_at, NOW);
     assert_eq!(
@@ -124,7 +124,10 @@ pub(crate) fn chapter(store: &SqlStore) {
         "UPDATE tags SET scanned = 2, scan_attempts = 1, scanned_at = $1, scan_last_error = 'x' WHERE digest = $2",
         &[Value::Int(NOW), Value::Text("sha256:aa".into())],
     );
-    assert_eq!(store.tags(registry, Some("app")).unwrap()[0].scanned, 2);
+    assert_eq!(
+        store.tags(registry, Some("app")).unwrap()[0].scanned,
+        ScanState::Done
+    );
     let mut repushed = write("app", "latest", "sha256:a2");
     repushed.size = Some(10);
     assert_eq!(
@@ -133,7 +136,7 @@ pub(crate) fn chapter(store: &SqlStore) {
     );
     let app = store.tags(registry, Some("app")).expect("tags");
     assert_eq!(app[0].digest, "sha256:a2");
-    assert_eq!(app[0].scanned, 0);
+    assert_eq!(app[0].scanned, ScanState::Unscanned);
     assert_eq!(app[0].size, Some(10));
     assert_eq!(app[0].image_id, "");
     assert_eq!(app[0].created_at, NOW);
