@@ -1,6 +1,6 @@
 //! The registry client: the Docker Registry HTTP API v2 and OCI distribution.
-//! Only this folder touches ureq. `client.rs` does HTTP (retries, timeouts,
-//! TLS); `breaker.rs` stops asking a registry that stopped answering;
+//! Only this folder touches ureq. `client/` does HTTP (retries, timeouts,
+//! TLS, the auth handshake, the endpoints); `breaker.rs` stops asking a registry that stopped answering;
 //! `auth.rs` answers challenges (Basic, Bearer tokens with a per-scope
 //! cache); `parse.rs` and `manifest.rs` are pure parsers of headers, error
 //! bodies and manifests, unit tested on literal inputs.
