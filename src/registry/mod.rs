@@ -52,6 +52,17 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// Whether this is the registry's own word that a manifest or its
+    /// repository is unknown: 404 with `MANIFEST_UNKNOWN` or `NAME_UNKNOWN`.
+    /// A 404 without the code (a misrouted proxy, a wrong base URL) is not.
+    pub fn says_gone(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::NotFound { code: Some(code), .. }
+                if code == "MANIFEST_UNKNOWN" || code == "NAME_UNKNOWN"
+        )
+    }
+
     /// Whether a later retry may succeed (transport, 5xx, 429).
     pub fn is_transient(&self) -> bool {
         match self {

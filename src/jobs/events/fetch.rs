@@ -46,6 +46,7 @@ impl EventsHandler {
         let results: HashMap<(String, String), Result<Manifest, RegistryError>> =
             wanted.iter().cloned().zip(fetched).collect();
         outcome.add("manifests_fetched", wanted.len() as i64);
+        let gone = self.pushes_gone(pending, &results, outcome);
         let unreachable = self.registry.is_unreachable();
         for item in pending.iter_mut() {
             let Ok(Plan::Fetch {
@@ -56,6 +57,10 @@ impl EventsHandler {
             else {
                 continue;
             };
+            if let Some(verdict) = gone.get(&(repository.clone(), tag.clone(), digest.clone())) {
+                item.plan = verdict.clone();
+                continue;
+            }
             let context = format!("fetching manifest {repository}@{digest}");
             item.plan = match results.get(&(repository.clone(), digest.clone())) {
                 Some(Ok(manifest)) => Ok(Plan::Apply(EventEffect::Upsert(write_from_manifest(
@@ -73,6 +78,80 @@ impl EventsHandler {
                 }),
             };
         }
+    }
+
+    /// What becomes of pushes whose manifest the registry says is gone (it
+    /// was deleted after the push, before this event came up): the tag is
+    /// asked for once more, and when the registry says it is gone too, the
+    /// push was undone and the tag goes from the database; when the tag now
+    /// names another manifest, that push's own event brings it and this one
+    /// does nothing. Anything else (the tag still names the digest, the
+    /// second answer fails) is left to the usual failure handling, so a
+    /// registry in trouble never costs a tag.
+    fn pushes_gone(
+        &self,
+        pending: &[Pending],
+        results: &HashMap<(String, String), Result<Manifest, RegistryError>>,
+        outcome: &mut Outcome,
+    ) -> HashMap<(String, String, String), Result<Plan, Failure>> {
+        let mut asked: Vec<(String, String, String)> = Vec::new();
+        for item in pending {
+            if let Ok(Plan::Fetch {
+                repository,
+                tag,
+                digest,
+            }) = &item.plan
+            {
+                let key = (repository.clone(), digest.clone());
+                let gone = matches!(results.get(&key), Some(Err(error)) if error.says_gone());
+                let entry = (repository.clone(), tag.clone(), digest.clone());
+                if gone && !asked.contains(&entry) {
+                    asked.push(entry);
+                }
+            }
+        }
+        if asked.is_empty() {
+            return HashMap::new();
+        }
+        let answers = self
+            .registry
+            .map_concurrent(asked.clone(), |(repository, tag, _)| {
+                // A GET: a HEAD's 404 has no body, so no error code.
+                self.registry.manifest(&repository, &tag)
+            });
+        let mut verdicts = HashMap::new();
+        for ((repository, tag, digest), answer) in asked.into_iter().zip(answers) {
+            let verdict = match answer {
+                Err(error) if error.says_gone() => {
+                    log::info!(
+                        "the push of {repository}:{tag} ({digest}) was undone in the registry \
+                         before its event was applied: the tag goes"
+                    );
+                    outcome.add("pushes_undone", 1);
+                    Ok(Plan::Apply(EventEffect::DeleteTag {
+                        repository: repository.clone(),
+                        tag: tag.clone(),
+                    }))
+                }
+                Ok(manifest) if manifest.digest != digest => {
+                    outcome.add("pushes_undone", 1);
+                    Ok(Plan::Apply(EventEffect::Nothing))
+                }
+                Ok(_) => Err(Failure::Transient {
+                    error: format!(
+                        "the registry says {repository}@{digest} is unknown while \
+                         {repository}:{tag} names it"
+                    ),
+                    retry_after: None,
+                }),
+                Err(error) => Err(failure_from_registry(
+                    &format!("asking again for {repository}:{tag}"),
+                    &error,
+                )),
+            };
+            verdicts.insert((repository, tag, digest), verdict);
+        }
+        verdicts
     }
 
     /// Writes the tags of `Plan::Fetch` events whose digest the tags already

@@ -6,7 +6,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
-use crate::store::{ScanCandidate, Store};
+use crate::store::{ScanCandidate, ScanState, Store};
 
 use super::outages::Outages;
 use super::scan::Done;
@@ -99,7 +99,7 @@ impl Handler for Security {
                             failures,
                             vulnerabilities,
                         }) => {
-                            if scanned == 2 {
+                            if scanned == ScanState::Done {
                                 totals.add("scanned", 1);
                             }
                             if reports > 0 {
@@ -110,7 +110,7 @@ impl Handler for Security {
                                 totals.add("failed", 1);
                                 totals.add("scanner_failures", failures);
                             }
-                            if scanned == 3 {
+                            if scanned == ScanState::Failed {
                                 totals.add("gave_up", 1);
                             }
                         }

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ScannerConfig, ScannerKind};
+use crate::config::ScannerConfig;
 use crate::scanner::{self, Finding, Scanner};
 use crate::store::{
-    ScanCandidate, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome, ScannerResult, Store,
-    VulnerabilityWrite,
+    ScanCandidate, ScanReport, ScanSettled, ScanSettlement, ScanState, ScannerOutcome,
+    ScannerResult, Store, VulnerabilityWrite,
 };
 
 use super::outages::{registry_unreachable, Outages};
@@ -23,12 +23,6 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
         .iter()
         .filter(|config| config.enabled)
         .map(|config| {
-            let kind = match config.kind {
-                ScannerKind::Clair => scanner::Kind::Clair,
-                ScannerKind::Clair4 => scanner::Kind::Clair4,
-                ScannerKind::Adapter => scanner::Kind::Adapter,
-                ScannerKind::Fixture => scanner::Kind::Fixture,
-            };
             let authorization = match (&config.username, &config.password, &config.token) {
                 (Some(username), password, _) => {
                     use base64::Engine as _;
@@ -48,7 +42,7 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
                 authorization,
                 file: config.file.clone(),
             };
-            scanner::build(kind, &settings).map_err(|error| {
+            scanner::build(config.kind, &settings).map_err(|error| {
                 anyhow::anyhow!(
                     "building scanner [security.{}]: {error:#}",
                     config.kind.name()
@@ -60,10 +54,10 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
 
 /// What happened to one digest.
 pub(super) enum Done {
-    /// Settled: the tags' new state (0 a scanner will be retried, 2 done,
-    /// 3 failed), the reports stored and the scanners that failed.
+    /// Settled: the tags' new state (unscanned: a scanner will be retried),
+    /// the reports stored and the scanners that failed.
     Settled {
-        scanned: i64,
+        scanned: ScanState,
         reports: i64,
         failures: i64,
         vulnerabilities: u64,

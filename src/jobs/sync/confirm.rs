@@ -25,9 +25,6 @@ use super::plan::{Deletion, Plan, Snapshot};
 use crate::jobs::Cancel;
 use crate::registry::{Client, RegistryError};
 
-/// The registry's error codes that say a manifest is gone.
-const MANIFEST_GONE: [&str; 2] = ["MANIFEST_UNKNOWN", "NAME_UNKNOWN"];
-
 /// What confirming a pass's deletions found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Confirmed {
@@ -134,9 +131,7 @@ enum Verdict {
 /// registry's code for a missing manifest or repository.
 fn manifest_gone(registry: &Client, repository: &str, tag: &str) -> Verdict {
     match registry.manifest(repository, tag) {
-        Err(RegistryError::NotFound {
-            code: Some(code), ..
-        }) if MANIFEST_GONE.contains(&code.as_str()) => Verdict::Gone,
+        Err(error) if error.says_gone() => Verdict::Gone,
         Ok(manifest) => Verdict::Refused(format!(
             "the registry still serves {repository}:{tag} ({})",
             manifest.digest
