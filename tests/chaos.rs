@@ -369,8 +369,14 @@ fn daemons_killed_at_random_lose_no_event_and_end_equal_to_the_registry() {
 // come through one of their intakes (as one registry endpoint would send
 // them), and the daemons are SIGKILLed and restarted meanwhile.
 
-/// A push event as docker-registry sends it with `includereferences: true`.
-fn push_event(id: &str, image: &PushedImage, tag: &str) -> serde_json::Value {
+/// A push event as docker-registry sends it, with `references` when
+/// `includereferences: true` (else the events job GETs the manifest).
+fn push_event(
+    id: &str,
+    image: &PushedImage,
+    tag: &str,
+    with_references: bool,
+) -> serde_json::Value {
     let config_size = image.size - image.layers.iter().map(|(_, size)| size).sum::<i64>();
     let mut references = vec![serde_json::json!({
         "mediaType": "application/vnd.docker.container.image.v1+json",
@@ -395,7 +401,7 @@ fn push_event(id: &str, image: &PushedImage, tag: &str) -> serde_json::Value {
             "length": image.manifest.len(),
             "repository": image.repository,
             "tag": tag,
-            "references": references,
+            "references": if with_references { serde_json::Value::from(references) } else { serde_json::Value::Null },
         },
         "request": {"id": id, "method": "PUT", "useragent": "chaos-pusher"},
         "actor": {},
@@ -403,7 +409,7 @@ fn push_event(id: &str, image: &PushedImage, tag: &str) -> serde_json::Value {
 }
 
 fn pull_event(id: &str, image: &PushedImage, tag: &str) -> serde_json::Value {
-    let mut event = push_event(id, image, tag);
+    let mut event = push_event(id, image, tag, true);
     event["action"] = "pull".into();
     event["request"]["method"] = "GET".into();
     event
@@ -451,7 +457,9 @@ fn three_daemons_on_one_postgres_apply_every_event_once_through_kills() {
     std::fs::write(&token_file, &token).expect("writing the token");
 
     // 24 repositories x 4 images, one re-tag and one deletion each; the rest
-    // of the notifications are pulls.
+    // of the notifications are pulls. Half the repositories' pushes come
+    // without references, so their manifests are fetched (and the deleted
+    // image's push is undone).
     let mut per_repository: Vec<Vec<serde_json::Value>> = Vec::new();
     let mut images_left = Vec::new();
     let mut next_id = 0;
@@ -469,9 +477,9 @@ fn three_daemons_on_one_postgres_apply_every_event_once_through_kills() {
         let mut events: Vec<serde_json::Value> = images
             .iter()
             .enumerate()
-            .map(|(number, image)| push_event(&id(), image, &format!("v{number}")))
+            .map(|(number, image)| push_event(&id(), image, &format!("v{number}"), index % 2 == 0))
             .collect();
-        events.push(push_event(&id(), &images[3], "latest"));
+        events.push(push_event(&id(), &images[3], "latest", index % 2 == 0));
         events.push(delete_event(&id(), &images[0]));
         per_repository.push(events);
         images_left.push(images);
@@ -664,7 +672,7 @@ fn no_secret_reaches_a_log_or_an_output() {
 
     let mut daemon = Daemon::start_with(&support::binary(), &config, "debug");
     daemon.wait_for_intake(port);
-    let event = push_event("secret-1", &image, "1.0");
+    let event = push_event("secret-1", &image, "1.0", false);
     deliver(
         port,
         &intake_token,
