@@ -8,85 +8,23 @@
 
 use regkeeper_test_support as support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use base64::Engine as _;
 use regkeeper::store::sql::SqlStore;
-use regkeeper::store::{sqlite::SqliteBackend, Store, TagRecord, Value};
+use regkeeper::store::{Store, TagRecord, Value};
+use support::daemon::Daemon;
 use support::registry::{
     free_port, Auth, Notifications, Options, TestRegistry, DOCKER_MANIFEST, OCI_MANIFEST,
 };
+use support::wait_until;
 
 const TOKEN: &str = "Token own-pulls-token";
 const ACCOUNT: &str = "regkeeper";
 const ACCOUNT_PASSWORD: &str = "regkeeper-secret";
 const OTHER: &str = "other";
 const OTHER_PASSWORD: &str = "other-secret";
-/// Generous: the machine is shared and slow.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Polls `condition` until it holds; panics with `what` after [`DEADLINE`].
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < DEADLINE {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting until {what}");
-}
-
-/// The real binary as a daemon; SIGKILLed by PID on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log_file = std::fs::File::create(log).expect("creating the daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_regkeeper"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info,regkeeper=debug")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("cloning the log handle"))
-            .stderr(log_file)
-            .spawn()
-            .expect("starting regkeeper");
-        Daemon {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for_intake(&mut self, port: u16) {
-        wait_until("the intake answers", || {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("regkeeper exited with {status}:\n{}", self.log());
-            }
-            agent()
-                .get(&format!("http://127.0.0.1:{port}/healthz"))
-                .call()
-                .is_ok_and(|response| response.status().as_u16() == 200)
-        });
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -195,12 +133,9 @@ fn regkeepers_own_pulls_are_not_stored_and_other_pulls_are() {
         ),
     )
     .expect("writing the config");
-    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
+    let mut daemon = Daemon::start(&config);
     daemon.wait_for_intake(port);
-    let store = SqlStore::new(Box::new(
-        SqliteBackend::open(&database).expect("opening the daemon's database"),
-    ));
-    store.migrate().expect("migrating");
+    let store = support::store::sqlite_file(&database);
 
     // Pushes by regkeeper's own account are kept.
     let first = registry.push_oci_image("ns/app", "1.0");

@@ -30,6 +30,16 @@ impl Daemon {
     /// Starts `binary` on `config` with `RUST_LOG=rust_log`, in the config's
     /// directory, logging into `CONFIG` with the extension `log`.
     pub fn start_with(binary: &Path, config: &Path, rust_log: &str) -> Daemon {
+        Daemon::spawn(binary, config, rust_log, None)
+    }
+
+    /// [`Daemon::start`] under an open-file limit (RLIMIT_NOFILE) of
+    /// `open_files`, for tests that exhaust descriptors.
+    pub fn start_with_open_files(config: &Path, open_files: u64) -> Daemon {
+        Daemon::spawn(&crate::binary(), config, TEST_LOG, Some(open_files))
+    }
+
+    fn spawn(binary: &Path, config: &Path, rust_log: &str, open_files: Option<u64>) -> Daemon {
         let log_path = config.with_extension("log");
         let log = std::fs::File::create(&log_path).expect("creating the daemon log");
         let mut command = Command::new(binary);
@@ -47,11 +57,35 @@ impl Daemon {
                 command.env_remove(name);
             }
         }
+        if let Some(limit) = open_files {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit(2) is async-signal-safe; the closure
+            // allocates nothing and only lowers the child's own limit.
+            unsafe {
+                command.pre_exec(move || {
+                    let limits = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limits) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = command
             .env("RUST_LOG", rust_log)
             .spawn()
             .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
         Daemon { child, log_path }
+    }
+
+    /// Panics with its log when it has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the daemon exited ({status}); its log:\n{}", self.log());
+        }
     }
 
     /// The daemon's process id.
