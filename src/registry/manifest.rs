@@ -14,21 +14,11 @@ use sha2::Digest as _;
 
 use super::RegistryError;
 
-/// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Docker schema 1, signed.
-pub const DOCKER_MANIFEST_V1_SIGNED: &str =
-    "application/vnd.docker.distribution.manifest.v1+prettyjws";
-/// Docker schema 1, unsigned.
-pub const DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-/// The layer media type given to schema 1 layers, which carry none.
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+use super::media_type::{DOCKER_CONFIG, OCI_CONFIG};
+pub use super::media_type::{
+    DOCKER_LAYER, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V1,
+    DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX, OCI_MANIFEST,
+};
 
 /// A content descriptor (config, layer, or child manifest).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,8 +393,7 @@ pub fn summarize_references(media_type: &str, references: &[Descriptor]) -> (Str
 }
 
 fn is_config_type(media_type: &str) -> bool {
-    media_type == "application/vnd.docker.container.image.v1+json"
-        || media_type == "application/vnd.oci.image.config.v1+json"
+    media_type == DOCKER_CONFIG || media_type == OCI_CONFIG
 }
 
 fn is_manifest_type(media_type: &str) -> bool {

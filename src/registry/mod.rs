@@ -3,7 +3,8 @@
 //! TLS); `breaker.rs` stops asking a registry that stopped answering;
 //! `auth.rs` answers challenges (Basic, Bearer tokens with a per-scope
 //! cache); `parse.rs` and `manifest.rs` are pure parsers of headers, error
-//! bodies and manifests, unit tested on literal inputs.
+//! bodies and manifests, unit tested on literal inputs; `media_type.rs` the
+//! media-type strings, for the whole crate.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,20 +13,14 @@ pub mod auth;
 mod breaker;
 mod client;
 pub mod manifest;
+pub mod media_type;
 pub mod parse;
 
 pub use client::{Client, RetryPolicy};
 pub use manifest::{Descriptor, Manifest, ManifestHead, Platform, PlatformManifest};
 
 /// Media types sent in `Accept` for every manifest request.
-pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    "application/vnd.docker.distribution.manifest.v1+json",
-];
+pub use media_type::MANIFESTS as MANIFEST_MEDIA_TYPES;
 
 /// A failed registry request, typed where callers branch on it.
 #[derive(Debug, Clone, PartialEq)]
