@@ -19,3 +19,4 @@ pub mod scheduler;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod time;

@@ -276,7 +276,7 @@ async fn receive(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         0
     } else {
         let store = shared.intake.store.clone();
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::time::now_ms();
         let written = tokio::task::spawn_blocking(move || store.insert_events(&events, now)).await;
         match written {
             Ok(Ok(stored)) => stored,

@@ -29,6 +29,7 @@ use crate::store::{
     ScanCandidate, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScanState, ScannerOutcome,
     ScannerResult, Store, VulnerabilityWrite,
 };
+use crate::time::duration_ms;
 
 use super::{Handler, JobContext, Outcome};
 
@@ -324,7 +325,7 @@ impl Security {
             Arc::new(RegistryImages::new(resources.registry.clone())),
             options.clone(),
             registry_host,
-            Arc::new(crate::store::now_ms),
+            Arc::new(crate::time::now_ms),
         ))
     }
 
@@ -591,10 +592,6 @@ pub fn due_scanners(
         })
         .cloned()
         .collect()
-}
-
-fn duration_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Hands candidates to the workers, refilling from the store; each digest

@@ -240,7 +240,7 @@ impl SyncHandler {
     pub fn begin(&self, registry_id: i64) -> anyhow::Result<Walk> {
         let requests_before = self.registry.requests_made();
         let refused_before = self.registry.requests_refused();
-        let mark = crate::store::now_ms();
+        let mark = crate::time::now_ms();
         let snapshot = self.snapshot(registry_id)?;
         let mut catalog = self
             .registry
@@ -391,7 +391,7 @@ impl SyncHandler {
                 );
             }
         }
-        let now = crate::store::now_ms();
+        let now = crate::time::now_ms();
         // The writes of one batch at a time: a first pass of a large
         // registry never holds a second copy of every manifest.
         let mut entries = plan

@@ -457,13 +457,8 @@ pub fn describe(database: &crate::config::Database) -> String {
     }
 }
 
-/// The current time in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// The current time in milliseconds since the Unix epoch ([`crate::time`]).
+pub use crate::time::now_ms;
 
 /// A statement on one line, shortened, for error messages.
 pub(crate) fn one_line(sql: &str) -> String {
