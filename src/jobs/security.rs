@@ -199,10 +199,8 @@ pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner
 /// How long to wait before trying a digest again after its `attempts`-th
 /// failure: one minute, doubling, at most an hour.
 pub fn backoff(attempts: i64) -> Duration {
-    let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
-    BACKOFF_BASE
-        .saturating_mul(2u32.saturating_pow(exponent))
-        .min(BACKOFF_MAX)
+    let attempts = u32::try_from(attempts.max(0)).unwrap_or(u32::MAX);
+    crate::time::backoff(BACKOFF_BASE, BACKOFF_MAX, attempts)
 }
 
 /// The `security` handler.

@@ -385,7 +385,6 @@ pub trait Store: Send + Sync {
 /// thread, not an async task.
 pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Result<Arc<dyn Store>> {
     let started = Instant::now();
-    let mut delay = Duration::from_millis(250);
     let mut attempt = 1u32;
     let backend: Box<dyn Backend> = loop {
         match connect(database) {
@@ -399,6 +398,11 @@ pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Resul
                 return Err(error)
             }
             Err(error) => {
+                let delay = crate::time::backoff(
+                    Duration::from_millis(250),
+                    Duration::from_secs(5),
+                    attempt,
+                );
                 let waited = started.elapsed();
                 if waited >= wait {
                     return Err(error.context(format!(
@@ -413,7 +417,6 @@ pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Resul
                     delay.as_millis()
                 );
                 std::thread::sleep(delay.min(wait.saturating_sub(waited)));
-                delay = (delay * 2).min(Duration::from_secs(5));
                 attempt += 1;
             }
         }
