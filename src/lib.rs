@@ -9,7 +9,7 @@
 
 pub mod cli;
 pub mod config;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod intake;
 pub mod jobs;
 pub mod notification;

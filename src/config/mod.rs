@@ -26,7 +26,7 @@ mod load;
 mod model;
 mod position;
 pub(crate) mod postgres_url;
-pub mod raw;
+pub(crate) mod raw;
 
 pub use load::{
     load, parse, parse_with_env, ENV_DATABASE_PASSWORD, ENV_DATABASE_URL, ENV_NOTIFY_TOKEN,

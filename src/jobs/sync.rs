@@ -18,7 +18,7 @@
 
 mod confirm;
 mod observe;
-pub mod plan;
+pub(crate) mod plan;
 mod progress;
 
 use std::collections::BTreeMap;

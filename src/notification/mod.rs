@@ -13,7 +13,7 @@
 //! of them reaches a URL. Nothing here stores, wakes, logs or talks to the
 //! registry.
 
-pub mod reference;
+pub(crate) mod reference;
 
 use serde_json::Value;
 

@@ -201,12 +201,6 @@ impl Client {
         })
     }
 
-    /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Client {
-        self.retry = retry;
-        self
-    }
-
     /// The registry's base URL (ends with `/`).
     pub fn base_url(&self) -> &url::Url {
         &self.base

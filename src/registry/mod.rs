@@ -9,12 +9,12 @@
 use std::fmt;
 use std::time::Duration;
 
-pub mod auth;
+pub(crate) mod auth;
 mod breaker;
 mod client;
 pub mod manifest;
 pub mod media_type;
-pub mod parse;
+pub(crate) mod parse;
 
 pub use client::{Client, RetryPolicy};
 pub use manifest::{Descriptor, Manifest, ManifestHead, Platform, PlatformManifest};

@@ -16,10 +16,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod adapter;
-pub mod clair;
-pub mod clair4;
-pub mod fixture;
+pub(crate) mod adapter;
+pub(crate) mod clair;
+pub(crate) mod clair4;
+pub(crate) mod fixture;
 
 /// The empty gzip'd tar that Docker puts in manifests for layers without
 /// content. Scanners cannot index it, so it is skipped.

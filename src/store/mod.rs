@@ -49,7 +49,7 @@ use crate::config::postgres_url::redact_url;
 
 pub mod migrations;
 pub mod postgres;
-pub mod postgres_tls;
+pub(crate) mod postgres_tls;
 pub(crate) mod scans;
 pub mod sql;
 pub mod sqlite;
