@@ -121,12 +121,12 @@ pub struct Resources {
 
 /// Whether a handler shows what it would do without writing (`--dry-run`).
 /// The others refuse the flag rather than ignore it and write for real.
-pub fn supports_dry_run(handler: &crate::config::HandlerConfig) -> bool {
+pub(crate) fn supports_dry_run(handler: &crate::config::HandlerConfig) -> bool {
     matches!(handler, crate::config::HandlerConfig::Sync(_))
 }
 
 /// Builds the handler of one configured job.
-pub fn build(
+pub(crate) fn build(
     job: &crate::config::JobConfig,
     resources: &Resources,
 ) -> anyhow::Result<Arc<dyn Handler>> {

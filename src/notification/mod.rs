@@ -21,18 +21,18 @@ use crate::registry::Descriptor;
 
 /// The start of the `User-Agent` of regkeeper's registry client
 /// (`regkeeper/VERSION`), as the registry reports it in `request.useragent`.
-pub const OWN_USER_AGENT_PREFIX: &str = "regkeeper/";
+pub(crate) const OWN_USER_AGENT_PREFIX: &str = "regkeeper/";
 
 /// Longest event id kept, in bytes. docker-registry sends UUIDs; the id is
 /// the deduplication key of the stored events.
-pub const ID_MAX_LENGTH: usize = 256;
+pub(crate) const ID_MAX_LENGTH: usize = 256;
 
 use crate::registry::media_type::{self, DOCKER_CONFIG, OCI_CONFIG};
-pub use crate::registry::media_type::{EVENTS_V1, EVENTS_V2};
+pub(crate) use crate::registry::media_type::{EVENTS_V1, EVENTS_V2};
 
 /// Whether a `Content-Type` header value names a notification envelope
 /// (the v1 or v2 events type, or plain JSON; parameters are ignored).
-pub fn is_envelope_content_type(value: &str) -> bool {
+pub(crate) fn is_envelope_content_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or("").trim();
     [EVENTS_V1, EVENTS_V2, "application/json"]
         .iter()
@@ -240,7 +240,7 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
 /// Like [`parse_envelope`], and drops (counts in [`Envelope::own_pulls`])
 /// the well-formed pulls `own` says regkeeper caused. Pushes and deletes
 /// are kept whoever made them.
-pub fn parse_envelope_with(body: &[u8], own: &OwnRequests) -> Result<Envelope, EnvelopeError> {
+pub(crate) fn parse_envelope_with(body: &[u8], own: &OwnRequests) -> Result<Envelope, EnvelopeError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|error| EnvelopeError::NotJson(error.to_string()))?;
     let events = value
@@ -277,7 +277,7 @@ enum Sorted {
 /// delete; drop blob events, mounts and unknown actions.
 /// The message of a malformed event is `event ID: REASON` (see
 /// [`Malformed`]).
-pub fn classify(raw: &Value) -> Verdict {
+pub(crate) fn classify(raw: &Value) -> Verdict {
     match sort(raw) {
         Sorted::Keep(event) => Verdict::Keep(event),
         Sorted::Drop(dropped) => Verdict::Drop(dropped),

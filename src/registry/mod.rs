@@ -16,11 +16,11 @@ pub mod manifest;
 pub mod media_type;
 pub(crate) mod parse;
 
-pub use client::{Client, RetryPolicy};
+pub use client::Client;
 pub use manifest::{Descriptor, Manifest, ManifestHead, Platform, PlatformManifest};
 
 /// Media types sent in `Accept` for every manifest request.
-pub use media_type::MANIFESTS as MANIFEST_MEDIA_TYPES;
+pub(crate) use media_type::MANIFESTS as MANIFEST_MEDIA_TYPES;
 
 /// A failed registry request, typed where callers branch on it.
 #[derive(Debug, Clone, PartialEq)]

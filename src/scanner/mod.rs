@@ -120,7 +120,7 @@ pub struct Finding {
 
 /// Keeps the first finding of each name (dropping blank names) and sorts by
 /// name, byte-wise (`CVE-2016-10000` before `CVE-2016-9840`), as Portus did.
-pub fn dedupe_sorted(findings: Vec<Finding>) -> Vec<Finding> {
+pub(crate) fn dedupe_sorted(findings: Vec<Finding>) -> Vec<Finding> {
     let mut seen = HashSet::new();
     let mut kept: Vec<Finding> = findings
         .into_iter()
@@ -266,7 +266,7 @@ pub fn build(kind: ScannerKind, settings: &Settings) -> anyhow::Result<Arc<dyn S
 /// an attempt for it. A timeout is not this: a scanner may be slow on one
 /// large image.
 #[derive(Debug)]
-pub struct Unreachable(pub String);
+pub(crate) struct Unreachable(pub String);
 
 impl fmt::Display for Unreachable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -277,7 +277,7 @@ impl fmt::Display for Unreachable {
 impl std::error::Error for Unreachable {}
 
 /// Whether `error` (anywhere in its chain) says the scanner was unreachable.
-pub fn is_unreachable(error: &anyhow::Error) -> bool {
+pub(crate) fn is_unreachable(error: &anyhow::Error) -> bool {
     error
         .chain()
         .any(|cause| cause.downcast_ref::<Unreachable>().is_some())
@@ -311,7 +311,7 @@ impl Reply {
 /// The message of a scanner error body: `{"Error":{"Message":..}}` (Clair
 /// v2), `{"message":..}` (Clair v4), `{"error":{"message":..}}` (adapter),
 /// else the first 200 characters of the body with control characters removed.
-pub fn error_message(body: &str) -> String {
+pub(crate) fn error_message(body: &str) -> String {
     if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
         let candidates = [
             value.pointer("/Error/Message"),
