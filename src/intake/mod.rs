@@ -46,7 +46,7 @@ use crate::scheduler::Waker;
 use crate::store::{NewEvent, Store};
 
 use host::LoopbackHosts;
-pub use server::Limits;
+pub use server::{Limits, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 
 /// The paths the registry may be pointed at.
 pub(crate) const EVENT_PATHS: &[&str] = &["/v2/webhooks/events", "/events"];

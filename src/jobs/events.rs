@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use self::failure::{backoff_after, failure_from_registry, Failure};
+pub(crate) use self::failure::{backoff_after, failure_from_registry, Failure};
 use self::plan::read_stored;
-pub use self::plan::{plan, write_from_manifest, Plan};
+pub(crate) use self::plan::{plan, write_from_manifest, Plan};
 use super::{Handler, JobContext, Outcome};
 use crate::registry::Client;
 use crate::store::{AppliedEvent, ClaimedEvent, EventClaim, EventEffect, Store};

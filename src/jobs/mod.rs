@@ -126,7 +126,7 @@ pub(crate) fn supports_dry_run(handler: &crate::config::HandlerConfig) -> bool {
 }
 
 /// Builds the handler of one configured job.
-pub(crate) fn build(
+pub fn build(
     job: &crate::config::JobConfig,
     resources: &Resources,
 ) -> anyhow::Result<Arc<dyn Handler>> {

@@ -13,7 +13,7 @@
 //! of them reaches a URL. Nothing here stores, wakes, logs or talks to the
 //! registry.
 
-pub(crate) mod reference;
+pub mod reference;
 
 use serde_json::Value;
 
@@ -21,11 +21,11 @@ use crate::registry::Descriptor;
 
 /// The start of the `User-Agent` of regkeeper's registry client
 /// (`regkeeper/VERSION`), as the registry reports it in `request.useragent`.
-pub(crate) const OWN_USER_AGENT_PREFIX: &str = "regkeeper/";
+pub const OWN_USER_AGENT_PREFIX: &str = "regkeeper/";
 
 /// Longest event id kept, in bytes. docker-registry sends UUIDs; the id is
 /// the deduplication key of the stored events.
-pub(crate) const ID_MAX_LENGTH: usize = 256;
+pub const ID_MAX_LENGTH: usize = 256;
 
 use crate::registry::media_type::{self, DOCKER_CONFIG, OCI_CONFIG};
 pub(crate) use crate::registry::media_type::{EVENTS_V1, EVENTS_V2};
@@ -240,7 +240,7 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
 /// Like [`parse_envelope`], and drops (counts in [`Envelope::own_pulls`])
 /// the well-formed pulls `own` says regkeeper caused. Pushes and deletes
 /// are kept whoever made them.
-pub(crate) fn parse_envelope_with(body: &[u8], own: &OwnRequests) -> Result<Envelope, EnvelopeError> {
+pub fn parse_envelope_with(body: &[u8], own: &OwnRequests) -> Result<Envelope, EnvelopeError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|error| EnvelopeError::NotJson(error.to_string()))?;
     let events = value
@@ -316,7 +316,7 @@ fn malformed(raw: &Value, reason: String) -> Malformed {
 /// wrong, with values from the event quoted and escaped (`{:?}`); they never
 /// name secrets because events carry none. The id must be printable and at
 /// most [`ID_MAX_LENGTH`] bytes; the repository, the tag and every digest
-/// must be of the distribution grammar ([`reference`]).
+/// must be of the distribution grammar ([`reference`](mod@reference)).
 pub fn parse_event(raw: &Value) -> Result<Event, String> {
     let object = raw.as_object().ok_or("event is not an object")?;
     let id = non_empty_str(object.get("id")).ok_or("no id")?.to_string();

@@ -32,7 +32,9 @@ mod fire;
 mod run;
 mod tasks;
 
-pub(crate) use fire::next_fire;
-pub(crate) use run::{record_abandoned_runs, release_claims_of_dead_processes};
-pub use run::{run_handler, run_once, RunReport, RunSettings};
-pub use tasks::{Drain, RunningScheduler, Scheduler, Waker};
+pub use fire::next_fire;
+pub use run::{
+    claimant_is_gone, new_claimant, record_abandoned_runs, release_claims_of_dead_processes,
+    run_handler, run_once, RunReport, RunSettings,
+};
+pub use tasks::{Drain, RunningScheduler, Scheduler, Waker, CANCEL_WAIT};

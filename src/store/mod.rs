@@ -77,7 +77,7 @@ pub use types::{
     KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
     ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
     ScannerResult, ScannerSummary, SyncApplied, TagChange, TagRecord, TagScanState, TagWrite,
-    VulnerabilityRecord, VulnerabilityWrite, EVENT_DONE, EVENT_FAILED, EVENT_FRESH, EVENT_PROGRESS,
+    VulnerabilityRecord, VulnerabilityWrite,
 };
 
 /// A value bound to or read from SQL. Integers are 64-bit everywhere

@@ -279,4 +279,3 @@ fn a_tag_needs_the_header_to_be_told_its_digest() {
     assert!(!head_tells_digest("v1", Some("garbage")));
     assert!(head_tells_digest(digest, None));
 }
-
