@@ -5,6 +5,10 @@
 //! cache); `parse.rs` and `manifest.rs` are pure parsers of headers, error
 //! bodies and manifests, unit tested on literal inputs; `media_type.rs` the
 //! media-type strings, for the whole crate.
+//!
+//! What may not: no database (the jobs decide what a registry answer
+//! changes), no scanner, no async; a registry answer is never trusted
+//! before a parser here has read it.
 
 use std::fmt;
 use std::time::Duration;

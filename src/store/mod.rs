@@ -38,6 +38,11 @@
 //! Every call blocks: the PostgreSQL driver runs its own runtime and must not
 //! be called from an async task. Async code (the daemon's start-up, the
 //! intake) calls the store through `tokio::task::spawn_blocking`.
+//!
+//! What may not: no HTTP (no registry, no scanner) and no decisions about
+//! what to sync or scan: the jobs decide, the store records; code outside
+//! this folder never sees an integer status code, only [`EventStatus`] and
+//! [`ScanState`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
