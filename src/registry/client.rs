@@ -206,11 +206,6 @@ impl Client {
         &self.base
     }
 
-    /// Size of the worker pool of [`Client::map_concurrent`].
-    pub fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
     /// HTTP requests sent so far (registry and token realm, retries included).
     pub fn requests_made(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
