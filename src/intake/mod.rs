@@ -67,7 +67,10 @@ pub struct Intake {
 impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Intake")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| crate::config::REDACTED),
+            )
             .field("body_limit", &self.body_limit)
             .field("waker", &self.waker.is_some())
             .finish()

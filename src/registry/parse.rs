@@ -346,7 +346,7 @@ pub struct TokenGrant {
 impl std::fmt::Debug for TokenGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenGrant")
-            .field("token", &"<redacted>")
+            .field("token", &crate::config::REDACTED)
             .field("expires_in", &self.expires_in)
             .field("issued_at", &self.issued_at)
             .finish()

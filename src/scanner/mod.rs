@@ -186,7 +186,7 @@ impl fmt::Debug for Target {
             .field("media_type", &self.media_type)
             .field("layers", &self.layers)
             .field("registry_url", &self.registry_url)
-            .field("credential", &"<redacted>")
+            .field("credential", &crate::config::REDACTED)
             .finish()
     }
 }
@@ -243,7 +243,7 @@ impl fmt::Debug for Settings {
             .field("timeout", &self.timeout)
             .field(
                 "authorization",
-                &self.authorization.as_ref().map(|_| "<redacted>"),
+                &self.authorization.as_ref().map(|_| crate::config::REDACTED),
             )
             .field("file", &self.file)
             .finish()
