@@ -9,7 +9,7 @@
 
 pub mod cli;
 pub mod config;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod intake;
 pub mod jobs;
 pub mod notification;
@@ -19,3 +19,4 @@ pub mod scheduler;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod time;

@@ -7,6 +7,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::registry::media_type::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED,
+    OCI_INDEX, OCI_MANIFEST,
+};
+
 /// `sha256:` and the first 12 hex digits.
 pub(super) fn short_digest(digest: &str) -> String {
     match digest.split_once(':') {
@@ -33,12 +38,11 @@ pub(super) fn format_size(bytes: i64) -> String {
 /// A short name for a manifest media type; the type itself when unknown.
 pub(super) fn media_type_word(media_type: &str) -> &str {
     match media_type {
-        "application/vnd.oci.image.manifest.v1+json" => "oci",
-        "application/vnd.oci.image.index.v1+json" => "oci-index",
-        "application/vnd.docker.distribution.manifest.v2+json" => "docker-v2",
-        "application/vnd.docker.distribution.manifest.list.v2+json" => "docker-list",
-        "application/vnd.docker.distribution.manifest.v1+json"
-        | "application/vnd.docker.distribution.manifest.v1+prettyjws" => "docker-v1",
+        OCI_MANIFEST => "oci",
+        OCI_INDEX => "oci-index",
+        DOCKER_MANIFEST => "docker-v2",
+        DOCKER_MANIFEST_LIST => "docker-list",
+        DOCKER_MANIFEST_V1 | DOCKER_MANIFEST_V1_SIGNED => "docker-v1",
         "" => "-",
         other => other,
     }

@@ -34,14 +34,6 @@ mod status;
 mod tags;
 mod vulns;
 
-pub use check::check_report;
-pub use once::once_summary;
-pub use status::{
-    status_table, FailedEventStatus, JobStatus, QueueStatus, RunStatus, ScannerStatus, StatusReport,
-};
-pub use tags::{tags_table, TagStatus};
-pub use vulns::{split_image, vulns_table, ReportStatus, VulnStatus, VulnsReport};
-
 /// Exit code for a run that failed.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for a usage or configuration error.

@@ -26,17 +26,19 @@ mod load;
 mod model;
 mod position;
 pub(crate) mod postgres_url;
-pub mod raw;
+pub(crate) mod raw;
 
-pub use load::{
-    load, parse, parse_with_env, ENV_DATABASE_PASSWORD, ENV_DATABASE_URL, ENV_NOTIFY_TOKEN,
-    ENV_REGISTRY_PASSWORD,
+pub use load::{load, parse, parse_with_env};
+pub(crate) use load::{
+    ENV_DATABASE_PASSWORD, ENV_DATABASE_URL, ENV_NOTIFY_TOKEN, ENV_REGISTRY_PASSWORD,
 };
+pub use model::MIN_HEARTBEATS_PER_EXPIRY;
 pub use model::{
     Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, NotificationsConfig,
     RegistryConfig, ScannerConfig, ScannerKind, Schedule, SecretFiles, SecurityOptions, Strategy,
-    SyncOptions, HANDLERS, MIN_HEARTBEATS_PER_EXPIRY,
+    SyncOptions,
 };
+pub(crate) use model::{HANDLERS, REDACTED};
 
 /// A configuration problem found after loading, e.g. a job whose handler this
 /// version lacks. The command line exits 2 on it, as on a parse error.

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What a secret is shown as in `Debug` output and messages.
-pub(super) const REDACTED: &str = "<redacted>";
+/// What a secret is shown as in `Debug` output, logs and messages: the one
+/// marker, in URLs too.
+pub const REDACTED: &str = "<redacted>";
 
 /// The validated configuration.
 #[derive(Debug, Clone)]

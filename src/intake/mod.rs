@@ -49,7 +49,7 @@ use host::LoopbackHosts;
 pub use server::{Limits, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 
 /// The paths the registry may be pointed at.
-pub const EVENT_PATHS: &[&str] = &["/v2/webhooks/events", "/events"];
+pub(crate) const EVENT_PATHS: &[&str] = &["/v2/webhooks/events", "/events"];
 
 /// What the intake needs: where to store, what to check, whom to wake.
 #[derive(Clone)]
@@ -67,7 +67,10 @@ pub struct Intake {
 impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Intake")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| crate::config::REDACTED),
+            )
             .field("body_limit", &self.body_limit)
             .field("waker", &self.waker.is_some())
             .finish()
@@ -77,7 +80,7 @@ impl std::fmt::Debug for Intake {
 /// Refuses a configuration that would accept unauthenticated notifications
 /// from other machines: a non-loopback `listen` needs a token, unless
 /// `allow_unauthenticated` says otherwise.
-pub fn check_listen(config: &NotificationsConfig, listen: SocketAddr) -> anyhow::Result<()> {
+pub(crate) fn check_listen(config: &NotificationsConfig, listen: SocketAddr) -> anyhow::Result<()> {
     if listen.ip().is_loopback() || config.token.is_some() || config.allow_unauthenticated {
         return Ok(());
     }
@@ -124,19 +127,9 @@ fn router(shared: Shared) -> Router {
         .with_state(state)
 }
 
-/// Serves the intake on an already-bound listener until `shutdown`
-/// resolves, with the default [`Settings`] (every pull kept).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    intake: Intake,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    serve_with(listener, intake, Settings::default(), shutdown).await
-}
-
 /// Serves the intake on an already-bound listener with `settings` until
 /// `shutdown` resolves, then lets requests in flight finish.
-pub async fn serve_with(
+pub(crate) async fn serve_with(
     listener: tokio::net::TcpListener,
     intake: Intake,
     settings: Settings,
@@ -276,7 +269,7 @@ async fn receive(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         0
     } else {
         let store = shared.intake.store.clone();
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::time::now_ms();
         let written = tokio::task::spawn_blocking(move || store.insert_events(&events, now)).await;
         match written {
             Ok(Ok(stored)) => stored,
@@ -401,7 +394,7 @@ pub fn spawn_with(
 /// with the default [`Limits`]. Pulls by the account of `registry` (its
 /// `username`) or with regkeeper's user agent are regkeeper's own and
 /// dropped.
-pub async fn start(
+pub(crate) async fn start(
     config: &NotificationsConfig,
     registry: &RegistryConfig,
     store: Arc<dyn Store>,

@@ -30,12 +30,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use self::failure::{backoff_after, failure_from_registry, Failure};
+pub(crate) use self::failure::{backoff_after, failure_from_registry, Failure};
 use self::plan::read_stored;
-pub use self::plan::{plan, write_from_manifest, Plan};
+pub(crate) use self::plan::{plan, write_from_manifest, Plan};
 use super::{Handler, JobContext, Outcome};
 use crate::registry::Client;
 use crate::store::{AppliedEvent, ClaimedEvent, EventClaim, EventEffect, Store};
+use crate::time::{duration_ms, now_ms};
 
 /// The knobs of an `events` job.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,15 +116,6 @@ struct Pending {
     plan: Result<Plan, Failure>,
 }
 
-/// The milliseconds of a duration as an i64 (saturating).
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl Handler for EventsHandler {
     fn run(&self, ctx: &JobContext) -> anyhow::Result<Outcome> {
         let mut outcome = Outcome::default();
@@ -163,7 +155,7 @@ impl Handler for EventsHandler {
             let claim = EventClaim {
                 claimant: ctx.claimant.clone(),
                 now,
-                expired_before: now - millis(self.settings.lease),
+                expired_before: now - duration_ms(self.settings.lease),
                 limit: self.settings.batch_size.max(1),
             };
             let claimed = self.store.claim_events(&claim).context("claiming events")?;
@@ -173,7 +165,7 @@ impl Handler for EventsHandler {
             outcome.add("claimed", claimed.len() as i64);
             self.apply_batch(ctx, registry_id, claimed, &mut outcome)?;
         }
-        let older_than = now_ms() - millis(self.settings.retain_done);
+        let older_than = now_ms() - duration_ms(self.settings.retain_done);
         let pruned = self
             .store
             .prune_done_events(older_than)
@@ -303,7 +295,13 @@ impl EventsHandler {
             humantime::format_duration(wait)
         );
         self.store
-            .retry_event(claimed.id, &ctx.claimant, error, now + millis(wait), now)
+            .retry_event(
+                claimed.id,
+                &ctx.claimant,
+                error,
+                now + duration_ms(wait),
+                now,
+            )
             .context("putting an event back for a retry")?;
         outcome.add("retried", 1);
         Ok(true)

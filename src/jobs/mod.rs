@@ -121,7 +121,7 @@ pub struct Resources {
 
 /// Whether a handler shows what it would do without writing (`--dry-run`).
 /// The others refuse the flag rather than ignore it and write for real.
-pub fn supports_dry_run(handler: &crate::config::HandlerConfig) -> bool {
+pub(crate) fn supports_dry_run(handler: &crate::config::HandlerConfig) -> bool {
     matches!(handler, crate::config::HandlerConfig::Sync(_))
 }
 

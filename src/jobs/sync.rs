@@ -18,7 +18,7 @@
 
 mod confirm;
 mod observe;
-pub mod plan;
+pub(crate) mod plan;
 mod progress;
 
 use std::collections::BTreeMap;
@@ -233,14 +233,14 @@ impl SyncHandler {
     /// repositories sorting after the last name seen, a page in the middle
     /// may have answered 200 with no names. The walk is continued after
     /// that name until the registry answers an empty page there, at most
-    /// [`CATALOG_CONTINUATIONS`] times; a walk still ending early after
+    /// `CATALOG_CONTINUATIONS` times; a walk still ending early after
     /// that is incomplete and the pass fails. Repositories that stay
     /// missing are then deleted only when the registry confirms it
-    /// ([`confirm::confirm_deletions`]).
+    /// (`confirm::confirm_deletions`).
     pub fn begin(&self, registry_id: i64) -> anyhow::Result<Walk> {
         let requests_before = self.registry.requests_made();
         let refused_before = self.registry.requests_refused();
-        let mark = crate::store::now_ms();
+        let mark = crate::time::now_ms();
         let snapshot = self.snapshot(registry_id)?;
         let mut catalog = self
             .registry
@@ -314,7 +314,7 @@ impl SyncHandler {
 
     /// Asks the registry to confirm every deletion of the plan; a
     /// repository whose deletion it does not confirm is left as it is
-    /// ([`confirm::confirm_deletions`]). Counts its requests into the walk.
+    /// (`confirm::confirm_deletions`). Counts its requests into the walk.
     pub fn confirm(&self, ctx: &JobContext, walk: &mut Walk, plan: &mut Plan) {
         let counts = confirm_deletions(&self.registry, plan, &walk.snapshot, &ctx.cancel);
         if counts.confirmed + counts.refused > 0 {
@@ -391,7 +391,7 @@ impl SyncHandler {
                 );
             }
         }
-        let now = crate::store::now_ms();
+        let now = crate::time::now_ms();
         // The writes of one batch at a time: a first pass of a large
         // registry never holds a second copy of every manifest.
         let mut entries = plan

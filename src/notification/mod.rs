@@ -27,36 +27,12 @@ pub const OWN_USER_AGENT_PREFIX: &str = "regkeeper/";
 /// the deduplication key of the stored events.
 pub const ID_MAX_LENGTH: usize = 256;
 
-/// The registry's notification media type.
-pub const EVENTS_V1: &str = "application/vnd.docker.distribution.events.v1+json";
-/// The media type newer registries announce.
-pub const EVENTS_V2: &str = "application/vnd.docker.distribution.events.v2+json";
-
-/// Manifest media types whose push and pull events are kept.
-pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-];
-
-/// Manifest media types of an index (manifest list, OCI index).
-const INDEX_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.index.v1+json",
-];
-
-/// Image manifest media types that carry a config and layers.
-const IMAGE_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-];
+use crate::registry::media_type::{self, DOCKER_CONFIG, OCI_CONFIG};
+pub(crate) use crate::registry::media_type::{EVENTS_V1, EVENTS_V2};
 
 /// Whether a `Content-Type` header value names a notification envelope
 /// (the v1 or v2 events type, or plain JSON; parameters are ignored).
-pub fn is_envelope_content_type(value: &str) -> bool {
+pub(crate) fn is_envelope_content_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or("").trim();
     [EVENTS_V1, EVENTS_V2, "application/json"]
         .iter()
@@ -112,7 +88,7 @@ impl Event {
     pub fn is_index(&self) -> bool {
         self.media_type
             .as_deref()
-            .is_some_and(|media_type| INDEX_MEDIA_TYPES.contains(&media_type))
+            .is_some_and(|media_type| media_type::INDEXES.contains(&media_type))
     }
 }
 
@@ -301,7 +277,7 @@ enum Sorted {
 /// delete; drop blob events, mounts and unknown actions.
 /// The message of a malformed event is `event ID: REASON` (see
 /// [`Malformed`]).
-pub fn classify(raw: &Value) -> Verdict {
+pub(crate) fn classify(raw: &Value) -> Verdict {
     match sort(raw) {
         Sorted::Keep(event) => Verdict::Keep(event),
         Sorted::Drop(dropped) => Verdict::Drop(dropped),
@@ -322,7 +298,7 @@ fn sort(raw: &Value) -> Sorted {
     };
     match (event.action, event.media_type.as_deref()) {
         (Action::Delete, _) => Sorted::Keep(event),
-        (_, Some(media_type)) if MANIFEST_MEDIA_TYPES.contains(&media_type) => Sorted::Keep(event),
+        (_, Some(media_type)) if media_type::MANIFESTS.contains(&media_type) => Sorted::Keep(event),
         _ => Sorted::Drop(Dropped::Blob),
     }
 }
@@ -340,7 +316,7 @@ fn malformed(raw: &Value, reason: String) -> Malformed {
 /// wrong, with values from the event quoted and escaped (`{:?}`); they never
 /// name secrets because events carry none. The id must be printable and at
 /// most [`ID_MAX_LENGTH`] bytes; the repository, the tag and every digest
-/// must be of the distribution grammar ([`reference`]).
+/// must be of the distribution grammar ([`reference`](mod@reference)).
 pub fn parse_event(raw: &Value) -> Result<Event, String> {
     let object = raw.as_object().ok_or("event is not an object")?;
     let id = non_empty_str(object.get("id")).ok_or("no id")?.to_string();
@@ -485,7 +461,7 @@ pub struct ImageFacts {
 /// the manifest must be fetched. None too when the sizes add up past `i64`.
 pub fn image_facts(event: &Event) -> Option<ImageFacts> {
     let media_type = event.media_type.as_deref()?;
-    if !IMAGE_MEDIA_TYPES.contains(&media_type) {
+    if !media_type::IMAGES.contains(&media_type) {
         return None;
     }
     let references = event.references.as_ref()?;
@@ -506,8 +482,8 @@ pub fn image_facts(event: &Event) -> Option<ImageFacts> {
 }
 
 fn is_config_media_type(media_type: &str) -> bool {
-    media_type == "application/vnd.docker.container.image.v1+json"
-        || media_type == "application/vnd.oci.image.config.v1+json"
+    media_type == DOCKER_CONFIG
+        || media_type == OCI_CONFIG
         || (media_type.starts_with("application/")
             && media_type.contains(".config.")
             && media_type.ends_with("+json"))
@@ -641,7 +617,7 @@ mod tests {
 
     #[test]
     fn every_manifest_media_type_is_kept() {
-        for media_type in MANIFEST_MEDIA_TYPES {
+        for media_type in media_type::MANIFESTS {
             let body = PULL.replace("application/vnd.oci.image.manifest.v1+json", media_type);
             let event = only_kept(&body);
             assert_eq!(event.media_type.as_deref(), Some(*media_type));

@@ -14,21 +14,10 @@ use sha2::Digest as _;
 
 use super::RegistryError;
 
-/// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Docker schema 1, signed.
-pub const DOCKER_MANIFEST_V1_SIGNED: &str =
-    "application/vnd.docker.distribution.manifest.v1+prettyjws";
-/// Docker schema 1, unsigned.
-pub const DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-/// The layer media type given to schema 1 layers, which carry none.
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub use super::media_type::{
+    DOCKER_LAYER, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V1,
+    DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX, OCI_MANIFEST,
+};
 
 /// A content descriptor (config, layer, or child manifest).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -374,37 +363,6 @@ pub fn parse_manifest_head(
 /// read with GET, whose body gives the digest.
 pub fn head_tells_digest(reference: &str, header_digest: Option<&str>) -> bool {
     header_digest.is_some_and(is_digest) || is_digest(reference)
-}
-
-/// `(image_id, size)` from the `target.mediaType` and `target.references`
-/// of a push notification (`includereferences: true`), with the same
-/// meaning as [`Manifest::image_id`] and [`Manifest::size`]: for an image,
-/// the config digest without `sha256:` and config + layer sizes; for an
-/// index, an empty id and the sum of the child manifest sizes.
-pub fn summarize_references(media_type: &str, references: &[Descriptor]) -> (String, i64) {
-    let image_id = if media_type == DOCKER_MANIFEST_LIST || media_type == OCI_INDEX {
-        String::new()
-    } else {
-        references
-            .iter()
-            .find(|reference| is_config_type(&reference.media_type))
-            .and_then(|config| {
-                config
-                    .digest
-                    .split_once(':')
-                    .map(|(_, hex)| hex.to_string())
-            })
-            .unwrap_or_default()
-    };
-    let size = references.iter().fold(0i64, |total, reference| {
-        total.saturating_add(reference.size.max(0))
-    });
-    (image_id, size)
-}
-
-fn is_config_type(media_type: &str) -> bool {
-    media_type == "application/vnd.docker.container.image.v1+json"
-        || media_type == "application/vnd.oci.image.config.v1+json"
 }
 
 fn is_manifest_type(media_type: &str) -> bool {

@@ -3,29 +3,28 @@
 //! TLS, the auth handshake, the endpoints); `breaker.rs` stops asking a registry that stopped answering;
 //! `auth.rs` answers challenges (Basic, Bearer tokens with a per-scope
 //! cache); `parse.rs` and `manifest.rs` are pure parsers of headers, error
-//! bodies and manifests, unit tested on literal inputs.
+//! bodies and manifests, unit tested on literal inputs; `media_type.rs` the
+//! media-type strings, for the whole crate.
+//!
+//! What may not: no database (the jobs decide what a registry answer
+//! changes), no scanner, no async; a registry answer is never trusted
+//! before a parser here has read it.
 
 use std::fmt;
 use std::time::Duration;
 
-pub mod auth;
+pub(crate) mod auth;
 mod breaker;
 mod client;
 pub mod manifest;
-pub mod parse;
+pub mod media_type;
+pub(crate) mod parse;
 
-pub use client::{Client, RetryPolicy};
+pub use client::Client;
 pub use manifest::{Descriptor, Manifest, ManifestHead, Platform, PlatformManifest};
 
 /// Media types sent in `Accept` for every manifest request.
-pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    "application/vnd.docker.distribution.manifest.v1+json",
-];
+pub(crate) use media_type::MANIFESTS as MANIFEST_MEDIA_TYPES;
 
 /// A failed registry request, typed where callers branch on it.
 #[derive(Debug, Clone, PartialEq)]

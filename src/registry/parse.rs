@@ -297,14 +297,14 @@ fn quoted_values_after(text: &str, key: &str) -> Vec<String> {
     values
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date (relative to `now`).
+/// `Retry-After`: delay-seconds or an HTTP date (relative to `now`) in any
+/// of the three forms HTTP/1.1 allows (IMF-fixdate, RFC 850, asctime).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(date.timestamp()).ok()?);
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -346,7 +346,7 @@ pub struct TokenGrant {
 impl std::fmt::Debug for TokenGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenGrant")
-            .field("token", &"<redacted>")
+            .field("token", &crate::config::REDACTED)
             .field("expires_in", &self.expires_in)
             .field("issued_at", &self.issued_at)
             .finish()

@@ -15,9 +15,6 @@ use super::{dedupe_sorted, endpoint, metadata, Finding, Http, Settings, Severity
 
 /// The report format asked for.
 pub const REPORT_MEDIA_TYPE: &str = "application/vnd.security.vulnerability.report; version=1.1";
-/// The older report format, same schema, also accepted.
-pub const HARBOR_REPORT_MEDIA_TYPE: &str =
-    "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0";
 /// The scan request's media type.
 pub const SCAN_REQUEST_MEDIA_TYPE: &str =
     "application/vnd.scanner.adapter.scan.request+json; version=1.0";

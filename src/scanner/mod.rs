@@ -16,10 +16,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod adapter;
-pub mod clair;
-pub mod clair4;
-pub mod fixture;
+pub(crate) mod adapter;
+pub(crate) mod clair;
+pub(crate) mod clair4;
+pub(crate) mod fixture;
 
 /// The empty gzip'd tar that Docker puts in manifests for layers without
 /// content. Scanners cannot index it, so it is skipped.
@@ -120,7 +120,7 @@ pub struct Finding {
 
 /// Keeps the first finding of each name (dropping blank names) and sorts by
 /// name, byte-wise (`CVE-2016-10000` before `CVE-2016-9840`), as Portus did.
-pub fn dedupe_sorted(findings: Vec<Finding>) -> Vec<Finding> {
+pub(crate) fn dedupe_sorted(findings: Vec<Finding>) -> Vec<Finding> {
     let mut seen = HashSet::new();
     let mut kept: Vec<Finding> = findings
         .into_iter()
@@ -186,7 +186,7 @@ impl fmt::Debug for Target {
             .field("media_type", &self.media_type)
             .field("layers", &self.layers)
             .field("registry_url", &self.registry_url)
-            .field("credential", &"<redacted>")
+            .field("credential", &crate::config::REDACTED)
             .finish()
     }
 }
@@ -243,7 +243,7 @@ impl fmt::Debug for Settings {
             .field("timeout", &self.timeout)
             .field(
                 "authorization",
-                &self.authorization.as_ref().map(|_| "<redacted>"),
+                &self.authorization.as_ref().map(|_| crate::config::REDACTED),
             )
             .field("file", &self.file)
             .finish()
@@ -266,7 +266,7 @@ pub fn build(kind: ScannerKind, settings: &Settings) -> anyhow::Result<Arc<dyn S
 /// an attempt for it. A timeout is not this: a scanner may be slow on one
 /// large image.
 #[derive(Debug)]
-pub struct Unreachable(pub String);
+pub(crate) struct Unreachable(pub String);
 
 impl fmt::Display for Unreachable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -277,7 +277,7 @@ impl fmt::Display for Unreachable {
 impl std::error::Error for Unreachable {}
 
 /// Whether `error` (anywhere in its chain) says the scanner was unreachable.
-pub fn is_unreachable(error: &anyhow::Error) -> bool {
+pub(crate) fn is_unreachable(error: &anyhow::Error) -> bool {
     error
         .chain()
         .any(|cause| cause.downcast_ref::<Unreachable>().is_some())
@@ -311,7 +311,7 @@ impl Reply {
 /// The message of a scanner error body: `{"Error":{"Message":..}}` (Clair
 /// v2), `{"message":..}` (Clair v4), `{"error":{"message":..}}` (adapter),
 /// else the first 200 characters of the body with control characters removed.
-pub fn error_message(body: &str) -> String {
+pub(crate) fn error_message(body: &str) -> String {
     if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
         let candidates = [
             value.pointer("/Error/Message"),

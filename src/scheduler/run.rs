@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chrono::Utc;
 use log::{debug, error, info, warn};
 
 use crate::config::{DaemonConfig, JobConfig};
 use crate::jobs::{Cancel, Handler, JobContext, Outcome, Resources, RunOptions, Trigger};
 use crate::store::{NewRun, RunOutcome, RunRecord, Store};
+use crate::time::duration_ms;
+pub(super) use crate::time::now_ms;
 
 /// The result of one run, as `--once` reports it.
 #[derive(Debug, Clone)]
@@ -200,10 +201,6 @@ pub(super) fn renew_heartbeat(
         ),
         Err(cause) => warn!("job={job_name} run={run_id} renewing the heartbeat: {cause:#}"),
     }
-}
-
-fn duration_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A claimant id for this process: `host:pid:random`.
@@ -585,10 +582,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "a non-text panic payload".to_string()
     }
-}
-
-pub(super) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]

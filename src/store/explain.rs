@@ -13,7 +13,7 @@ pub(super) fn sqlite_plan(sql: &str, params: &[Value]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let backend = SqliteBackend::open(&dir.path().join("plan.db")).unwrap();
     backend
-        .transaction(&mut |conn| migrations::apply(conn, super::now_ms()).map(|_| ()))
+        .transaction(&mut |conn| migrations::apply(conn, crate::time::now_ms()).map(|_| ()))
         .unwrap();
     let mut steps = Vec::new();
     backend

@@ -38,6 +38,11 @@
 //! Every call blocks: the PostgreSQL driver runs its own runtime and must not
 //! be called from an async task. Async code (the daemon's start-up, the
 //! intake) calls the store through `tokio::task::spawn_blocking`.
+//!
+//! What may not: no HTTP (no registry, no scanner) and no decisions about
+//! what to sync or scan: the jobs decide, the store records; code outside
+//! this folder never sees an integer status code, only [`EventStatus`] and
+//! [`ScanState`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -49,7 +54,7 @@ use crate::config::postgres_url::redact_url;
 
 pub mod migrations;
 pub mod postgres;
-pub mod postgres_tls;
+pub(crate) mod postgres_tls;
 pub(crate) mod scans;
 pub mod sql;
 pub mod sqlite;
@@ -77,7 +82,7 @@ pub use types::{
     KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
     ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
     ScannerResult, ScannerSummary, SyncApplied, TagChange, TagRecord, TagScanState, TagWrite,
-    VulnerabilityRecord, VulnerabilityWrite, EVENT_DONE, EVENT_FAILED, EVENT_FRESH, EVENT_PROGRESS,
+    VulnerabilityRecord, VulnerabilityWrite,
 };
 
 /// A value bound to or read from SQL. Integers are 64-bit everywhere
@@ -385,7 +390,6 @@ pub trait Store: Send + Sync {
 /// thread, not an async task.
 pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Result<Arc<dyn Store>> {
     let started = Instant::now();
-    let mut delay = Duration::from_millis(250);
     let mut attempt = 1u32;
     let backend: Box<dyn Backend> = loop {
         match connect(database) {
@@ -399,6 +403,11 @@ pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Resul
                 return Err(error)
             }
             Err(error) => {
+                let delay = crate::time::backoff(
+                    Duration::from_millis(250),
+                    Duration::from_secs(5),
+                    attempt,
+                );
                 let waited = started.elapsed();
                 if waited >= wait {
                     return Err(error.context(format!(
@@ -413,7 +422,6 @@ pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Resul
                     delay.as_millis()
                 );
                 std::thread::sleep(delay.min(wait.saturating_sub(waited)));
-                delay = (delay * 2).min(Duration::from_secs(5));
                 attempt += 1;
             }
         }
@@ -457,13 +465,8 @@ pub fn describe(database: &crate::config::Database) -> String {
     }
 }
 
-/// The current time in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// The current time in milliseconds since the Unix epoch ([`crate::time`]).
+pub use crate::time::now_ms;
 
 /// A statement on one line, shortened, for error messages.
 pub(crate) fn one_line(sql: &str) -> String {

@@ -37,7 +37,7 @@ impl SqlStore {
     /// Applies pending migrations in one transaction; returns the versions applied
     /// (empty when the schema was already current).
     pub fn migrate(&self) -> anyhow::Result<Vec<i64>> {
-        let now = super::now_ms();
+        let now = crate::time::now_ms();
         self.tx(|conn| migrations::apply(conn, now))
     }
 
@@ -128,7 +128,7 @@ impl Store for SqlStore {
     }
 
     fn ensure_registry(&self, hostname: &str) -> anyhow::Result<i64> {
-        let now = super::now_ms();
+        let now = crate::time::now_ms();
         self.tx(|conn| registries::ensure_registry(conn, hostname, now))
             .with_context(|| format!("recording registry {hostname}"))
     }

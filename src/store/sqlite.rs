@@ -78,11 +78,6 @@ impl SqliteBackend {
             }),
         })
     }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl Backend for SqliteBackend {

@@ -220,15 +220,6 @@ pub enum SyncApplied {
     },
 }
 
-/// `registry_events.status`: applied (Portus's code).
-pub const EVENT_DONE: i64 = 0;
-/// `registry_events.status`: claimed by a daemon under a lease (Portus's code).
-pub const EVENT_PROGRESS: i64 = 1;
-/// `registry_events.status`: waiting to be applied (Portus's code).
-pub const EVENT_FRESH: i64 = 2;
-/// `registry_events.status`: given up on; `last_error` says why.
-pub const EVENT_FAILED: i64 = 3;
-
 /// A notification event to store, as the intake kept it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {

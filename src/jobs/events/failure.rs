@@ -60,12 +60,7 @@ pub fn backoff_after(
     settings: &Settings,
     retry_after: Option<Duration>,
 ) -> Duration {
-    let exponent = attempts.saturating_sub(1).min(30);
-    let wait = settings
-        .backoff
-        .checked_mul(1u32 << exponent)
-        .unwrap_or(settings.max_backoff)
-        .min(settings.max_backoff);
+    let wait = crate::time::backoff(settings.backoff, settings.max_backoff, attempts);
     wait.max(retry_after.unwrap_or_default())
 }
 

@@ -46,10 +46,8 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// How long to wait before trying a digest again after its `attempts`-th
 /// failure: one minute, doubling, at most an hour.
 pub fn backoff(attempts: i64) -> Duration {
-    let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
-    BACKOFF_BASE
-        .saturating_mul(2u32.saturating_pow(exponent))
-        .min(BACKOFF_MAX)
+    let attempts = u32::try_from(attempts.max(0)).unwrap_or(u32::MAX);
+    crate::time::backoff(BACKOFF_BASE, BACKOFF_MAX, attempts)
 }
 
 /// The `security` handler.
@@ -93,15 +91,15 @@ impl Security {
             Arc::new(RegistryImages::new(resources.registry.clone())),
             options.clone(),
             registry_host,
-            Arc::new(crate::store::now_ms),
+            Arc::new(crate::time::now_ms),
         ))
     }
 
     fn policy(&self, retry_failed: bool, limit: usize) -> ScanPolicy {
         ScanPolicy {
             now: (self.clock)(),
-            lease_ms: duration_ms(self.options.lease),
-            rescan_after_ms: Some(duration_ms(self.options.rescan_after)),
+            lease_ms: crate::time::duration_ms(self.options.lease),
+            rescan_after_ms: Some(crate::time::duration_ms(self.options.rescan_after)),
             retry_failed,
             limit,
         }
@@ -148,10 +146,6 @@ pub fn due_scanners(
         })
         .cloned()
         .collect()
-}
-
-fn duration_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use crate::store::{
 };
 
 use super::outages::{registry_unreachable, Outages};
-use super::{backoff, due_scanners, duration_ms, Security};
+use super::{backoff, due_scanners, Security};
+use crate::time::duration_ms;
 
 /// Builds the scanner clients of the enabled `[security.NAME]` sections.
 pub fn scanners(configs: &[ScannerConfig]) -> anyhow::Result<Vec<Arc<dyn Scanner>>> {

@@ -17,7 +17,7 @@ use crate::store::TagWrite;
 impl SyncHandler {
     /// Lists the tags of every repository of the catalog, then HEADs or GETs
     /// every tag, both concurrently through the client's worker pool.
-    /// Per-repository failures become [`Observed::Failed`]. Fails, having
+    /// Per-repository failures become `Observed::Failed`. Fails, having
     /// written nothing, when the run is cancelled or when the registry
     /// stopped answering (transport errors): a pass then counts nothing.
     pub fn observe(&self, ctx: &JobContext, walk: &mut Walk) -> anyhow::Result<()> {

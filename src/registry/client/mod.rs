@@ -108,20 +108,9 @@ impl Client {
         })
     }
 
-    /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Client {
-        self.retry = retry;
-        self
-    }
-
     /// The registry's base URL (ends with `/`).
     pub fn base_url(&self) -> &url::Url {
         &self.base
-    }
-
-    /// Size of the worker pool of [`Client::map_concurrent`].
-    pub fn concurrency(&self) -> usize {
-        self.concurrency
     }
 
     /// HTTP requests sent so far (registry and token realm, retries included).

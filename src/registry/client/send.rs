@@ -46,10 +46,7 @@ impl RetryPolicy {
     /// The delay before retry number `retry` (1-based): exponential, capped,
     /// with jitter between half and all of it.
     fn backoff(&self, retry: u32) -> Duration {
-        let exponential = self
-            .base_delay
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
-        let capped = exponential.min(self.max_delay);
+        let capped = crate::time::backoff(self.base_delay, self.max_delay, retry);
         let jitter = rand::rng().random_range(0.5..=1.0);
         capped.mul_f64(jitter)
     }

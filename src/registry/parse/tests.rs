@@ -291,6 +291,31 @@ fn retry_after_seconds_and_dates() {
 }
 
 #[test]
+fn retry_after_reads_all_three_http_date_forms() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+    let in_ten_seconds = Some(Duration::from_secs(10));
+    // IMF-fixdate, the form senders must use.
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now),
+        in_ten_seconds
+    );
+    // RFC 850, obsolete but to be accepted.
+    assert_eq!(
+        parse_retry_after("Wednesday, 21-Oct-15 07:28:10 GMT", now),
+        in_ten_seconds
+    );
+    // ANSI C asctime(), obsolete but to be accepted.
+    assert_eq!(
+        parse_retry_after("Wed Oct 21 07:28:10 2015", now),
+        in_ten_seconds
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:10 +0100", now),
+        None
+    );
+}
+
+#[test]
 fn token_responses() {
     let grant = parse_token_response(br#"{"token":"abc"}"#).unwrap();
     assert_eq!(
