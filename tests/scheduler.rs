@@ -59,6 +59,7 @@ fn job(name: &str, expression: &str) -> JobConfig {
             expression: expression.to_string(),
             cron,
             timezone: chrono_tz::UTC,
+            position: String::new(),
         },
         enabled: true,
         timeout: None,
