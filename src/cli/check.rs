@@ -33,8 +33,8 @@ const FIRE_HORIZON_DAYS: i64 = 5 * 366;
 pub fn never_firing(config: &Config, after: DateTime<Utc>) -> Option<String> {
     let horizon = after + chrono::TimeDelta::days(FIRE_HORIZON_DAYS);
     config.jobs.iter().find_map(|job| {
-        let fires = crate::scheduler::next_fire(&job.schedule, after)
-            .is_some_and(|fire| fire <= horizon);
+        let fires =
+            crate::scheduler::next_fire(&job.schedule, after).is_some_and(|fire| fire <= horizon);
         (!fires).then(|| {
             format!(
                 "{}: job {:?}: schedule {:?} has no fire time in the next 5 years",
@@ -209,7 +209,11 @@ mod never_firing_tests {
             check_warnings(&config),
             ["schedules.toml: [registry] insecure_skip_tls_verify = true: the registry's TLS certificate is not verified (anyone on the path can read the credentials and forge answers)"]
         );
-        let safe = crate::config::parse("[registry]\nurl = \"https://r\"\n", Path::new("schedules.toml")).unwrap();
+        let safe = crate::config::parse(
+            "[registry]\nurl = \"https://r\"\n",
+            Path::new("schedules.toml"),
+        )
+        .unwrap();
         assert!(check_warnings(&safe).is_empty());
     }
 }

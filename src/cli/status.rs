@@ -1,7 +1,7 @@
 //! `regkeeper status`: each job's last runs, the queue depths, the latest
-//! events that failed for good and each scanner, read from the database
-//! (after recording runs whose heartbeat expired as abandoned, as a daemon
-//! would), as a table or JSON. Writes nothing else.
+//! events that failed for good and each scanner, read from a database
+//! opened read-only (a run whose heartbeat expired shows as abandoned; the
+//! next daemon records it), as a table or JSON. Writes nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::format::{
     format_counts, format_duration_ms, format_ms, or_none, severity_counts, write_table,
 };
-use super::{load_config, open_store, print_out, Failure, StatusArgs};
+use super::{load_config_for_reading, open_store_read_only, print_out, Failure, StatusArgs};
 use crate::config::Config;
 use crate::store::{QueueCounts, RunOutcome, RunRecord};
 
@@ -205,13 +205,28 @@ impl From<RunRecord> for RunStatus {
     }
 }
 
+/// A run as `status` shows it at `now`: a run still unfinished whose last
+/// sign of life is older than `abandon_after_ms` shows as the daemon would
+/// record it (abandoned, finished at its last heartbeat). The database is
+/// only read: the next daemon or `--once` run records it.
+fn shown_as_of(mut run: RunRecord, now: i64, abandon_after_ms: i64) -> RunStatus {
+    let last_sign_of_life = run.heartbeat_at.unwrap_or(run.started_at);
+    let expired = run.outcome.is_none() && last_sign_of_life.saturating_add(abandon_after_ms) < now;
+    if expired {
+        run.error = Some(crate::store::abandoned_text(&run));
+        run.outcome = Some(RunOutcome::Abandoned);
+        run.finished_at = Some(last_sign_of_life);
+    }
+    RunStatus::from(run)
+}
+
 /// `status`: recent runs and queue depths, from the database.
 pub(super) fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode, Failure> {
-    let config = load_config(config_path)?;
-    let store = open_store(&config)?;
-    // Runs whose process died show as such: they are recorded abandoned
-    // here once their heartbeat has expired, as a daemon would.
-    crate::scheduler::record_abandoned_runs(store.as_ref(), None, config.daemon.abandon_after);
+    let config = load_config_for_reading(config_path)?;
+    let store = open_store_read_only(&config)?;
+    let now = crate::store::now_ms();
+    let abandon_after_ms =
+        i64::try_from(config.daemon.abandon_after.as_millis()).unwrap_or(i64::MAX);
     let mut jobs = Vec::new();
     for job in &config.jobs {
         let runs = store
@@ -223,7 +238,10 @@ pub(super) fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode, 
             enabled: job.enabled,
             schedule: job.schedule.expression.clone(),
             timezone: job.schedule.timezone.name().to_string(),
-            runs: runs.into_iter().map(RunStatus::from).collect(),
+            runs: runs
+                .into_iter()
+                .map(|run| shown_as_of(run, now, abandon_after_ms))
+                .collect(),
         });
     }
     let queues = store.queue_counts().context("counting the queues")?;

@@ -132,8 +132,7 @@ fn read_secret(secret: &KeyedFile) -> anyhow::Result<String> {
 /// daemon), the other files can be opened. For [`Purpose::Read`] only
 /// the database's files.
 fn check_files(config: &Config, purpose: Purpose) -> anyhow::Result<()> {
-    let needed =
-        |file: &&KeyedFile| purpose == Purpose::Run || file.needed_for_reading;
+    let needed = |file: &&KeyedFile| purpose == Purpose::Run || file.needed_for_reading;
     if let Some(database) = config.secret_files.database_file.as_ref().filter(needed) {
         // Read-only commands need the file itself; the store says so.
         if purpose == Purpose::Run {

@@ -29,8 +29,8 @@ pub(crate) mod postgres_url;
 pub mod raw;
 
 pub use load::{
-    load, load_for_reading, parse, parse_with_env, ENV_DATABASE_PASSWORD, ENV_DATABASE_URL, ENV_NOTIFY_TOKEN,
-    ENV_REGISTRY_PASSWORD,
+    load, load_for_reading, parse, parse_with_env, ENV_DATABASE_PASSWORD, ENV_DATABASE_URL,
+    ENV_NOTIFY_TOKEN, ENV_REGISTRY_PASSWORD,
 };
 pub use model::{
     Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, KeyedFile,

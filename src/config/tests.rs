@@ -209,7 +209,11 @@ file = "fixture.json"
         other => panic!("not postgres: {other:?}"),
     }
     assert_eq!(
-        config.secret_files.database_password.as_ref().map(|file| file.path.as_path()),
+        config
+            .secret_files
+            .database_password
+            .as_ref()
+            .map(|file| file.path.as_path()),
         Some(Path::new("/run/secrets/db"))
     );
     assert_eq!(config.daemon.database_wait, Duration::from_secs(120));
@@ -217,7 +221,11 @@ file = "fixture.json"
     assert_eq!(registry.url.as_str(), "https://registry.example:5000/");
     assert_eq!(registry.username.as_deref(), Some("keeper"));
     assert_eq!(
-        config.secret_files.registry_password.as_ref().map(|file| file.path.as_path()),
+        config
+            .secret_files
+            .registry_password
+            .as_ref()
+            .map(|file| file.path.as_path()),
         Some(Path::new("/run/secrets/registry"))
     );
     assert_eq!(registry.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
@@ -230,7 +238,11 @@ file = "fixture.json"
         Some("0.0.0.0:6000".parse().unwrap())
     );
     assert_eq!(
-        config.secret_files.notify_token.as_ref().map(|file| file.path.as_path()),
+        config
+            .secret_files
+            .notify_token
+            .as_ref()
+            .map(|file| file.path.as_path()),
         Some(Path::new("/run/secrets/token"))
     );
     assert_eq!(config.notifications.body_limit, 512 * 1024);
@@ -719,7 +731,9 @@ fn relative_paths_resolve_against_the_configuration_file_directory() {
     assert_eq!(config.security[0].file, Some(etc.join("fixture.json")));
     // Without a [database] section the default file sits beside the configuration too.
     let default = parse_ok_at("[registry]\nurl = \"http://r\"\n", &config_path);
-    assert!(matches!(&default.database, Database::Sqlite { path } if *path == etc.join("regkeeper.db")));
+    assert!(
+        matches!(&default.database, Database::Sqlite { path } if *path == etc.join("regkeeper.db"))
+    );
 }
 
 #[test]
@@ -763,7 +777,11 @@ fn files_named_by_keys_are_checked_by_load_naming_the_key_and_its_line() {
     ];
     for (text, expected) in cases {
         std::fs::write(&config_path, &text).unwrap();
-        assert_eq!(format!("{:#}", load(&config_path).unwrap_err()), expected, "{text}");
+        assert_eq!(
+            format!("{:#}", load(&config_path).unwrap_err()),
+            expected,
+            "{text}"
+        );
     }
 }
 
@@ -1093,7 +1111,9 @@ fn an_empty_secret_in_the_environment_is_an_error_naming_the_variable() {
             let error = format!("{:#}", parse_env(text, &[(variable, empty)]).unwrap_err());
             assert_eq!(
                 error,
-                format!("schedules.toml: {variable} is set but empty (unset it, or give it a value)")
+                format!(
+                    "schedules.toml: {variable} is set but empty (unset it, or give it a value)"
+                )
             );
         }
     }

@@ -187,6 +187,46 @@ pub fn apply(conn: &mut dyn Conn, now: i64) -> anyhow::Result<Vec<i64>> {
     Ok(applied_now)
 }
 
+/// Checks, without writing, that the schema is the one this version
+/// knows: every migration applied and none newer (the read-only commands,
+/// which never migrate).
+pub fn check_current(conn: &mut dyn Conn) -> anyhow::Result<()> {
+    let has_table = match conn.dialect() {
+        Dialect::Sqlite => conn.query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+            &[],
+        )?,
+        Dialect::Postgres => conn.query(
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'schema_migrations' AND schemaname = ANY (current_schemas(false))",
+            &[],
+        )?,
+    };
+    let newest_known = MIGRATIONS.last().map_or(0, |migration| migration.version);
+    anyhow::ensure!(
+        !has_table.is_empty(),
+        "the database has no regkeeper schema (the daemon or `regkeeper --once JOB` creates it)"
+    );
+    let mut applied = Vec::new();
+    for row in conn.query("SELECT version FROM schema_migrations", &[])? {
+        applied.push(super::rows::int(&row, 0)?);
+    }
+    let newest = applied.iter().copied().max().unwrap_or(0);
+    anyhow::ensure!(
+        newest <= newest_known,
+        "the database schema is at version {newest}, newer than this regkeeper knows ({newest_known}); upgrade regkeeper"
+    );
+    let missing: Vec<i64> = MIGRATIONS
+        .iter()
+        .map(|migration| migration.version)
+        .filter(|version| !applied.contains(version))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "the database schema lacks migrations {missing:?} (the daemon or `regkeeper --once JOB` applies them)"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,7 @@ mod types;
 /// nothing it stands for ([`Store::fold_idle_run`]).
 pub const IDLE_RUNS: &str = "idle_runs";
 
+pub use runs::abandoned_text;
 pub use types::{
     AppliedEvent, ClaimedEvent, EventClaim, EventEffect, FailedEvent, ImageVulnerabilities,
     KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
@@ -198,6 +199,9 @@ pub trait Store: Send + Sync {
     /// Returns the id of the registry row for `hostname`, creating it (and its
     /// global namespace) when missing.
     fn ensure_registry(&self, hostname: &str) -> anyhow::Result<i64>;
+    /// The id of the registry row for `hostname`, None when there is none;
+    /// writes nothing (the read-only commands).
+    fn find_registry(&self, hostname: &str) -> anyhow::Result<Option<i64>>;
     /// Creates or updates one tag (and its namespace and repository). A
     /// changed digest resets the scan state to none.
     fn upsert_tag(&self, registry_id: i64, write: &TagWrite, now: i64)
@@ -380,11 +384,59 @@ pub trait Store: Send + Sync {
 /// certificate file) and migration errors. Blocks: call it from a blocking
 /// thread, not an async task.
 pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Result<Arc<dyn Store>> {
+    let backend = connect_waiting(database, wait, Access::ReadWrite)?;
+    let store = sql::SqlStore::new(backend);
+    let applied = store
+        .migrate()
+        .with_context(|| format!("migrating database {}", describe(database)))?;
+    if !applied.is_empty() {
+        log::info!(
+            "database {}: applied migrations {applied:?}",
+            describe(database)
+        );
+    }
+    Ok(Arc::new(store))
+}
+
+/// Opens the configured database for the read-only commands (`status`,
+/// `tags`, `vulns`): an existing SQLite file opened read-only (a missing
+/// one is an error, nothing is created), a PostgreSQL database whose
+/// transactions are `READ ONLY`; no migration is applied, and a schema
+/// that is not current is an error saying so. Waits for PostgreSQL as
+/// [`open`] does.
+pub fn open_read_only(
+    database: &crate::config::Database,
+    wait: Duration,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let backend = connect_waiting(database, wait, Access::ReadOnly)?;
+    let store = sql::SqlStore::new(backend);
+    store
+        .check_schema()
+        .with_context(|| format!("reading database {}", describe(database)))?;
+    Ok(Arc::new(store))
+}
+
+/// Whether a backend may write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// The daemon and `--once`: may create the file and migrate.
+    ReadWrite,
+    /// The read-only commands.
+    ReadOnly,
+}
+
+/// Connects, retrying a PostgreSQL server that does not answer yet until
+/// `wait` has passed (see [`open`]).
+fn connect_waiting(
+    database: &crate::config::Database,
+    wait: Duration,
+    access: Access,
+) -> anyhow::Result<Box<dyn Backend>> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1u32;
     let backend: Box<dyn Backend> = loop {
-        match connect(database) {
+        match connect(database, access) {
             Ok(backend) => break backend,
             // A SQLite file is not a server that may still be starting, and
             // a bad TLS parameter or certificate file does not get better.
@@ -414,22 +466,15 @@ pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Resul
             }
         }
     };
-    let store = sql::SqlStore::new(backend);
-    let applied = store
-        .migrate()
-        .with_context(|| format!("migrating database {}", describe(database)))?;
-    if !applied.is_empty() {
-        log::info!(
-            "database {}: applied migrations {applied:?}",
-            describe(database)
-        );
-    }
-    Ok(Arc::new(store))
+    Ok(backend)
 }
 
 /// Opens a backend and checks that it answers.
-fn connect(database: &crate::config::Database) -> anyhow::Result<Box<dyn Backend>> {
+fn connect(database: &crate::config::Database, access: Access) -> anyhow::Result<Box<dyn Backend>> {
     match database {
+        crate::config::Database::Sqlite { path } if access == Access::ReadOnly => {
+            Ok(Box::new(sqlite::SqliteBackend::open_read_only(path)?))
+        }
         crate::config::Database::Sqlite { path } => {
             Ok(Box::new(sqlite::SqliteBackend::open(path)?))
         }
@@ -437,11 +482,13 @@ fn connect(database: &crate::config::Database) -> anyhow::Result<Box<dyn Backend
             url,
             password,
             pool_size,
-        } => Ok(Box::new(postgres::PostgresBackend::connect(
-            url,
-            password.as_deref(),
-            *pool_size,
-        )?)),
+        } => {
+            let backend = postgres::PostgresBackend::connect(url, password.as_deref(), *pool_size)?;
+            Ok(Box::new(match access {
+                Access::ReadWrite => backend,
+                Access::ReadOnly => backend.read_only(),
+            }))
+        }
     }
 }
 

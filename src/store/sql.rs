@@ -41,6 +41,12 @@ impl SqlStore {
         self.tx(|conn| migrations::apply(conn, now))
     }
 
+    /// Checks without writing that every migration is applied (the
+    /// read-only commands, which never migrate).
+    pub fn check_schema(&self) -> anyhow::Result<()> {
+        self.tx(migrations::check_current)
+    }
+
     /// Runs `work` in one transaction and returns its result; an error rolls
     /// the transaction back.
     pub fn tx<T>(
@@ -131,6 +137,11 @@ impl Store for SqlStore {
         let now = super::now_ms();
         self.tx(|conn| registries::ensure_registry(conn, hostname, now))
             .with_context(|| format!("recording registry {hostname}"))
+    }
+
+    fn find_registry(&self, hostname: &str) -> anyhow::Result<Option<i64>> {
+        self.tx(|conn| registries::find_registry(conn, hostname))
+            .with_context(|| format!("finding registry {hostname}"))
     }
 
     fn upsert_tag(

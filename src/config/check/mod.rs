@@ -180,12 +180,7 @@ impl Checker<'_> {
         let notify_token = raw_notifications
             .and_then(|notifications| notifications.token_file.as_ref())
             .map(|value| {
-                self.keyed_file(
-                    value,
-                    Scope::Section("notifications"),
-                    "token_file",
-                    false,
-                )
+                self.keyed_file(value, Scope::Section("notifications"), "token_file", false)
             });
         let raw_url = raw_database.and_then(|database| database.url.as_ref());
         // Where the database url comes from: the environment, the file, or
@@ -230,7 +225,10 @@ impl Checker<'_> {
             read_files.push(self.keyed_file(ca_file, registry_section, "ca_file", false));
         }
         let mut scanner_tokens = Vec::new();
-        let raw_scanners = raw.security.as_ref().map_or(&[][..], |scanners| &scanners.0[..]);
+        let raw_scanners = raw
+            .security
+            .as_ref()
+            .map_or(&[][..], |scanners| &scanners.0[..]);
         for scanner in security {
             let raw_scanner = raw_scanners
                 .iter()
@@ -318,8 +316,9 @@ impl Checker<'_> {
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             // `localhost:5000` parses as the scheme `localhost`.
-            let suggestion = url_suggestion(text)
-                .map_or(String::new(), |suggestion| format!(" (did you mean {suggestion:?}?)"));
+            let suggestion = url_suggestion(text).map_or(String::new(), |suggestion| {
+                format!(" (did you mean {suggestion:?}?)")
+            });
             return Err(self.error(
                 &value.span(),
                 scope,
@@ -445,7 +444,8 @@ fn url_suggestion(text: &str) -> Option<String> {
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-    let port_ok = port.is_none_or(|port| !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|port| !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()));
     (host_ok && port_ok && !text.contains("//")).then(|| format!("http://{text}"))
 }
 
