@@ -264,6 +264,7 @@ fn status_on_a_fresh_sqlite_database() {
     assert_eq!(
         output.stdout,
         "database sqlite://regkeeper.db
+no daemon has recorded its jobs: the jobs of the file
 
 job registry-events (events, enabled, \"*/2 * * * * *\" UTC)
   no runs yet
@@ -947,3 +948,125 @@ fn the_sqlite_database_and_its_wal_files_are_created_0600() {
         );
     }
 }
+
+// ---- status shows what the daemon runs ----
+
+/// A daemon on `backend` runs an events job and an `initial` sync of an
+/// empty registry (which finishes for good at once); then the file on disk
+/// changes. `status` shows the daemon's job set, the sync done for good,
+/// and what the file changed.
+fn status_shows_the_job_set_the_daemon_runs(backend: support::Backend) {
+    use regkeeper::store::Store;
+    let database = support::TestStore::new(backend);
+    let registry = support::registry::TestRegistry::anonymous();
+    let env = CliEnv::new();
+    let head = format!(
+        "[database]\nurl = \"{}\"\n[registry]\nurl = \"{}\"\n[notifications]\nlisten = \"\"\n",
+        database.url(),
+        registry.url
+    );
+    let jobs = "[jobs.registry-events]\nhandler = \"events\"\nschedule = \"*/2 * * * * *\"\n\
+                [jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\nstrategy = \"initial\"\n";
+    env.write_config(&format!("{head}{jobs}"));
+    let mut daemon = support::daemon::Daemon::start(&env.config_path());
+    support::wait::wait_until("the daemon recorded the sync finished for good", || {
+        database
+            .daemon_jobs()
+            .expect("reading the daemon's jobs")
+            .is_some_and(|set| set.jobs.iter().any(|job| job.finished_at.is_some()))
+    });
+    let recorded = database.daemon_jobs().unwrap().expect("a job set");
+    let claimant = recorded.claimant.clone();
+    assert!(
+        claimant.contains(&format!(":{}:", daemon.pid())),
+        "{claimant}"
+    );
+
+    // The file changes while the daemon runs on what it read.
+    env.write_config(&format!(
+        "{head}[jobs.registry-events]\nhandler = \"events\"\nschedule = \"*/5 * * * * *\"\n\
+         [jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\nstrategy = \"initial\"\n\
+         [jobs.security-scan]\nhandler = \"security\"\nschedule = \"0 0 * * * *\"\nenabled = false\n"
+    ));
+    let output = env.run(&["status", "--json"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let status: serde_json::Value = serde_json::from_str(&output.stdout).expect("JSON");
+    assert_eq!(status["daemon"]["claimant"], claimant.as_str());
+    let jobs = status["jobs"].as_array().expect("jobs");
+    let brief: Vec<(String, String, String, serde_json::Value)> = jobs
+        .iter()
+        .map(|job| {
+            (
+                job["name"].as_str().unwrap_or_default().to_string(),
+                job["state"].as_str().unwrap_or_default().to_string(),
+                job["schedule"].as_str().unwrap_or_default().to_string(),
+                job["file_differs"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            (
+                "registry-events".to_string(),
+                "enabled".to_string(),
+                "*/2 * * * * *".to_string(),
+                serde_json::json!(["schedule \"*/5 * * * * *\""])
+            ),
+            (
+                "registry-sync".to_string(),
+                "finished".to_string(),
+                "* * * * * *".to_string(),
+                serde_json::json!([])
+            ),
+            (
+                "security-scan".to_string(),
+                "not-running".to_string(),
+                "0 0 * * * *".to_string(),
+                serde_json::json!(["only in the file"])
+            ),
+        ]
+    );
+    assert_eq!(jobs[1]["enabled"], false);
+    assert!(
+        jobs[1]["finished_reason"]
+            .as_str()
+            .is_some_and(|reason| !reason.is_empty()),
+        "{}",
+        jobs[1]
+    );
+    let table = env.run(&["status"]);
+    assert_eq!(table.code, Some(0), "{table:?}");
+    assert!(
+        table
+            .stdout
+            .contains("job registry-sync (sync, done for good, \"* * * * * *\" UTC)"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains(
+            "  the file on disk differs: schedule \"*/5 * * * * *\" (the daemon reads it at start-up)"
+        ),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
+
+    // A daemon started on the new file replaces the set: nothing differs.
+    let mut second = support::daemon::Daemon::start(&env.config_path());
+    support::wait::wait_until("the second daemon recorded its jobs", || {
+        database
+            .daemon_jobs()
+            .expect("reading the daemon's jobs")
+            .is_some_and(|set| set.claimant != claimant && set.jobs.len() == 3)
+    });
+    let status: serde_json::Value =
+        serde_json::from_str(&env.run(&["status", "--json"]).stdout).expect("JSON");
+    for job in status["jobs"].as_array().expect("jobs") {
+        assert_eq!(job["file_differs"], serde_json::json!([]), "{job}");
+    }
+    assert_eq!(second.terminate(), 0, "{}", second.log());
+}
+
+support::both_backends!(status_shows_the_job_set_the_daemon_runs);

@@ -37,7 +37,8 @@ mod vulns;
 pub use check::check_report;
 pub use once::once_summary;
 pub use status::{
-    status_table, FailedEventStatus, JobStatus, QueueStatus, RunStatus, ScannerStatus, StatusReport,
+    job_statuses, status_table, DaemonStatus, FailedEventStatus, JobStatus, QueueStatus, RunStatus,
+    ScannerStatus, StatusReport,
 };
 pub use tags::{tags_table, TagStatus};
 pub use vulns::{split_image, vulns_table, ReportStatus, VulnStatus, VulnsReport};

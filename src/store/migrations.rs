@@ -45,7 +45,51 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: SCAN_REPORTS_SQLITE,
         postgres: SCAN_REPORTS_POSTGRES,
     },
+    Migration {
+        version: 5,
+        description: "the job set a daemon runs",
+        sqlite: DAEMON_JOBS_SQLITE,
+        postgres: DAEMON_JOBS_POSTGRES,
+    },
 ];
+
+/// Migration 5 (SQLite): the jobs the last daemon to start runs, as it
+/// read them (`status` shows these, not the file on disk, and says when
+/// the file differs). Replaced as a whole at each daemon's start-up; a job
+/// that finished for good (sync `initial`, `on-start`) gets `finished_at`
+/// and the reason.
+const DAEMON_JOBS_SQLITE: &str = "
+CREATE TABLE daemon_jobs (
+    job             TEXT NOT NULL PRIMARY KEY,
+    position        INTEGER NOT NULL,
+    handler         TEXT NOT NULL,
+    schedule        TEXT NOT NULL,
+    timezone        TEXT NOT NULL,
+    enabled         INTEGER NOT NULL,
+    claimant        TEXT NOT NULL,
+    config          TEXT NOT NULL,
+    started_at      INTEGER NOT NULL,
+    finished_at     INTEGER,
+    finished_reason TEXT
+);
+";
+
+/// Migration 5 (PostgreSQL): as [`DAEMON_JOBS_SQLITE`].
+const DAEMON_JOBS_POSTGRES: &str = "
+CREATE TABLE daemon_jobs (
+    job             TEXT NOT NULL PRIMARY KEY,
+    position        BIGINT NOT NULL,
+    handler         TEXT NOT NULL,
+    schedule        TEXT NOT NULL,
+    timezone        TEXT NOT NULL,
+    enabled         BIGINT NOT NULL,
+    claimant        TEXT NOT NULL,
+    config          TEXT NOT NULL,
+    started_at      BIGINT NOT NULL,
+    finished_at     BIGINT,
+    finished_reason TEXT
+);
+";
 
 /// Migration 2, the same in both dialects. The claim asks, per candidate
 /// event, whether an earlier event of its repository is waiting for a

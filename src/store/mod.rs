@@ -13,7 +13,8 @@
 //! - `tags.rs`: one tag at a time, tag listings, known manifests;
 //! - `tag_writes.rs`: many tags of a repository at once;
 //! - `events.rs` (the event queue and what events write), `sync_pass.rs`
-//!   (a sync pass's writes), `runs.rs` (`job_runs`), `scan_results.rs` and
+//!   (a sync pass's writes), `runs.rs` (`job_runs`), `daemon_jobs.rs` (the
+//!   job set a daemon runs), `scan_results.rs` and
 //!   `scans.rs` (the scan lifecycle), `migrations.rs`;
 //! - `sql.rs` on top: each [`Store`] method opens one transaction and calls
 //!   one of them.
@@ -52,6 +53,7 @@ pub(crate) mod scans;
 pub mod sql;
 pub mod sqlite;
 
+mod daemon_jobs;
 mod events;
 #[cfg(test)]
 mod explain;
@@ -70,11 +72,12 @@ pub const IDLE_RUNS: &str = "idle_runs";
 
 pub use runs::abandoned_text;
 pub use types::{
-    AppliedEvent, ClaimedEvent, EventClaim, EventEffect, FailedEvent, ImageVulnerabilities,
-    KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
-    ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
-    ScannerResult, ScannerSummary, SyncApplied, TagChange, TagRecord, TagScanState, TagWrite,
-    VulnerabilityRecord, VulnerabilityWrite, EVENT_DONE, EVENT_FAILED, EVENT_FRESH, EVENT_PROGRESS,
+    AppliedEvent, ClaimedEvent, DaemonJob, DaemonJobSet, EventClaim, EventEffect, FailedEvent,
+    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome,
+    RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement,
+    ScannerOutcome, ScannerResult, ScannerSummary, SyncApplied, TagChange, TagRecord, TagScanState,
+    TagWrite, VulnerabilityRecord, VulnerabilityWrite, EVENT_DONE, EVENT_FAILED, EVENT_FRESH,
+    EVENT_PROGRESS,
 };
 
 /// A value bound to or read from SQL. Integers are 64-bit everywhere
@@ -190,6 +193,21 @@ pub trait Store: Send + Sync {
         now: i64,
         abandon_after_ms: i64,
     ) -> anyhow::Result<Vec<RunRecord>>;
+    /// Replaces the recorded job set of the daemon with `set`: a daemon
+    /// records the jobs it runs at start-up, so that `status` shows them.
+    fn record_daemon_jobs(&self, set: &DaemonJobSet) -> anyhow::Result<()>;
+    /// The job set the last daemon to start recorded; None when none did.
+    fn daemon_jobs(&self) -> anyhow::Result<Option<DaemonJobSet>>;
+    /// Marks `job` finished for good at `now` with `reason`, if the
+    /// recorded set is `claimant`'s (a daemon that started since replaced
+    /// it). Returns whether a row changed.
+    fn finish_daemon_job(
+        &self,
+        claimant: &str,
+        job: &str,
+        reason: &str,
+        now: i64,
+    ) -> anyhow::Result<bool>;
     /// Keeps the newest `keep` runs of `job` and deletes the rest.
     fn prune_runs(&self, job: &str, keep: usize) -> anyhow::Result<u64>;
     /// The newest `limit` runs of `job`, newest first.

@@ -16,11 +16,11 @@ use anyhow::Context as _;
 
 pub use super::rows::{int, opt_int, opt_text, single, text};
 use super::{
-    events, migrations, registries, runs, scans, sync_pass, tags, AdvisoryLock, AppliedEvent,
-    Backend, ClaimedEvent, Conn, Dialect, EventClaim, FailedEvent, ImageVulnerabilities,
-    KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
-    ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerSummary,
-    Store, SyncApplied, TagChange, TagRecord, TagWrite,
+    daemon_jobs, events, migrations, registries, runs, scans, sync_pass, tags, AdvisoryLock,
+    AppliedEvent, Backend, ClaimedEvent, Conn, DaemonJobSet, Dialect, EventClaim, FailedEvent,
+    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome,
+    RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement,
+    ScannerSummary, Store, SyncApplied, TagChange, TagRecord, TagWrite,
 };
 
 /// The store over one backend.
@@ -137,6 +137,27 @@ impl Store for SqlStore {
         let now = super::now_ms();
         self.tx(|conn| registries::ensure_registry(conn, hostname, now))
             .with_context(|| format!("recording registry {hostname}"))
+    }
+
+    fn record_daemon_jobs(&self, set: &DaemonJobSet) -> anyhow::Result<()> {
+        self.tx(|conn| daemon_jobs::record(conn, set))
+            .with_context(|| format!("recording the jobs of daemon {}", set.claimant))
+    }
+
+    fn daemon_jobs(&self) -> anyhow::Result<Option<DaemonJobSet>> {
+        self.tx(daemon_jobs::read)
+            .context("reading the jobs the daemon runs")
+    }
+
+    fn finish_daemon_job(
+        &self,
+        claimant: &str,
+        job: &str,
+        reason: &str,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        self.tx(|conn| daemon_jobs::finish(conn, claimant, job, reason, now))
+            .with_context(|| format!("recording job {job} finished for good"))
     }
 
     fn find_registry(&self, hostname: &str) -> anyhow::Result<Option<i64>> {
