@@ -80,10 +80,13 @@ fn the_shipped_schedules_toml_is_valid() {
     assert!(!job(&config, "security-scan").enabled);
     assert_eq!(
         job(&config, "registry-sync").schedule.expression,
-        "*/20 * * * * *"
+        "0 */10 * * * *"
     );
+    // The shipped sync corrects drift after lost notifications and never
+    // deletes: update, not initial (done for good at once) nor
+    // update-delete (the opt-in).
     assert!(
-        matches!(&job(&config, "registry-sync").handler, HandlerConfig::Sync(options) if options.strategy == Strategy::Initial)
+        matches!(&job(&config, "registry-sync").handler, HandlerConfig::Sync(options) if options.strategy == Strategy::Update)
     );
     assert!(config.security.is_empty());
 }
