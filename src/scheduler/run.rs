@@ -74,8 +74,9 @@ impl RunSettings {
 /// Records as abandoned the runs (of `job`, or of every job) whose process
 /// stopped without finishing them: their heartbeat expired. Logs each one
 /// and returns them; a failure to record is logged and returns nothing.
-/// Blocking. Called at daemon start-up, before each run of a job, and by
-/// `regkeeper status`; see [`Store::abandon_expired_runs`].
+/// Blocking. Called at daemon start-up and before each run of a job
+/// (`regkeeper status` only shows such runs); see
+/// [`Store::abandon_expired_runs`].
 pub fn record_abandoned_runs(
     store: &dyn Store,
     job: Option<&str>,
