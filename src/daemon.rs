@@ -174,7 +174,12 @@ fn build_handlers(
 fn daemon_job_set(config: &Config, claimant: &str) -> crate::store::DaemonJobSet {
     crate::store::DaemonJobSet {
         claimant: claimant.to_string(),
-        config: config.path.display().to_string(),
+        // The absolute path, so that `status` run from elsewhere can tell
+        // which file the daemon read.
+        config: std::fs::canonicalize(&config.path)
+            .unwrap_or_else(|_| config.path.clone())
+            .display()
+            .to_string(),
         started_at: crate::store::now_ms(),
         jobs: config
             .jobs
