@@ -125,7 +125,7 @@ chmod 600 "$work_dir/notify-token"
 # The default schedules.toml with only these changes: the registry's port,
 # the intake's port and token file, and the security job enabled with the
 # fixture scanner. The database stays `sqlite://regkeeper.db`, relative to
-# the daemon's working directory: the temp dir.
+# the configuration file's directory: the temp dir.
 fixture=""
 for candidate in packaging/scan-fixture.json examples/scan-fixture.json; do
     if [ -f "$repo_dir/$candidate" ]; then fixture="$repo_dir/$candidate"; break; fi

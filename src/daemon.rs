@@ -95,7 +95,17 @@ async fn run_until_signal(
     })
     .await
     .context("recording abandoned runs crashed")?;
-    let scheduler = Scheduler::new(jobs, RunSettings::new(store.clone(), &config.daemon));
+    let settings = RunSettings::new(store.clone(), &config.daemon);
+    // The jobs this daemon runs, as it read them, for `status`.
+    let job_set = daemon_job_set(&config, &settings.claimant);
+    let recording = store.clone();
+    let recorded = tokio::task::spawn_blocking(move || recording.record_daemon_jobs(&job_set))
+        .await
+        .context("recording the daemon's jobs crashed")?;
+    if let Err(error) = recorded {
+        warn!("{error:#}");
+    }
+    let scheduler = Scheduler::new(jobs, settings);
 
     // The intake binds `config.notifications.listen` (when set) and serves
     // with the events job's waker, so that storing new events wakes the job.
@@ -158,6 +168,33 @@ fn build_handlers(
         jobs.push((job.clone(), handler));
     }
     Ok(jobs)
+}
+
+/// Every job of the configuration as this daemon runs it.
+fn daemon_job_set(config: &Config, claimant: &str) -> crate::store::DaemonJobSet {
+    crate::store::DaemonJobSet {
+        claimant: claimant.to_string(),
+        // The absolute path, so that `status` run from elsewhere can tell
+        // which file the daemon read.
+        config: std::fs::canonicalize(&config.path)
+            .unwrap_or_else(|_| config.path.clone())
+            .display()
+            .to_string(),
+        started_at: crate::store::now_ms(),
+        jobs: config
+            .jobs
+            .iter()
+            .map(|job| crate::store::DaemonJob {
+                name: job.name.clone(),
+                handler: job.handler.name().to_string(),
+                schedule: job.schedule.expression.clone(),
+                timezone: job.schedule.timezone.name().to_string(),
+                enabled: job.enabled,
+                finished_at: None,
+                finished_reason: None,
+            })
+            .collect(),
+    }
 }
 
 /// The first enabled job with the `events` handler: the one the intake wakes.

@@ -138,6 +138,7 @@ fn environment_overrides_reach_the_binary() {
     // database it names.
     let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
     let other = env.dir.path().join("other.db");
+    support::store::sqlite_file(&other);
     let url = format!("sqlite://{}", other.display());
     let output = run_binary_with_env(
         env.dir.path(),
@@ -250,17 +251,20 @@ fn once_with_an_invalid_config_exits_2() {
 
 #[test]
 fn status_on_a_fresh_sqlite_database() {
-    // A relative database path (the binary runs in the temp dir): the
-    // output has nothing that changes from run to run.
+    // A relative database path and a relative configuration path (the
+    // binary runs in the temp dir): the output has nothing that changes
+    // from run to run.
     let env = CliEnv::new();
     env.write_config(&format!(
         "[database]\nurl = \"sqlite://regkeeper.db\"\n{UNUSED_REGISTRY}{JOBS}"
     ));
-    let output = env.run(&["status"]);
+    support::store::sqlite_file(&env.database_path());
+    let output = run_binary(env.dir.path(), &["status", "--config", "schedules.toml"]);
     assert_eq!(output.code, Some(0), "{output:?}");
     assert_eq!(
         output.stdout,
         "database sqlite://regkeeper.db
+no daemon has recorded its jobs: the jobs of the file
 
 job registry-events (events, enabled, \"*/2 * * * * *\" UTC)
   no runs yet
@@ -285,6 +289,7 @@ queues
 #[test]
 fn status_json_parses_and_lists_every_job() {
     let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    support::store::sqlite_file(&env.database_path());
     let output = env.run(&["status", "--json"]);
     assert_eq!(output.code, Some(0), "{output:?}");
     let status: serde_json::Value =
@@ -372,9 +377,10 @@ fn once_runs_a_disabled_job_prints_a_summary_and_status_shows_the_run() {
 
 #[test]
 fn once_with_a_handler_that_cannot_be_built_exits_2() {
-    // The fixture file is missing: building the handler fails, which is a
-    // configuration problem.
+    // The fixture file is not JSON: building the handler fails, which is
+    // a configuration problem.
     let env = CliEnv::with_sqlite(UNUSED_REGISTRY, SECURITY_JOB);
+    std::fs::write(env.dir.path().join("scan-fixture.json"), "not json").expect("fixture");
     let output = env.run(&["--once", "security-scan"]);
     assert_eq!(output.code, Some(2), "{output:?}");
     assert!(output.stderr.contains("security-scan"), "{}", output.stderr);
@@ -566,6 +572,7 @@ fn tags_of_one_repository_as_json() {
 #[test]
 fn tags_on_a_fresh_database_says_so() {
     let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    support::store::sqlite_file(&env.database_path());
     let output = env.run(&["tags"]);
     assert_eq!(output.code, Some(0), "{output:?}");
     assert_eq!(output.stdout, "no tags\n");
@@ -639,3 +646,427 @@ fn once_sync_against_a_real_registry_with_and_without_dry_run() {
         .collect();
     assert_eq!(outcomes, ["ok", "ok"]);
 }
+
+// ---- read-only commands ----
+
+#[test]
+fn read_only_commands_on_a_missing_database_fail_and_create_nothing() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    for args in [&["status"][..], &["tags"], &["vulns", "ns/app:1.0"]] {
+        let output = env.run(args);
+        assert_eq!(output.code, Some(1), "{args:?}: {output:?}");
+        assert_eq!(output.stdout, "");
+        assert!(
+            output.stderr.contains(&format!(
+                "sqlite database {} does not exist (the daemon or `regkeeper --once JOB` creates it)",
+                env.database_path().display()
+            )),
+            "{}",
+            output.stderr
+        );
+        assert!(
+            !env.database_path().exists(),
+            "{args:?} created the database"
+        );
+    }
+}
+
+#[test]
+fn read_only_commands_on_a_database_that_is_not_migrated_fail_and_write_nothing() {
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    std::fs::write(env.database_path(), "").expect("an empty database file");
+    for args in [&["status"][..], &["tags"]] {
+        let output = env.run(args);
+        assert_eq!(output.code, Some(1), "{args:?}: {output:?}");
+        assert!(
+            output
+                .stderr
+                .contains("the database has no regkeeper schema (the daemon or `regkeeper --once JOB` creates it)"),
+            "{}",
+            output.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(env.database_path())
+            .expect("the file")
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn read_only_commands_run_from_another_directory_read_the_database_beside_the_configuration() {
+    // The file names its database relatively: it is the one beside the
+    // file, not one in the working directory.
+    let env = CliEnv::new();
+    env.write_config(&format!(
+        "[database]\nurl = \"sqlite://regkeeper.db\"\n{UNUSED_REGISTRY}{JOBS}"
+    ));
+    seed_tags(
+        &env,
+        "127.0.0.1:9",
+        &[("ns/app", "1.0", DIGEST_A, OCI, Some(10))],
+    );
+    let elsewhere = tempfile::tempdir().expect("another temp dir");
+    let config = env.config_path();
+    let config = config.to_str().expect("utf-8");
+    let tags = run_binary(elsewhere.path(), &["tags", "--json", "--config", config]);
+    assert_eq!(tags.code, Some(0), "{tags:?}");
+    let tags: serde_json::Value = serde_json::from_str(&tags.stdout).expect("JSON");
+    assert_eq!(tags[0]["repository"], "ns/app");
+    let status = run_binary(elsewhere.path(), &["status", "--config", config]);
+    assert_eq!(status.code, Some(0), "{status:?}");
+    assert!(
+        status.stdout.starts_with(&format!(
+            "database sqlite://{}\n",
+            env.database_path().display()
+        )),
+        "{}",
+        status.stdout
+    );
+    let vulns = run_binary(
+        elsewhere.path(),
+        &["vulns", "ns/app:1.0", "--config", config],
+    );
+    assert_eq!(vulns.code, Some(0), "{vulns:?}");
+    assert_eq!(
+        std::fs::read_dir(elsewhere.path())
+            .expect("listing")
+            .count(),
+        0,
+        "nothing was created in the working directory"
+    );
+}
+
+#[test]
+fn read_only_commands_need_no_registry_or_scanner_secret_files() {
+    let env = CliEnv::new();
+    env.write_config(&format!(
+        "{}[registry]\nurl = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_file = \"absent-password\"\n\
+         [notifications]\ntoken_file = \"absent-token\"\n\
+         [security.adapter]\nserver = \"http://127.0.0.1:9\"\ntoken_file = \"absent-scanner-token\"\n{JOBS}",
+        env.sqlite_section()
+    ));
+    support::store::sqlite_file(&env.database_path());
+    for args in [&["status"][..], &["tags"], &["vulns", "ns/app:1.0"]] {
+        let output = env.run(args);
+        let expected = if args[0] == "vulns" { 1 } else { 0 };
+        assert_eq!(output.code, Some(expected), "{args:?}: {output:?}");
+        assert!(!output.stderr.contains("absent"), "{}", output.stderr);
+    }
+    // The commands that use them still need them.
+    let check = env.run(&["check"]);
+    assert_eq!(check.code, Some(2), "{check:?}");
+    assert!(
+        check.stderr.contains(&format!(
+            "{}:6:17: [registry] password_file: reading {}: No such file or directory",
+            env.config_path().display(),
+            env.dir.path().join("absent-password").display()
+        )),
+        "{}",
+        check.stderr
+    );
+}
+
+#[test]
+fn status_shows_an_expired_run_as_abandoned_without_writing() {
+    use regkeeper::store::{NewRun, Store};
+    let env = CliEnv::with_sqlite(UNUSED_REGISTRY, JOBS);
+    let store = support::store::sqlite_file(&env.database_path());
+    // A run whose process died long ago: its heartbeat expired.
+    let run_id = store
+        .start_run(&NewRun {
+            job: "registry-events".into(),
+            handler: "events".into(),
+            trigger: "schedule".into(),
+            started_at: 1_764_477_600_000,
+            claimant: "gone-host:1:abc".into(),
+            expires_at: 1_764_477_900_000,
+        })
+        .expect("a run");
+    drop(store);
+    let output = env.run(&["status", "--json"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let status: serde_json::Value = serde_json::from_str(&output.stdout).expect("JSON");
+    let run = &status["jobs"][0]["runs"][0];
+    assert_eq!(run["id"], run_id);
+    assert_eq!(run["outcome"], "abandoned");
+    assert_eq!(run["finished_at"], "2025-11-30T04:40:00.000Z");
+    assert_eq!(
+        run["error"],
+        "the daemon gone-host:1:abc that ran it stopped without finishing it (last heartbeat 2025-11-30T04:40:00.000Z)"
+    );
+    let store = support::store::sqlite_file(&env.database_path());
+    let runs = store.recent_runs("registry-events", 5).expect("runs");
+    assert_eq!(runs[0].outcome, None, "status recorded the run");
+}
+
+// ---- what check refuses ----
+
+/// `check` of `config` (after `{UNUSED_REGISTRY}`-less text) with `env`
+/// set: exit 2, and stderr, which must name `expected`.
+fn check_refuses(env_vars: &[(&str, &str)], config: &str, expected: &str) {
+    let env = CliEnv::new();
+    if config.contains("[database]") {
+        env.write_config(config);
+    } else {
+        env.write_config(&format!("{}{config}", env.sqlite_section()));
+    }
+    let output = run_binary_with_env(
+        env.dir.path(),
+        &["check", "--config", "schedules.toml"],
+        env_vars,
+    );
+    assert_eq!(output.code, Some(2), "{config}: {output:?}");
+    assert_eq!(output.stdout, "");
+    assert!(
+        output.stderr.contains(expected),
+        "{config}\nexpected {expected}\nin {}",
+        output.stderr
+    );
+}
+
+#[test]
+fn check_refuses_an_empty_secret_naming_its_source() {
+    let env = CliEnv::new();
+    std::fs::write(env.dir.path().join("token"), "Token s3cret\n").expect("token file");
+    let with_token_file = format!(
+        "{UNUSED_REGISTRY}[notifications]\nlisten = \"0.0.0.0:5055\"\ntoken_file = \"{}\"\n",
+        env.dir.path().join("token").display()
+    );
+    check_refuses(
+        &[("REGKEEPER_NOTIFY_TOKEN", "")],
+        &with_token_file,
+        "schedules.toml: REGKEEPER_NOTIFY_TOKEN is set but empty (unset it, or give it a value)",
+    );
+    check_refuses(
+        &[("REGKEEPER_REGISTRY_PASSWORD", "")],
+        "[registry]\nurl = \"http://127.0.0.1:9\"\nusername = \"u\"\n",
+        "schedules.toml: REGKEEPER_REGISTRY_PASSWORD is set but empty",
+    );
+    check_refuses(
+        &[("REGKEEPER_DATABASE_PASSWORD", "")],
+        "[registry]\nurl = \"http://127.0.0.1:9\"\n[database]\nurl = \"postgres://u@127.0.0.1:9/db\"\n",
+        "REGKEEPER_DATABASE_PASSWORD is set but empty",
+    );
+    for empty in ["", "\n"] {
+        std::fs::write(env.dir.path().join("token"), empty).expect("token file");
+        check_refuses(
+            &[],
+            &with_token_file,
+            &format!(
+                "schedules.toml:7:14: [notifications] token_file: {} is empty (the file holds the secret alone)",
+                env.dir.path().join("token").display()
+            ),
+        );
+    }
+}
+
+#[test]
+fn check_refuses_schedules_that_do_not_mean_what_they_say() {
+    let job = |schedule: &str| {
+        format!("{UNUSED_REGISTRY}[jobs.hourly]\nhandler = \"events\"\nschedule = \"{schedule}\"\n")
+    };
+    check_refuses(
+        &[],
+        &job("0 */61 * * * *"),
+        "schedules.toml:7:12: job \"hourly\": schedule \"0 */61 * * * *\": minute step /61 is larger than the minute field (60 values), so it fires only at 0",
+    );
+    check_refuses(
+        &[],
+        &job("0 0 0 31 2 *"),
+        "schedules.toml:7:12: job \"hourly\": schedule \"0 0 0 31 2 *\" has no fire time in the next 5 years",
+    );
+}
+
+#[test]
+fn check_refuses_a_v2_registry_url_a_wrong_scheme_and_a_database_in_a_missing_directory() {
+    check_refuses(
+        &[],
+        "[registry]\nurl = \"http://127.0.0.1:5000/v2/\"\n",
+        "schedules.toml:4:7: [registry] url: \"http://127.0.0.1:5000/v2/\" ends in /v2: the url is the registry's base, regkeeper adds /v2/ itself (write \"http://127.0.0.1:5000\")",
+    );
+    check_refuses(
+        &[],
+        "[registry]\nurl = \"http//127.0.0.1:5000\"\n",
+        "schedules.toml:4:7: [registry] url: URL \"http//127.0.0.1:5000\" has no scheme (did you mean \"http://127.0.0.1:5000\"?)",
+    );
+    let env = CliEnv::new();
+    env.write_config(&format!(
+        "[database]\nurl = \"sqlite://no/such/dir/regkeeper.db\"\n{UNUSED_REGISTRY}"
+    ));
+    let output = run_binary(env.dir.path(), &["check", "--config", "schedules.toml"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert!(
+        output.stderr.contains(
+            "schedules.toml:2:7: [database] url: the directory no/such/dir of the database file no/such/dir/regkeeper.db does not exist"
+        ),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn check_warns_about_insecure_skip_tls_verify() {
+    let env = CliEnv::new();
+    env.write_config(&format!(
+        "{}[registry]\nurl = \"https://127.0.0.1:9\"\ninsecure_skip_tls_verify = true\n",
+        env.sqlite_section()
+    ));
+    let output = run_binary(env.dir.path(), &["check", "--config", "schedules.toml"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(
+        output.stderr.contains(
+            "warning: schedules.toml: [registry] insecure_skip_tls_verify = true: the registry's TLS certificate is not verified"
+        ),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn the_sqlite_database_and_its_wal_files_are_created_0600() {
+    use regkeeper::store::Store;
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = CliEnv::new();
+    let store = support::store::sqlite_file(&env.database_path());
+    store
+        .ensure_registry("127.0.0.1:9")
+        .expect("a write, so the WAL exists");
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", env.database_path().display()));
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "{}: {:o}",
+            path.display(),
+            mode & 0o777
+        );
+    }
+}
+
+// ---- status shows what the daemon runs ----
+
+/// A daemon on `backend` runs an events job and an `initial` sync of an
+/// empty registry (which finishes for good at once); then the file on disk
+/// changes. `status` shows the daemon's job set, the sync done for good,
+/// and what the file changed.
+fn status_shows_the_job_set_the_daemon_runs(backend: support::Backend) {
+    use regkeeper::store::Store;
+    let database = support::TestStore::new(backend);
+    let registry = support::registry::TestRegistry::anonymous();
+    let env = CliEnv::new();
+    let head = format!(
+        "[database]\nurl = \"{}\"\n[registry]\nurl = \"{}\"\n[notifications]\nlisten = \"\"\n",
+        database.url(),
+        registry.url
+    );
+    let jobs = "[jobs.registry-events]\nhandler = \"events\"\nschedule = \"*/2 * * * * *\"\n\
+                [jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\nstrategy = \"initial\"\n";
+    env.write_config(&format!("{head}{jobs}"));
+    let mut daemon = support::daemon::Daemon::start(&env.config_path());
+    support::wait::wait_until("the daemon recorded the sync finished for good", || {
+        database
+            .daemon_jobs()
+            .expect("reading the daemon's jobs")
+            .is_some_and(|set| set.jobs.iter().any(|job| job.finished_at.is_some()))
+    });
+    let recorded = database.daemon_jobs().unwrap().expect("a job set");
+    let claimant = recorded.claimant.clone();
+    assert!(
+        claimant.contains(&format!(":{}:", daemon.pid())),
+        "{claimant}"
+    );
+
+    // The file changes while the daemon runs on what it read.
+    env.write_config(&format!(
+        "{head}[jobs.registry-events]\nhandler = \"events\"\nschedule = \"*/5 * * * * *\"\n\
+         [jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\nstrategy = \"initial\"\n\
+         [jobs.security-scan]\nhandler = \"security\"\nschedule = \"0 0 * * * *\"\nenabled = false\n"
+    ));
+    let output = env.run(&["status", "--json"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let status: serde_json::Value = serde_json::from_str(&output.stdout).expect("JSON");
+    assert_eq!(status["daemon"]["claimant"], claimant.as_str());
+    let jobs = status["jobs"].as_array().expect("jobs");
+    let brief: Vec<(String, String, String, serde_json::Value)> = jobs
+        .iter()
+        .map(|job| {
+            (
+                job["name"].as_str().unwrap_or_default().to_string(),
+                job["state"].as_str().unwrap_or_default().to_string(),
+                job["schedule"].as_str().unwrap_or_default().to_string(),
+                job["file_differs"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            (
+                "registry-events".to_string(),
+                "enabled".to_string(),
+                "*/2 * * * * *".to_string(),
+                serde_json::json!(["schedule \"*/5 * * * * *\""])
+            ),
+            (
+                "registry-sync".to_string(),
+                "finished".to_string(),
+                "* * * * * *".to_string(),
+                serde_json::json!([])
+            ),
+            (
+                "security-scan".to_string(),
+                "not-running".to_string(),
+                "0 0 * * * *".to_string(),
+                serde_json::json!(["only in the file"])
+            ),
+        ]
+    );
+    assert_eq!(jobs[1]["enabled"], false);
+    assert!(
+        jobs[1]["finished_reason"]
+            .as_str()
+            .is_some_and(|reason| !reason.is_empty()),
+        "{}",
+        jobs[1]
+    );
+    let table = env.run(&["status"]);
+    assert_eq!(table.code, Some(0), "{table:?}");
+    assert!(
+        table
+            .stdout
+            .contains("job registry-sync (sync, done for good, \"* * * * * *\" UTC)"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains(
+            "  the file on disk differs: schedule \"*/5 * * * * *\" (the daemon reads it at start-up)"
+        ),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
+
+    // A daemon started on the new file replaces the set: nothing differs.
+    let mut second = support::daemon::Daemon::start(&env.config_path());
+    support::wait::wait_until("the second daemon recorded its jobs", || {
+        database
+            .daemon_jobs()
+            .expect("reading the daemon's jobs")
+            .is_some_and(|set| set.claimant != claimant && set.jobs.len() == 3)
+    });
+    let status: serde_json::Value =
+        serde_json::from_str(&env.run(&["status", "--json"]).stdout).expect("JSON");
+    for job in status["jobs"].as_array().expect("jobs") {
+        assert_eq!(job["file_differs"], serde_json::json!([]), "{job}");
+    }
+    assert_eq!(second.terminate(), 0, "{}", second.log());
+}
+
+support::both_backends!(status_shows_the_job_set_the_daemon_runs);

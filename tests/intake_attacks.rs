@@ -311,6 +311,78 @@ fn idle_sockets_and_a_slow_loris_neither_starve_the_daemon_nor_stay_open() {
 }
 
 #[test]
+fn an_empty_notify_token_in_the_environment_neither_replaces_token_file_nor_turns_authentication_off(
+) {
+    // An unset `${VAR}` in compose: REGKEEPER_NOTIFY_TOKEN set but empty.
+    // It used to replace token_file, and the empty token let a POST without
+    // Authorization store a forged delete while the real token got 401.
+    let world = World::new();
+    let setup = Setup {
+        registry_url: "http://127.0.0.1:9",
+        token: true,
+        schedule: "0 0 0 1 1 *",
+    };
+    let config = world.config(&setup);
+    let mut daemon = Daemon::start_with_env(&config, &[("REGKEEPER_NOTIFY_TOKEN", "")]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.exit_status() {
+            break status;
+        }
+        // A daemon that started anyway: attack it, then fail.
+        if let Some((200, _)) = get(world.port, "/healthz") {
+            let forged = envelope(&[delete_event("forged")]);
+            let answer = post_with_host(
+                world.port,
+                &format!("127.0.0.1:{}", world.port),
+                None,
+                &forged,
+            );
+            panic!(
+                "the daemon started with an empty token (a POST without Authorization got {answer}):\n{}",
+                daemon.log()
+            );
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the daemon neither exited nor listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(2), "{}", daemon.log());
+    assert!(
+        daemon
+            .log()
+            .contains("REGKEEPER_NOTIFY_TOKEN is set but empty (unset it, or give it a value)"),
+        "{}",
+        daemon.log()
+    );
+    assert!(stored_events(&world.store()).is_empty());
+
+    // With the variable unset, token_file holds: no Authorization, no event.
+    let daemon = world.start(&setup, None);
+    let port = world.port;
+    let forged = envelope(&[delete_event("forged")]);
+    assert_eq!(
+        post_with_host(port, &format!("127.0.0.1:{port}"), None, &forged),
+        401,
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(
+        post_with_host(port, &format!("127.0.0.1:{port}"), Some(""), &forged),
+        401
+    );
+    let (status, _) = notify(port, &envelope(&[delete_event("real")])).expect("the real token");
+    assert_eq!(status, 202);
+    let ids: Vec<String> = stored_events(&world.store())
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(ids, ["real"]);
+}
+
+#[test]
 fn a_token_less_loopback_intake_accepts_only_loopback_host_names() {
     let world = World::new();
     let setup = Setup {

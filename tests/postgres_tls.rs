@@ -84,12 +84,25 @@ fn verify_full_connects_with_the_right_ca_and_host_name() {
     assert!(encrypted(&chain_only));
 
     // The daemon's own path: the binary opens the store (migrations
-    // included) over verify-full, and prints the url without the password.
+    // included, by a `--once` run) over verify-full, then `status` reads it
+    // read-only, and prints the url without the password.
     let env = CliEnv::new();
     env.write_config(&format!(
-        "[database]\nurl = \"{url}\"\nwait = \"10s\"\n{UNUSED_REGISTRY}"
+        "[database]\nurl = \"{url}\"\nwait = \"10s\"\n{UNUSED_REGISTRY}\
+         [jobs.ev]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nenabled = false\n"
     ));
     let config = env.config_path();
+    let once = run_binary_with_env(
+        env.dir.path(),
+        &[
+            "--once",
+            "ev",
+            "--config",
+            config.to_str().expect("utf-8 path"),
+        ],
+        &[("REGKEEPER_DATABASE_PASSWORD", "tls-test-secret")],
+    );
+    assert_eq!(once.code, Some(0), "{once:?}");
     let output = run_binary_with_env(
         env.dir.path(),
         &["status", "--config", config.to_str().expect("utf-8 path")],

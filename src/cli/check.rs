@@ -14,8 +14,46 @@ use crate::config::Config;
 pub(super) fn check(config_path: &Path, args: &CheckArgs) -> Result<ExitCode, Failure> {
     let config = load_config(config_path)?;
     let after = args.after.unwrap_or_else(Utc::now);
+    if let Some(message) = never_firing(&config, after) {
+        return Err(Failure::Usage(anyhow::anyhow!(message)));
+    }
+    for warning in check_warnings(&config) {
+        eprintln!("warning: {warning}");
+    }
     print_out(&check_report(&config, after, args.fire_times))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far ahead a schedule must fire at least once.
+const FIRE_HORIZON_DAYS: i64 = 5 * 366;
+
+/// The first job whose schedule has no fire time within the next 5 years
+/// after `after` (`0 0 0 31 2 *`, a year long past): it does not mean what
+/// it says.
+pub fn never_firing(config: &Config, after: DateTime<Utc>) -> Option<String> {
+    let horizon = after + chrono::TimeDelta::days(FIRE_HORIZON_DAYS);
+    config.jobs.iter().find_map(|job| {
+        let fires =
+            crate::scheduler::next_fire(&job.schedule, after).is_some_and(|fire| fire <= horizon);
+        (!fires).then(|| {
+            format!(
+                "{}: job {:?}: schedule {:?} has no fire time in the next 5 years",
+                job.schedule.position, job.name, job.schedule.expression
+            )
+        })
+    })
+}
+
+/// What `check` warns about on stderr: settings that are valid but unsafe.
+pub fn check_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.registry.insecure_skip_tls_verify {
+        warnings.push(format!(
+            "{}: [registry] insecure_skip_tls_verify = true: the registry's TLS certificate is not verified (anyone on the path can read the credentials and forge answers)",
+            config.path.display()
+        ));
+    }
+    warnings
 }
 
 /// The text `check` prints.
@@ -132,5 +170,50 @@ scanner fixture
   file      f.json
 "
         );
+    }
+}
+
+#[cfg(test)]
+mod never_firing_tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn a_schedule_without_a_fire_time_in_five_years_is_refused_naming_the_job_and_line() {
+        let after = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        let config = |schedule: &str| {
+            let text = format!(
+                "[registry]\nurl = \"http://r\"\n[jobs.ok]\nhandler = \"events\"\nschedule = \"* * * * * *\"\n\
+                 [jobs.feb31]\nhandler = \"sync\"\nschedule = \"{schedule}\"\n"
+            );
+            crate::config::parse(&text, Path::new("schedules.toml")).unwrap()
+        };
+        assert_eq!(
+            never_firing(&config("0 0 0 31 2 *"), after).as_deref(),
+            Some("schedules.toml:8:12: job \"feb31\": schedule \"0 0 0 31 2 *\" has no fire time in the next 5 years")
+        );
+        assert_eq!(
+            never_firing(&config("0 0 0 1 1 * 2020"), after).as_deref(),
+            Some("schedules.toml:8:12: job \"feb31\": schedule \"0 0 0 1 1 * 2020\" has no fire time in the next 5 years")
+        );
+        assert!(never_firing(&config("0 0 0 1 1 * 2040"), after).is_some());
+        assert_eq!(never_firing(&config("0 0 0 29 2 *"), after), None);
+        assert_eq!(never_firing(&config("0 0 0 1 1 * 2030"), after), None);
+    }
+
+    #[test]
+    fn insecure_skip_tls_verify_is_a_warning() {
+        let text = "[registry]\nurl = \"https://r\"\ninsecure_skip_tls_verify = true\n";
+        let config = crate::config::parse(text, Path::new("schedules.toml")).unwrap();
+        assert_eq!(
+            check_warnings(&config),
+            ["schedules.toml: [registry] insecure_skip_tls_verify = true: the registry's TLS certificate is not verified (anyone on the path can read the credentials and forge answers)"]
+        );
+        let safe = crate::config::parse(
+            "[registry]\nurl = \"https://r\"\n",
+            Path::new("schedules.toml"),
+        )
+        .unwrap();
+        assert!(check_warnings(&safe).is_empty());
     }
 }

@@ -228,6 +228,26 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
     crate::config::load(path).map_err(Failure::Usage)
 }
 
+/// Loads the configuration for a command that only reads the database:
+/// registry and scanner secrets are not read.
+fn load_config_for_reading(path: &Path) -> Result<Config, Failure> {
+    crate::config::load_for_reading(path).map_err(Failure::Usage)
+}
+
+/// Opens the database the configuration names read-only, without
+/// migrating it: a missing database or one that is not migrated fails
+/// (exit 1) saying so.
+fn open_store_read_only(config: &Config) -> Result<Arc<dyn Store>, Failure> {
+    crate::store::open_read_only(&config.database, config.daemon.database_wait)
+        .with_context(|| {
+            format!(
+                "opening the database {} read-only",
+                crate::store::describe(&config.database)
+            )
+        })
+        .map_err(Failure::from)
+}
+
 /// Opens the database the configuration names, waiting for it as the
 /// daemon does.
 fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {

@@ -1,7 +1,7 @@
 //! `regkeeper status`: each job's last runs, the queue depths, the latest
-//! events that failed for good and each scanner, read from the database
-//! (after recording runs whose heartbeat expired as abandoned, as a daemon
-//! would), as a table or JSON. Writes nothing else.
+//! events that failed for good and each scanner, read from a database
+//! opened read-only (a run whose heartbeat expired shows as abandoned; the
+//! next daemon records it), as a table or JSON. Writes nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,9 +13,9 @@ use serde::Serialize;
 use super::format::{
     format_counts, format_duration_ms, format_ms, or_none, severity_counts, write_table,
 };
-use super::{load_config, open_store, print_out, Failure, StatusArgs};
+use super::{load_config_for_reading, open_store_read_only, print_out, Failure, StatusArgs};
 use crate::config::Config;
-use crate::store::{QueueCounts, RunOutcome, RunRecord};
+use crate::store::{DaemonJobSet, QueueCounts, RunOutcome, RunRecord};
 
 /// What `status --json` prints.
 #[derive(Debug, Serialize)]
@@ -24,7 +24,11 @@ pub struct StatusReport {
     pub config: String,
     /// The database, without secrets.
     pub database: String,
-    /// Every configured job with its last runs, in file order.
+    /// The daemon whose jobs are shown, as it recorded them at start-up;
+    /// null when no daemon has (the jobs are then the file's).
+    pub daemon: Option<DaemonStatus>,
+    /// The jobs the daemon runs, in its order, then any the file has that
+    /// it does not; without a daemon, the file's jobs in file order.
     pub jobs: Vec<JobStatus>,
     /// Queue depths.
     pub queues: QueueStatus,
@@ -114,6 +118,17 @@ pub struct FailedEventStatus {
 /// How many failed events `status` lists.
 const FAILED_EVENTS_SHOWN: usize = 10;
 
+/// The daemon whose job set `status` shows.
+#[derive(Debug, Serialize)]
+pub struct DaemonStatus {
+    /// The daemon (`host:pid:random`).
+    pub claimant: String,
+    /// The configuration file it read.
+    pub config: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+}
+
 /// One job in `status`.
 #[derive(Debug, Serialize)]
 pub struct JobStatus {
@@ -123,10 +138,21 @@ pub struct JobStatus {
     pub handler: String,
     /// Whether the scheduler runs it.
     pub enabled: bool,
+    /// `enabled`, `disabled`, `finished` (for good: sync `initial` or
+    /// `on-start` done), or `not-running` (in the file, not in the daemon's
+    /// set).
+    pub state: String,
+    /// When it finished for good (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Why it finished for good.
+    pub finished_reason: Option<String>,
     /// The cron expression.
     pub schedule: String,
     /// IANA time zone.
     pub timezone: String,
+    /// How the file on disk differs from what the daemon runs, e.g.
+    /// `schedule "*/5 * * * * *"`; empty when it does not.
+    pub file_differs: Vec<String>,
     /// Newest first.
     pub runs: Vec<RunStatus>,
 }
@@ -205,26 +231,110 @@ impl From<RunRecord> for RunStatus {
     }
 }
 
+/// The jobs `status` shows, without their runs: the daemon's job set when
+/// one is recorded (each compared with the file's job of that name, and
+/// the file's jobs it lacks after them), else the file's jobs.
+pub fn job_statuses(config: &Config, daemon: Option<&DaemonJobSet>) -> Vec<JobStatus> {
+    let from_file = |job: &crate::config::JobConfig| JobStatus {
+        name: job.name.clone(),
+        handler: job.handler.name().to_string(),
+        enabled: job.enabled,
+        state: if job.enabled { "enabled" } else { "disabled" }.to_string(),
+        finished_at: None,
+        finished_reason: None,
+        schedule: job.schedule.expression.clone(),
+        timezone: job.schedule.timezone.name().to_string(),
+        file_differs: Vec::new(),
+        runs: Vec::new(),
+    };
+    let Some(daemon) = daemon else {
+        return config.jobs.iter().map(from_file).collect();
+    };
+    let mut jobs: Vec<JobStatus> = daemon
+        .jobs
+        .iter()
+        .map(|job| {
+            let state = match (job.finished_at, job.enabled) {
+                (Some(_), _) => "finished",
+                (None, true) => "enabled",
+                (None, false) => "disabled",
+            };
+            let mut file_differs = Vec::new();
+            match config.job(&job.name) {
+                None => file_differs.push("not in the file".to_string()),
+                Some(in_file) => {
+                    if in_file.handler.name() != job.handler {
+                        file_differs.push(format!("handler {:?}", in_file.handler.name()));
+                    }
+                    if in_file.schedule.expression != job.schedule {
+                        file_differs.push(format!("schedule {:?}", in_file.schedule.expression));
+                    }
+                    if in_file.schedule.timezone.name() != job.timezone {
+                        file_differs.push(format!("timezone {}", in_file.schedule.timezone.name()));
+                    }
+                    if in_file.enabled != job.enabled {
+                        file_differs.push(format!("enabled = {}", in_file.enabled));
+                    }
+                }
+            }
+            JobStatus {
+                name: job.name.clone(),
+                handler: job.handler.clone(),
+                enabled: job.enabled && job.finished_at.is_none(),
+                state: state.to_string(),
+                finished_at: job.finished_at.map(format_ms),
+                finished_reason: job.finished_reason.clone(),
+                schedule: job.schedule.clone(),
+                timezone: job.timezone.clone(),
+                file_differs,
+                runs: Vec::new(),
+            }
+        })
+        .collect();
+    for job in &config.jobs {
+        if !daemon.jobs.iter().any(|running| running.name == job.name) {
+            let mut status = from_file(job);
+            status.enabled = false;
+            status.state = "not-running".to_string();
+            status.file_differs = vec!["only in the file".to_string()];
+            jobs.push(status);
+        }
+    }
+    jobs
+}
+
+/// A run as `status` shows it at `now`: a run still unfinished whose last
+/// sign of life is older than `abandon_after_ms` shows as the daemon would
+/// record it (abandoned, finished at its last heartbeat). The database is
+/// only read: the next daemon or `--once` run records it.
+fn shown_as_of(mut run: RunRecord, now: i64, abandon_after_ms: i64) -> RunStatus {
+    let last_sign_of_life = run.heartbeat_at.unwrap_or(run.started_at);
+    let expired = run.outcome.is_none() && last_sign_of_life.saturating_add(abandon_after_ms) < now;
+    if expired {
+        run.error = Some(crate::store::abandoned_text(&run));
+        run.outcome = Some(RunOutcome::Abandoned);
+        run.finished_at = Some(last_sign_of_life);
+    }
+    RunStatus::from(run)
+}
+
 /// `status`: recent runs and queue depths, from the database.
 pub(super) fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode, Failure> {
-    let config = load_config(config_path)?;
-    let store = open_store(&config)?;
-    // Runs whose process died show as such: they are recorded abandoned
-    // here once their heartbeat has expired, as a daemon would.
-    crate::scheduler::record_abandoned_runs(store.as_ref(), None, config.daemon.abandon_after);
-    let mut jobs = Vec::new();
-    for job in &config.jobs {
+    let config = load_config_for_reading(config_path)?;
+    let store = open_store_read_only(&config)?;
+    let now = crate::store::now_ms();
+    let abandon_after_ms =
+        i64::try_from(config.daemon.abandon_after.as_millis()).unwrap_or(i64::MAX);
+    let daemon_jobs = store.daemon_jobs()?;
+    let mut jobs = job_statuses(&config, daemon_jobs.as_ref());
+    for job in &mut jobs {
         let runs = store
             .recent_runs(&job.name, args.runs)
             .with_context(|| format!("reading the runs of job {}", job.name))?;
-        jobs.push(JobStatus {
-            name: job.name.clone(),
-            handler: job.handler.name().to_string(),
-            enabled: job.enabled,
-            schedule: job.schedule.expression.clone(),
-            timezone: job.schedule.timezone.name().to_string(),
-            runs: runs.into_iter().map(RunStatus::from).collect(),
-        });
+        job.runs = runs
+            .into_iter()
+            .map(|run| shown_as_of(run, now, abandon_after_ms))
+            .collect();
     }
     let queues = store.queue_counts().context("counting the queues")?;
     let failed_events = store
@@ -243,6 +353,11 @@ pub(super) fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode, 
     let report = StatusReport {
         config: config.path.display().to_string(),
         database: crate::store::describe(&config.database),
+        daemon: daemon_jobs.map(|set| DaemonStatus {
+            claimant: set.claimant,
+            config: set.config,
+            started_at: format_ms(set.started_at),
+        }),
         jobs,
         queues: queues.into(),
         failed_events,
@@ -267,14 +382,40 @@ pub fn status_table(report: &StatusReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(out, "database {}", report.database);
+    match &report.daemon {
+        Some(daemon) => {
+            let _ = writeln!(
+                out,
+                "daemon {} started {} with {}",
+                daemon.claimant, daemon.started_at, daemon.config
+            );
+        }
+        None => {
+            let _ = writeln!(out, "no daemon has recorded its jobs: the jobs of the file");
+        }
+    }
     for job in &report.jobs {
         let _ = writeln!(out);
-        let enabled = if job.enabled { "enabled" } else { "disabled" };
+        let state = match job.state.as_str() {
+            "finished" => "done for good",
+            "not-running" => "not run by the daemon",
+            other => other,
+        };
         let _ = writeln!(
             out,
-            "job {} ({}, {enabled}, \"{}\" {})",
+            "job {} ({}, {state}, \"{}\" {})",
             job.name, job.handler, job.schedule, job.timezone
         );
+        if let (Some(at), Some(reason)) = (&job.finished_at, &job.finished_reason) {
+            let _ = writeln!(out, "  done for good {at}: {}", reason.replace('\n', " "));
+        }
+        if !job.file_differs.is_empty() && job.state != "not-running" {
+            let _ = writeln!(
+                out,
+                "  the file on disk differs: {} (the daemon reads it at start-up)",
+                job.file_differs.join(", ")
+            );
+        }
         if job.runs.is_empty() {
             let _ = writeln!(out, "  no runs yet");
             continue;
@@ -399,15 +540,104 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_daemon_job_set_is_shown_with_what_the_file_changed() {
+        let text = "[registry]\nurl = \"http://r\"\n\
+            [jobs.ev]\nhandler = \"events\"\nschedule = \"*/5 * * * * *\"\n\
+            [jobs.sync]\nhandler = \"sync\"\nschedule = \"*/20 * * * * *\"\n\
+            [jobs.new]\nhandler = \"security\"\nschedule = \"0 0 * * * *\"\nenabled = false\n";
+        let config = crate::config::parse(text, Path::new("schedules.toml")).unwrap();
+        let job =
+            |name: &str, handler: &str, schedule: &str, finished: bool| crate::store::DaemonJob {
+                name: name.into(),
+                handler: handler.into(),
+                schedule: schedule.into(),
+                timezone: "UTC".into(),
+                enabled: true,
+                finished_at: finished.then_some(1_764_477_540_000),
+                finished_reason: finished.then(|| "done".to_string()),
+            };
+        let set = DaemonJobSet {
+            claimant: "web1:1:a".into(),
+            config: "schedules.toml".into(),
+            started_at: 0,
+            jobs: vec![
+                job("ev", "events", "*/2 * * * * *", false),
+                job("sync", "sync", "*/20 * * * * *", true),
+                job("gone", "events", "* * * * * *", false),
+            ],
+        };
+        let shown: Vec<(String, String, bool, String, Vec<String>)> =
+            job_statuses(&config, Some(&set))
+                .into_iter()
+                .map(|job| {
+                    (
+                        job.name,
+                        job.state,
+                        job.enabled,
+                        job.schedule,
+                        job.file_differs,
+                    )
+                })
+                .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "ev".into(),
+                    "enabled".into(),
+                    true,
+                    "*/2 * * * * *".into(),
+                    vec!["schedule \"*/5 * * * * *\"".to_string()]
+                ),
+                (
+                    "sync".into(),
+                    "finished".into(),
+                    false,
+                    "*/20 * * * * *".into(),
+                    vec![]
+                ),
+                (
+                    "gone".into(),
+                    "enabled".into(),
+                    true,
+                    "* * * * * *".into(),
+                    vec!["not in the file".to_string()]
+                ),
+                (
+                    "new".into(),
+                    "not-running".into(),
+                    false,
+                    "0 0 * * * *".into(),
+                    vec!["only in the file".to_string()]
+                ),
+            ]
+        );
+        let from_file: Vec<String> = job_statuses(&config, None)
+            .into_iter()
+            .map(|job| job.state)
+            .collect();
+        assert_eq!(from_file, ["enabled", "enabled", "disabled"]);
+    }
+
+    #[test]
     fn status_table_lays_out_runs_and_queues() {
         let report = StatusReport {
             config: "schedules.toml".into(),
             database: "sqlite://regkeeper.db".into(),
+            daemon: Some(DaemonStatus {
+                claimant: "web1:4242:0badf00d".into(),
+                config: "/etc/regkeeper/schedules.toml".into(),
+                started_at: "2025-11-30T04:30:00.000Z".into(),
+            }),
             jobs: vec![
                 JobStatus {
                     name: "ev".into(),
                     handler: "events".into(),
                     enabled: true,
+                    state: "enabled".into(),
+                    finished_at: None,
+                    finished_reason: None,
+                    file_differs: vec!["schedule \"*/5 * * * * *\"".into()],
                     schedule: "*/2 * * * * *".into(),
                     timezone: "UTC".into(),
                     runs: vec![
@@ -456,6 +686,12 @@ mod tests {
                     name: "sync".into(),
                     handler: "sync".into(),
                     enabled: false,
+                    state: "finished".into(),
+                    finished_at: Some("2025-11-30T04:39:00.000Z".into()),
+                    finished_reason: Some(
+                        "strategy initial: the database holds repositories".into(),
+                    ),
+                    file_differs: vec![],
                     schedule: "*/20 * * * * *".into(),
                     timezone: "UTC".into(),
                     runs: vec![],
@@ -481,14 +717,17 @@ mod tests {
         assert_eq!(
             status_table(&report),
             "database sqlite://regkeeper.db
+daemon web1:4242:0badf00d started 2025-11-30T04:30:00.000Z with /etc/regkeeper/schedules.toml
 
 job ev (events, enabled, \"*/2 * * * * *\" UTC)
+  the file on disk differs: schedule \"*/5 * * * * *\" (the daemon reads it at start-up)
   RUN  TRIGGER   STARTED                   DURATION  OUTCOME  COUNTS     ERROR
   12   schedule  2025-11-30T04:40:00.000Z  0.250s    ok       applied=2
   11   once      2025-11-30T04:38:20.000Z  1.000s    failed              claiming events: database is locked
   13   wake      2025-11-30T04:40:02.000Z  -         running
 
-job sync (sync, disabled, \"*/20 * * * * *\" UTC)
+job sync (sync, done for good, \"*/20 * * * * *\" UTC)
+  done for good 2025-11-30T04:39:00.000Z: strategy initial: the database holds repositories
   no runs yet
 
 queues

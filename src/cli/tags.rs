@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::format::{format_ms, format_size, media_type_word, short_digest, write_table};
-use super::{load_config, open_store, print_out, Failure, TagsArgs};
+use super::{load_config_for_reading, open_store_read_only, print_out, Failure, TagsArgs};
 use crate::store::TagRecord;
 
 /// One tag in `tags --json`.
@@ -55,17 +55,21 @@ impl From<TagRecord> for TagStatus {
 
 /// `tags`: the tags of the configured registry as the database holds them.
 pub(super) fn tags(config_path: &Path, args: &TagsArgs) -> Result<ExitCode, Failure> {
-    let config = load_config(config_path)?;
-    let store = open_store(&config)?;
+    let config = load_config_for_reading(config_path)?;
+    let store = open_store_read_only(&config)?;
     let hostname = crate::jobs::registry_hostname(&config.registry.url);
     let registry_id = store
-        .ensure_registry(&hostname)
+        .find_registry(&hostname)
         .with_context(|| format!("finding the registry {hostname}"))?;
-    let tags: Vec<TagStatus> = store
-        .tags(registry_id, args.repository.as_deref())?
-        .into_iter()
-        .map(TagStatus::from)
-        .collect();
+    // A registry nothing was recorded of yet has no tags.
+    let tags: Vec<TagStatus> = match registry_id {
+        Some(registry_id) => store
+            .tags(registry_id, args.repository.as_deref())?
+            .into_iter()
+            .map(TagStatus::from)
+            .collect(),
+        None => Vec::new(),
+    };
     if args.json {
         let json = serde_json::to_string_pretty(&tags).context("writing the tags as JSON")?;
         print_out(&format!("{json}\n"))?;

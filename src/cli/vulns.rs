@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::format::{format_ms, short_digest, write_table};
-use super::{load_config, open_store, print_out, Failure, VulnsArgs};
+use super::{load_config_for_reading, open_store_read_only, print_out, Failure, VulnsArgs};
 
 /// What `vulns --json` prints.
 #[derive(Debug, Serialize)]
@@ -143,13 +143,17 @@ pub(super) fn vulns(config_path: &Path, args: &VulnsArgs) -> Result<ExitCode, Fa
             args.image
         )));
     };
-    let config = load_config(config_path)?;
-    let store = open_store(&config)?;
+    let config = load_config_for_reading(config_path)?;
+    let store = open_store_read_only(&config)?;
     let hostname = crate::jobs::registry_hostname(&config.registry.url);
     let registry_id = store
-        .ensure_registry(&hostname)
+        .find_registry(&hostname)
         .with_context(|| format!("finding the registry {hostname}"))?;
-    let Some(image) = store.image_vulnerabilities(registry_id, repository, tag)? else {
+    let image = match registry_id {
+        Some(registry_id) => store.image_vulnerabilities(registry_id, repository, tag)?,
+        None => None,
+    };
+    let Some(image) = image else {
         return Err(Failure::Failed(anyhow::anyhow!(
             "no tag {repository}:{tag} in the database"
         )));

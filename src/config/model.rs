@@ -31,17 +31,42 @@ pub struct Config {
     pub secret_files: SecretFiles,
 }
 
-/// The `*_file` keys of secrets, as written. [`parse`](super::parse) only
-/// records them; [`load`](super::load()) reads each into its secret unless
-/// the environment set it.
+/// The files the configuration names, each with where its key is written,
+/// for the checks of [`load`](super::load()) and their messages. Relative
+/// paths are already resolved against the configuration file's directory.
+/// [`parse`](super::parse) only records them; `load` reads each secret
+/// into its field unless the environment set it, and checks that the other
+/// files can be read.
 #[derive(Debug, Clone, Default)]
 pub struct SecretFiles {
     /// `[database] password_file`, into `Database::Postgres::password`.
-    pub database_password: Option<PathBuf>,
+    pub database_password: Option<KeyedFile>,
     /// `[registry] password_file`, into `RegistryConfig::password`.
-    pub registry_password: Option<PathBuf>,
+    pub registry_password: Option<KeyedFile>,
     /// `[notifications] token_file`, into `NotificationsConfig::token`.
-    pub notify_token: Option<PathBuf>,
+    pub notify_token: Option<KeyedFile>,
+    /// `[security.NAME] token_file` of each scanner, in the order of
+    /// [`Config::security`].
+    pub scanner_tokens: Vec<Option<KeyedFile>>,
+    /// The SQLite database file (its directory must exist).
+    pub database_file: Option<KeyedFile>,
+    /// Files read when a command starts or connects: `[registry] ca_file`,
+    /// the PostgreSQL URL's `sslrootcert`, `sslcert` and `sslkey`, a
+    /// fixture scanner's `file`. Not needed by the read-only commands
+    /// except the database's own.
+    pub read_files: Vec<KeyedFile>,
+}
+
+/// A file a key names.
+#[derive(Debug, Clone)]
+pub struct KeyedFile {
+    /// The path, resolved against the configuration file's directory.
+    pub path: PathBuf,
+    /// Where the key is written, the prefix of messages about the file:
+    /// `FILE:LINE:COLUMN: [section] key` (or the environment variable).
+    pub origin: String,
+    /// Whether the read-only commands (`status`, `tags`, `vulns`) need it.
+    pub needed_for_reading: bool,
 }
 
 impl Config {
@@ -54,7 +79,8 @@ impl Config {
 /// Where the database is.
 #[derive(Clone)]
 pub enum Database {
-    /// `sqlite://PATH` (relative paths are relative to the working directory).
+    /// `sqlite://PATH` (a relative path in the file is resolved against the
+    /// configuration file's directory).
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -196,6 +222,9 @@ pub struct Schedule {
     pub cron: croner::Cron,
     /// IANA time zone; UTC when absent.
     pub timezone: chrono_tz::Tz,
+    /// Where the schedule is written (`FILE:LINE:COLUMN`), for messages;
+    /// empty when it was not read from a file.
+    pub position: String,
 }
 
 /// The handler of a job with its handler-specific keys.

@@ -19,6 +19,13 @@ fn parse_ok(text: &str) -> Config {
     }
 }
 
+fn parse_ok_at(text: &str, path: &Path) -> Config {
+    match parse(text, path) {
+        Ok(config) => config,
+        Err(error) => panic!("unexpected error: {error:#}"),
+    }
+}
+
 fn parse_env(text: &str, vars: &[(&str, &str)]) -> anyhow::Result<Config> {
     let vars: HashMap<String, String> = vars
         .iter()
@@ -73,10 +80,13 @@ fn the_shipped_schedules_toml_is_valid() {
     assert!(!job(&config, "security-scan").enabled);
     assert_eq!(
         job(&config, "registry-sync").schedule.expression,
-        "*/20 * * * * *"
+        "0 */10 * * * *"
     );
+    // The shipped sync corrects drift after lost notifications and never
+    // deletes: update, not initial (done for good at once) nor
+    // update-delete (the opt-in).
     assert!(
-        matches!(&job(&config, "registry-sync").handler, HandlerConfig::Sync(options) if options.strategy == Strategy::Initial)
+        matches!(&job(&config, "registry-sync").handler, HandlerConfig::Sync(options) if options.strategy == Strategy::Update)
     );
     assert!(config.security.is_empty());
 }
@@ -202,7 +212,11 @@ file = "fixture.json"
         other => panic!("not postgres: {other:?}"),
     }
     assert_eq!(
-        config.secret_files.database_password.as_deref(),
+        config
+            .secret_files
+            .database_password
+            .as_ref()
+            .map(|file| file.path.as_path()),
         Some(Path::new("/run/secrets/db"))
     );
     assert_eq!(config.daemon.database_wait, Duration::from_secs(120));
@@ -210,7 +224,11 @@ file = "fixture.json"
     assert_eq!(registry.url.as_str(), "https://registry.example:5000/");
     assert_eq!(registry.username.as_deref(), Some("keeper"));
     assert_eq!(
-        config.secret_files.registry_password.as_deref(),
+        config
+            .secret_files
+            .registry_password
+            .as_ref()
+            .map(|file| file.path.as_path()),
         Some(Path::new("/run/secrets/registry"))
     );
     assert_eq!(registry.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
@@ -223,7 +241,11 @@ file = "fixture.json"
         Some("0.0.0.0:6000".parse().unwrap())
     );
     assert_eq!(
-        config.secret_files.notify_token.as_deref(),
+        config
+            .secret_files
+            .notify_token
+            .as_ref()
+            .map(|file| file.path.as_path()),
         Some(Path::new("/run/secrets/token"))
     );
     assert_eq!(config.notifications.body_limit, 512 * 1024);
@@ -647,7 +669,7 @@ fn load_errors_name_the_file() {
     .unwrap();
     let error = format!("{:#}", load(&config_path).unwrap_err());
     let expected = format!(
-        "{}: [registry] password_file: reading {}: ",
+        "{}:4:17: [registry] password_file: reading {}: ",
         config_path.display(),
         secret_path.display()
     );
@@ -655,28 +677,130 @@ fn load_errors_name_the_file() {
 }
 
 #[test]
-fn an_empty_secret_file_is_an_error() {
+fn an_empty_secret_file_is_an_error_naming_the_key_and_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    let token_path = dir.path().join("token");
-    std::fs::write(&token_path, "\n").unwrap();
+    let secret_path = dir.path().join("secret");
+    let config_path = dir.path().join("schedules.toml");
+    let cases = [
+        ("[registry]\nurl = \"http://r\"\n[notifications]\ntoken_file = \"secret\"\n", "4:14: [notifications] token_file"),
+        ("[registry]\nurl = \"http://r\"\nusername = \"u\"\npassword_file = \"secret\"\n", "4:17: [registry] password_file"),
+        ("[database]\nurl = \"postgres://u@h/db\"\npassword_file = \"secret\"\n[registry]\nurl = \"http://r\"\n", "3:17: [database] password_file"),
+        ("[registry]\nurl = \"http://r\"\n[security.adapter]\nserver = \"http://s\"\ntoken_file = \"secret\"\n", "5:14: [security.adapter] token_file"),
+    ];
+    for (text, origin) in cases {
+        std::fs::write(&config_path, text).unwrap();
+        for empty in ["", "\n", "\r\n", " \n"] {
+            std::fs::write(&secret_path, empty).unwrap();
+            let error = load(&config_path).unwrap_err();
+            assert!(
+                error.chain().any(|cause| cause.is::<ConfigError>()),
+                "{error:#}"
+            );
+            assert_eq!(
+                format!("{error:#}"),
+                format!(
+                    "{}:{origin}: {} is empty (the file holds the secret alone)",
+                    config_path.display(),
+                    secret_path.display()
+                )
+            );
+        }
+    }
+}
+
+#[test]
+fn relative_paths_resolve_against_the_configuration_file_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    std::fs::write(etc.join("token"), "Token t\n").unwrap();
+    std::fs::write(etc.join("ca.pem"), "").unwrap();
+    std::fs::write(etc.join("fixture.json"), "{}").unwrap();
+    let config_path = etc.join("schedules.toml");
+    std::fs::write(
+        &config_path,
+        "[database]\nurl = \"sqlite://regkeeper.db\"\n[registry]\nurl = \"https://r\"\nca_file = \"ca.pem\"\n\
+         [notifications]\ntoken_file = \"token\"\n[security.fixture]\nfile = \"fixture.json\"\n",
+    )
+    .unwrap();
+    let config = load(&config_path).unwrap();
+    assert!(
+        matches!(&config.database, Database::Sqlite { path } if *path == etc.join("regkeeper.db")),
+        "{:?}",
+        config.database
+    );
+    assert_eq!(config.registry.ca_file, Some(etc.join("ca.pem")));
+    assert_eq!(config.notifications.token.as_deref(), Some("Token t"));
+    assert_eq!(config.security[0].file, Some(etc.join("fixture.json")));
+    // Without a [database] section the default file sits beside the configuration too.
+    let default = parse_ok_at("[registry]\nurl = \"http://r\"\n", &config_path);
+    assert!(
+        matches!(&default.database, Database::Sqlite { path } if *path == etc.join("regkeeper.db"))
+    );
+}
+
+#[test]
+fn files_named_by_keys_are_checked_by_load_naming_the_key_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("schedules.toml");
+    let missing = dir.path().join("missing");
+    let cases = [
+        (
+            format!("[database]\nurl = \"sqlite://{}/regkeeper.db\"\n[registry]\nurl = \"http://r\"\n", missing.display()),
+            format!(
+                "{}:2:7: [database] url: the directory {} of the database file {}/regkeeper.db does not exist",
+                config_path.display(),
+                missing.display(),
+                missing.display()
+            ),
+        ),
+        (
+            "[registry]\nurl = \"https://r\"\nca_file = \"missing\"\n".to_string(),
+            format!(
+                "{}:3:11: [registry] ca_file: reading {}: No such file or directory (os error 2)",
+                config_path.display(),
+                missing.display()
+            ),
+        ),
+        (
+            "[database]\nurl = \"postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem\"\n[registry]\nurl = \"http://r\"\n".to_string(),
+            format!(
+                "{}:2:7: [database] url sslrootcert: reading /nonexistent/ca.pem: No such file or directory (os error 2)",
+                config_path.display()
+            ),
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\nusername = \"u\"\npassword_file = \"missing\"\n".to_string(),
+            format!(
+                "{}:4:17: [registry] password_file: reading {}: No such file or directory (os error 2)",
+                config_path.display(),
+                missing.display()
+            ),
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&config_path, &text).unwrap();
+        assert_eq!(
+            format!("{:#}", load(&config_path).unwrap_err()),
+            expected,
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn load_for_reading_needs_no_registry_or_scanner_secrets() {
+    let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("schedules.toml");
     std::fs::write(
         &config_path,
-        format!(
-            "[registry]\nurl = \"http://r\"\n[notifications]\ntoken_file = \"{}\"\n",
-            token_path.display()
-        ),
+        "[registry]\nurl = \"https://r\"\nusername = \"u\"\npassword_file = \"absent\"\nca_file = \"absent.pem\"\n\
+         [notifications]\ntoken_file = \"absent-token\"\n[security.adapter]\nserver = \"http://s\"\ntoken_file = \"absent\"\n",
     )
     .unwrap();
-    let error = format!("{:#}", load(&config_path).unwrap_err());
-    assert_eq!(
-        error,
-        format!(
-            "{}: [notifications] token_file: {} is empty",
-            config_path.display(),
-            token_path.display()
-        )
-    );
+    assert!(load(&config_path).is_err());
+    let config = load_for_reading(&config_path).unwrap();
+    assert_eq!(config.registry.password, None);
 }
 
 // ---- error snapshots, one table per family ----
@@ -793,6 +917,26 @@ fn errors_schedules() {
         (
             &job(""),
             "schedules.toml:5:12: job \"j\": schedule \"\" has 0 fields (expected 6 or 7: sec min hour dom mon dow [year])",
+        ),
+        (
+            &job("0 */61 * * * *"),
+            "schedules.toml:5:12: job \"j\": schedule \"0 */61 * * * *\": minute step /61 is larger than the minute field (60 values), so it fires only at 0",
+        ),
+        (
+            &job("*/90 * * * * *"),
+            "schedules.toml:5:12: job \"j\": schedule \"*/90 * * * * *\": second step /90 is larger than the second field (60 values), so it fires only at 0",
+        ),
+        (
+            &job("0 0 5-10/7 * * *"),
+            "schedules.toml:5:12: job \"j\": schedule \"0 0 5-10/7 * * *\": hour step /7 is larger than the range 5-10 (6 values), so it fires only at 5",
+        ),
+        (
+            &job("0 0 0 1 */13 *"),
+            "schedules.toml:5:12: job \"j\": schedule \"0 0 0 1 */13 *\": month step /13 is larger than the month field (12 values), so it fires only at 1",
+        ),
+        (
+            &job("0 0 0 * * */8"),
+            "schedules.toml:5:12: job \"j\": schedule \"0 0 0 * * */8\": day-of-week step /8 is larger than the day-of-week field (7 values), so it fires only at 0",
         ),
         (
             &job("0 0 0 1 * +MON"),
@@ -958,13 +1102,40 @@ fn errors_database() {
 }
 
 #[test]
+fn an_empty_secret_in_the_environment_is_an_error_naming_the_variable() {
+    let text = "[database]\nurl = \"postgres://u@h/db\"\n[registry]\nurl = \"http://r\"\nusername = \"u\"\n[notifications]\ntoken_file = \"/run/token\"\n";
+    for variable in [
+        ENV_NOTIFY_TOKEN,
+        ENV_REGISTRY_PASSWORD,
+        ENV_DATABASE_PASSWORD,
+        ENV_DATABASE_URL,
+    ] {
+        for empty in ["", " ", "\n"] {
+            let error = format!("{:#}", parse_env(text, &[(variable, empty)]).unwrap_err());
+            assert_eq!(
+                error,
+                format!(
+                    "schedules.toml: {variable} is set but empty (unset it, or give it a value)"
+                )
+            );
+        }
+    }
+}
+
+#[test]
 fn errors_registry() {
     assert_errors(&[
         ("", "schedules.toml:1:1: missing [registry] section (at least url = \"http://HOST:PORT\")"),
         ("[registry]\nusername = \"u\"\n", "schedules.toml:1:1: [registry] url is required, e.g. url = \"http://127.0.0.1:5000\""),
-        ("[registry]\nurl = \"127.0.0.1:5000\"\n", "schedules.toml:2:7: [registry] url: URL \"127.0.0.1:5000\" has no scheme (write e.g. \"http://127.0.0.1:5000\")"),
-        ("[registry]\nurl = \"localhost:5000\"\n", "schedules.toml:2:7: [registry] url: URL \"localhost:5000\" is not http:// or https://"),
-        ("[registry]\nurl = \"registry\"\n", "schedules.toml:2:7: [registry] url: URL \"registry\" has no scheme (write e.g. \"http://registry\")"),
+        ("[registry]\nurl = \"127.0.0.1:5000\"\n", "schedules.toml:2:7: [registry] url: URL \"127.0.0.1:5000\" has no scheme (did you mean \"http://127.0.0.1:5000\"?)"),
+        ("[registry]\nurl = \"localhost:5000\"\n", "schedules.toml:2:7: [registry] url: URL \"localhost:5000\" is not http:// or https:// (did you mean \"http://localhost:5000\"?)"),
+        ("[registry]\nurl = \"registry\"\n", "schedules.toml:2:7: [registry] url: URL \"registry\" has no scheme (did you mean \"http://registry\"?)"),
+        ("[registry]\nurl = \"http//127.0.0.1:5000\"\n", "schedules.toml:2:7: [registry] url: URL \"http//127.0.0.1:5000\" has no scheme (did you mean \"http://127.0.0.1:5000\"?)"),
+        ("[registry]\nurl = \"https//registry.example\"\n", "schedules.toml:2:7: [registry] url: URL \"https//registry.example\" has no scheme (did you mean \"https://registry.example\"?)"),
+        ("[registry]\nurl = \"//registry\"\n", "schedules.toml:2:7: [registry] url: URL \"//registry\" has no scheme (write http:// or https:// and the host)"),
+        ("[registry]\nurl = \"http://127.0.0.1:5000/v2/\"\n", "schedules.toml:2:7: [registry] url: \"http://127.0.0.1:5000/v2/\" ends in /v2: the url is the registry's base, regkeeper adds /v2/ itself (write \"http://127.0.0.1:5000\")"),
+        ("[registry]\nurl = \"https://r.example/mirror/v2\"\n", "schedules.toml:2:7: [registry] url: \"https://r.example/mirror/v2\" ends in /v2: the url is the registry's base, regkeeper adds /v2/ itself (write \"https://r.example/mirror\")"),
+        ("[registry]\nurl = \"http://r\"\nusername = \"u\"\npassword = \"\"\n", "schedules.toml:4:12: [registry] password is empty (remove the key, or write the secret)"),
         ("[registry]\nurl = \"ftp://r\"\n", "schedules.toml:2:7: [registry] url: URL \"ftp://r\" is not http:// or https://"),
         (
             "[registry]\nurl = \"http://u:p@r\"\n",
@@ -1014,7 +1185,7 @@ fn errors_scanners() {
         ),
         (
             "[registry]\nurl = \"http://r\"\n[security.adapter]\nserver = \"trivy:8080\"\n",
-            "schedules.toml:4:10: [security.adapter] server: URL \"trivy:8080\" is not http:// or https://",
+            "schedules.toml:4:10: [security.adapter] server: URL \"trivy:8080\" is not http:// or https:// (did you mean \"http://trivy:8080\"?)",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[security.fixture]\nenabled = true\n",
@@ -1027,6 +1198,10 @@ fn errors_scanners() {
         (
             "[registry]\nurl = \"http://r\"\n[security.clair4]\nserver = \"http://s\"\nfile = \"f.json\"\n",
             "schedules.toml:5:8: [security.clair4] file only applies to the fixture scanner",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[security.clair4]\nserver = \"http://s\"\nusername = \"u\"\npassword = \"\"\n",
+            "schedules.toml:6:12: [security.clair4] password is empty (remove the key, or write the secret)",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[security.clair4]\nserver = \"http://s\"\npassword = \"p\"\n",

@@ -46,6 +46,7 @@ mod tests {
             expression: expression.to_string(),
             cron,
             timezone,
+            position: String::new(),
         }
     }
 

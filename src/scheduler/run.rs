@@ -75,8 +75,9 @@ impl RunSettings {
 /// Records as abandoned the runs (of `job`, or of every job) whose process
 /// stopped without finishing them: their heartbeat expired. Logs each one
 /// and returns them; a failure to record is logged and returns nothing.
-/// Blocking. Called at daemon start-up, before each run of a job, and by
-/// `regkeeper status`; see [`Store::abandon_expired_runs`].
+/// Blocking. Called at daemon start-up and before each run of a job
+/// (`regkeeper status` only shows such runs); see
+/// [`Store::abandon_expired_runs`].
 pub fn record_abandoned_runs(
     store: &dyn Store,
     job: Option<&str>,
@@ -456,6 +457,15 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
         error!("job={job_name} run={run_id} recording the end of the run: {cause:#}");
     }
     request.flags.recorded_end.store(true, Ordering::SeqCst);
+    // A daemon's job that finished for good leaves its schedule: `status`
+    // shows it so. A run by hand changes nothing of the daemon's jobs.
+    if let (Some(reason), false) = (&result.finished, by_hand) {
+        if let Err(cause) =
+            store.finish_daemon_job(&request.settings.claimant, job_name, reason, now_ms())
+        {
+            error!("job={job_name} run={run_id} recording the job finished for good: {cause:#}");
+        }
+    }
     // A stretch of runs that did nothing is one row, counting them, so
     // that `keep_runs` keeps runs that did work in the history.
     if idle && !by_hand {

@@ -45,7 +45,51 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: SCAN_REPORTS_SQLITE,
         postgres: SCAN_REPORTS_POSTGRES,
     },
+    Migration {
+        version: 5,
+        description: "the job set a daemon runs",
+        sqlite: DAEMON_JOBS_SQLITE,
+        postgres: DAEMON_JOBS_POSTGRES,
+    },
 ];
+
+/// Migration 5 (SQLite): the jobs the last daemon to start runs, as it
+/// read them (`status` shows these, not the file on disk, and says when
+/// the file differs). Replaced as a whole at each daemon's start-up; a job
+/// that finished for good (sync `initial`, `on-start`) gets `finished_at`
+/// and the reason.
+const DAEMON_JOBS_SQLITE: &str = "
+CREATE TABLE daemon_jobs (
+    job             TEXT NOT NULL PRIMARY KEY,
+    position        INTEGER NOT NULL,
+    handler         TEXT NOT NULL,
+    schedule        TEXT NOT NULL,
+    timezone        TEXT NOT NULL,
+    enabled         INTEGER NOT NULL,
+    claimant        TEXT NOT NULL,
+    config          TEXT NOT NULL,
+    started_at      INTEGER NOT NULL,
+    finished_at     INTEGER,
+    finished_reason TEXT
+);
+";
+
+/// Migration 5 (PostgreSQL): as [`DAEMON_JOBS_SQLITE`].
+const DAEMON_JOBS_POSTGRES: &str = "
+CREATE TABLE daemon_jobs (
+    job             TEXT NOT NULL PRIMARY KEY,
+    position        BIGINT NOT NULL,
+    handler         TEXT NOT NULL,
+    schedule        TEXT NOT NULL,
+    timezone        TEXT NOT NULL,
+    enabled         BIGINT NOT NULL,
+    claimant        TEXT NOT NULL,
+    config          TEXT NOT NULL,
+    started_at      BIGINT NOT NULL,
+    finished_at     BIGINT,
+    finished_reason TEXT
+);
+";
 
 /// Migration 2, the same in both dialects. The claim asks, per candidate
 /// event, whether an earlier event of its repository is waiting for a
@@ -185,6 +229,46 @@ pub fn apply(conn: &mut dyn Conn, now: i64) -> anyhow::Result<Vec<i64>> {
         applied_now.push(migration.version);
     }
     Ok(applied_now)
+}
+
+/// Checks, without writing, that the schema is the one this version
+/// knows: every migration applied and none newer (the read-only commands,
+/// which never migrate).
+pub fn check_current(conn: &mut dyn Conn) -> anyhow::Result<()> {
+    let has_table = match conn.dialect() {
+        Dialect::Sqlite => conn.query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+            &[],
+        )?,
+        Dialect::Postgres => conn.query(
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'schema_migrations' AND schemaname = ANY (current_schemas(false))",
+            &[],
+        )?,
+    };
+    let newest_known = MIGRATIONS.last().map_or(0, |migration| migration.version);
+    anyhow::ensure!(
+        !has_table.is_empty(),
+        "the database has no regkeeper schema (the daemon or `regkeeper --once JOB` creates it)"
+    );
+    let mut applied = Vec::new();
+    for row in conn.query("SELECT version FROM schema_migrations", &[])? {
+        applied.push(super::rows::int(&row, 0)?);
+    }
+    let newest = applied.iter().copied().max().unwrap_or(0);
+    anyhow::ensure!(
+        newest <= newest_known,
+        "the database schema is at version {newest}, newer than this regkeeper knows ({newest_known}); upgrade regkeeper"
+    );
+    let missing: Vec<i64> = MIGRATIONS
+        .iter()
+        .map(|migration| migration.version)
+        .filter(|version| !applied.contains(version))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "the database schema lacks migrations {missing:?} (the daemon or `regkeeper --once JOB` applies them)"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //! - `tags.rs`: one tag at a time, tag listings, known manifests;
 //! - `tag_writes.rs`: many tags of a repository at once;
 //! - `events.rs` (the event queue and what events write), `sync_pass.rs`
-//!   (a sync pass's writes), `runs.rs` (`job_runs`), `scan_results.rs` and
+//!   (a sync pass's writes), `runs.rs` (`job_runs`), `daemon_jobs.rs` (the
+//!   job set a daemon runs), `scan_results.rs` and
 //!   `scans.rs` (the scan lifecycle), `migrations.rs`;
 //! - `sql.rs` on top: each [`Store`] method opens one transaction and calls
 //!   one of them.
@@ -60,6 +61,7 @@ pub mod sql;
 pub mod sqlite;
 
 mod codes;
+mod daemon_jobs;
 mod events;
 #[cfg(test)]
 mod explain;
@@ -77,8 +79,9 @@ mod types;
 pub const IDLE_RUNS: &str = "idle_runs";
 
 pub use codes::{EventStatus, ScanState};
+pub use runs::abandoned_text;
 pub use types::{
-    AppliedEvent, ClaimedEvent, EventClaim, EventEffect, FailedEvent, ImageVulnerabilities,
+    AppliedEvent, ClaimedEvent, DaemonJob, DaemonJobSet, EventClaim, EventEffect, FailedEvent, ImageVulnerabilities,
     KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
     ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
     ScannerResult, ScannerSummary, SyncApplied, TagChange, TagRecord, TagScanState, TagWrite,
@@ -198,6 +201,21 @@ pub trait Store: Send + Sync {
         now: i64,
         abandon_after_ms: i64,
     ) -> anyhow::Result<Vec<RunRecord>>;
+    /// Replaces the recorded job set of the daemon with `set`: a daemon
+    /// records the jobs it runs at start-up, so that `status` shows them.
+    fn record_daemon_jobs(&self, set: &DaemonJobSet) -> anyhow::Result<()>;
+    /// The job set the last daemon to start recorded; None when none did.
+    fn daemon_jobs(&self) -> anyhow::Result<Option<DaemonJobSet>>;
+    /// Marks `job` finished for good at `now` with `reason`, if the
+    /// recorded set is `claimant`'s (a daemon that started since replaced
+    /// it). Returns whether a row changed.
+    fn finish_daemon_job(
+        &self,
+        claimant: &str,
+        job: &str,
+        reason: &str,
+        now: i64,
+    ) -> anyhow::Result<bool>;
     /// Keeps the newest `keep` runs of `job` and deletes the rest.
     fn prune_runs(&self, job: &str, keep: usize) -> anyhow::Result<u64>;
     /// The newest `limit` runs of `job`, newest first.
@@ -207,6 +225,9 @@ pub trait Store: Send + Sync {
     /// Returns the id of the registry row for `hostname`, creating it (and its
     /// global namespace) when missing.
     fn ensure_registry(&self, hostname: &str) -> anyhow::Result<i64>;
+    /// The id of the registry row for `hostname`, None when there is none;
+    /// writes nothing (the read-only commands).
+    fn find_registry(&self, hostname: &str) -> anyhow::Result<Option<i64>>;
     /// Creates or updates one tag (and its namespace and repository). A
     /// changed digest resets the scan state to none.
     fn upsert_tag(&self, registry_id: i64, write: &TagWrite, now: i64)
@@ -389,10 +410,58 @@ pub trait Store: Send + Sync {
 /// certificate file) and migration errors. Blocks: call it from a blocking
 /// thread, not an async task.
 pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Result<Arc<dyn Store>> {
+    let backend = connect_waiting(database, wait, Access::ReadWrite)?;
+    let store = sql::SqlStore::new(backend);
+    let applied = store
+        .migrate()
+        .with_context(|| format!("migrating database {}", describe(database)))?;
+    if !applied.is_empty() {
+        log::info!(
+            "database {}: applied migrations {applied:?}",
+            describe(database)
+        );
+    }
+    Ok(Arc::new(store))
+}
+
+/// Opens the configured database for the read-only commands (`status`,
+/// `tags`, `vulns`): an existing SQLite file opened read-only (a missing
+/// one is an error, nothing is created), a PostgreSQL database whose
+/// transactions are `READ ONLY`; no migration is applied, and a schema
+/// that is not current is an error saying so. Waits for PostgreSQL as
+/// [`open`] does.
+pub fn open_read_only(
+    database: &crate::config::Database,
+    wait: Duration,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let backend = connect_waiting(database, wait, Access::ReadOnly)?;
+    let store = sql::SqlStore::new(backend);
+    store
+        .check_schema()
+        .with_context(|| format!("reading database {}", describe(database)))?;
+    Ok(Arc::new(store))
+}
+
+/// Whether a backend may write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// The daemon and `--once`: may create the file and migrate.
+    ReadWrite,
+    /// The read-only commands.
+    ReadOnly,
+}
+
+/// Connects, retrying a PostgreSQL server that does not answer yet until
+/// `wait` has passed (see [`open`]).
+fn connect_waiting(
+    database: &crate::config::Database,
+    wait: Duration,
+    access: Access,
+) -> anyhow::Result<Box<dyn Backend>> {
     let started = Instant::now();
     let mut attempt = 1u32;
     let backend: Box<dyn Backend> = loop {
-        match connect(database) {
+        match connect(database, access) {
             Ok(backend) => break backend,
             // A SQLite file is not a server that may still be starting, and
             // a bad TLS parameter or certificate file does not get better.
@@ -426,22 +495,15 @@ pub fn open(database: &crate::config::Database, wait: Duration) -> anyhow::Resul
             }
         }
     };
-    let store = sql::SqlStore::new(backend);
-    let applied = store
-        .migrate()
-        .with_context(|| format!("migrating database {}", describe(database)))?;
-    if !applied.is_empty() {
-        log::info!(
-            "database {}: applied migrations {applied:?}",
-            describe(database)
-        );
-    }
-    Ok(Arc::new(store))
+    Ok(backend)
 }
 
 /// Opens a backend and checks that it answers.
-fn connect(database: &crate::config::Database) -> anyhow::Result<Box<dyn Backend>> {
+fn connect(database: &crate::config::Database, access: Access) -> anyhow::Result<Box<dyn Backend>> {
     match database {
+        crate::config::Database::Sqlite { path } if access == Access::ReadOnly => {
+            Ok(Box::new(sqlite::SqliteBackend::open_read_only(path)?))
+        }
         crate::config::Database::Sqlite { path } => {
             Ok(Box::new(sqlite::SqliteBackend::open(path)?))
         }
@@ -449,11 +511,13 @@ fn connect(database: &crate::config::Database) -> anyhow::Result<Box<dyn Backend
             url,
             password,
             pool_size,
-        } => Ok(Box::new(postgres::PostgresBackend::connect(
-            url,
-            password.as_deref(),
-            *pool_size,
-        )?)),
+        } => {
+            let backend = postgres::PostgresBackend::connect(url, password.as_deref(), *pool_size)?;
+            Ok(Box::new(match access {
+                Access::ReadWrite => backend,
+                Access::ReadOnly => backend.read_only(),
+            }))
+        }
     }
 }
 

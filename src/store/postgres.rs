@@ -74,6 +74,8 @@ pub struct PostgresBackend {
     /// For connections outside the pool (advisory locks).
     config: postgres::Config,
     tls: MakeRustlsConnect,
+    /// Every transaction is `READ ONLY` (the read-only commands).
+    read_only: bool,
 }
 
 /// Marks an error in the connection settings themselves (the URL, its TLS
@@ -143,7 +145,15 @@ impl PostgresBackend {
             pool,
             config,
             tls,
+            read_only: false,
         })
+    }
+
+    /// The same backend with every transaction `READ ONLY`: the server
+    /// refuses any write (the read-only commands).
+    pub fn read_only(mut self) -> PostgresBackend {
+        self.read_only = true;
+        self
     }
 }
 
@@ -186,9 +196,13 @@ impl Backend for PostgresBackend {
             )
         })?;
         let PooledClient { client, statements } = &mut *pooled;
-        let transaction = client.transaction().map_err(|error| {
-            driver_error(error, &format!("beginning a transaction on {}", self.name))
-        })?;
+        let transaction = client
+            .build_transaction()
+            .read_only(self.read_only)
+            .start()
+            .map_err(|error| {
+                driver_error(error, &format!("beginning a transaction on {}", self.name))
+            })?;
         let mut conn = PostgresConn {
             transaction,
             statements,

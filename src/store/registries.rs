@@ -48,6 +48,15 @@ pub(super) fn ensure_registry(
     Ok(registry_id)
 }
 
+/// The id of the registry row for `hostname`, if there is one. Reads only.
+pub(super) fn find_registry(conn: &mut dyn Conn, hostname: &str) -> anyhow::Result<Option<i64>> {
+    let rows = conn.query(
+        "SELECT id FROM registries WHERE hostname = $1",
+        &[txt(hostname)],
+    )?;
+    rows.first().map(|row| int(row, 0)).transpose()
+}
+
 /// The id of a namespace, creating it when missing.
 fn ensure_namespace(
     conn: &mut dyn Conn,

@@ -16,11 +16,11 @@ use anyhow::Context as _;
 
 pub use super::rows::{int, opt_int, opt_text, single, text};
 use super::{
-    events, migrations, registries, runs, scans, sync_pass, tags, AdvisoryLock, AppliedEvent,
-    Backend, ClaimedEvent, Conn, Dialect, EventClaim, FailedEvent, ImageVulnerabilities,
-    KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
-    ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerSummary,
-    Store, SyncApplied, TagChange, TagRecord, TagWrite,
+    daemon_jobs, events, migrations, registries, runs, scans, sync_pass, tags, AdvisoryLock,
+    AppliedEvent, Backend, ClaimedEvent, Conn, DaemonJobSet, Dialect, EventClaim, FailedEvent,
+    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome,
+    RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement,
+    ScannerSummary, Store, SyncApplied, TagChange, TagRecord, TagWrite,
 };
 
 /// The store over one backend.
@@ -39,6 +39,12 @@ impl SqlStore {
     pub fn migrate(&self) -> anyhow::Result<Vec<i64>> {
         let now = crate::time::now_ms();
         self.tx(|conn| migrations::apply(conn, now))
+    }
+
+    /// Checks without writing that every migration is applied (the
+    /// read-only commands, which never migrate).
+    pub fn check_schema(&self) -> anyhow::Result<()> {
+        self.tx(migrations::check_current)
     }
 
     /// Runs `work` in one transaction and returns its result; an error rolls
@@ -131,6 +137,32 @@ impl Store for SqlStore {
         let now = crate::time::now_ms();
         self.tx(|conn| registries::ensure_registry(conn, hostname, now))
             .with_context(|| format!("recording registry {hostname}"))
+    }
+
+    fn record_daemon_jobs(&self, set: &DaemonJobSet) -> anyhow::Result<()> {
+        self.tx(|conn| daemon_jobs::record(conn, set))
+            .with_context(|| format!("recording the jobs of daemon {}", set.claimant))
+    }
+
+    fn daemon_jobs(&self) -> anyhow::Result<Option<DaemonJobSet>> {
+        self.tx(daemon_jobs::read)
+            .context("reading the jobs the daemon runs")
+    }
+
+    fn finish_daemon_job(
+        &self,
+        claimant: &str,
+        job: &str,
+        reason: &str,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        self.tx(|conn| daemon_jobs::finish(conn, claimant, job, reason, now))
+            .with_context(|| format!("recording job {job} finished for good"))
+    }
+
+    fn find_registry(&self, hostname: &str) -> anyhow::Result<Option<i64>> {
+        self.tx(|conn| registries::find_registry(conn, hostname))
+            .with_context(|| format!("finding registry {hostname}"))
     }
 
     fn upsert_tag(

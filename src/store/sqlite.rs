@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::{one_line, Backend, Conn, Dialect, Row, Value};
 
@@ -32,6 +32,9 @@ const STATEMENT_CACHE: usize = 128;
 pub struct SqliteBackend {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// Opened read-only: transactions are deferred (they take no write
+    /// lock) and SQLite refuses any write.
+    read_only: bool,
 }
 
 struct Inner {
@@ -41,8 +44,15 @@ struct Inner {
 }
 
 impl SqliteBackend {
-    /// Opens (creating when missing) the database file and sets it up.
+    /// Opens (creating when missing) the database file and sets it up. A
+    /// new file, and the WAL and shared-memory files beside it, are
+    /// readable by the owner only (0600): the database holds the registry's
+    /// contents and its event history.
     pub fn open(path: &Path) -> anyhow::Result<SqliteBackend> {
+        if path != Path::new(":memory:") {
+            create_owner_only(path)
+                .with_context(|| format!("opening sqlite database {}", path.display()))?;
+        }
         let connection = Connection::open(path)
             .with_context(|| format!("opening sqlite database {}", path.display()))?;
         connection
@@ -76,6 +86,39 @@ impl SqliteBackend {
                 connection,
                 rewritten: HashMap::new(),
             }),
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing database file read-only: no file is created, no
+    /// pragma is changed, and SQLite refuses any write. A missing file is
+    /// an error that says so.
+    pub fn open_read_only(path: &Path) -> anyhow::Result<SqliteBackend> {
+        if !path.is_file() {
+            anyhow::bail!(
+                "sqlite database {} does not exist (the daemon or `regkeeper --once JOB` creates it)",
+                path.display()
+            );
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening sqlite database {} read-only", path.display()))?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .with_context(|| format!("setting the busy timeout of {}", path.display()))?;
+        connection
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .with_context(|| format!("fixing the query plans of {}", path.display()))?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(SqliteBackend {
+            path: path.to_path_buf(),
+            inner: Mutex::new(Inner {
+                connection,
+                rewritten: HashMap::new(),
+            }),
+            read_only: true,
         })
     }
 }
@@ -106,7 +149,11 @@ impl Backend for SqliteBackend {
             rewritten,
         } = &mut *inner;
         let transaction = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .transaction_with_behavior(if self.read_only {
+                TransactionBehavior::Deferred
+            } else {
+                TransactionBehavior::Immediate
+            })
             .with_context(|| format!("beginning a transaction on {}", self.path.display()))?;
         let mut conn = SqliteConn {
             transaction: &transaction,
@@ -116,6 +163,24 @@ impl Backend for SqliteBackend {
         transaction
             .commit()
             .with_context(|| format!("committing a transaction on {}", self.path.display()))
+    }
+}
+
+/// Creates the database file, when missing, readable and writable by the
+/// owner only (0600). SQLite gives the WAL and shared-memory files it
+/// creates later the mode of the database file, so they are 0600 too. An
+/// empty file is an empty database.
+fn create_owner_only(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),
     }
 }
 

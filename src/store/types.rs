@@ -68,6 +68,39 @@ pub struct NewRun {
     pub expires_at: i64,
 }
 
+/// The jobs a daemon runs, as it recorded them at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonJobSet {
+    /// The daemon (`host:pid:random`).
+    pub claimant: String,
+    /// The configuration file it read.
+    pub config: String,
+    /// When it started, milliseconds since the epoch.
+    pub started_at: i64,
+    /// Every job of its configuration, in file order.
+    pub jobs: Vec<DaemonJob>,
+}
+
+/// One job of a [`DaemonJobSet`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonJob {
+    /// Job name.
+    pub name: String,
+    /// Handler name.
+    pub handler: String,
+    /// The cron expression.
+    pub schedule: String,
+    /// IANA time zone.
+    pub timezone: String,
+    /// Whether the daemon schedules it.
+    pub enabled: bool,
+    /// When it finished for good (sync `initial`, `on-start`); None while
+    /// it is scheduled.
+    pub finished_at: Option<i64>,
+    /// Why it finished for good.
+    pub finished_reason: Option<String>,
+}
+
 /// A run as `status` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {

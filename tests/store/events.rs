@@ -59,9 +59,21 @@ fn done(id: i64, effect: EventEffect) -> AppliedEvent {
 /// The event queue chapter: insert, claim under leases in per-repository
 /// order, apply with effects, retry, release, fail, requeue, prune.
 fn event_story_on(store: &SqlStore) {
+    assert_eq!(
+        store
+            .find_registry("127.0.0.1:5000")
+            .expect("find_registry"),
+        None
+    );
     let registry = store
         .ensure_registry("127.0.0.1:5000")
         .expect("ensure_registry");
+    assert_eq!(
+        store
+            .find_registry("127.0.0.1:5000")
+            .expect("find_registry"),
+        Some(registry)
+    );
     let inserted = store
         .insert_events(
             &[

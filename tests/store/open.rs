@@ -148,3 +148,61 @@ fn open_waits_for_the_database_to_answer() {
         "the first attempt was refused, a later one answered"
     );
 }
+
+/// The read-only commands' store: nothing is created or migrated, a
+/// database without the schema is refused saying so, and the database
+/// refuses writes; on both backends.
+fn read_only_opening_checks_the_schema_and_writes_nothing(config: regkeeper::config::Database) {
+    let wait = Duration::from_secs(30);
+    let error = format!(
+        "{:#}",
+        store::open_read_only(&config, wait)
+            .err()
+            .expect("no schema yet")
+    );
+    assert!(
+        error.contains("the database has no regkeeper schema (the daemon or `regkeeper --once JOB` creates it)"),
+        "{error}"
+    );
+    let writer = store::open(&config, wait).expect("opening and migrating");
+    let registry = writer
+        .ensure_registry("127.0.0.1:5000")
+        .expect("ensure_registry");
+    writer
+        .upsert_tag(registry, &write("ns/app", "1.0", "sha256:a"), NOW)
+        .expect("upsert_tag");
+    let reader = store::open_read_only(&config, wait).expect("opening read-only");
+    assert_eq!(
+        reader.find_registry("127.0.0.1:5000").unwrap(),
+        Some(registry)
+    );
+    assert_eq!(reader.tags(registry, None).unwrap().len(), 1);
+    assert!(
+        reader.ensure_registry("127.0.0.1:5001").is_err(),
+        "a read-only store wrote"
+    );
+    assert_eq!(writer.find_registry("127.0.0.1:5001").unwrap(), None);
+}
+
+#[test]
+fn read_only_opening_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("regkeeper.db");
+    let config = regkeeper::config::Database::Sqlite { path: path.clone() };
+    let error = format!(
+        "{:#}",
+        store::open_read_only(&config, Duration::from_secs(5))
+            .err()
+            .expect("no file")
+    );
+    assert!(error.contains("does not exist"), "{error}");
+    assert!(!path.exists(), "opening read-only created the file");
+    std::fs::write(&path, "").expect("an empty database file");
+    read_only_opening_checks_the_schema_and_writes_nothing(config);
+}
+
+#[test]
+fn read_only_opening_on_postgres() {
+    let database = TestDatabase::create();
+    read_only_opening_checks_the_schema_and_writes_nothing(database.config());
+}

@@ -10,8 +10,65 @@ use regkeeper_test_support::{Backend, TestStore};
 
 use crate::{exec, run, run_by, NOW};
 
+/// The job set a daemon records at start-up: replaced as a whole, read
+/// back in its order, a job finished for good only by the daemon whose set
+/// it is.
+fn daemon_jobs_chapter(store: &SqlStore) {
+    use regkeeper::store::{DaemonJob, DaemonJobSet};
+    assert_eq!(store.daemon_jobs().expect("daemon_jobs"), None);
+    let job = |name: &str, enabled: bool| DaemonJob {
+        name: name.to_string(),
+        handler: "sync".to_string(),
+        schedule: "0 */10 * * * *".to_string(),
+        timezone: "Europe/Berlin".to_string(),
+        enabled,
+        finished_at: None,
+        finished_reason: None,
+    };
+    let first = DaemonJobSet {
+        claimant: "web1:1:a".to_string(),
+        config: "/etc/regkeeper/schedules.toml".to_string(),
+        started_at: NOW,
+        jobs: vec![job("zeta", true), job("alpha", false)],
+    };
+    store
+        .record_daemon_jobs(&first)
+        .expect("record_daemon_jobs");
+    assert_eq!(
+        store.daemon_jobs().expect("daemon_jobs"),
+        Some(first.clone())
+    );
+    assert!(!store
+        .finish_daemon_job("web2:2:b", "zeta", "not mine", NOW + 1)
+        .expect("finish_daemon_job"));
+    assert!(store
+        .finish_daemon_job("web1:1:a", "zeta", "strategy initial: done", NOW + 2)
+        .expect("finish_daemon_job"));
+    let read = store.daemon_jobs().expect("daemon_jobs").expect("a set");
+    assert_eq!(read.jobs[0].finished_at, Some(NOW + 2));
+    assert_eq!(
+        read.jobs[0].finished_reason.as_deref(),
+        Some("strategy initial: done")
+    );
+    assert_eq!(read.jobs[1], job("alpha", false));
+    let second = DaemonJobSet {
+        claimant: "web2:2:b".to_string(),
+        config: "schedules.toml".to_string(),
+        started_at: NOW + 10,
+        jobs: vec![job("beta", true)],
+    };
+    store
+        .record_daemon_jobs(&second)
+        .expect("record_daemon_jobs");
+    assert_eq!(store.daemon_jobs().expect("daemon_jobs"), Some(second));
+    assert!(!store
+        .finish_daemon_job("web1:1:a", "zeta", "gone", NOW + 11)
+        .expect("finish_daemon_job"));
+}
+
 /// Job runs: start, finish, read back, prune.
 pub(crate) fn chapter(store: &SqlStore) {
+    daemon_jobs_chapter(store);
     let first = store.start_run(&run("sync-job", NOW)).expect("start_run");
     let running = store.recent_runs("sync-job", 10).expect("recent_runs");
     assert_eq!(running.len(), 1);

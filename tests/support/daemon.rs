@@ -30,16 +30,28 @@ impl Daemon {
     /// Starts `binary` on `config` with `RUST_LOG=rust_log`, in the config's
     /// directory, logging into `CONFIG` with the extension `log`.
     pub fn start_with(binary: &Path, config: &Path, rust_log: &str) -> Daemon {
-        Daemon::spawn(binary, config, rust_log, None)
+        Daemon::spawn(binary, config, rust_log, None, &[])
+    }
+
+    /// [`Daemon::start`] with the environment variables `env` set (after
+    /// the environment's `REGKEEPER_*` were cleared).
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn(&crate::binary(), config, TEST_LOG, None, env)
     }
 
     /// [`Daemon::start`] under an open-file limit (RLIMIT_NOFILE) of
     /// `open_files`, for tests that exhaust descriptors.
     pub fn start_with_open_files(config: &Path, open_files: u64) -> Daemon {
-        Daemon::spawn(&crate::binary(), config, TEST_LOG, Some(open_files))
+        Daemon::spawn(&crate::binary(), config, TEST_LOG, Some(open_files), &[])
     }
 
-    fn spawn(binary: &Path, config: &Path, rust_log: &str, open_files: Option<u64>) -> Daemon {
+    fn spawn(
+        binary: &Path,
+        config: &Path,
+        rust_log: &str,
+        open_files: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let log_path = config.with_extension("log");
         let log = std::fs::File::create(&log_path).expect("creating the daemon log");
         let mut command = Command::new(binary);
@@ -75,10 +87,16 @@ impl Daemon {
             }
         }
         let child = command
+            .envs(env.iter().copied())
             .env("RUST_LOG", rust_log)
             .spawn()
             .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
         Daemon { child, log_path }
+    }
+
+    /// Its exit status, once it has exited (reaped then).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("polling the daemon")
     }
 
     /// Panics with its log when it has exited.

@@ -41,7 +41,7 @@ impl Checker<'_> {
             1..=1000,
         )?;
         let password_file = raw_database.and_then(|database| database.password_file.as_ref());
-        let env_url = env(ENV_DATABASE_URL);
+        let env_url = self.env_secret(env, ENV_DATABASE_URL)?;
         let (url_text, span) = match (
             &env_url,
             raw_database.and_then(|database| database.url.as_ref()),
@@ -70,9 +70,15 @@ impl Checker<'_> {
                     "password_file is only used with a postgres:// url",
                 ));
             }
-            return Ok(Database::Sqlite {
-                path: PathBuf::from(file),
-            });
+            // A path from the environment is taken as written (relative to
+            // the working directory); one from the file (or the default) is
+            // relative to the file's directory.
+            let path = if env_url.is_some() {
+                PathBuf::from(file)
+            } else {
+                self.file_path(file)
+            };
+            return Ok(Database::Sqlite { path });
         }
         let redacted = redact_url(url_text);
         if !(url_text.starts_with("postgres://") || url_text.starts_with("postgresql://")) {
@@ -93,7 +99,7 @@ impl Checker<'_> {
         let mut password = url.password().map(percent_decode);
         // The password never stays in the URL, which is logged.
         let _ = url.set_password(None);
-        if let Some(from_env) = env(ENV_DATABASE_PASSWORD) {
+        if let Some(from_env) = self.env_secret(env, ENV_DATABASE_PASSWORD)? {
             password = Some(from_env);
         } else if password.is_some() && password_file.is_some() {
             return Err(fail(

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::{or_list, Checker, Positive, Scope};
+use super::{line_column, or_list, Checker, Positive, Scope};
 use crate::config::raw::{Ordered, RawJob};
 use crate::config::{
     EventsOptions, HandlerConfig, JobConfig, Schedule, SecurityOptions, Strategy, SyncOptions,
@@ -368,10 +368,87 @@ impl Checker<'_> {
                 _ => fail(format!("invalid schedule {expression:?} ({error})")),
             }
         })?;
+        if !expression.starts_with('@') {
+            for (index, field) in fields.iter().enumerate() {
+                if let Some(message) = oversized_step(index, field) {
+                    return Err(fail(format!("schedule {expression:?}: {message}")));
+                }
+            }
+        }
+        let (line, column) = line_column(self.text, value.span().start);
         Ok(Schedule {
             expression: expression.to_string(),
             cron,
             timezone,
+            position: format!("{}:{line}:{column}", self.file),
         })
     }
+}
+
+/// Each cron field's name, first and last value.
+const CRON_FIELDS: [(&str, u32, u32); 7] = [
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+    ("year", 1970, 2099),
+];
+
+/// Why a step in field `index` does not mean what it says: `*/61` in the
+/// minutes steps past the field's 60 values and fires only at the first
+/// one (hourly), as `5-10/7` does within its range. None when every step
+/// fits (or the field has none, or is not a plain `*`, `N`, `N-M` base).
+fn oversized_step(index: usize, field: &str) -> Option<String> {
+    let (name, first, last) = *CRON_FIELDS.get(index)?;
+    for part in field.split(',') {
+        let Some((base, step)) = part.split_once('/') else {
+            continue;
+        };
+        let Ok(step) = step.parse::<u32>() else {
+            continue;
+        };
+        let value = |text: &str| cron_value(index, text);
+        let (low, high, over) = match base.split_once('-') {
+            _ if base == "*" => (first, last, format!("the {name} field")),
+            Some((low, high)) => match (value(low), value(high)) {
+                (Some(low), Some(high)) => (low, high, format!("the range {base}")),
+                _ => continue,
+            },
+            None => match value(base) {
+                Some(low) => (low, last, format!("{base} to {last}")),
+                None => continue,
+            },
+        };
+        // Day-of-week 7 is Sunday again: the field has 7 values.
+        let count = if index == 5 && base == "*" {
+            7
+        } else {
+            high.saturating_sub(low) + 1
+        };
+        if step > count {
+            return Some(format!(
+                "{name} step /{step} is larger than {over} ({count} values), so it fires only at {low}"
+            ));
+        }
+    }
+    None
+}
+
+/// A value of field `index`: a number, or a month or day name.
+fn cron_value(index: usize, text: &str) -> Option<u32> {
+    if let Ok(number) = text.parse::<u32>() {
+        return Some(number);
+    }
+    let names: &[&str] = match index {
+        4 => &[
+            "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+        ],
+        5 => &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+        _ => return None,
+    };
+    let upper = text.to_ascii_uppercase();
+    let position = names.iter().position(|name| *name == upper)? as u32;
+    Some(if index == 4 { position + 1 } else { position })
 }

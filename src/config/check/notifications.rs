@@ -30,7 +30,7 @@ impl Checker<'_> {
                 )
             })?),
         };
-        let token = env(ENV_NOTIFY_TOKEN);
+        let token = self.env_secret(env, ENV_NOTIFY_TOKEN)?;
         let token_file = notifications.and_then(|notifications| notifications.token_file.as_ref());
         let allow_unauthenticated = notifications
             .and_then(|notifications| notifications.allow_unauthenticated.as_ref())

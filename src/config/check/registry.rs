@@ -2,7 +2,6 @@
 //! username and its password (inline, `password_file` or
 //! REGKEEPER_REGISTRY_PASSWORD), timeouts and the worker pool.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -35,6 +34,25 @@ impl Checker<'_> {
             ));
         };
         let url = self.http_url(url_value, section, "url")?;
+        let segments: Vec<&str> = url
+            .path()
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .collect();
+        if segments.last() == Some(&"v2") {
+            let mut base = url.clone();
+            let prefix = segments[..segments.len() - 1].join("/");
+            base.set_path(&prefix);
+            let base = base.as_str().trim_end_matches('/').to_string();
+            return Err(self.error(
+                &url_value.span(),
+                section,
+                format!(
+                    "url: {:?} ends in /v2: the url is the registry's base, regkeeper adds /v2/ itself (write {base:?})",
+                    url_value.get_ref()
+                ),
+            ));
+        }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(self.error(
                 &url_value.span(),
@@ -53,11 +71,8 @@ impl Checker<'_> {
                 "password and password_file are both set (use one)",
             ));
         }
-        let mut password = registry
-            .password
-            .as_ref()
-            .map(|password| password.get_ref().clone());
-        if let Some(from_env) = env(ENV_REGISTRY_PASSWORD) {
+        let mut password = self.inline_secret(registry.password.as_ref(), section, "password")?;
+        if let Some(from_env) = self.env_secret(env, ENV_REGISTRY_PASSWORD)? {
             password = Some(from_env);
         }
         if username.is_none() {
@@ -111,7 +126,7 @@ impl Checker<'_> {
             ca_file: registry
                 .ca_file
                 .as_ref()
-                .map(|file| PathBuf::from(file.get_ref())),
+                .map(|file| self.file_path(file.get_ref())),
             insecure_skip_tls_verify: registry
                 .insecure_skip_tls_verify
                 .as_ref()

@@ -2,7 +2,6 @@
 //! with a server (or, for `fixture`, a file), timeouts and credentials. The
 //! token files are only recorded here; loading reads them.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{or_list, Checker, Positive, Scope};
@@ -51,7 +50,7 @@ impl Checker<'_> {
                 }
             };
             let file = match (&values.file, kind) {
-                (Some(file), ScannerKind::Fixture) => Some(PathBuf::from(file.get_ref())),
+                (Some(file), ScannerKind::Fixture) => Some(self.file_path(file.get_ref())),
                 (None, ScannerKind::Fixture) => {
                     return Err(self.error(
                         &scanner.span(),
@@ -99,15 +98,12 @@ impl Checker<'_> {
                 server,
                 timeout,
                 username: values.username.as_ref().map(|name| name.get_ref().clone()),
-                password: values
-                    .password
-                    .as_ref()
-                    .map(|password| password.get_ref().clone()),
+                password: self.inline_secret(values.password.as_ref(), section, "password")?,
                 token: None,
                 token_file: values
                     .token_file
                     .as_ref()
-                    .map(|file| PathBuf::from(file.get_ref())),
+                    .map(|file| self.file_path(file.get_ref())),
                 file,
             });
         }
