@@ -21,7 +21,7 @@ trap 'rm -f "$log_file"' EXIT
 started=$(date +%s)
 status=0
 bash scripts/test.sh --test chaos --test sync_faults --test intake_attacks \
-    -E 'binary(chaos) | test(mixed_faults) | test(idle_sockets)' --no-capture \
+    -E 'binary(chaos) | test(mixed_faults) | test(idle_sockets)' --profile chaos --no-capture \
     >"$log_file" 2>&1 || status=$?
 grep -E '^chaos: ' "$log_file" | sed 's/^chaos: //' || true
 grep -E '^\s+(FAIL|TIMEOUT) ' "$log_file" || true
