@@ -17,6 +17,8 @@ pub const ENV_DATABASE_URL: &str = "REGKEEPER_DATABASE_URL";
 pub const ENV_DATABASE_PASSWORD: &str = "REGKEEPER_DATABASE_PASSWORD";
 /// Environment variable with the registry password.
 pub const ENV_REGISTRY_PASSWORD: &str = "REGKEEPER_REGISTRY_PASSWORD";
+/// Environment variable with the password of `[registry] scanner_username`.
+pub const ENV_REGISTRY_SCANNER_PASSWORD: &str = "REGKEEPER_REGISTRY_SCANNER_PASSWORD";
 /// Environment variable with the notification token.
 pub const ENV_NOTIFY_TOKEN: &str = "REGKEEPER_NOTIFY_TOKEN";
 
@@ -74,6 +76,15 @@ fn read_secret_files(config: &mut Config) -> anyhow::Result<()> {
         config.registry.password = Some(
             read_secret(secret_path)
                 .with_context(|| format!("{file}: [registry] password_file"))?,
+        );
+    }
+    if let (None, Some(secret_path)) = (
+        &config.registry.scanner_password,
+        &secret_files.registry_scanner_password,
+    ) {
+        config.registry.scanner_password = Some(
+            read_secret(secret_path)
+                .with_context(|| format!("{file}: [registry] scanner_password_file"))?,
         );
     }
     if let (None, Some(secret_path)) = (&config.notifications.token, &secret_files.notify_token) {

@@ -30,12 +30,12 @@ pub mod raw;
 
 pub use load::{
     load, parse, parse_with_env, ENV_DATABASE_PASSWORD, ENV_DATABASE_URL, ENV_NOTIFY_TOKEN,
-    ENV_REGISTRY_PASSWORD,
+    ENV_REGISTRY_PASSWORD, ENV_REGISTRY_SCANNER_PASSWORD,
 };
 pub use model::{
     Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, NotificationsConfig,
     RegistryConfig, ScannerConfig, ScannerKind, Schedule, SecretFiles, SecurityOptions, Strategy,
-    SyncOptions, HANDLERS, MIN_HEARTBEATS_PER_EXPIRY,
+    SyncOptions, TokenRealm, HANDLERS, MIN_HEARTBEATS_PER_EXPIRY,
 };
 
 /// A configuration problem found after loading, e.g. a job whose handler this

@@ -121,6 +121,11 @@ impl Checker<'_> {
                     .as_ref()
                     .and_then(|registry| registry.get_ref().password_file.as_ref()),
             ),
+            registry_scanner_password: path_of(
+                raw.registry
+                    .as_ref()
+                    .and_then(|registry| registry.get_ref().scanner_password_file.as_ref()),
+            ),
             notify_token: path_of(
                 raw.notifications
                     .as_ref()
