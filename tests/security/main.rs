@@ -3,13 +3,14 @@
 //! and PostgreSQL: `clients` (each scanner API's client on its own), `job`
 //! (the handler's lifecycle, on both databases), `reports` (several
 //! scanners, each with its own report), `credentials` (what scanners are
-//! handed to pull layers), `binary` (the job through the real
+//! handed to pull layers), `hostile` (manifests of a hostile registry), `binary` (the job through the real
 //! binary, and what `vulns` and `status` show); `world` holds what the
 //! handler tests share.
 
 mod binary;
 mod clients;
 mod credentials;
+mod hostile;
 mod job;
 mod reports;
 mod world;
