@@ -314,7 +314,12 @@ fn anonymous_pull_authorization_is_none_and_blob_url_serves_the_blob() {
             .expect("pull authorization"),
         None
     );
-    let url = client.blob_url("ns/app", &image.config_digest);
+    let url = client
+        .blob_url("ns/app", &image.config_digest)
+        .expect("blob url");
+    assert!(client
+        .blob_url("ns/app", "sha256:../../../v2/_catalog")
+        .is_err());
     assert_eq!(
         url,
         format!("{}/v2/ns/app/blobs/{}", registry.url, image.config_digest)
@@ -357,10 +362,14 @@ fn htpasswd_client_answers_the_basic_challenge() {
         .expect("pull authorization")
         .expect("some");
     assert!(authorization.starts_with("Basic "));
-    let blob = ureq::get(&client.blob_url("ns/app", &image.config_digest))
-        .header("Authorization", &authorization)
-        .call()
-        .expect("blob GET");
+    let blob = ureq::get(
+        &client
+            .blob_url("ns/app", &image.config_digest)
+            .expect("blob url"),
+    )
+    .header("Authorization", &authorization)
+    .call()
+    .expect("blob GET");
     assert_eq!(blob.status().as_u16(), 200);
     client
         .delete_manifest("ns/app", &image.digest)
@@ -566,7 +575,9 @@ fn token_pull_authorization_lets_a_scanner_fetch_blobs() {
         .expect("pull authorization")
         .expect("some");
     assert!(authorization.starts_with("Bearer "));
-    let url = client.blob_url("ns/app", &image.layers[0].0);
+    let url = client
+        .blob_url("ns/app", &image.layers[0].0)
+        .expect("blob url");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -17,7 +17,10 @@ pub(super) fn check(config_path: &Path, args: &CheckArgs) -> Result<ExitCode, Fa
     if let Some(message) = never_firing(&config, after) {
         return Err(Failure::Usage(anyhow::anyhow!(message)));
     }
-    for warning in check_warnings(&config) {
+    for warning in check_warnings(&config)
+        .into_iter()
+        .chain(credential_warnings(&config))
+    {
         eprintln!("warning: {warning}");
     }
     print_out(&check_report(&config, after, args.fire_times))?;
@@ -52,6 +55,42 @@ pub fn check_warnings(config: &Config) -> Vec<String> {
             "{}: [registry] insecure_skip_tls_verify = true: the registry's TLS certificate is not verified (anyone on the path can read the credentials and forge answers)",
             config.path.display()
         ));
+    }
+    warnings
+}
+
+/// What `check` warns about on stderr: a credential that would travel to a
+/// scanner over plain HTTP (the registry pull credential handed to it, or
+/// the scanner's own `username`/`token_file`).
+pub fn credential_warnings(config: &Config) -> Vec<String> {
+    let registry = &config.registry;
+    let handed = if registry.username.is_none() {
+        None
+    } else if registry.scanner_username.is_some() {
+        Some("the scanner account ([registry] scanner_username)")
+    } else if registry.share_password_with_scanners {
+        Some("the registry password (share_password_with_scanners = true)")
+    } else {
+        Some("a pull token of the registry (with token auth)")
+    };
+    let mut warnings = Vec::new();
+    for scanner in config.security.iter().filter(|scanner| scanner.enabled) {
+        let Some(server) = scanner.server.as_ref().filter(|url| url.scheme() == "http") else {
+            continue;
+        };
+        let name = scanner.kind.name();
+        let origin = server.origin().ascii_serialization();
+        if let Some(what) = handed {
+            warnings.push(format!(
+                "[security.{name}] server {origin} is plain http: {what} travels to it unencrypted"
+            ));
+        }
+        if scanner.username.is_some() || scanner.token.is_some() || scanner.token_file.is_some() {
+            warnings.push(format!(
+                "[security.{name}] server {origin} is plain http: its own credentials travel to it \
+                 unencrypted"
+            ));
+        }
     }
     warnings
 }
@@ -125,6 +164,38 @@ pub fn check_report(config: &Config, after: DateTime<Utc>, fire_times: usize) ->
 mod tests {
     use super::*;
     use chrono::TimeZone as _;
+
+    #[test]
+    fn check_warns_when_a_credential_would_travel_to_a_scanner_over_plain_http() {
+        let warnings = |registry: &str, scanners: &str| {
+            let text = format!("[registry]\nurl = \"https://r\"\n{registry}{scanners}");
+            let config = crate::config::parse(&text, Path::new("schedules.toml")).unwrap();
+            credential_warnings(&config)
+        };
+        let scanners = "[security.clair]\nserver = \"http://clair:6060\"\n\
+                        [security.clair4]\nserver = \"https://clair4\"\n\
+                        [security.adapter]\nserver = \"http://adapter:8080\"\nusername = \"u\"\npassword = \"p\"\nenabled = false\n";
+        assert_eq!(
+            warnings("username = \"keeper\"\npassword = \"p\"\n", scanners),
+            ["[security.clair] server http://clair:6060 is plain http: a pull token of the registry \
+              (with token auth) travels to it unencrypted"]
+        );
+        assert_eq!(
+            warnings(
+                "username = \"keeper\"\npassword = \"p\"\nshare_password_with_scanners = true\n",
+                &scanners.replace("enabled = false\n", "")
+            ),
+            [
+                "[security.clair] server http://clair:6060 is plain http: the registry password \
+                 (share_password_with_scanners = true) travels to it unencrypted",
+                "[security.adapter] server http://adapter:8080 is plain http: the registry password \
+                 (share_password_with_scanners = true) travels to it unencrypted",
+                "[security.adapter] server http://adapter:8080 is plain http: its own credentials \
+                 travel to it unencrypted",
+            ]
+        );
+        assert!(warnings("", scanners).is_empty());
+    }
 
     #[test]
     fn check_report_shows_fire_times_in_the_job_time_zone() {

@@ -17,6 +17,8 @@ pub const ENV_DATABASE_URL: &str = "REGKEEPER_DATABASE_URL";
 pub const ENV_DATABASE_PASSWORD: &str = "REGKEEPER_DATABASE_PASSWORD";
 /// Environment variable with the registry password.
 pub const ENV_REGISTRY_PASSWORD: &str = "REGKEEPER_REGISTRY_PASSWORD";
+/// Environment variable with the password of `[registry] scanner_username`.
+pub const ENV_REGISTRY_SCANNER_PASSWORD: &str = "REGKEEPER_REGISTRY_SCANNER_PASSWORD";
 /// Environment variable with the notification token.
 pub const ENV_NOTIFY_TOKEN: &str = "REGKEEPER_NOTIFY_TOKEN";
 
@@ -96,6 +98,12 @@ fn read_secret_files(config: &mut Config, purpose: Purpose) -> anyhow::Result<()
     }
     if let (None, Some(secret)) = (&config.registry.password, &secret_files.registry_password) {
         config.registry.password = Some(read_secret(secret)?);
+    }
+    if let (None, Some(secret)) = (
+        &config.registry.scanner_password,
+        &secret_files.registry_scanner_password,
+    ) {
+        config.registry.scanner_password = Some(read_secret(secret)?);
     }
     if let (None, Some(secret)) = (&config.notifications.token, &secret_files.notify_token) {
         config.notifications.token = Some(read_secret(secret)?);

@@ -31,12 +31,13 @@ pub(crate) mod raw;
 pub use load::{load, load_for_reading, parse, parse_with_env};
 pub(crate) use load::{
     ENV_DATABASE_PASSWORD, ENV_DATABASE_URL, ENV_NOTIFY_TOKEN, ENV_REGISTRY_PASSWORD,
+    ENV_REGISTRY_SCANNER_PASSWORD,
 };
 pub use model::MIN_HEARTBEATS_PER_EXPIRY;
 pub use model::{
     Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, KeyedFile,
     NotificationsConfig, RegistryConfig, ScannerConfig, ScannerKind, Schedule, SecretFiles,
-    SecurityOptions, Strategy, SyncOptions,
+    SecurityOptions, Strategy, SyncOptions, TokenRealm,
 };
 pub(crate) use model::{HANDLERS, REDACTED};
 

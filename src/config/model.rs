@@ -43,6 +43,8 @@ pub struct SecretFiles {
     pub database_password: Option<KeyedFile>,
     /// `[registry] password_file`, into `RegistryConfig::password`.
     pub registry_password: Option<KeyedFile>,
+    /// `[registry] scanner_password_file`, into `RegistryConfig::scanner_password`.
+    pub registry_scanner_password: Option<KeyedFile>,
     /// `[notifications] token_file`, into `NotificationsConfig::token`.
     pub notify_token: Option<KeyedFile>,
     /// `[security.NAME] token_file` of each scanner, in the order of
@@ -135,6 +137,38 @@ pub struct RegistryConfig {
     pub concurrency: usize,
     /// `n` for catalog pages (max 1000).
     pub catalog_page_size: u32,
+    /// Token realms besides the registry's own origin that may receive the
+    /// credentials (`token_realms`).
+    pub token_realms: Vec<TokenRealm>,
+    /// The read-only account scanners get from a Basic-auth registry.
+    pub scanner_username: Option<String>,
+    /// Its password (from `scanner_password`, `scanner_password_file` or
+    /// REGKEEPER_REGISTRY_SCANNER_PASSWORD); never logged.
+    pub scanner_password: Option<String>,
+    /// Scanners of a Basic-auth registry get `username`/`password` when no
+    /// scanner account is configured (explicit opt-in).
+    pub share_password_with_scanners: bool,
+}
+
+/// One entry of `[registry] token_realms`: where a token realm may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRealm {
+    /// A host name or address: any port, the scheme as the registry allows.
+    Host(String),
+    /// `scheme://host:port` exactly (ascii serialisation of the origin).
+    Origin(String),
+}
+
+impl TokenRealm {
+    /// Whether a realm at `url` is covered by this entry.
+    pub fn allows(&self, url: &url::Url) -> bool {
+        match self {
+            TokenRealm::Host(host) => url
+                .host_str()
+                .is_some_and(|realm_host| realm_host.eq_ignore_ascii_case(host)),
+            TokenRealm::Origin(origin) => url.origin().ascii_serialization() == *origin,
+        }
+    }
 }
 
 impl std::fmt::Debug for RegistryConfig {
@@ -148,6 +182,16 @@ impl std::fmt::Debug for RegistryConfig {
             .field("timeout", &self.timeout)
             .field("concurrency", &self.concurrency)
             .field("catalog_page_size", &self.catalog_page_size)
+            .field("token_realms", &self.token_realms)
+            .field("scanner_username", &self.scanner_username)
+            .field(
+                "scanner_password",
+                &self.scanner_password.as_ref().map(|_| REDACTED),
+            )
+            .field(
+                "share_password_with_scanners",
+                &self.share_password_with_scanners,
+            )
             .finish()
     }
 }

@@ -64,6 +64,16 @@ pub struct RawRegistry {
     pub concurrency: Option<Spanned<i64>>,
     /// `n` of catalog pages.
     pub catalog_page_size: Option<Spanned<i64>>,
+    /// Token realms (hosts or origins) the credentials may go to.
+    pub token_realms: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Read-only account handed to scanners of a Basic-auth registry.
+    pub scanner_username: Option<Spanned<String>>,
+    /// Its password written inline.
+    pub scanner_password: Option<Spanned<String>>,
+    /// File holding its password.
+    pub scanner_password_file: Option<Spanned<String>>,
+    /// Hand scanners the main credentials (explicit opt-in).
+    pub share_password_with_scanners: Option<Spanned<bool>>,
 }
 
 /// `[notifications]`.

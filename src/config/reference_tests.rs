@@ -150,6 +150,7 @@ fn every_environment_override_is_in_the_reference() {
         crate::config::ENV_DATABASE_URL,
         crate::config::ENV_DATABASE_PASSWORD,
         crate::config::ENV_REGISTRY_PASSWORD,
+        crate::config::ENV_REGISTRY_SCANNER_PASSWORD,
         crate::config::ENV_NOTIFY_TOKEN,
     ] {
         assert!(

@@ -829,7 +829,7 @@ fn errors_unknown_keys_and_sections() {
     assert_errors(&[
         (
             "[registry]\nurl = \"http://r\"\nuser = \"x\"\n",
-            "schedules.toml:3:1: [registry] unknown field `user`, expected one of `url`, `username`, `password`, `password_file`, `ca_file`, `insecure_skip_tls_verify`, `timeout`, `concurrency`, `catalog_page_size`",
+            "schedules.toml:3:1: [registry] unknown field `user`, expected one of `url`, `username`, `password`, `password_file`, `ca_file`, `insecure_skip_tls_verify`, `timeout`, `concurrency`, `catalog_page_size`, `token_realms`, `scanner_username`, `scanner_password`, `scanner_password_file`, `share_password_with_scanners`",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nschedual = \"x\"\n",
@@ -1147,6 +1147,23 @@ fn errors_registry() {
         ),
         ("[registry]\nurl = \"http://r\"\npassword = \"p\"\n", "schedules.toml:3:12: [registry] password is set but username is not"),
         ("[registry]\nurl = \"http://r\"\npassword_file = \"/f\"\n", "schedules.toml:3:17: [registry] password_file is set but username is not"),
+        (
+            "[registry]\nurl = \"http://r\"\ntoken_realms = [\"https://auth.example.com/token\"]\n",
+            "schedules.toml:3:17: [registry] token_realms: \"https://auth.example.com/token\" is not a host or an origin (write \"auth.example.com\" or \"https://auth.example.com:5001\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\ntoken_realms = [\"auth.example.com:5001\"]\n",
+            "schedules.toml:3:17: [registry] token_realms: \"auth.example.com:5001\" is not a host or an origin (write \"auth.example.com\" or \"https://auth.example.com:5001\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\ntoken_realms = [\"ftp://auth\"]\n",
+            "schedules.toml:3:17: [registry] token_realms: URL \"ftp://auth\" is not http:// or https://",
+        ),
+        ("[registry]\nurl = \"http://r\"\nscanner_password = \"p\"\n", "schedules.toml:3:20: [registry] scanner_password is set but scanner_username is not"),
+        (
+            "[registry]\nurl = \"http://r\"\nscanner_username = \"s\"\nscanner_password = \"p\"\nscanner_password_file = \"/f\"\n",
+            "schedules.toml:4:20: [registry] scanner_password and scanner_password_file are both set (use one)",
+        ),
     ]);
     let error = format!(
         "{:#}",
@@ -1156,6 +1173,35 @@ fn errors_registry() {
         error,
         "schedules.toml:1:1: [registry] REGKEEPER_REGISTRY_PASSWORD is set but username is not"
     );
+}
+
+#[test]
+fn token_realms_are_hosts_or_origins_and_the_scanner_account_is_its_own() {
+    let config = parse_env(
+        "[registry]\nurl = \"https://r\"\nusername = \"u\"\npassword = \"p\"\n\
+         token_realms = [\"Auth.Example.com\", \"https://auth.example.com:5001\", \"[::1]\"]\n\
+         scanner_username = \"reader\"\n",
+        &[(ENV_REGISTRY_SCANNER_PASSWORD, "read-only")],
+    )
+    .unwrap();
+    let registry = &config.registry;
+    assert_eq!(
+        registry.token_realms,
+        [
+            TokenRealm::Host("auth.example.com".into()),
+            TokenRealm::Origin("https://auth.example.com:5001".into()),
+            TokenRealm::Host("[::1]".into()),
+        ]
+    );
+    let realm = |text: &str| url::Url::parse(text).unwrap();
+    assert!(registry.token_realms[0].allows(&realm("https://auth.example.com:9/token")));
+    assert!(registry.token_realms[1].allows(&realm("https://auth.example.com:5001/t")));
+    assert!(!registry.token_realms[1].allows(&realm("http://auth.example.com:5001/t")));
+    assert!(!registry.token_realms[0].allows(&realm("https://evil.example.com/t")));
+    assert_eq!(registry.scanner_username.as_deref(), Some("reader"));
+    assert_eq!(registry.scanner_password.as_deref(), Some("read-only"));
+    assert!(!registry.share_password_with_scanners);
+    assert!(!format!("{registry:?}").contains("read-only"));
 }
 
 #[test]

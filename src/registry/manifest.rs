@@ -103,6 +103,30 @@ pub fn is_digest(reference: &str) -> bool {
     reference.contains(':')
 }
 
+/// Whether `digest` is a well-formed digest that may go into a URL path:
+/// `algorithm:encoded` per the distribution digest grammar (see
+/// `crate::notification::reference::is_digest`), and for the registered
+/// algorithms exactly their length of lowercase hex (64 for `sha256`, 128
+/// for `sha512`). Layer digests come from the registry's manifests and are
+/// checked with this before they become a blob URL or a scanner's path.
+pub fn is_valid_digest(digest: &str) -> bool {
+    if !crate::notification::reference::is_digest(digest) {
+        return false;
+    }
+    let lowercase_hex = |encoded: &str, length: usize| {
+        encoded.len() == length
+            && encoded
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    };
+    match digest.split_once(':') {
+        Some(("sha256", encoded)) => lowercase_hex(encoded, 64),
+        Some(("sha512", encoded)) => lowercase_hex(encoded, 128),
+        Some(_) => true,
+        None => false,
+    }
+}
+
 enum Kind {
     Image,
     Index,

@@ -2,12 +2,15 @@
 //! ours (the support crate's `scanners`), a real docker-registry, and SQLite
 //! and PostgreSQL: `clients` (each scanner API's client on its own), `job`
 //! (the handler's lifecycle, on both databases), `reports` (several
-//! scanners, each with its own report), `binary` (the job through the real
+//! scanners, each with its own report), `credentials` (what scanners are
+//! handed to pull layers), `hostile` (manifests of a hostile registry), `binary` (the job through the real
 //! binary, and what `vulns` and `status` show); `world` holds what the
 //! handler tests share.
 
 mod binary;
 mod clients;
+mod credentials;
+mod hostile;
 mod job;
 mod reports;
 mod world;

@@ -34,9 +34,19 @@ pub(crate) fn world(backend: Backend, auth: Auth) -> World {
         auth,
         ..Options::default()
     });
+    let config = registry.client_config();
+    world_from(backend, registry, &config)
+}
+
+/// A world on `backend` around `registry`, its client built from `config`.
+pub(crate) fn world_from(
+    backend: Backend,
+    registry: TestRegistry,
+    config: &regkeeper::config::RegistryConfig,
+) -> World {
     let database = TestStore::new(backend);
     let store = database.shared();
-    let client = Arc::new(regkeeper::registry::Client::new(&registry.client_config()).unwrap());
+    let client = Arc::new(regkeeper::registry::Client::new(config).unwrap());
     let host = format!("127.0.0.1:{}", registry.port);
     let registry_id = store.ensure_registry(&host).unwrap();
     World {

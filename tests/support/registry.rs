@@ -250,7 +250,9 @@ impl TestRegistry {
 
     /// A `[registry]` configuration for the product pointing here, with the
     /// credentials of the auth mode, the test CA as `ca_file` with `tls`, a
-    /// 10 s timeout, concurrency 4, pages of 100.
+    /// 10 s timeout, concurrency 4, pages of 100; with token auth the token
+    /// server's origin in `token_realms`, with htpasswd the credentials
+    /// shared with scanners.
     pub fn client_config(&self) -> regkeeper::config::RegistryConfig {
         let (username, password) = match &self.auth {
             Auth::Anonymous => (None, None),
@@ -268,6 +270,18 @@ impl TestRegistry {
             timeout: Duration::from_secs(10),
             concurrency: 4,
             catalog_page_size: 100,
+            token_realms: self
+                .token_server
+                .as_ref()
+                .map(|server| {
+                    let realm = url::Url::parse(&server.realm()).expect("the realm parses");
+                    regkeeper::config::TokenRealm::Origin(realm.origin().ascii_serialization())
+                })
+                .into_iter()
+                .collect(),
+            scanner_username: None,
+            scanner_password: None,
+            share_password_with_scanners: matches!(self.auth, Auth::Htpasswd { .. }),
         }
     }
 

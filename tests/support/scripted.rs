@@ -63,6 +63,10 @@ impl ScriptedServer {
             timeout: Duration::from_secs(10),
             concurrency: 4,
             catalog_page_size: 100,
+            token_realms: Vec::new(),
+            scanner_username: None,
+            scanner_password: None,
+            share_password_with_scanners: false,
         }
     }
 }

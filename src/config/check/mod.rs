@@ -177,6 +177,9 @@ impl Checker<'_> {
         let registry_password = raw_registry
             .and_then(|registry| registry.password_file.as_ref())
             .map(|value| self.keyed_file(value, registry_section, "password_file", false));
+        let registry_scanner_password = raw_registry
+            .and_then(|registry| registry.scanner_password_file.as_ref())
+            .map(|value| self.keyed_file(value, registry_section, "scanner_password_file", false));
         let notify_token = raw_notifications
             .and_then(|notifications| notifications.token_file.as_ref())
             .map(|value| {
@@ -251,6 +254,7 @@ impl Checker<'_> {
         SecretFiles {
             database_password,
             registry_password,
+            registry_scanner_password,
             notify_token,
             scanner_tokens,
             database_file,

@@ -1,6 +1,7 @@
 //! `[registry]`: the registry's url (credentials never in it), the
 //! username and its password (inline, `password_file` or
-//! REGKEEPER_REGISTRY_PASSWORD), timeouts and the worker pool.
+//! REGKEEPER_REGISTRY_PASSWORD), the token realms the credentials may go
+//! to, the scanners' account, timeouts and the worker pool.
 
 use std::time::Duration;
 
@@ -8,7 +9,9 @@ use toml::Spanned;
 
 use super::{Checker, Positive, Scope};
 use crate::config::raw::RawRegistry;
-use crate::config::{RegistryConfig, ENV_REGISTRY_PASSWORD};
+use crate::config::{
+    RegistryConfig, TokenRealm, ENV_REGISTRY_PASSWORD, ENV_REGISTRY_SCANNER_PASSWORD,
+};
 
 impl Checker<'_> {
     /// `[registry]`: the url, the credentials, timeouts and the worker pool.
@@ -119,6 +122,58 @@ impl Checker<'_> {
             1000,
             1..=1000,
         )?;
+        let token_realms = match &registry.token_realms {
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|entry| self.token_realm(entry, section))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let scanner_username = registry
+            .scanner_username
+            .as_ref()
+            .map(|name| name.get_ref().clone());
+        if let (Some(password), Some(_)) =
+            (&registry.scanner_password, &registry.scanner_password_file)
+        {
+            return Err(self.error(
+                &password.span(),
+                section,
+                "scanner_password and scanner_password_file are both set (use one)",
+            ));
+        }
+        let mut scanner_password =
+            self.inline_secret(registry.scanner_password.as_ref(), section, "scanner_password")?;
+        if let Some(from_env) = self.env_secret(env, ENV_REGISTRY_SCANNER_PASSWORD)? {
+            scanner_password = Some(from_env);
+        }
+        if scanner_username.is_none() {
+            let stray = registry
+                .scanner_password
+                .as_ref()
+                .map(|value| (value.span(), "scanner_password"))
+                .or_else(|| {
+                    registry
+                        .scanner_password_file
+                        .as_ref()
+                        .map(|value| (value.span(), "scanner_password_file"))
+                });
+            if let Some((span, key)) = stray {
+                return Err(self.error(
+                    &span,
+                    section,
+                    format!("{key} is set but scanner_username is not"),
+                ));
+            }
+            if scanner_password.is_some() {
+                return Err(self.error(
+                    &raw.span(),
+                    section,
+                    format!("{ENV_REGISTRY_SCANNER_PASSWORD} is set but scanner_username is not"),
+                ));
+            }
+        }
         Ok(RegistryConfig {
             url,
             username,
@@ -134,6 +189,51 @@ impl Checker<'_> {
             timeout,
             concurrency: concurrency as usize,
             catalog_page_size: catalog_page_size as u32,
+            token_realms,
+            scanner_username,
+            scanner_password,
+            share_password_with_scanners: registry
+                .share_password_with_scanners
+                .as_ref()
+                .is_some_and(|share| *share.get_ref()),
         })
+    }
+
+    /// One `token_realms` entry: a host (`auth.example.com`) or an origin
+    /// (`https://auth.example.com:5001`), nothing more.
+    fn token_realm(
+        &self,
+        entry: &Spanned<String>,
+        section: Scope<'_>,
+    ) -> anyhow::Result<TokenRealm> {
+        let text = entry.get_ref().trim();
+        if text.contains("://") {
+            let url = self.http_url(entry, section, "token_realms")?;
+            if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+                return Err(self.error(
+                    &entry.span(),
+                    section,
+                    format!(
+                        "token_realms: {text:?} is not a host or an origin \
+                         (write \"auth.example.com\" or \"https://auth.example.com:5001\")"
+                    ),
+                ));
+            }
+            return Ok(TokenRealm::Origin(url.origin().ascii_serialization()));
+        }
+        let host = url::Host::parse(text).ok().filter(|_| {
+            !text.is_empty() && !text.contains(['/', ':', '@', '?', '#']) || text.starts_with('[')
+        });
+        match host {
+            Some(host) => Ok(TokenRealm::Host(host.to_string())),
+            None => Err(self.error(
+                &entry.span(),
+                section,
+                format!(
+                    "token_realms: {text:?} is not a host or an origin \
+                     (write \"auth.example.com\" or \"https://auth.example.com:5001\")"
+                ),
+            )),
+        }
     }
 }

@@ -29,27 +29,44 @@ impl RegistryImages {
         RegistryImages { client }
     }
 
+    /// The scan target of one image manifest. Every layer digest must be a
+    /// valid digest before it becomes a blob URL or part of a scanner's
+    /// path: a bad one fails this image, naming it and the digest.
     fn target(
         &self,
         repository: &str,
         tag: &str,
         manifest: &Manifest,
         credential: Arc<dyn PullCredential>,
-    ) -> Target {
-        Target {
+    ) -> anyhow::Result<Target> {
+        let mut layers = Vec::with_capacity(manifest.layers.len());
+        for layer in &manifest.layers {
+            if !crate::registry::manifest::is_valid_digest(&layer.digest) {
+                anyhow::bail!(
+                    "image {repository}@{} names the layer digest {:?}, which is not a valid \
+                     digest (algorithm:hex); the image is not scanned",
+                    manifest.digest,
+                    layer.digest
+                );
+            }
+            let url = self
+                .client
+                .blob_url(repository, &layer.digest)
+                .map_err(|error| {
+                    anyhow::anyhow!("image {repository}@{}: {error}", manifest.digest)
+                })?;
+            layers.push(scanner::Layer {
+                digest: layer.digest.clone(),
+                media_type: layer.media_type.clone(),
+                url,
+            });
+        }
+        Ok(Target {
             repository: repository.to_string(),
             tag: tag.to_string(),
             digest: manifest.digest.clone(),
             media_type: manifest.media_type.clone(),
-            layers: manifest
-                .layers
-                .iter()
-                .map(|layer| scanner::Layer {
-                    digest: layer.digest.clone(),
-                    media_type: layer.media_type.clone(),
-                    url: self.client.blob_url(repository, &layer.digest),
-                })
-                .collect(),
+            layers,
             registry_url: self
                 .client
                 .base_url()
@@ -57,7 +74,7 @@ impl RegistryImages {
                 .trim_end_matches('/')
                 .to_string(),
             credential,
-        }
+        })
     }
 }
 
@@ -98,7 +115,7 @@ impl Images for RegistryImages {
                 &candidate.tag,
                 &manifest,
                 credential,
-            )]);
+            )?]);
         }
         // An index: scan each platform image; attestations and other
         // non-images (platform unknown/unknown) are skipped.
@@ -121,7 +138,12 @@ impl Images for RegistryImages {
                     ))
                 })?;
             if image.children.is_empty() {
-                targets.push(self.target(repository, &candidate.tag, &image, credential.clone()));
+                targets.push(self.target(
+                    repository,
+                    &candidate.tag,
+                    &image,
+                    credential.clone(),
+                )?);
             }
         }
         Ok(targets)

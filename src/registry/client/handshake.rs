@@ -2,7 +2,11 @@
 //! any challenge, how a 401 challenge is answered (Basic, or a Bearer
 //! token from the realm, cached per scope in `auth.rs`), and the pull
 //! credential handed to scanners. This is the only place that decides
-//! where the configured credentials are sent.
+//! where the configured credentials are sent: to the registry's own origin,
+//! and to a token realm at the registry's origin or in `token_realms` (never
+//! an `http` realm of an `https` registry). A challenge is taken only from an
+//! answer of the registry's own origin, so a redirect elsewhere cannot
+//! choose the realm.
 
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -11,13 +15,15 @@ use super::super::auth::{self, Credentials, Scheme};
 use super::super::parse::{self, Challenge, TokenGrant};
 use super::super::RegistryError;
 use super::send::{check, Answer, Method};
-use super::{lock, Client};
+use super::{lock, origin, Client, ScannerBasic};
 
 impl Client {
     /// An `Authorization` header value with which a scanner can pull blobs
-    /// of `repository`: a pull-scoped Bearer token from the realm, or Basic
-    /// credentials, or None for an anonymous registry. Learns the scheme with
-    /// a ping when no challenge has been seen yet.
+    /// of `repository`: a pull-scoped Bearer token from the realm; with a
+    /// Basic-auth registry the scanners' own account (`scanner_username`),
+    /// or the main credentials only with `share_password_with_scanners`;
+    /// None for an anonymous registry. Learns the scheme with a ping when no
+    /// challenge has been seen yet.
     pub fn pull_authorization(&self, repository: &str) -> Result<Option<String>, RegistryError> {
         if *lock(&self.scheme) == Scheme::Unknown && !self.open.load(Ordering::Relaxed) {
             self.ping()?;
@@ -29,7 +35,19 @@ impl Client {
         let scheme = lock(&self.scheme).clone();
         match scheme {
             Scheme::Unknown => Ok(None),
-            Scheme::Basic => Ok(self.credentials.as_ref().map(Credentials::basic)),
+            Scheme::Basic if self.credentials.is_none() => Ok(None),
+            Scheme::Basic => match &self.scanner_basic {
+                ScannerBasic::Account(credentials) => Ok(Some(credentials.basic())),
+                ScannerBasic::Shared => Ok(self.credentials.as_ref().map(Credentials::basic)),
+                ScannerBasic::Nothing => Err(RegistryError::Unauthorized {
+                    scope: Some(auth::pull_scope(repository)),
+                    message: "the registry uses Basic auth and no credential is configured for \
+                              scanners: set [registry] scanner_username and \
+                              scanner_password_file (a read-only account), or \
+                              share_password_with_scanners = true"
+                        .into(),
+                }),
+            },
             Scheme::Bearer { realm, service } => {
                 let scope = auth::pull_scope(repository);
                 let token = self.token(&realm, service.as_deref(), &[scope])?;
@@ -54,6 +72,7 @@ impl Client {
         if answer.status != 401 {
             return check(answer, scope);
         }
+        self.own_challenge(method, &answer, scope)?;
         let challenges = answer.challenges();
         let retry_authorization = if let Some(challenge) = challenges
             .iter()
@@ -66,6 +85,7 @@ impl Client {
                     url.path()
                 ))
             })?;
+            self.realm_allowed(realm)?;
             let service = challenge.service().map(String::from);
             *lock(&self.scheme) = Scheme::Bearer {
                 realm: realm.to_string(),
@@ -117,6 +137,7 @@ impl Client {
         };
         let answer = self.send(method, &url, accept, Some(&retry_authorization))?;
         if answer.status == 401 {
+            self.own_challenge(method, &answer, scope)?;
             let challenges = answer.challenges();
             let key = challenges
                 .iter()
@@ -192,14 +213,7 @@ impl Client {
         scopes: &[String],
     ) -> Result<TokenGrant, RegistryError> {
         let key = auth::scope_key(scopes);
-        let mut url = url::Url::parse(realm).map_err(|error| {
-            RegistryError::Malformed(format!("token realm {realm} is not a URL: {error}"))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(RegistryError::Malformed(format!(
-                "token realm {realm} is not http or https"
-            )));
-        }
+        let mut url = self.realm_allowed(realm)?;
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = service {
@@ -247,5 +261,73 @@ fn unauthorized(scope_key: &str, challenge: &Challenge, answer: &Answer) -> Regi
     RegistryError::Unauthorized {
         scope: Some(scope_key.to_string()).filter(|key| !key.is_empty()),
         message: format!("{hint}{}", answer.message()),
+    }
+}
+
+impl Client {
+    /// Refuses a 401 that did not come from the registry's own origin (a
+    /// redirect led elsewhere): its challenge is not answered, so no
+    /// credential goes there and its realm is not adopted.
+    fn own_challenge(
+        &self,
+        method: Method,
+        answer: &Answer,
+        scope: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        if origin(&answer.answered_by) == origin(&self.base) {
+            return Ok(());
+        }
+        log::warn!(
+            "{} {} was redirected to {}, which asks for credentials; its challenge is not \
+             answered (credentials go only to {})",
+            method.name(),
+            answer.url.path(),
+            origin(&answer.answered_by),
+            origin(&self.base)
+        );
+        Err(RegistryError::Unauthorized {
+            scope: scope.map(String::from),
+            message: format!(
+                "redirected to {}, which asks for credentials; none are sent outside the \
+                 registry's origin {}",
+                origin(&answer.answered_by),
+                origin(&self.base)
+            ),
+        })
+    }
+
+    /// The realm URL if the credentials may go there: http or https, not
+    /// `http` for an `https` registry, and at the registry's own origin or
+    /// covered by `[registry] token_realms`.
+    fn realm_allowed(&self, realm: &str) -> Result<url::Url, RegistryError> {
+        let url = url::Url::parse(realm).map_err(|error| {
+            RegistryError::Malformed(format!("token realm {realm} is not a URL: {error}"))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(RegistryError::Malformed(format!(
+                "token realm {realm} is not http or https"
+            )));
+        }
+        let refused = |why: String| {
+            log::warn!("token realm {} refused: {why}", origin(&url));
+            Err(RegistryError::Unauthorized {
+                scope: None,
+                message: format!("token realm {} refused: {why}", origin(&url)),
+            })
+        };
+        if self.base.scheme() == "https" && url.scheme() == "http" {
+            return refused(format!(
+                "plain http for the https registry {}; no credentials are sent over http",
+                origin(&self.base)
+            ));
+        }
+        let same_origin = origin(&url) == origin(&self.base);
+        if same_origin || self.token_realms.iter().any(|allowed| allowed.allows(&url)) {
+            return Ok(url);
+        }
+        refused(format!(
+            "it is neither the registry's origin {} nor in [registry] token_realms",
+            origin(&self.base)
+        ))
     }
 }

@@ -12,14 +12,22 @@ use super::send::Method;
 use super::{encode_path, origin, Client};
 
 impl Client {
-    /// The URL of a blob: `BASE/v2/REPOSITORY/blobs/DIGEST`.
-    pub fn blob_url(&self, repository: &str, digest: &str) -> String {
-        self.endpoint(&format!(
-            "v2/{}/blobs/{}",
-            encode_path(repository),
-            encode_path(digest)
-        ))
-        .to_string()
+    /// The URL of a blob: `BASE/v2/REPOSITORY/blobs/DIGEST`, for a digest
+    /// of the digest grammar only ([`manifest::is_valid_digest`]), so that a
+    /// digest from a manifest cannot change the shape of the path.
+    pub fn blob_url(&self, repository: &str, digest: &str) -> Result<String, RegistryError> {
+        if !manifest::is_valid_digest(digest) {
+            return Err(RegistryError::Malformed(format!(
+                "blob digest {digest:?} of {repository} is not a valid digest (algorithm:hex)"
+            )));
+        }
+        Ok(self
+            .endpoint(&format!(
+                "v2/{}/blobs/{}",
+                encode_path(repository),
+                encode_path(digest)
+            ))
+            .to_string())
     }
 
     /// `HEAD` of a manifest by tag or digest, with every manifest type in

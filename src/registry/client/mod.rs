@@ -28,6 +28,10 @@ pub struct Client {
     agent: ureq::Agent,
     base: url::Url,
     credentials: Option<Credentials>,
+    /// Token realms besides the registry's origin that may get `credentials`.
+    token_realms: Vec<crate::config::TokenRealm>,
+    /// What scanners get from a Basic-auth registry (see `handshake.rs`).
+    scanner_basic: ScannerBasic,
     concurrency: usize,
     catalog_page_size: u32,
     retry: RetryPolicy,
@@ -41,6 +45,18 @@ pub struct Client {
     /// The registry answered a manifest HEAD of a tag without
     /// `Docker-Content-Digest`: tags are read with GET from then on.
     omits_digest_header: AtomicBool,
+}
+
+/// The Basic credential handed to scanners when the registry asks for
+/// Basic auth: never the main one unless the operator opted in.
+#[derive(Debug)]
+enum ScannerBasic {
+    /// `[registry] scanner_username` (a read-only account).
+    Account(Credentials),
+    /// `share_password_with_scanners = true`: the main credentials.
+    Shared,
+    /// Neither: scanners get no credential, and the scan says why.
+    Nothing,
 }
 
 impl std::fmt::Debug for Client {
@@ -91,10 +107,23 @@ impl Client {
             username: username.clone(),
             password: config.password.clone().unwrap_or_default(),
         });
+        let scanner_basic = match (
+            &config.scanner_username,
+            config.share_password_with_scanners,
+        ) {
+            (Some(username), _) => ScannerBasic::Account(Credentials {
+                username: username.clone(),
+                password: config.scanner_password.clone().unwrap_or_default(),
+            }),
+            (None, true) => ScannerBasic::Shared,
+            (None, false) => ScannerBasic::Nothing,
+        };
         Ok(Client {
             agent,
             base,
             credentials,
+            token_realms: config.token_realms.clone(),
+            scanner_basic,
             concurrency,
             catalog_page_size: config.catalog_page_size.clamp(1, 1000),
             retry: RetryPolicy::default(),

@@ -80,7 +80,10 @@ pub(super) struct Answer {
     pub(super) status: u16,
     pub(super) headers: ureq::http::HeaderMap,
     pub(super) body: Vec<u8>,
+    /// The URL asked for.
     pub(super) url: url::Url,
+    /// The URL that answered: `url`, or where redirects led.
+    pub(super) answered_by: url::Url,
 }
 
 impl Answer {
@@ -220,6 +223,10 @@ impl Client {
         };
         let mut response = request.call().map_err(transport)?;
         let status = response.status().as_u16();
+        let answered_by = {
+            use ureq::ResponseExt as _;
+            url::Url::parse(&response.get_uri().to_string()).unwrap_or_else(|_| url.clone())
+        };
         let headers = response.headers().clone();
         let body = if method == Method::Head {
             Vec::new()
@@ -237,6 +244,7 @@ impl Client {
             headers,
             body,
             url: url.clone(),
+            answered_by,
         })
     }
 }

@@ -279,3 +279,27 @@ fn a_tag_needs_the_header_to_be_told_its_digest() {
     assert!(!head_tells_digest("v1", Some("garbage")));
     assert!(head_tells_digest(digest, None));
 }
+
+#[test]
+fn layer_digests_that_could_leave_the_url_path_are_invalid() {
+    let sha256 = format!("sha256:{}", "a".repeat(64));
+    assert!(is_valid_digest(&sha256));
+    assert!(is_valid_digest(&format!("sha512:{}", "0".repeat(128))));
+    assert!(is_valid_digest(
+        "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8"
+    ));
+    for bad in [
+        "".to_string(),
+        "sha256".to_string(),
+        "sha256:".to_string(),
+        "sha256:../../../admin/secret".to_string(),
+        "sha256:abc".to_string(),
+        format!("sha256:{}", "A".repeat(64)),
+        format!("sha256:{}/..", "a".repeat(64)),
+        format!("sha256:{}%2F", "a".repeat(64)),
+        "../blobs:x".to_string(),
+        "SHA256:abc".to_string(),
+    ] {
+        assert!(!is_valid_digest(&bad), "{bad:?}");
+    }
+}
