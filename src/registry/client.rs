@@ -705,7 +705,13 @@ impl Client {
         }
         let mut attempt = 1;
         loop {
+            let started = Instant::now();
             let result = self.send_once(method, url, accept, authorization);
+            crate::metrics::registry_request(
+                method.name(),
+                result.as_ref().ok().map(|answer| answer.status),
+                started.elapsed(),
+            );
             let retry_after = match &result {
                 Ok(answer) if answer.status == 429 || answer.status >= 500 => answer
                     .header("retry-after")

@@ -84,6 +84,7 @@ pub fn record_abandoned_runs(
     match store.abandon_expired_runs(job, now_ms(), duration_ms(abandon_after)) {
         Ok(abandoned) => {
             for run in &abandoned {
+                crate::metrics::job_outcome(&run.job, RunOutcome::Abandoned);
                 warn!(
                     "job={} run={} finished: outcome=abandoned error: {}",
                     run.job,
@@ -459,6 +460,7 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
         error!("job={job_name} run={run_id} recording the end of the run: {cause:#}");
     }
     request.flags.recorded_end.store(true, Ordering::SeqCst);
+    crate::metrics::job_run(job_name, outcome, duration, &result.counts);
     // A stretch of runs that did nothing is one row, counting them, so
     // that `keep_runs` keeps runs that did work in the history.
     if idle && !by_hand {
@@ -534,6 +536,7 @@ pub(super) fn record_skip(
     };
     match recorded {
         Ok(row) => {
+            crate::metrics::job_outcome(job_name, RunOutcome::Skipped);
             if ticks == 1 {
                 info!("job={job_name} run={row} skipped: {error}");
             } else {
