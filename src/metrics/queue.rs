@@ -91,6 +91,42 @@ fn oldest_age_seconds(oldest_waiting_at: Option<i64>, now_ms: i64) -> f64 {
 mod tests {
     use super::*;
 
+    fn fresh_events() -> i64 {
+        METRICS.queue_events.with_label_values(&["fresh"]).get()
+    }
+
+    /// However often it is scraped, the database is asked once per
+    /// refresh interval; the age moves on with the clock in between.
+    #[test]
+    fn the_database_is_asked_at_most_once_per_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = crate::config::Database::Sqlite {
+            path: dir.path().join("queue.db"),
+        };
+        let store = crate::store::open(&database, Duration::from_secs(5)).unwrap();
+        let gauges = QueueGauges::new(store.clone(), Duration::from_secs(5));
+        let event = |id: &str| crate::store::NewEvent {
+            event_id: id.to_string(),
+            action: "push".to_string(),
+            repository: "ns/app".to_string(),
+            data: "{}".to_string(),
+        };
+        let arrived = 1_700_000_000_000;
+        store.insert_events(&[event("e1")], arrived).unwrap();
+        let start = Instant::now();
+        gauges.update(start, arrived + 2_000);
+        assert_eq!(fresh_events(), 1);
+        assert_eq!(METRICS.queue_oldest_event_age.get(), 2.0);
+
+        store.insert_events(&[event("e2")], arrived).unwrap();
+        gauges.update(start + Duration::from_secs(4), arrived + 6_000);
+        assert_eq!(fresh_events(), 1, "within the interval: the last depths");
+        assert_eq!(METRICS.queue_oldest_event_age.get(), 6.0);
+
+        gauges.update(start + Duration::from_secs(5), arrived + 7_000);
+        assert_eq!(fresh_events(), 2, "the interval passed: asked again");
+    }
+
     #[test]
     fn the_age_is_zero_without_a_waiting_event_and_never_negative() {
         assert_eq!(oldest_age_seconds(None, 10_000), 0.0);
