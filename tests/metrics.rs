@@ -149,6 +149,9 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("regkeeper.db").display())
 }
 
+/// A condition on a scrape's text.
+type Condition = dyn Fn(&str) -> bool;
+
 #[test]
 fn a_scrape_after_real_work_reports_it_and_passes_promtool() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -220,9 +223,13 @@ fn a_scrape_after_real_work_reports_it_and_passes_promtool() {
     // dropped; sync walks the registry; the tag is scanned.
     registry.push_image("ns/app", "1.0");
     let mut last = String::new();
-    let conditions: [(&str, &dyn Fn(&str) -> bool); 11] = [
+    let conditions: [(&str, &Condition); 11] = [
         ("a notification answered 202", &|text| {
-            count(text, "regkeeper_intake_notifications_total", &[("code", "202")]) >= 1.0
+            count(
+                text,
+                "regkeeper_intake_notifications_total",
+                &[("code", "202")],
+            ) >= 1.0
         }),
         ("an event stored", &|text| {
             count(text, "regkeeper_intake_events_stored_total", &[]) >= 1.0
@@ -275,7 +282,11 @@ fn a_scrape_after_real_work_reports_it_and_passes_promtool() {
                 && count(
                     text,
                     "regkeeper_scanner_request_duration_seconds_count",
-                    &[("scanner", "adapter"), ("method", "POST"), ("status", "5xx")],
+                    &[
+                        ("scanner", "adapter"),
+                        ("method", "POST"),
+                        ("status", "5xx"),
+                    ],
                 ) >= 1.0
         }),
         ("the tag counted by scan state", &|text| {
@@ -442,13 +453,17 @@ fn a_waiting_event_ages_in_the_metrics() {
         "request":{"id":"r-1","addr":"127.0.0.1:40662","host":"127.0.0.1:5000","method":"PUT","useragent":"test"},
         "actor":{},"source":{"addr":"vm:5000","instanceID":"i"}}"#;
     let response = agent()
-        .post(&format!("http://127.0.0.1:{intake_port}/v2/webhooks/events"))
+        .post(&format!(
+            "http://127.0.0.1:{intake_port}/v2/webhooks/events"
+        ))
         .header("Content-Type", EVENTS_V1)
         .send(format!(r#"{{"events":[{event}]}}"#))
         .expect("posting a notification");
     assert_eq!(response.status().as_u16(), 202);
     let response = agent()
-        .post(&format!("http://127.0.0.1:{intake_port}/v2/webhooks/events"))
+        .post(&format!(
+            "http://127.0.0.1:{intake_port}/v2/webhooks/events"
+        ))
         .header("Content-Type", "text/plain")
         .send("{}")
         .expect("posting a notification");
@@ -465,11 +480,19 @@ fn a_waiting_event_ages_in_the_metrics() {
         "{text}"
     );
     assert_eq!(
-        count(&text, "regkeeper_intake_notifications_total", &[("code", "202")]),
+        count(
+            &text,
+            "regkeeper_intake_notifications_total",
+            &[("code", "202")]
+        ),
         1.0
     );
     assert_eq!(
-        count(&text, "regkeeper_intake_notifications_total", &[("code", "415")]),
+        count(
+            &text,
+            "regkeeper_intake_notifications_total",
+            &[("code", "415")]
+        ),
         1.0
     );
     assert_eq!(daemon.terminate(), 0, "{}", daemon.log());

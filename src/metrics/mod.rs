@@ -66,6 +66,7 @@ struct Metrics {
     scanner_scans: IntCounterVec,
     scanner_scan_duration: HistogramVec,
     sync_valve_refusals: IntCounterVec,
+    build_info: IntGaugeVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -197,8 +198,20 @@ impl Metrics {
                 &["job"],
             )
             .expect("a valid metric"),
+            build_info: IntGaugeVec::new(
+                Opts::new(
+                    "regkeeper_build_info",
+                    "Always 1; the version of the running binary is its label.",
+                ),
+                &["version"],
+            )
+            .expect("a valid metric"),
             registry,
         };
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         metrics.register();
         metrics
     }
@@ -221,6 +234,7 @@ impl Metrics {
             Box::new(self.scanner_scans.clone()),
             Box::new(self.scanner_scan_duration.clone()),
             Box::new(self.sync_valve_refusals.clone()),
+            Box::new(self.build_info.clone()),
         ];
         for collector in collectors {
             // Names are constants, each registered once: a clash is a bug
@@ -460,7 +474,7 @@ mod tests {
         // The two queue depth families appear once the queue's own test
         // (the one that sets them) has run in this process.
         let families = METRICS.registry.gather();
-        assert!(families.len() >= 14, "one family per metric: {families:?}");
+        assert!(families.len() >= 15, "one family per metric: {families:?}");
         for family in &families {
             let name = family.name();
             assert!(name.starts_with("regkeeper_"), "{name}");
