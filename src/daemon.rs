@@ -112,7 +112,8 @@ async fn run_until_signal(
     for job in config.jobs.iter().filter(|job| job.enabled) {
         crate::metrics::declare_job(&job.name);
     }
-    let metrics = crate::metrics::start(&config.metrics, exporter.clone())
+    let intake_listens = config.notifications.listen.is_some();
+    let metrics = crate::metrics::start(&config.metrics, intake_listens, exporter.clone())
         .await
         .context("starting the metrics listener")?;
     let intake = crate::intake::start(

@@ -498,6 +498,26 @@ fn a_waiting_event_ages_in_the_metrics() {
     assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
 }
 
+#[test]
+fn with_the_intake_off_and_no_listen_nothing_serves_metrics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[database]\nurl = \"{database}\"\n\n\
+             [registry]\nurl = \"http://127.0.0.1:9\"\n\n\
+             [notifications]\nlisten = \"\"\n",
+            database = sqlite_url(dir.path()),
+        ),
+    );
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for_log(
+        "metrics: nothing serves /metrics (no [metrics] listen, and the intake is off)",
+    );
+    daemon.wait_for_log("regkeeper running");
+    assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
+}
+
 /// The shipped alert rules.
 fn alerts_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/alerts.yml")

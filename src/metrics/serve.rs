@@ -119,12 +119,24 @@ pub fn spawn(
     })
 }
 
-/// Starts the listener `config.listen` asks for (none when unset).
+/// Starts the listener `config.listen` asks for (none when unset);
+/// `intake_listens` tells whether the intake may serve `/metrics` instead.
 pub async fn start(
     config: &MetricsConfig,
+    intake_listens: bool,
     exporter: Exporter,
 ) -> anyhow::Result<Option<RunningMetrics>> {
     let Some(listen) = config.listen else {
+        if !(intake_listens && config.intake) {
+            log::info!(
+                "metrics: nothing serves /metrics (no [metrics] listen, and the intake {})",
+                if intake_listens {
+                    "has intake = false"
+                } else {
+                    "is off"
+                }
+            );
+        }
         return Ok(None);
     };
     let listener = tokio::net::TcpListener::bind(listen)
