@@ -109,11 +109,7 @@ async fn run_until_signal(
     // `/metrics` on the intake's listener and on its own, both from one
     // exporter (one cache of the queue gauges).
     let exporter = crate::metrics::Exporter::new(store.clone(), config.metrics.queue_refresh);
-    for job in config.jobs.iter().filter(|job| job.enabled) {
-        crate::metrics::declare_job(&job.name);
-    }
-    let intake_listens = config.notifications.listen.is_some();
-    let metrics = crate::metrics::start(&config.metrics, intake_listens, exporter.clone())
+    let metrics = crate::metrics::start(&config, exporter.clone())
         .await
         .context("starting the metrics listener")?;
     let intake = crate::intake::start(

@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::queue::QueueGauges;
-use crate::config::MetricsConfig;
+use crate::config::Config;
 use crate::store::Store;
 
 /// The `Content-Type` of a scrape: the Prometheus text format.
@@ -119,13 +119,15 @@ pub fn spawn(
     })
 }
 
-/// Starts the listener `config.listen` asks for (none when unset);
-/// `intake_listens` tells whether the intake may serve `/metrics` instead.
-pub async fn start(
-    config: &MetricsConfig,
-    intake_listens: bool,
-    exporter: Exporter,
-) -> anyhow::Result<Option<RunningMetrics>> {
+/// Declares the series of the daemon's enabled jobs (see
+/// [`super::declare_job`]) and starts the listener `[metrics] listen` asks
+/// for (none when unset), saying so when nothing serves `/metrics` at all.
+pub async fn start(config: &Config, exporter: Exporter) -> anyhow::Result<Option<RunningMetrics>> {
+    for job in config.jobs.iter().filter(|job| job.enabled) {
+        super::declare_job(&job.name);
+    }
+    let intake_listens = config.notifications.listen.is_some();
+    let config = &config.metrics;
     let Some(listen) = config.listen else {
         if !(intake_listens && config.intake) {
             log::info!(
