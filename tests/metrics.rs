@@ -372,7 +372,7 @@ fn the_own_listener_serves_metrics_off_the_intake_and_counts_valve_refusals() {
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\nintake = false\n\n\
              [daemon]\ngrace_period = \"5s\"\n\n\
              [jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\n\
-             strategy = \"update-delete\"\nmax_delete_fraction = 0.5\n",
+             strategy = \"update-delete\"\nmax_delete_fraction = 0.4\n",
             database = sqlite_url(dir.path()),
             registry = registry.url,
         ),
@@ -389,7 +389,8 @@ fn the_own_listener_serves_metrics_off_the_intake_and_counts_valve_refusals() {
             &[("job", "registry-sync"), ("kind", "tags_created")],
         ) >= 2.0
     });
-    // Both tags gone at once is more than half of them: the valve refuses.
+    // Either tag alone is half of them, more than 0.4: whether a pass runs
+    // between the two deletions or after both, the valve refuses it.
     assert_eq!(registry.delete("ns/app", &first.digest), 202);
     assert_eq!(registry.delete("ns/app", &second.digest), 202);
     let mut text = String::new();
