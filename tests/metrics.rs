@@ -500,6 +500,50 @@ fn a_waiting_event_ages_in_the_metrics() {
 }
 
 #[test]
+fn a_registry_that_went_away_shows_as_failed_and_refused_requests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let intake_port = free_port();
+    // Nothing listens there: every request is refused at connect.
+    let gone = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[database]\nurl = \"{database}\"\n\n\
+             [registry]\nurl = \"http://127.0.0.1:{gone}\"\n\n\
+             [notifications]\nlisten = \"127.0.0.1:{intake_port}\"\n\n\
+             [metrics]\nqueue_refresh = \"0s\"\n\n\
+             [jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\n\
+             strategy = \"update\"\n",
+            database = sqlite_url(dir.path()),
+        ),
+    );
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for_intake(intake_port);
+    let mut text = String::new();
+    wait_until("requests are refused without being sent", || {
+        text = scrape(intake_port);
+        count(&text, "regkeeper_registry_requests_refused_total", &[]) >= 1.0
+    });
+    assert!(
+        count(
+            &text,
+            "regkeeper_registry_request_duration_seconds_count",
+            &[("method", "GET"), ("status", "error")],
+        ) >= 4.0,
+        "the breaker opens after 4 failed requests:\n{text}"
+    );
+    assert!(
+        count(
+            &text,
+            "regkeeper_job_runs_total",
+            &[("job", "registry-sync"), ("outcome", "failed")],
+        ) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
+}
+
+#[test]
 fn with_the_intake_off_and_no_listen_nothing_serves_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(

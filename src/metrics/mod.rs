@@ -62,6 +62,7 @@ struct Metrics {
     intake_events_stored: IntCounter,
     intake_events_dropped: IntCounterVec,
     registry_requests: HistogramVec,
+    registry_refused: IntCounter,
     scanner_requests: HistogramVec,
     scanner_scans: IntCounterVec,
     scanner_scan_duration: HistogramVec,
@@ -164,6 +165,11 @@ impl Metrics {
                 &["method", "status"],
             )
             .expect("a valid metric"),
+            registry_refused: IntCounter::new(
+                "regkeeper_registry_requests_refused_total",
+                "Requests to the registry not sent because it stopped answering (the client's breaker is open).",
+            )
+            .expect("a valid metric"),
             scanner_requests: HistogramVec::new(
                 HistogramOpts::new(
                     "regkeeper_scanner_request_duration_seconds",
@@ -230,6 +236,7 @@ impl Metrics {
             Box::new(self.intake_events_stored.clone()),
             Box::new(self.intake_events_dropped.clone()),
             Box::new(self.registry_requests.clone()),
+            Box::new(self.registry_refused.clone()),
             Box::new(self.scanner_requests.clone()),
             Box::new(self.scanner_scans.clone()),
             Box::new(self.scanner_scan_duration.clone()),
@@ -347,6 +354,12 @@ pub fn registry_request(method: &str, status: Option<u16>, elapsed: Duration) {
         .registry_requests
         .with_label_values(&[method, status_class(status)])
         .observe(elapsed.as_secs_f64());
+}
+
+/// Records a request to the registry that was not sent: the registry
+/// stopped answering and the client's breaker is open.
+pub fn registry_request_refused() {
+    METRICS.registry_refused.inc();
 }
 
 /// Records one request to the scanner `scanner` (its `[security.NAME]`).

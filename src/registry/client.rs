@@ -701,6 +701,7 @@ impl Client {
     ) -> Result<Answer, RegistryError> {
         if let Err(refusal) = self.breaker.admit(Instant::now()) {
             self.refused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::registry_request_refused();
             return Err(RegistryError::Transport(refusal));
         }
         let mut attempt = 1;
