@@ -4,9 +4,10 @@
 //! checked value by value and by `promtool check metrics` (Debian's
 //! `prometheus` package, installed by scripts/test.sh). Also the listener of
 //! `[metrics] listen` with `/metrics` off on the intake, the safety valve's
-//! refusals, and the age of a waiting event. The example alert rules are
-//! held to `promtool check rules` and `promtool test rules`. Every daemon
-//! and server is stopped by PID when its handle drops.
+//! refusals, a registry that went away, and the age of a waiting event (on
+//! SQLite and PostgreSQL). The example alert rules are held to `promtool
+//! check rules` and `promtool test rules`. Every daemon and server is
+//! stopped by PID when its handle drops.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -18,7 +19,7 @@ use regkeeper_test_support as support;
 use support::daemon::Daemon;
 use support::registry::{free_port, Notifications, Options, TestRegistry};
 use support::scanners::{Api, ScannerServer};
-use support::wait_until;
+use support::{wait_until, Backend, TestStore};
 
 /// Debian's promtool (package `prometheus`).
 const PROMTOOL: &str = "/usr/bin/promtool";
@@ -420,9 +421,10 @@ fn the_own_listener_serves_metrics_off_the_intake_and_counts_valve_refusals() {
     assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
 }
 
-#[test]
-fn a_waiting_event_ages_in_the_metrics() {
+/// On both databases: the queue gauges come from `Store::queue_depths`.
+fn a_waiting_event_ages_in_the_metrics(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestStore::new(backend);
     let intake_port = free_port();
     // No events job: what the intake stores waits.
     let config = write_config(
@@ -432,7 +434,7 @@ fn a_waiting_event_ages_in_the_metrics() {
              [registry]\nurl = \"http://127.0.0.1:9\"\n\n\
              [notifications]\nlisten = \"127.0.0.1:{intake_port}\"\n\n\
              [metrics]\nqueue_refresh = \"0s\"\n",
-            database = sqlite_url(dir.path()),
+            database = database.url(),
         ),
     );
     let mut daemon = Daemon::start(&config);
@@ -562,6 +564,8 @@ fn with_the_intake_off_and_no_listen_nothing_serves_metrics() {
     daemon.wait_for_log("regkeeper running");
     assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
 }
+
+support::both_backends!(a_waiting_event_ages_in_the_metrics);
 
 /// The shipped alert rules.
 fn alerts_file() -> PathBuf {
