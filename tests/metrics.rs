@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use regkeeper_test_support as support;
 use support::daemon::Daemon;
+use support::prometheus::Prometheus;
 use support::registry::{free_port, Notifications, Options, TestRegistry};
 use support::scanners::{Api, ScannerServer};
 use support::{wait_until, Backend, TestStore};
@@ -570,6 +571,83 @@ support::both_backends!(a_waiting_event_ages_in_the_metrics);
 /// The shipped alert rules.
 fn alerts_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/alerts.yml")
+}
+
+/// The scrape config of docs/operating.md, in a real Prometheus with the
+/// shipped rules: regkeeper's `job` label survives, `up` keeps the scrape
+/// job's, and a job whose runs fail (a sync of a registry that is not
+/// there) fires `RegkeeperJobFailing` while the events job does not.
+#[test]
+fn a_real_prometheus_scrapes_the_daemon_and_fires_the_example_alerts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let intake_port = free_port();
+    let gone = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[database]\nurl = \"{database}\"\n\n\
+             [registry]\nurl = \"http://127.0.0.1:{gone}\"\n\n\
+             [notifications]\nlisten = \"127.0.0.1:{intake_port}\"\n\n\
+             [jobs.registry-events]\nhandler = \"events\"\nschedule = \"* * * * * *\"\n\n\
+             [jobs.registry-sync]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\n\
+             strategy = \"update\"\n",
+            database = sqlite_url(dir.path()),
+        ),
+    );
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for_intake(intake_port);
+    let alerts = alerts_file();
+    let prometheus = Prometheus::start(
+        "regkeeper",
+        &[format!("127.0.0.1:{intake_port}")],
+        "    honor_labels: true\n",
+        &[alerts.as_path()],
+    );
+    let target = format!("127.0.0.1:{intake_port}");
+    wait_until("Prometheus has scraped the daemon", || {
+        prometheus.query("up").iter().any(|(labels, value)| {
+            labels["job"] == "regkeeper" && labels["instance"] == target.as_str() && *value == 1.0
+        })
+    });
+    wait_until("the events job's runs are there under its own name", || {
+        prometheus
+            .query(r#"regkeeper_job_runs_total{job="registry-events",outcome="ok"}"#)
+            .iter()
+            .any(|(labels, value)| labels["instance"] == target.as_str() && *value >= 1.0)
+    });
+    wait_until("RegkeeperJobFailing fires for the sync job", || {
+        prometheus
+            .query(r#"ALERTS{alertname="RegkeeperJobFailing",alertstate="firing"}"#)
+            .iter()
+            .any(|(labels, _)| labels["job"] == "registry-sync")
+    });
+    let firing = prometheus.query(r#"ALERTS{alertname="RegkeeperJobFailing"}"#);
+    assert!(
+        firing
+            .iter()
+            .all(|(labels, _)| labels["job"] == "registry-sync"),
+        "only the sync job fails: {firing:?}"
+    );
+    let rules = prometheus.api("rules", None).expect("the rules");
+    let loaded: Vec<(String, String)> = rules["groups"][0]["rules"]
+        .as_array()
+        .expect("the rules of the group")
+        .iter()
+        .map(|rule| {
+            (
+                rule["name"].as_str().unwrap_or_default().to_string(),
+                rule["health"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(loaded.len(), 7, "{loaded:?}\n{}", prometheus.log());
+    assert!(
+        loaded.iter().all(|(_, health)| health == "ok"),
+        "{loaded:?}\n{}",
+        prometheus.log()
+    );
+    drop(prometheus);
+    assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
 }
 
 #[test]
