@@ -5,7 +5,7 @@
 //! waits until it is ready, and kills it by PID on Drop (also when the test
 //! fails). [`Prometheus::query`] asks its HTTP API.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -93,11 +93,6 @@ impl Prometheus {
     /// What it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// Its temp dir.
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
     }
 
     /// `GET /api/v1/PATH?query=QUERY` (PATH `query`, `rules`, `targets`,
