@@ -1,6 +1,7 @@
 //! The daemon: wires configuration, store, registry client, intake and
 //! scheduler together, waits for the database, and runs until a signal.
-//! Owns start-up order and shutdown; no job logic lives here, and it never
+//! Owns start-up order (the metrics listener and the intake before the
+//! scheduler) and shutdown; no job logic lives here, and it never
 //! runs a handler itself (the scheduler does).
 //!
 //! Signals: the first SIGINT or SIGTERM stops triggering and drains runs in
@@ -115,11 +116,18 @@ async fn run_until_signal(
     if config.notifications.listen.is_some() && events_waker.is_none() {
         warn!("notifications are stored but no enabled job has the events handler: nothing applies them");
     }
+    // `/metrics` on the intake's listener and on its own, both from one
+    // exporter (one cache of the queue gauges).
+    let exporter = crate::metrics::Exporter::new(store.clone(), config.metrics.queue_refresh);
+    let metrics = crate::metrics::start(&config, exporter.clone())
+        .await
+        .context("starting the metrics listener")?;
     let intake = crate::intake::start(
         &config.notifications,
         &config.registry,
         store.clone(),
         events_waker,
+        config.metrics.intake.then_some(exporter),
     )
     .await
     .context("starting the notification intake")?;
@@ -144,6 +152,9 @@ async fn run_until_signal(
         if let Err(error) = intake.stop().await {
             warn!("stopping the notification intake: {error:#}");
         }
+    }
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
     }
     match running.shutdown(config.daemon.grace_period).await {
         Drain::Complete => info!("regkeeper stopped"),

@@ -35,7 +35,7 @@ pub(crate) use load::{
 };
 pub use model::MIN_HEARTBEATS_PER_EXPIRY;
 pub use model::{
-    Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, KeyedFile,
+    Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, KeyedFile, MetricsConfig,
     NotificationsConfig, RegistryConfig, ScannerConfig, ScannerKind, Schedule, SecretFiles,
     SecurityOptions, Strategy, SyncOptions, TokenRealm,
 };

@@ -23,6 +23,8 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// `[daemon]`.
     pub daemon: DaemonConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// `[jobs.NAME]`, in file order.
     pub jobs: Vec<JobConfig>,
     /// `[security.NAME]`: the vulnerability scanners, in file order.
@@ -234,6 +236,28 @@ pub struct DaemonConfig {
     /// How long a run may go without a heartbeat before whoever notices
     /// records it abandoned (at least [`MIN_HEARTBEATS_PER_EXPIRY`] heartbeats).
     pub abandon_after: Duration,
+}
+
+/// `[metrics]`: where `GET /metrics` is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// A listener of its own for `/metrics`; None for none.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Whether the intake's listener serves `/metrics` too.
+    pub intake: bool,
+    /// How long the queue gauges, read from the database, are reused
+    /// between scrapes.
+    pub queue_refresh: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig {
+            listen: None,
+            intake: true,
+            queue_refresh: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `abandon_after` is at least this many heartbeats, so that a heartbeat or

@@ -57,8 +57,9 @@ fn walk_tables(
             continue;
         };
         path.push(name.get_ref().to_string());
-        let is_section =
-            |name: &str| ["database", "registry", "notifications", "daemon"].contains(&name);
+        let is_section = |name: &str| {
+            ["database", "registry", "notifications", "daemon", "metrics"].contains(&name)
+        };
         let is_scanner = |name: &str| ScannerKind::ALL.iter().any(|kind| kind.name() == name);
         let label = match path.as_slice() {
             [jobs, job, ..] if jobs == "jobs" => Some(TableLabel::Job(job.clone())),

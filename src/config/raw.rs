@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub notifications: Option<Spanned<RawNotifications>>,
     /// `[daemon]`.
     pub daemon: Option<Spanned<RawDaemon>>,
+    /// `[metrics]`.
+    pub metrics: Option<Spanned<RawMetrics>>,
     /// `[jobs.NAME]`, in file order.
     pub jobs: Option<Ordered<RawJob>>,
     /// `[security.NAME]`, in file order.
@@ -139,6 +141,18 @@ pub struct RawDaemon {
     pub heartbeat: Option<Spanned<String>>,
     /// How long a run may go without a heartbeat before it is abandoned.
     pub abandon_after: Option<Spanned<String>>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `host:port` of a listener of its own, or `""` for none.
+    pub listen: Option<Spanned<String>>,
+    /// Whether the intake's listener serves `/metrics` too.
+    pub intake: Option<Spanned<bool>>,
+    /// How long the queue gauges are reused between scrapes.
+    pub queue_refresh: Option<Spanned<String>>,
 }
 
 /// `[jobs.NAME]`: the common keys and every handler's own keys; which keys

@@ -15,11 +15,12 @@ const UNKNOWN_KEY: &str = "zz_unknown";
 
 /// Each table of the file: the header that opens it in a document and the
 /// heading of its section in the reference (`""` opens the top level).
-const TABLES: [(&str, &str); 6] = [
+const TABLES: [(&str, &str); 7] = [
     ("[database]", "`[database]`"),
     ("[registry]", "`[registry]`"),
     ("[notifications]", "`[notifications]`"),
     ("[daemon]", "`[daemon]`"),
+    ("[metrics]", "`[metrics]`"),
     ("[jobs.reference]", "`[jobs.NAME]`"),
     ("[security.reference]", "`[security.NAME]`"),
 ];

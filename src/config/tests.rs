@@ -118,6 +118,9 @@ fn a_config_with_only_the_registry_url_gets_every_default() {
     assert_eq!(config.daemon.database_wait, Duration::from_secs(90));
     assert_eq!(config.daemon.heartbeat, Duration::from_secs(30));
     assert_eq!(config.daemon.abandon_after, Duration::from_secs(300));
+    assert_eq!(config.metrics.listen, None);
+    assert!(config.metrics.intake);
+    assert_eq!(config.metrics.queue_refresh, Duration::from_secs(5));
     assert!(config.jobs.is_empty());
     assert!(config.security.is_empty());
 }
@@ -152,6 +155,11 @@ grace_period = "0s"
 keep_runs = 7
 heartbeat = "10s"
 abandon_after = "2m"
+
+[metrics]
+listen = "[::1]:9185"
+intake = false
+queue_refresh = "30s"
 
 [jobs.ev]
 handler = "events"
@@ -253,6 +261,9 @@ file = "fixture.json"
     assert_eq!(config.daemon.keep_runs, 7);
     assert_eq!(config.daemon.heartbeat, Duration::from_secs(10));
     assert_eq!(config.daemon.abandon_after, Duration::from_secs(120));
+    assert_eq!(config.metrics.listen, Some("[::1]:9185".parse().unwrap()));
+    assert!(!config.metrics.intake);
+    assert_eq!(config.metrics.queue_refresh, Duration::from_secs(30));
 
     let events = job(&config, "ev");
     assert!(!events.enabled);
@@ -837,7 +848,7 @@ fn errors_unknown_keys_and_sections() {
         ),
         (
             "[registry]\nurl = \"http://r\"\n[deamon]\n",
-            "schedules.toml:3:2: unknown field `deamon`, expected one of `database`, `registry`, `notifications`, `daemon`, `jobs`, `security`",
+            "schedules.toml:3:2: unknown field `deamon`, expected one of `database`, `registry`, `notifications`, `daemon`, `metrics`, `jobs`, `security`",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[security.snyk]\nserver = \"http://s\"\n",
@@ -999,6 +1010,22 @@ fn errors_durations_and_numbers() {
         (
             "[registry]\nurl = \"http://r\"\n[daemon]\ngrace_period = \"-1s\"\n",
             "schedules.toml:4:16: [daemon] grace_period: invalid duration \"-1s\" (expected number at 0; write e.g. \"30s\", \"5m\", \"24h\")",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[metrics]\nlisten = \"localhost:9185\"\n",
+            "schedules.toml:4:10: [metrics] listen: invalid address \"localhost:9185\" (expected IP:PORT like \"127.0.0.1:9185\", or \"\" for no listener of its own)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[notifications]\nlisten = \"127.0.0.1:6000\"\n[metrics]\nlisten = \"127.0.0.1:6000\"\n",
+            "schedules.toml:6:10: [metrics] listen: 127.0.0.1:6000 is the intake's address ([notifications] listen), which serves /metrics already (intake = true)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[metrics]\nqueue_refresh = \"1h\"\n",
+            "schedules.toml:4:17: [metrics] queue_refresh: 1h is too long (at most 5m: the queue gauges would be older than most scrape intervals)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[metrics]\nport = 9185\n",
+            "schedules.toml:4:1: [metrics] unknown field `port`, expected one of `listen`, `intake`, `queue_refresh`",
         ),
         (
             "[registry]\nurl = \"http://r\"\nconcurrency = 65\n",

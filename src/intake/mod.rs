@@ -15,7 +15,9 @@
 //! events are answered 202 too: the registry retries any other answer
 //! forever and holds every later event back meanwhile. One WARN line per
 //! envelope sums up its malformed events (`summary.rs`).
-//! `GET /healthz` reports the daemon and the database.
+//! `GET /healthz` reports the daemon and the database; `GET /metrics`
+//! (when the daemon asks for it, see `crate::metrics`) the metrics. Every
+//! answer to a notification is counted by its status code.
 //!
 //! `server.rs` is the accept loop with the connection cap and the
 //! header-read timeout that keep the intake reachable under a flood of idle
@@ -46,6 +48,7 @@ use crate::scheduler::Waker;
 use crate::store::{NewEvent, Store};
 
 use host::LoopbackHosts;
+pub(crate) use server::serve as serve_router;
 pub use server::{Limits, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 
 /// The paths the registry may be pointed at.
@@ -92,12 +95,14 @@ pub(crate) fn check_listen(config: &NotificationsConfig, listen: SocketAddr) -> 
 }
 
 /// How the intake serves, beyond what [`Intake`] holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// Timeouts and the connection cap.
     pub limits: Limits,
     /// Whose pulls are regkeeper's own (dropped, never stored).
     pub own_requests: OwnRequests,
+    /// Serves `GET /metrics` too when set.
+    pub metrics: Option<crate::metrics::Exporter>,
 }
 
 /// What the handlers share: the intake and what serving derived.
@@ -109,7 +114,7 @@ struct Shared {
     loopback_hosts: Option<LoopbackHosts>,
 }
 
-fn router(shared: Shared) -> Router {
+fn router(shared: Shared, metrics: Option<crate::metrics::Exporter>) -> Router {
     let state = Arc::new(shared);
     let mut events = Router::new();
     for path in EVENT_PATHS {
@@ -120,11 +125,23 @@ fn router(shared: Shared) -> Router {
             state.clone(),
             authorize,
         ))
-        .layer(DefaultBodyLimit::max(state.intake.body_limit));
-    Router::new()
+        .layer(DefaultBodyLimit::max(state.intake.body_limit))
+        .layer(axum::middleware::from_fn(count_answer));
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .merge(events)
-        .with_state(state)
+        .with_state(state);
+    match metrics {
+        Some(exporter) => router.merge(crate::metrics::router(exporter)),
+        None => router,
+    }
+}
+
+/// Counts every answer to a notification, refusals included.
+async fn count_answer(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    crate::metrics::notification(response.status().as_u16());
+    response
 }
 
 /// Serves the intake on an already-bound listener with `settings` until
@@ -159,7 +176,13 @@ pub(crate) async fn serve_with(
         body_read: settings.limits.body_read,
         loopback_hosts,
     };
-    server::serve(listener, router(shared), settings.limits, shutdown).await;
+    server::serve(
+        listener,
+        router(shared, settings.metrics),
+        settings.limits,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
@@ -292,6 +315,13 @@ async fn receive(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         }
     };
     let duplicates = received as u64 - stored.min(received as u64);
+    crate::metrics::intake_events(&crate::metrics::EventTally {
+        stored,
+        duplicates,
+        irrelevant: envelope.dropped as u64,
+        own_pulls: envelope.own_pulls as u64,
+        malformed: envelope.malformed.len() as u64,
+    });
     log::debug!(
         "intake: {total} events: {stored} stored, {duplicates} already known, {} dropped, \
          {} own pulls dropped, {} malformed",
@@ -391,14 +421,15 @@ pub fn spawn_with(
 
 /// Starts the intake the configuration asks for (none when `listen` is
 /// unset): refuses an unauthenticated non-loopback address, binds, serves
-/// with the default [`Limits`]. Pulls by the account of `registry` (its
-/// `username`) or with regkeeper's user agent are regkeeper's own and
-/// dropped.
+/// with the default [`Limits`], and `GET /metrics` when `metrics` is set.
+/// Pulls by the account of `registry` (its `username`) or with regkeeper's
+/// user agent are regkeeper's own and dropped.
 pub(crate) async fn start(
     config: &NotificationsConfig,
     registry: &RegistryConfig,
     store: Arc<dyn Store>,
     waker: Option<Waker>,
+    metrics: Option<crate::metrics::Exporter>,
 ) -> anyhow::Result<Option<RunningIntake>> {
     let Some(listen) = config.listen else {
         log::info!("notifications: no listen address configured, the intake is off");
@@ -417,6 +448,7 @@ pub(crate) async fn start(
     let settings = Settings {
         limits: Limits::default(),
         own_requests: OwnRequests::regkeeper(registry.username.clone()),
+        metrics,
     };
     spawn_with(listener, intake, settings).map(Some)
 }

@@ -86,7 +86,7 @@ impl Default for Limits {
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves,
 /// then drains (see the module documentation).
-pub(super) async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: Limits,

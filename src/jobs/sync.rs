@@ -384,6 +384,7 @@ impl SyncHandler {
                     ctx.job_name,
                     first_lines(&plan.render(), PLAN_LOG_LINES)
                 );
+                crate::metrics::sync_valve_refused(&ctx.job_name);
                 anyhow::bail!(
                     "safety valve: {reason}; nothing was written (check the registry, then run \
                      `regkeeper --once {} --force` to apply it)",

@@ -250,14 +250,38 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// Builds the client of one scanner.
+/// Builds the client of one scanner, its scans counted and timed in the
+/// metrics under its name.
 pub fn build(kind: ScannerKind, settings: &Settings) -> anyhow::Result<Arc<dyn Scanner>> {
-    Ok(match kind {
+    let client: Arc<dyn Scanner> = match kind {
         ScannerKind::Clair => Arc::new(clair::Clair::new(settings)?),
         ScannerKind::Clair4 => Arc::new(clair4::Clair4::new(settings)?),
         ScannerKind::Adapter => Arc::new(adapter::Adapter::new(settings)?),
         ScannerKind::Fixture => Arc::new(fixture::Fixture::new(settings)?),
-    })
+    };
+    crate::metrics::declare_scanner(client.name());
+    Ok(Arc::new(Measured(client)))
+}
+
+/// A scanner whose every scan is recorded in the metrics.
+struct Measured(Arc<dyn Scanner>);
+
+impl Scanner for Measured {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn scan(&self, target: &Target) -> anyhow::Result<Vec<Finding>> {
+        let started = std::time::Instant::now();
+        let result = self.0.scan(target);
+        let outcome = match &result {
+            Ok(_) => crate::metrics::ScanOutcome::Ok,
+            Err(error) if is_unreachable(error) => crate::metrics::ScanOutcome::Unreachable,
+            Err(_) => crate::metrics::ScanOutcome::Failed,
+        };
+        crate::metrics::scan(self.0.name(), outcome, started.elapsed());
+        result
+    }
 }
 
 /// A scanner that could not be reached at all (connection refused or
@@ -345,6 +369,8 @@ pub(crate) struct Http {
     agent: ureq::Agent,
     timeout: Duration,
     authorization: Option<String>,
+    /// The `[security.NAME]` name, for the metrics.
+    scanner: String,
 }
 
 impl Http {
@@ -360,7 +386,20 @@ impl Http {
             agent,
             timeout: settings.timeout,
             authorization: settings.authorization.clone(),
+            scanner: settings.name.clone(),
         }
+    }
+
+    /// Records one request in the metrics.
+    fn measured(
+        &self,
+        method: &str,
+        started: std::time::Instant,
+        reply: anyhow::Result<Reply>,
+    ) -> anyhow::Result<Reply> {
+        let status = reply.as_ref().ok().map(|reply| reply.status);
+        crate::metrics::scanner_request(&self.scanner, method, status, started.elapsed());
+        reply
     }
 
     fn describe(&self, error: ureq::Error) -> anyhow::Error {
@@ -417,8 +456,12 @@ impl Http {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        let response = request.call().map_err(|error| self.describe(error))?;
-        self.read(response)
+        let started = std::time::Instant::now();
+        let reply = request
+            .call()
+            .map_err(|error| self.describe(error))
+            .and_then(|response| self.read(response));
+        self.measured("GET", started, reply)
     }
 
     /// `POST url` with a JSON body of `content_type`.
@@ -437,8 +480,12 @@ impl Http {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        let response = request.send(body).map_err(|error| self.describe(error))?;
-        self.read(response)
+        let started = std::time::Instant::now();
+        let reply = request
+            .send(body)
+            .map_err(|error| self.describe(error))
+            .and_then(|response| self.read(response));
+        self.measured("POST", started, reply)
     }
 }
 

@@ -86,6 +86,7 @@ pub fn record_abandoned_runs(
     match store.abandon_expired_runs(job, now_ms(), duration_ms(abandon_after)) {
         Ok(abandoned) => {
             for run in &abandoned {
+                crate::metrics::job_outcome(&run.job, RunOutcome::Abandoned);
                 warn!(
                     "job={} run={} finished: outcome=abandoned error: {}",
                     run.job,
@@ -457,6 +458,7 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
         error!("job={job_name} run={run_id} recording the end of the run: {cause:#}");
     }
     request.flags.recorded_end.store(true, Ordering::SeqCst);
+    crate::metrics::job_run(job_name, outcome, duration, &result.counts);
     // A daemon's job that finished for good leaves its schedule: `status`
     // shows it so. A run by hand changes nothing of the daemon's jobs.
     if let (Some(reason), false) = (&result.finished, by_hand) {
@@ -541,6 +543,7 @@ pub(super) fn record_skip(
     };
     match recorded {
         Ok(row) => {
+            crate::metrics::job_outcome(job_name, RunOutcome::Skipped);
             if ticks == 1 {
                 info!("job={job_name} run={row} skipped: {error}");
             } else {

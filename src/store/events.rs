@@ -428,6 +428,27 @@ pub(super) fn counts_by_status(conn: &mut dyn Conn) -> anyhow::Result<BTreeMap<S
     )
 }
 
+/// The first waiting event in arrival order. SQLite, without statistics,
+/// would sort every event of the status index; it is told to read the first
+/// row of the pending index instead.
+fn oldest_waiting_sql(dialect: Dialect) -> String {
+    let indexed_by = match dialect {
+        Dialect::Sqlite => " INDEXED BY registry_events_pending_id",
+        Dialect::Postgres => "",
+    };
+    format!(
+        "SELECT created_at FROM registry_events{indexed_by} WHERE status IN (1, 2) \
+         ORDER BY id LIMIT 1"
+    )
+}
+
+/// When the oldest event still waiting (fresh or in progress) arrived: the
+/// first row of the pending index, whose ids follow arrival.
+pub(super) fn oldest_waiting(conn: &mut dyn Conn) -> anyhow::Result<Option<i64>> {
+    let rows = conn.query(&oldest_waiting_sql(conn.dialect()), &[])?;
+    rows.first().map(|row| int(row, 0)).transpose()
+}
+
 /// The claimants of events in progress.
 pub fn claimants(conn: &mut dyn Conn) -> anyhow::Result<Vec<String>> {
     let rows = conn.query(
@@ -475,5 +496,14 @@ mod tests {
         ] {
             assert!(plan.contains(index), "{index} not in\n{plan}");
         }
+    }
+
+    /// Scraped every few seconds: one row of the pending index, never a
+    /// walk of the whole table.
+    #[test]
+    fn sqlite_finds_the_oldest_waiting_event_through_the_pending_index() {
+        let plan = super::super::explain::sqlite_plan(&oldest_waiting_sql(Dialect::Sqlite), &[]);
+        assert!(plan.contains("registry_events_pending_id"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 }

@@ -82,7 +82,7 @@ pub use codes::{EventStatus, ScanState};
 pub use runs::abandoned_text;
 pub use types::{
     AppliedEvent, ClaimedEvent, DaemonJob, DaemonJobSet, EventClaim, EventEffect, FailedEvent, ImageVulnerabilities,
-    KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome, RunRecord,
+    KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths, RepositorySync, RunOutcome, RunRecord,
     ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
     ScannerResult, ScannerSummary, SyncApplied, TagChange, TagRecord, TagScanState, TagWrite,
     VulnerabilityRecord, VulnerabilityWrite,
@@ -222,6 +222,9 @@ pub trait Store: Send + Sync {
     fn recent_runs(&self, job: &str, limit: usize) -> anyhow::Result<Vec<RunRecord>>;
     /// Queue depths.
     fn queue_counts(&self) -> anyhow::Result<QueueCounts>;
+    /// The queue depths of `GET /metrics`: events by status, tags by scan
+    /// state, and when the oldest waiting event arrived.
+    fn queue_depths(&self) -> anyhow::Result<QueueDepths>;
     /// Returns the id of the registry row for `hostname`, creating it (and its
     /// global namespace) when missing.
     fn ensure_registry(&self, hostname: &str) -> anyhow::Result<i64>;

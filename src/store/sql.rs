@@ -18,7 +18,7 @@ pub use super::rows::{int, opt_int, opt_text, single, text};
 use super::{
     daemon_jobs, events, migrations, registries, runs, scans, sync_pass, tags, AdvisoryLock,
     AppliedEvent, Backend, ClaimedEvent, Conn, DaemonJobSet, Dialect, EventClaim, FailedEvent,
-    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, RepositorySync, RunOutcome,
+    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths, RepositorySync, RunOutcome,
     RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement,
     ScannerSummary, Store, SyncApplied, TagChange, TagRecord, TagWrite,
 };
@@ -131,6 +131,17 @@ impl Store for SqlStore {
             })
         })
         .context("counting queues")
+    }
+
+    fn queue_depths(&self) -> anyhow::Result<QueueDepths> {
+        self.tx(|conn| {
+            Ok(QueueDepths {
+                events: events::counts_by_status(conn)?,
+                tags_by_scan: tags::counts_by_scan(conn)?,
+                oldest_waiting_at: events::oldest_waiting(conn)?,
+            })
+        })
+        .context("counting queue depths")
     }
 
     fn ensure_registry(&self, hostname: &str) -> anyhow::Result<i64> {

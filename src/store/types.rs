@@ -146,6 +146,19 @@ pub struct QueueCounts {
     pub vulnerabilities: BTreeMap<String, i64>,
 }
 
+/// The queue depths `GET /metrics` reports: cheap enough to ask every few
+/// seconds (indexed counts and one indexed row).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueDepths {
+    /// `registry_events` rows by status word, as in [`QueueCounts::events`].
+    pub events: BTreeMap<String, i64>,
+    /// `tags` rows by scan state word, as in [`QueueCounts::tags_by_scan`].
+    pub tags_by_scan: BTreeMap<String, i64>,
+    /// When the oldest event still waiting (fresh or in progress) arrived,
+    /// milliseconds since the epoch; None when none waits.
+    pub oldest_waiting_at: Option<i64>,
+}
+
 /// A tag as the registry describes it, to be written. `repository` is the
 /// full name as the registry spells it (`app`, `ns/app`, `ns/a/b`): the text
 /// before the first `/` is the namespace (created when missing), a name

@@ -557,6 +557,71 @@ fn known_manifests_story_on(store: &SqlStore) {
         .is_empty());
 }
 
+/// The queue depths of `/metrics`: the same counts as `queue_counts`, and
+/// the arrival of the oldest event still waiting (fresh or claimed), which
+/// neither a done nor a failed event is.
+fn queue_depths_story_on(store: &SqlStore) {
+    let empty = store.queue_depths().expect("queue_depths");
+    assert_eq!(empty.oldest_waiting_at, None);
+    assert_eq!(empty.events.values().sum::<i64>(), 0);
+    assert_eq!(
+        empty.events.len(),
+        4,
+        "every status word: {:?}",
+        empty.events
+    );
+    assert_eq!(empty.tags_by_scan.len(), 4, "{:?}", empty.tags_by_scan);
+
+    store
+        .insert_events(&[event("q1", "a"), event("q2", "b")], NOW)
+        .expect("insert_events");
+    store
+        .insert_events(&[event("q3", "c")], NOW + 5_000)
+        .expect("insert_events");
+    let depths = store.queue_depths().expect("queue_depths");
+    assert_eq!(depths.events.get("fresh"), Some(&3));
+    assert_eq!(depths.oldest_waiting_at, Some(NOW));
+    let counts = store.queue_counts().expect("queue_counts");
+    assert_eq!(depths.events, counts.events);
+    assert_eq!(depths.tags_by_scan, counts.tags_by_scan);
+
+    // Claimed events still wait; failed and done ones do not.
+    let claimed = store
+        .claim_events(&EventClaim {
+            claimant: "one".into(),
+            now: NOW + 6_000,
+            expired_before: 0,
+            limit: 2,
+        })
+        .expect("claim_events");
+    assert_eq!(claimed.len(), 2);
+    let depths = store.queue_depths().expect("queue_depths");
+    assert_eq!(depths.events.get("progress"), Some(&2));
+    assert_eq!(depths.oldest_waiting_at, Some(NOW));
+    assert!(store
+        .fail_event(claimed[0].id, "one", "malformed", NOW + 7_000)
+        .expect("fail_event"));
+    let registry = store
+        .ensure_registry("127.0.0.1:5000")
+        .expect("ensure_registry");
+    store
+        .apply_events(
+            registry,
+            "one",
+            &[done(claimed[1].id, EventEffect::Nothing)],
+            NOW + 7_000,
+        )
+        .expect("apply_events");
+    let depths = store.queue_depths().expect("queue_depths");
+    assert_eq!(depths.oldest_waiting_at, Some(NOW + 5_000), "{depths:?}");
+    assert_eq!(depths.events.get("failed"), Some(&1));
+    assert_eq!(depths.events.get("done"), Some(&1));
+}
+
+fn queue_depths_story(backend: Backend) {
+    queue_depths_story_on(&TestStore::new(backend));
+}
+
 fn event_story(backend: Backend) {
     event_story_on(&TestStore::new(backend));
 }
@@ -569,4 +634,9 @@ fn known_manifests_story(backend: Backend) {
     known_manifests_story_on(&TestStore::new(backend));
 }
 
-regkeeper_test_support::both_backends!(event_story, batch_story, known_manifests_story);
+regkeeper_test_support::both_backends!(
+    event_story,
+    batch_story,
+    known_manifests_story,
+    queue_depths_story
+);

@@ -10,7 +10,8 @@
 //!   `token`: its token server; `scripted`: stand-in registries and the
 //!   digest-stripping proxy; `fault_proxy`: a proxy in front of a real
 //!   registry that answers with faults on demand; `scanners`: stand-in scanners. Every stand-in
-//!   runs on `http`, the one small HTTP server of ours.
+//!   runs on `http`, the one small HTTP server of ours. `prometheus`: a real
+//!   Prometheus server scraping the daemon.
 //! - `cli`: the real binary run once; `daemon`: the real binary as a
 //!   daemon ([`binary`] finds it).
 //! - `wait`: waiting for a condition with a deadline ([`wait_until`]).
@@ -28,6 +29,7 @@ pub mod fault_proxy;
 pub mod http;
 pub mod postgres;
 pub mod postgres_tls;
+pub mod prometheus;
 pub mod registry;
 pub mod scanners;
 pub mod scripted;

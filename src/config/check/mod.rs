@@ -1,7 +1,7 @@
 //! The checks: [`Checker`] turns the serde mirror (`raw.rs`) into the
 //! validated model (`model.rs`) once, one file per section (`database.rs`,
-//! `registry.rs`, `notifications.rs`, `daemon.rs`, `scanners.rs`, `jobs.rs`
-//! with each handler's options). This file holds what every section uses:
+//! `registry.rs`, `notifications.rs`, `daemon.rs`, `metrics.rs`, `scanners.rs`,
+//! `jobs.rs` with each handler's options). This file holds what every section uses:
 //! the error format `FILE:LINE:COL: [section] | job "NAME": message`, and
 //! the URL, duration and integer checks. Checks are pure: no file, no
 //! environment variable (the caller passes a lookup), no connection.
@@ -19,6 +19,7 @@ use super::{Config, Database, KeyedFile, ScannerKind, SecretFiles};
 mod daemon;
 mod database;
 mod jobs;
+mod metrics;
 mod notifications;
 mod registry;
 mod scanners;
@@ -136,6 +137,7 @@ impl Checker<'_> {
         let registry = self.registry(raw.registry.as_ref(), env)?;
         let notifications = self.notifications(raw.notifications.as_ref(), env)?;
         let daemon = self.daemon(raw.daemon.as_ref(), database_wait)?;
+        let metrics = self.metrics(raw.metrics.as_ref(), &notifications)?;
         let security = match &raw.security {
             Some(scanners) => self.scanners(scanners)?,
             None => Vec::new(),
@@ -153,6 +155,7 @@ impl Checker<'_> {
             registry,
             notifications,
             daemon,
+            metrics,
             jobs,
             security,
         })

@@ -124,11 +124,18 @@ impl Client {
     ) -> Result<Answer, RegistryError> {
         if let Err(refusal) = self.breaker.admit(Instant::now()) {
             self.refused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::registry_request_refused();
             return Err(RegistryError::Transport(refusal));
         }
         let mut attempt = 1;
         loop {
+            let started = Instant::now();
             let result = self.send_once(method, url, accept, authorization);
+            crate::metrics::registry_request(
+                method.name(),
+                result.as_ref().ok().map(|answer| answer.status),
+                started.elapsed(),
+            );
             let retry_after = match &result {
                 Ok(answer) if answer.status == 429 || answer.status >= 500 => answer
                     .header("retry-after")
