@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod intake;
 pub mod jobs;
+pub mod logging;
 pub mod notification;
 pub mod registry;
 pub mod scanner;

@@ -33,9 +33,9 @@ pub use load::{
     ENV_REGISTRY_PASSWORD,
 };
 pub use model::{
-    Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, NotificationsConfig,
-    RegistryConfig, ScannerConfig, ScannerKind, Schedule, SecretFiles, SecurityOptions, Strategy,
-    SyncOptions, HANDLERS, MIN_HEARTBEATS_PER_EXPIRY,
+    Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, LogFormat,
+    NotificationsConfig, RegistryConfig, ScannerConfig, ScannerKind, Schedule, SecretFiles,
+    SecurityOptions, Strategy, SyncOptions, HANDLERS, MIN_HEARTBEATS_PER_EXPIRY,
 };
 
 /// A configuration problem found after loading, e.g. a job whose handler this

@@ -37,4 +37,4 @@ pub use run::{
     claimant_is_gone, new_claimant, record_abandoned_runs, release_claims_of_dead_processes,
     run_handler, run_once, RunReport, RunSettings,
 };
-pub use tasks::{Drain, RunningScheduler, Scheduler, Waker, CANCEL_WAIT};
+pub use tasks::{Drain, JobChanges, RunningScheduler, Scheduler, Waker, CANCEL_WAIT};
