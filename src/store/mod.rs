@@ -157,6 +157,8 @@ pub trait Store: Send + Sync {
     fn dialect(&self) -> Dialect;
     /// Checks that the database answers.
     fn ping(&self) -> anyhow::Result<()>;
+    /// Which of this version's migrations the database has (read only).
+    fn schema_state(&self) -> anyhow::Result<migrations::SchemaState>;
     /// Records the start of a run and returns its id.
     fn start_run(&self, run: &NewRun) -> anyhow::Result<i64>;
     /// Records the end of a run.

@@ -68,6 +68,11 @@ impl Store for SqlStore {
             .context("pinging the database")
     }
 
+    fn schema_state(&self) -> anyhow::Result<migrations::SchemaState> {
+        self.tx(migrations::state)
+            .context("reading the applied migrations")
+    }
+
     fn start_run(&self, run: &NewRun) -> anyhow::Result<i64> {
         self.tx(|conn| runs::start(conn, run))
             .with_context(|| format!("recording the start of a run of {}", run.job))
