@@ -1,7 +1,7 @@
 //! The scheduler against a real SQLite store in a temp dir, with handlers of
 //! our own: second-level schedules, no overlap, failures isolated and
-//! recorded, wake-up coalescing, timeouts, finish-for-good, pruning and
-//! graceful shutdown. Conditions are polled in the database with generous
+//! recorded, wake-up coalescing, timeouts, finish-for-good, pruning,
+//! reloads and graceful shutdown. Conditions are polled in the database with generous
 //! deadlines; nothing asserts on timing.
 
 use regkeeper_test_support as support;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use croner::parser::{CronParser, Seconds};
 use regkeeper::config::{EventsOptions, HandlerConfig, JobConfig, Schedule};
 use regkeeper::jobs::{Handler, JobContext, Outcome, RunOptions, Trigger};
-use regkeeper::scheduler::{run_handler, Drain, RunSettings, Scheduler};
+use regkeeper::scheduler::{run_handler, Drain, JobChanges, RunSettings, Scheduler};
 use regkeeper::store::{NewRun, RunOutcome, RunRecord, Store};
 use support::daemon::Daemon;
 use support::registry::{Reply, ScriptedServer};
@@ -843,6 +843,73 @@ fn run_handler_marks_an_overrun_timed_out() {
     );
     let all = runs(&fixture.store, "once-slow");
     assert_eq!(all[0].outcome, Some(RunOutcome::TimedOut));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_lets_the_run_in_flight_finish_before_the_new_handler_runs() {
+    let fixture = fixture();
+    let gate = Arc::new(Gate::default());
+    let old_gate = gate.clone();
+    let old = TestHandler::new(move |ctx, _| {
+        old_gate.wait(|| ctx.cancel.is_cancelled());
+        Ok(counted("old", 1))
+    });
+    let overlapped = Arc::new(AtomicBool::new(false));
+    let (watched, overlap) = (old.clone(), overlapped.clone());
+    let new = TestHandler::new(move |_, _| {
+        if watched.in_flight.load(Ordering::SeqCst) > 0 {
+            overlap.store(true, Ordering::SeqCst);
+        }
+        Ok(counted("new", 1))
+    });
+    let mut running = Scheduler::new(
+        vec![(job("swapped", NEVER_SOON), old.clone())],
+        settings(&fixture.store, 100),
+    )
+    .start();
+    let waker = running.waker("swapped").expect("a waker");
+    waker.wake();
+    wait_until("the old handler runs", || old.calls() == 1);
+
+    running.reload(JobChanges {
+        stop: vec!["swapped".to_string()],
+        start: vec![(job("swapped", NEVER_SOON), new.clone())],
+    });
+    // The waker taken before the reload reaches the job's new task, once
+    // the old run has finished.
+    waker.wake();
+    assert_eq!(new.calls(), 0, "the new task waits for the run in flight");
+    gate.open();
+    wait_until("the new handler ran", || new.calls() == 1);
+    assert!(!overlapped.load(Ordering::SeqCst), "two runs overlapped");
+    assert_eq!(old.calls(), 1);
+    let outcomes: Vec<_> = runs(&fixture.store, "swapped")
+        .iter()
+        .map(|run| (run.outcome, run.counts.clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (
+                Some(RunOutcome::Ok),
+                BTreeMap::from([("old".to_string(), 1)])
+            ),
+            (
+                Some(RunOutcome::Ok),
+                BTreeMap::from([("new".to_string(), 1)])
+            ),
+        ]
+    );
+
+    // Removed: no waker any more, and shutdown has nothing to wait for.
+    running.reload(JobChanges {
+        stop: vec!["swapped".to_string()],
+        start: Vec::new(),
+    });
+    assert!(running.waker("swapped").is_none());
+    waker.wake();
+    assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
+    assert_eq!(new.calls(), 1);
 }
 
 /// Writes `config_text` as `schedules.toml` in `dir` and starts the daemon on it.

@@ -207,11 +207,6 @@ impl RunningScheduler {
         self.jobs.get(job_name).map(|task| task.waker.clone())
     }
 
-    /// The names of the jobs scheduled now, in name order.
-    pub fn job_names(&self) -> Vec<String> {
-        self.jobs.keys().cloned().collect()
-    }
-
     /// Applies a new configuration's jobs without cutting a run: the tasks
     /// of `changes.stop` stop once idle (a run in flight finishes as it
     /// started), the jobs of `changes.start` get new tasks, each waiting

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use regkeeper::store::sql::{self, SqlStore};
 use regkeeper::store::migrations::SchemaState;
+use regkeeper::store::sql::{self, SqlStore};
 use regkeeper::store::{self, RunOutcome, Store};
 use regkeeper_test_support::{Backend, TestStore};
 
