@@ -218,8 +218,16 @@ impl RunningScheduler {
         while let Some(joined) = self.tasks.try_join_next() {
             log_task_end(joined);
         }
+        // A job started again without being named in `stop` is replaced
+        // all the same, never run twice at once.
+        let mut stop = changes.stop;
+        for (config, _) in &changes.start {
+            if self.jobs.contains_key(&config.name) && !stop.contains(&config.name) {
+                stop.push(config.name.clone());
+            }
+        }
         let mut predecessors = BTreeMap::new();
-        for job_name in changes.stop {
+        for job_name in stop {
             let Some(task) = self.jobs.remove(&job_name) else {
                 continue;
             };
