@@ -912,6 +912,53 @@ async fn a_reload_lets_the_run_in_flight_finish_before_the_new_handler_runs() {
     assert_eq!(new.calls(), 1);
 }
 
+/// Regression guard: a second reload while the first replacement still
+/// waits for the run in flight must not let the third task run beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reloads_during_one_run_still_run_one_at_a_time() {
+    let fixture = fixture();
+    let gate = Arc::new(Gate::default());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let handler = |gated: bool| {
+        let (gate, in_flight, most) = (gate.clone(), in_flight.clone(), most.clone());
+        TestHandler::new(move |ctx, _| {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            if gated {
+                gate.wait(|| ctx.cancel.is_cancelled());
+            }
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(counted("ran", 1))
+        })
+    };
+    let (first, second, third) = (handler(true), handler(false), handler(false));
+    let mut running = Scheduler::new(
+        vec![(job("twice", NEVER_SOON), first.clone())],
+        settings(&fixture.store, 100),
+    )
+    .start();
+    let waker = running.waker("twice").expect("a waker");
+    waker.wake();
+    wait_until("the first handler runs", || first.calls() == 1);
+    for replacement in [&second, &third] {
+        running.reload(JobChanges {
+            stop: vec!["twice".to_string()],
+            start: vec![(job("twice", NEVER_SOON), (*replacement).clone())],
+        });
+    }
+    waker.wake();
+    gate.open();
+    wait_until("the last handler ran", || third.calls() == 1);
+    assert_eq!(
+        second.calls(),
+        0,
+        "the task replaced before it ran never ran"
+    );
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two runs overlapped");
+    assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
+}
+
 /// Writes `config_text` as `schedules.toml` in `dir` and starts the daemon on it.
 fn start_daemon(dir: &std::path::Path, config_text: &str) -> Daemon {
     let config_path = dir.join("schedules.toml");
