@@ -8,17 +8,30 @@
 //! flight for up to `daemon.grace_period`, then [`run`] returns Ok (exit 0).
 //! A second one exits the process at once with 128 + the signal number
 //! ([`EXIT_SECOND_SIGINT`] 130, [`EXIT_SECOND_SIGTERM`] 143).
+//!
+//! SIGHUP reloads the configuration file through the same loading and
+//! validation as start-up: jobs and scanners change from their next run
+//! (runs in flight finish as they started), keys that need a restart are
+//! named in a warning and keep their running values (`reload.rs` decides
+//! which is which), and a file that does not load is refused, logged and
+//! counted ([`reload_failures`]) while the old configuration goes on. The
+//! intake keeps its listener throughout; it wakes whichever job is the
+//! events job now, through a relay the reload points at it.
 
-use std::sync::Arc;
+mod reload;
+
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use log::{error, info, warn};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::config::{Config, ConfigError, HandlerConfig};
+use crate::config::{Config, ConfigError, HandlerConfig, JobConfig};
 use crate::jobs::{Handler, Resources};
-use crate::scheduler::{Drain, RunSettings, Scheduler};
+use crate::scheduler::{Drain, JobChanges, RunSettings, RunningScheduler, Scheduler, Waker};
+
+pub use reload::reload_failures;
 
 /// Exit code when a second SIGINT ends the process at once.
 pub const EXIT_SECOND_SIGINT: i32 = 130;
@@ -58,6 +71,7 @@ async fn run_until_signal(
     // Signals are caught from the very start, so that a stop request while
     // waiting for the database ends the process cleanly too.
     let mut signals = Signals::new()?;
+    crate::logging::use_config(config.daemon.log_format);
     let config = Arc::new(config);
     info!(
         "regkeeper {} starting with {}",
@@ -70,7 +84,7 @@ async fn run_until_signal(
     let opening = tokio::task::spawn_blocking(move || crate::store::open(&database, database_wait));
     let store = tokio::select! {
         opened = opening => opened.context("opening the database crashed")??,
-        received = signals.next() => {
+        received = signals.next_stop() => {
             info!("{} while waiting for the database: stopping", received.name());
             return Ok(());
         }
@@ -106,14 +120,17 @@ async fn run_until_signal(
     if let Err(error) = recorded {
         warn!("{error:#}");
     }
+    let claimant = settings.claimant.clone();
     let scheduler = Scheduler::new(jobs, settings);
 
     // The intake binds `config.notifications.listen` (when set) and serves
-    // with the events job's waker, so that storing new events wakes the job.
-    // It starts before the scheduler so that no notification is refused
-    // once jobs run.
-    let events_waker = events_job_name(&config).and_then(|job_name| scheduler.waker(job_name));
-    if config.notifications.listen.is_some() && events_waker.is_none() {
+    // with a waker of its own that the relay passes on to the events job,
+    // so that storing new events wakes the job, whichever it is after a
+    // reload. It starts before the scheduler so that no notification is
+    // refused once jobs run.
+    let relay =
+        EventsRelay::new(events_job_name(&config).and_then(|job_name| scheduler.waker(job_name)));
+    if config.notifications.listen.is_some() && !relay.has_target() {
         warn!("notifications are stored but no enabled job has the events handler: nothing applies them");
     }
     // `/metrics` on the intake's listener and on its own, both from one
@@ -126,22 +143,37 @@ async fn run_until_signal(
         &config.notifications,
         &config.registry,
         store.clone(),
-        events_waker,
+        Some(relay.intake_waker()),
         config.metrics.intake.then_some(exporter),
     )
     .await
     .context("starting the notification intake")?;
+    let relaying = relay.start();
 
-    let running = scheduler.start();
-    info!("regkeeper running: {} job(s) configured", config.jobs.len());
+    let mut daemon = Running {
+        config,
+        resources,
+        scheduler: scheduler.start(),
+        relay,
+        claimant,
+    };
+    info!(
+        "regkeeper running: {} job(s) configured",
+        daemon.config.jobs.len()
+    );
 
-    let first = signals.next().await;
+    let first = loop {
+        match signals.next().await {
+            Received::Stop(first) => break first,
+            Received::Hangup => daemon.reload().await,
+        }
+    };
     info!(
         "{} received: stopping (send it again to exit at once)",
         first.name()
     );
     tokio::spawn(async move {
-        let second = signals.next().await;
+        let second = signals.next_stop().await;
         error!("second {} received: exiting at once", second.name());
         std::process::exit(second.exit_code());
     });
@@ -156,13 +188,164 @@ async fn run_until_signal(
     if let Some(metrics) = metrics {
         metrics.stop().await;
     }
-    match running.shutdown(config.daemon.grace_period).await {
+    relaying.abort();
+    let grace_period = daemon.config.daemon.grace_period;
+    match daemon.scheduler.shutdown(grace_period).await {
         Drain::Complete => info!("regkeeper stopped"),
         Drain::Cancelled => {
             warn!("regkeeper stopped after cancelling runs that overran the grace period")
         }
     }
     Ok(())
+}
+
+/// What a running daemon changes on reload.
+struct Running {
+    /// The configuration in effect.
+    config: Arc<Config>,
+    /// The store and registry client new handlers are built with, and the
+    /// configuration the running handlers were built from.
+    resources: Resources,
+    scheduler: RunningScheduler,
+    relay: EventsRelay,
+    /// This daemon's claimant id, under which it records its job set.
+    claimant: String,
+}
+
+impl Running {
+    /// Reads the configuration file again and applies what changed; a
+    /// file that does not load, or a job whose handler cannot be built,
+    /// leaves everything as it was.
+    async fn reload(&mut self) {
+        let path = self.config.path.clone();
+        info!("SIGHUP received: reloading {}", path.display());
+        let loading = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load(&loading)).await;
+        let new = match loaded {
+            Ok(Ok(new)) => new,
+            Ok(Err(cause)) => return refuse(&cause),
+            Err(cause) => return refuse(&anyhow::anyhow!("loading crashed: {cause}")),
+        };
+        let (effective, comparison) = reload::compare(&self.config, new);
+        let effective = Arc::new(effective);
+        let resources = Resources {
+            config: effective.clone(),
+            store: self.resources.store.clone(),
+            registry: self.resources.registry.clone(),
+        };
+        let renewed = |job: &&JobConfig| {
+            comparison.added.contains(&job.name) || comparison.changed.contains(&job.name)
+        };
+        let mut start = Vec::new();
+        for job in effective.jobs.iter().filter(renewed) {
+            if !job.enabled {
+                info!("job={} is disabled: not scheduled", job.name);
+                continue;
+            }
+            match crate::jobs::build(job, &resources) {
+                Ok(handler) => start.push((job.clone(), handler)),
+                Err(cause) => {
+                    return refuse(&anyhow::anyhow!(
+                        "{}: job {}: {cause:#}",
+                        path.display(),
+                        job.name
+                    ))
+                }
+            }
+        }
+        for key in &comparison.needs_restart {
+            warn!("reload: needs a restart: {key} (the running value stays until then)");
+        }
+        let stop = comparison
+            .removed
+            .iter()
+            .chain(&comparison.changed)
+            .cloned()
+            .collect();
+        self.scheduler.reload(JobChanges { stop, start });
+        self.relay.point_at(
+            events_job_name(&effective).and_then(|job_name| self.scheduler.waker(job_name)),
+        );
+        if effective.notifications.listen.is_some() && !self.relay.has_target() {
+            warn!("notifications are stored but no enabled job has the events handler: nothing applies them");
+        }
+        crate::logging::use_config(effective.daemon.log_format);
+        for job in effective.jobs.iter().filter(|job| job.enabled) {
+            crate::metrics::declare_job(&job.name);
+        }
+        // `status` shows the jobs the daemon runs now.
+        let job_set = daemon_job_set(&effective, &self.claimant);
+        let recording = self.resources.store.clone();
+        match tokio::task::spawn_blocking(move || recording.record_daemon_jobs(&job_set)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!("{error:#}"),
+            Err(error) => warn!("recording the daemon's jobs crashed: {error}"),
+        }
+        crate::metrics::reload(true);
+        info!("{}", comparison.summary());
+        self.config = effective;
+        self.resources = resources;
+    }
+}
+
+/// Logs and counts a refused reload.
+fn refuse(cause: &anyhow::Error) {
+    reload::count_failure();
+    crate::metrics::reload(false);
+    error!(
+        "reload refused ({} since start), the running configuration stays: {cause:#}",
+        reload_failures()
+    );
+}
+
+/// Passes the intake's wake-ups on to the events job of the configuration
+/// in effect (none: they are dropped, the job's schedule still runs it).
+struct EventsRelay {
+    intake: Waker,
+    target: Arc<Mutex<Option<Waker>>>,
+}
+
+impl EventsRelay {
+    fn new(target: Option<Waker>) -> EventsRelay {
+        EventsRelay {
+            intake: Waker::default(),
+            target: Arc::new(Mutex::new(target)),
+        }
+    }
+
+    /// The waker the intake holds for good.
+    fn intake_waker(&self) -> Waker {
+        self.intake.clone()
+    }
+
+    fn has_target(&self) -> bool {
+        self.target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn point_at(&self, target: Option<Waker>) {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
+    }
+
+    /// The relay task; wake-ups coalesce on both sides, as on one waker.
+    fn start(&self) -> tokio::task::JoinHandle<()> {
+        let intake = self.intake.clone();
+        let target = self.target.clone();
+        tokio::spawn(async move {
+            loop {
+                intake.woken().await;
+                let job = target
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                if let Some(job) = job {
+                    job.wake();
+                }
+            }
+        })
+    }
 }
 
 /// Builds the handler of every enabled job. Disabled jobs are not built, so
@@ -240,10 +423,17 @@ impl StopSignal {
     }
 }
 
-/// SIGINT and SIGTERM, caught for the life of the daemon.
+/// A signal the daemon acts on.
+enum Received {
+    Stop(StopSignal),
+    Hangup,
+}
+
+/// SIGINT, SIGTERM and SIGHUP, caught for the life of the daemon.
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
 }
 
 impl Signals {
@@ -251,13 +441,26 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
             terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            hangup: signal(SignalKind::hangup()).context("catching SIGHUP")?,
         })
     }
 
-    async fn next(&mut self) -> StopSignal {
+    async fn next(&mut self) -> Received {
         tokio::select! {
-            _ = self.interrupt.recv() => StopSignal::Interrupt,
-            _ = self.terminate.recv() => StopSignal::Terminate,
+            _ = self.interrupt.recv() => Received::Stop(StopSignal::Interrupt),
+            _ = self.terminate.recv() => Received::Stop(StopSignal::Terminate),
+            _ = self.hangup.recv() => Received::Hangup,
+        }
+    }
+
+    /// The next stop signal; a SIGHUP meanwhile (starting, stopping) is
+    /// logged and otherwise ignored.
+    async fn next_stop(&mut self) -> StopSignal {
+        loop {
+            match self.next().await {
+                Received::Stop(signal) => return signal,
+                Received::Hangup => info!("SIGHUP ignored: the daemon is not running its jobs"),
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub(crate) mod daemon;
 pub mod intake;
 pub mod jobs;
+pub mod logging;
 pub mod metrics;
 pub mod notification;
 pub mod registry;

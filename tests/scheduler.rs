@@ -1,7 +1,7 @@
 //! The scheduler against a real SQLite store in a temp dir, with handlers of
 //! our own: second-level schedules, no overlap, failures isolated and
-//! recorded, wake-up coalescing, timeouts, finish-for-good, pruning and
-//! graceful shutdown. Conditions are polled in the database with generous
+//! recorded, wake-up coalescing, timeouts, finish-for-good, pruning,
+//! reloads and graceful shutdown. Conditions are polled in the database with generous
 //! deadlines; nothing asserts on timing.
 
 use regkeeper_test_support as support;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use croner::parser::{CronParser, Seconds};
 use regkeeper::config::{EventsOptions, HandlerConfig, JobConfig, Schedule};
 use regkeeper::jobs::{Handler, JobContext, Outcome, RunOptions, Trigger};
-use regkeeper::scheduler::{run_handler, Drain, RunSettings, Scheduler};
+use regkeeper::scheduler::{run_handler, Drain, JobChanges, RunSettings, Scheduler};
 use regkeeper::store::{NewRun, RunOutcome, RunRecord, Store};
 use support::daemon::Daemon;
 use support::registry::{Reply, ScriptedServer};
@@ -844,6 +844,120 @@ fn run_handler_marks_an_overrun_timed_out() {
     );
     let all = runs(&fixture.store, "once-slow");
     assert_eq!(all[0].outcome, Some(RunOutcome::TimedOut));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_lets_the_run_in_flight_finish_before_the_new_handler_runs() {
+    let fixture = fixture();
+    let gate = Arc::new(Gate::default());
+    let old_gate = gate.clone();
+    let old = TestHandler::new(move |ctx, _| {
+        old_gate.wait(|| ctx.cancel.is_cancelled());
+        Ok(counted("old", 1))
+    });
+    let overlapped = Arc::new(AtomicBool::new(false));
+    let (watched, overlap) = (old.clone(), overlapped.clone());
+    let new = TestHandler::new(move |_, _| {
+        if watched.in_flight.load(Ordering::SeqCst) > 0 {
+            overlap.store(true, Ordering::SeqCst);
+        }
+        Ok(counted("new", 1))
+    });
+    let mut running = Scheduler::new(
+        vec![(job("swapped", NEVER_SOON), old.clone())],
+        settings(&fixture.store, 100),
+    )
+    .start();
+    let waker = running.waker("swapped").expect("a waker");
+    waker.wake();
+    wait_until("the old handler runs", || old.calls() == 1);
+
+    running.reload(JobChanges {
+        stop: vec!["swapped".to_string()],
+        start: vec![(job("swapped", NEVER_SOON), new.clone())],
+    });
+    // The waker taken before the reload reaches the job's new task, once
+    // the old run has finished.
+    waker.wake();
+    assert_eq!(new.calls(), 0, "the new task waits for the run in flight");
+    gate.open();
+    wait_until("the new handler ran", || new.calls() == 1);
+    assert!(!overlapped.load(Ordering::SeqCst), "two runs overlapped");
+    assert_eq!(old.calls(), 1);
+    let outcomes: Vec<_> = runs(&fixture.store, "swapped")
+        .iter()
+        .map(|run| (run.outcome, run.counts.clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (
+                Some(RunOutcome::Ok),
+                BTreeMap::from([("old".to_string(), 1)])
+            ),
+            (
+                Some(RunOutcome::Ok),
+                BTreeMap::from([("new".to_string(), 1)])
+            ),
+        ]
+    );
+
+    // Removed: no waker any more, and shutdown has nothing to wait for.
+    running.reload(JobChanges {
+        stop: vec!["swapped".to_string()],
+        start: Vec::new(),
+    });
+    assert!(running.waker("swapped").is_none());
+    waker.wake();
+    assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
+    assert_eq!(new.calls(), 1);
+}
+
+/// Regression guard: a second reload while the first replacement still
+/// waits for the run in flight must not let the third task run beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reloads_during_one_run_still_run_one_at_a_time() {
+    let fixture = fixture();
+    let gate = Arc::new(Gate::default());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let handler = |gated: bool| {
+        let (gate, in_flight, most) = (gate.clone(), in_flight.clone(), most.clone());
+        TestHandler::new(move |ctx, _| {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            if gated {
+                gate.wait(|| ctx.cancel.is_cancelled());
+            }
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(counted("ran", 1))
+        })
+    };
+    let (first, second, third) = (handler(true), handler(false), handler(false));
+    let mut running = Scheduler::new(
+        vec![(job("twice", NEVER_SOON), first.clone())],
+        settings(&fixture.store, 100),
+    )
+    .start();
+    let waker = running.waker("twice").expect("a waker");
+    waker.wake();
+    wait_until("the first handler runs", || first.calls() == 1);
+    for replacement in [&second, &third] {
+        running.reload(JobChanges {
+            stop: vec!["twice".to_string()],
+            start: vec![(job("twice", NEVER_SOON), (*replacement).clone())],
+        });
+    }
+    waker.wake();
+    gate.open();
+    wait_until("the last handler ran", || third.calls() == 1);
+    assert_eq!(
+        second.calls(),
+        0,
+        "the task replaced before it ran never ran"
+    );
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two runs overlapped");
+    assert_eq!(running.shutdown(DEADLINE).await, Drain::Complete);
 }
 
 /// Writes `config_text` as `schedules.toml` in `dir` and starts the daemon on it.

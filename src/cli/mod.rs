@@ -3,7 +3,7 @@
 //! shows fire times, `status` shows recent runs and queue depths, `tags`
 //! lists the tags the database holds, `vulns` shows one image's
 //! vulnerabilities. This file holds the clap definitions, [`main`] (parses
-//! the arguments, sets up the logger (`logging.rs`), calls [`run`] and turns the
+//! the arguments, sets up logging on stderr (`crate::logging`), calls [`run`] and turns the
 //! result into an exit code), the dispatch, and what every subcommand
 //! shares (loading the configuration, opening the store, writing to
 //! stdout). Each subcommand has a file of its own with its report structs
@@ -29,7 +29,6 @@ use crate::store::Store;
 
 mod check;
 mod format;
-mod logging;
 mod once;
 mod status;
 mod tags;
@@ -173,7 +172,10 @@ pub fn main() -> ExitCode {
         // errors to stderr with exit 2.
         Err(error) => error.exit(),
     };
-    logging::init();
+    if let Err(error) = crate::logging::init() {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(Failure::Usage(error)) => {

@@ -35,9 +35,9 @@ pub(crate) use load::{
 };
 pub use model::MIN_HEARTBEATS_PER_EXPIRY;
 pub use model::{
-    Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, KeyedFile, MetricsConfig,
-    NotificationsConfig, RegistryConfig, ScannerConfig, ScannerKind, Schedule, SecretFiles,
-    SecurityOptions, Strategy, SyncOptions, TokenRealm,
+    Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, KeyedFile, LogFormat,
+    MetricsConfig, NotificationsConfig, RegistryConfig, ScannerConfig, ScannerKind, Schedule,
+    SecretFiles, SecurityOptions, Strategy, SyncOptions, TokenRealm,
 };
 pub(crate) use model::{HANDLERS, REDACTED};
 

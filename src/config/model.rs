@@ -236,6 +236,38 @@ pub struct DaemonConfig {
     /// How long a run may go without a heartbeat before whoever notices
     /// records it abandoned (at least [`MIN_HEARTBEATS_PER_EXPIRY`] heartbeats).
     pub abandon_after: Duration,
+    /// How log lines are written (`REGKEEPER_LOG_FORMAT` overrides it).
+    pub log_format: LogFormat,
+}
+
+/// `[daemon] log_format`: how log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One line of text per record: time, level, target, message.
+    #[default]
+    Text,
+    /// One JSON object per line, with the structured fields of run lines.
+    Json,
+}
+
+impl LogFormat {
+    /// Every format, in the order the docs list them.
+    pub const ALL: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
+
+    /// The name as written in `log_format = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+
+    /// The format called `name`, if any.
+    pub fn from_name(name: &str) -> Option<LogFormat> {
+        LogFormat::ALL
+            .into_iter()
+            .find(|format| format.name() == name)
+    }
 }
 
 /// `[metrics]`: where `GET /metrics` is served.
@@ -461,7 +493,7 @@ impl ScannerKind {
 }
 
 /// One `[security.NAME]` section: a vulnerability scanner.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct ScannerConfig {
     /// Which API.
     pub kind: ScannerKind,

@@ -141,6 +141,8 @@ pub struct RawDaemon {
     pub heartbeat: Option<Spanned<String>>,
     /// How long a run may go without a heartbeat before it is abandoned.
     pub abandon_after: Option<Spanned<String>>,
+    /// `text` or `json`.
+    pub log_format: Option<Spanned<String>>,
 }
 
 /// `[metrics]`.

@@ -121,6 +121,7 @@ fn a_config_with_only_the_registry_url_gets_every_default() {
     assert_eq!(config.metrics.listen, None);
     assert!(config.metrics.intake);
     assert_eq!(config.metrics.queue_refresh, Duration::from_secs(5));
+    assert_eq!(config.daemon.log_format, crate::config::LogFormat::Text);
     assert!(config.jobs.is_empty());
     assert!(config.security.is_empty());
 }
@@ -155,6 +156,7 @@ grace_period = "0s"
 keep_runs = 7
 heartbeat = "10s"
 abandon_after = "2m"
+log_format = "json"
 
 [metrics]
 listen = "[::1]:9185"
@@ -264,6 +266,7 @@ file = "fixture.json"
     assert_eq!(config.metrics.listen, Some("[::1]:9185".parse().unwrap()));
     assert!(!config.metrics.intake);
     assert_eq!(config.metrics.queue_refresh, Duration::from_secs(30));
+    assert_eq!(config.daemon.log_format, crate::config::LogFormat::Json);
 
     let events = job(&config, "ev");
     assert!(!events.enabled);
@@ -1050,6 +1053,10 @@ fn errors_durations_and_numbers() {
         (
             "[registry]\nurl = \"http://r\"\n[daemon]\nheartbeat = \"2m\"\n",
             "schedules.toml:4:13: [daemon] abandon_after (5m) must be at least 3 times heartbeat (2m)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[daemon]\nlog_format = \"xml\"\n",
+            "schedules.toml:4:14: [daemon] unknown log_format \"xml\" (expected \"text\" or \"json\")",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[daemon]\nkeep_runs = 0\n",

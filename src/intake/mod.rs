@@ -15,9 +15,11 @@
 //! events are answered 202 too: the registry retries any other answer
 //! forever and holds every later event back meanwhile. One WARN line per
 //! envelope sums up its malformed events (`summary.rs`).
-//! `GET /healthz` reports the daemon and the database; `GET /metrics`
-//! (when the daemon asks for it, see `crate::metrics`) the metrics. Every
-//! answer to a notification is counted by its status code.
+//! `GET /healthz` reports the daemon and the database (liveness);
+//! `GET /readyz` answers 200 only when the database answers and has every
+//! migration of this version, else 503 with a short reason (readiness);
+//! `GET /metrics` (when the daemon asks for it, see `crate::metrics`) the
+//! metrics. Every answer to a notification is counted by its status code.
 //!
 //! `server.rs` is the accept loop with the connection cap and the
 //! header-read timeout that keep the intake reachable under a flood of idle
@@ -129,6 +131,7 @@ fn router(shared: Shared, metrics: Option<crate::metrics::Exporter>) -> Router {
         .layer(axum::middleware::from_fn(count_answer));
     let router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(events)
         .with_state(state);
     match metrics {
@@ -371,6 +374,67 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// How long `/readyz` waits for the database before it answers 503: a
+/// server that stopped answering would otherwise hold the probe for the
+/// pool's whole connection timeout.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the daemon can do its work: the database answers (within
+/// [`READY_TIMEOUT`]) and its schema is this version's. 200
+/// `{"ready":true}`, or 503 `{"ready":false,"reason":...}` with the cause
+/// logged at warn.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let store = shared.intake.store.clone();
+    let checking = tokio::task::spawn_blocking(move || readiness(store.as_ref()));
+    let reason = match tokio::time::timeout(READY_TIMEOUT, checking).await {
+        Ok(Ok(Ok(()))) => {
+            return (StatusCode::OK, Json(json!({ "ready": true }))).into_response();
+        }
+        Ok(Ok(Err((reason, cause)))) => {
+            log::warn!("readyz: {reason}: {cause}");
+            reason
+        }
+        Err(_) => {
+            log::warn!(
+                "readyz: the database did not answer within {}",
+                humantime::format_duration(READY_TIMEOUT)
+            );
+            DOES_NOT_ANSWER.to_string()
+        }
+        Ok(Err(error)) => {
+            log::warn!("readyz: the database check did not finish: {error}");
+            "the database check did not finish".to_string()
+        }
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "ready": false, "reason": reason })),
+    )
+        .into_response()
+}
+
+/// The reason `/readyz` gives for a database that does not answer.
+const DOES_NOT_ANSWER: &str = "the database does not answer";
+
+/// Checks readiness (blocking): Err with a short reason and the details.
+fn readiness(store: &dyn Store) -> Result<(), (String, String)> {
+    use crate::store::migrations::SchemaState;
+    let unreachable = |error: anyhow::Error| (DOES_NOT_ANSWER.to_string(), format!("{error:#}"));
+    store.ping().map_err(unreachable)?;
+    match store.schema_state().map_err(unreachable)? {
+        SchemaState::Current => Ok(()),
+        SchemaState::Pending(versions) => {
+            let versions: Vec<String> = versions.iter().map(i64::to_string).collect();
+            let reason = format!("migrations not applied: {}", versions.join(", "));
+            Err((reason, "the daemon applies them when it starts".to_string()))
+        }
+        SchemaState::Newer(version) => Err((
+            format!("the database schema is at version {version}, newer than this regkeeper"),
+            "upgrade regkeeper".to_string(),
+        )),
     }
 }
 

@@ -63,6 +63,7 @@ struct Metrics {
     intake_events_dropped: IntCounterVec,
     registry_requests: HistogramVec,
     registry_refused: IntCounter,
+    reloads: IntCounterVec,
     scanner_requests: HistogramVec,
     scanner_scans: IntCounterVec,
     scanner_scan_duration: HistogramVec,
@@ -170,6 +171,14 @@ impl Metrics {
                 "Requests to the registry not sent because it stopped answering (the client's breaker is open).",
             )
             .expect("a valid metric"),
+            reloads: IntCounterVec::new(
+                Opts::new(
+                    "regkeeper_config_reloads_total",
+                    "Reloads of the configuration on SIGHUP, by outcome: ok, or refused (the file did not load and the running configuration stays).",
+                ),
+                &["outcome"],
+            )
+            .expect("a valid metric"),
             scanner_requests: HistogramVec::new(
                 HistogramOpts::new(
                     "regkeeper_scanner_request_duration_seconds",
@@ -237,6 +246,7 @@ impl Metrics {
             Box::new(self.intake_events_dropped.clone()),
             Box::new(self.registry_requests.clone()),
             Box::new(self.registry_refused.clone()),
+            Box::new(self.reloads.clone()),
             Box::new(self.scanner_requests.clone()),
             Box::new(self.scanner_scans.clone()),
             Box::new(self.scanner_scan_duration.clone()),
@@ -420,6 +430,19 @@ pub fn scan(scanner: &str, outcome: ScanOutcome, elapsed: Duration) {
         .scanner_scan_duration
         .with_label_values(&[scanner])
         .observe(elapsed.as_secs_f64());
+}
+
+/// Declares the reload series at 0, so that an alert sees the first refusal.
+pub fn declare_reloads() {
+    for outcome in ["ok", "refused"] {
+        METRICS.reloads.with_label_values(&[outcome]);
+    }
+}
+
+/// Records a reload of the configuration: applied, or refused.
+pub fn reload(applied: bool) {
+    let outcome = if applied { "ok" } else { "refused" };
+    METRICS.reloads.with_label_values(&[outcome]).inc();
 }
 
 /// Records a sync pass of `job` that the safety valve refused.

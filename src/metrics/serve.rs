@@ -126,6 +126,7 @@ pub async fn start(config: &Config, exporter: Exporter) -> anyhow::Result<Option
     for job in config.jobs.iter().filter(|job| job.enabled) {
         super::declare_job(&job.name);
     }
+    super::declare_reloads();
     let intake_listens = config.notifications.listen.is_some();
     let config = &config.metrics;
     let Some(listen) = config.listen else {

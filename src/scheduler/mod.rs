@@ -21,8 +21,10 @@
 //!   the timeout; [`RunReport`].
 //! - `tasks.rs`: the async per-job task loop: [`Scheduler`] starts one tokio
 //!   task per enabled job (timers, [`Waker`] wake-ups, jitter, overlapping
-//!   ticks skipped, timeout, heartbeats), [`RunningScheduler::shutdown`]
-//!   drains, then cancels ([`Drain`]).
+//!   ticks skipped, timeout, heartbeats), [`RunningScheduler::reload`]
+//!   stops and starts tasks by job name without cutting a run
+//!   ([`JobChanges`]), [`RunningScheduler::shutdown`] drains, then cancels
+//!   ([`Drain`]).
 //!
 //! What may not: no SQL (runs are recorded through the
 //! [`Store`](crate::store::Store) methods) and no registry I/O; handlers'
@@ -37,4 +39,4 @@ pub use run::{
     claimant_is_gone, new_claimant, record_abandoned_runs, release_claims_of_dead_processes,
     run_handler, run_once, RunReport, RunSettings,
 };
-pub use tasks::{Drain, RunningScheduler, Scheduler, Waker, CANCEL_WAIT};
+pub use tasks::{Drain, JobChanges, RunningScheduler, Scheduler, Waker, CANCEL_WAIT};

@@ -389,6 +389,10 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
     };
     log::log!(
         start_level,
+        job = job_name.as_str(),
+        run = run_id,
+        handler = request.handler_name,
+        trigger = request.trigger.as_str();
         "job={job_name} run={run_id} started: handler={} trigger={}",
         request.handler_name,
         request.trigger.as_str()
@@ -435,22 +439,31 @@ pub(super) fn execute_run(request: RunRequest) -> anyhow::Result<RunReport> {
     let counts_text = format_counts(&result.counts);
     let seconds = duration.as_secs_f64();
     let idle = outcome == RunOutcome::Ok && result.finished.is_none() && is_idle(&result.counts);
-    match (&outcome, &error) {
-        (RunOutcome::Ok, _) if idle && !by_hand => {
-            debug!("job={job_name} run={run_id} finished: outcome=ok duration={seconds:.3}s{counts_text}")
-        }
-        (RunOutcome::Ok, _) => {
-            info!("job={job_name} run={run_id} finished: outcome=ok duration={seconds:.3}s{counts_text}")
-        }
-        (_, Some(error)) => error!(
-            "job={job_name} run={run_id} finished: outcome={} duration={seconds:.3}s{counts_text} error: {error}",
-            outcome.as_str()
-        ),
-        (_, None) => error!(
-            "job={job_name} run={run_id} finished: outcome={} duration={seconds:.3}s{counts_text}",
-            outcome.as_str()
-        ),
-    }
+    // The same line as text and, for `log_format = "json"`, as structured
+    // fields (crate::logging).
+    let level = match (&outcome, idle && !by_hand) {
+        (RunOutcome::Ok, true) => log::Level::Debug,
+        (RunOutcome::Ok, false) => log::Level::Info,
+        _ => log::Level::Error,
+    };
+    let error_text = error
+        .as_deref()
+        .map(|error| format!(" error: {error}"))
+        .unwrap_or_default();
+    let counts_json = serde_json::to_string(&result.counts).unwrap_or_default();
+    log::log!(
+        level,
+        job = job_name.as_str(),
+        run = run_id,
+        handler = request.handler_name,
+        trigger = request.trigger.as_str(),
+        outcome = outcome.as_str(),
+        duration_seconds = seconds,
+        counts = counts_json.as_str(),
+        error = error.as_deref();
+        "job={job_name} run={run_id} finished: outcome={} duration={seconds:.3}s{counts_text}{error_text}",
+        outcome.as_str()
+    );
 
     if let Err(cause) =
         store.finish_run(run_id, now_ms(), outcome, &result.counts, error.as_deref())

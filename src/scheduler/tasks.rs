@@ -1,8 +1,16 @@
 //! The async side of the scheduler: one tokio task per enabled job sleeps
 //! to the next fire time or a wake-up, waits out the jitter, starts the run
 //! on the blocking pool and watches it (skipped ticks, heartbeats, timeout,
-//! shutdown), and [`RunningScheduler::shutdown`] drains, then cancels. What
-//! a run does is in `run.rs`; when a job fires is [`next_fire`]'s answer.
+//! shutdown), [`RunningScheduler::reload`] stops and starts tasks by job
+//! name, and [`RunningScheduler::shutdown`] drains, then cancels. What a run
+//! does is in `run.rs`; when a job fires is [`next_fire`]'s answer.
+//!
+//! A reload never cuts a run: the task of a job that was removed or changed
+//! is asked to stop, which it does once it is idle (a run in flight finishes
+//! under the configuration it started with), and the task that replaces a
+//! changed job first waits for its predecessor to end, so that two runs of
+//! one job never overlap in this process. A replaced job keeps its
+//! [`Waker`], so whoever holds it keeps waking the job.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -11,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use log::{error, info, warn};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::fire::next_fire;
@@ -118,54 +126,68 @@ impl Scheduler {
     }
 
     /// Starts one task per job on the current tokio runtime (call it inside
-    /// one) and returns the handle that shuts them down.
+    /// one) and returns the handle that reloads and shuts them down.
     pub fn start(self) -> RunningScheduler {
         let (phase_sender, phase_receiver) = watch::channel(Phase::Running);
-        let in_flight = InFlight::default();
-        let mut tasks = JoinSet::new();
-        let mut wakers = Vec::new();
-        for slot in self.slots {
-            wakers.push((slot.config.name.clone(), slot.waker.clone()));
-            if let Some(first) = next_fire(&slot.config.schedule, Utc::now()) {
-                info!(
-                    "job={} scheduled: handler={} schedule=\"{}\" timezone={} next={}",
-                    slot.config.name,
-                    slot.config.handler.name(),
-                    slot.config.schedule.expression,
-                    slot.config.schedule.timezone,
-                    first
-                        .with_timezone(&slot.config.schedule.timezone)
-                        .to_rfc3339()
-                );
-            } else {
-                warn!(
-                    "job={} never fires again: only wake-ups run it",
-                    slot.config.name
-                );
-            }
-            let job_task = JobTask {
-                slot: Arc::new(slot),
-                settings: self.settings.clone(),
-                phase: phase_receiver.clone(),
-                in_flight: in_flight.clone(),
-            };
-            tasks.spawn(job_task.run());
-        }
-        RunningScheduler {
+        let mut running = RunningScheduler {
             phase: phase_sender,
-            tasks,
-            wakers,
-            in_flight,
+            phase_receiver,
+            tasks: JoinSet::new(),
+            jobs: BTreeMap::new(),
+            in_flight: InFlight::default(),
             settings: self.settings,
+        };
+        for slot in self.slots {
+            running.spawn(slot, None);
         }
+        running
     }
+}
+
+/// Logs when a job that is being scheduled fires first.
+fn log_scheduled(config: &JobConfig) {
+    if let Some(first) = next_fire(&config.schedule, Utc::now()) {
+        info!(
+            "job={} scheduled: handler={} schedule=\"{}\" timezone={} next={}",
+            config.name,
+            config.handler.name(),
+            config.schedule.expression,
+            config.schedule.timezone,
+            first.with_timezone(&config.schedule.timezone).to_rfc3339()
+        );
+    } else {
+        warn!(
+            "job={} never fires again: only wake-ups run it",
+            config.name
+        );
+    }
+}
+
+/// What a reload changes in the running schedule (see
+/// [`RunningScheduler::reload`]).
+pub struct JobChanges {
+    /// Jobs whose task stops once it is idle: removed, disabled or changed.
+    pub stop: Vec<String>,
+    /// Jobs to start with their handlers: added, enabled or changed. A job
+    /// also in `stop` starts once its old task has ended.
+    pub start: Vec<(JobConfig, Arc<dyn Handler>)>,
+}
+
+/// A job task the running scheduler knows, by job name.
+struct TaskHandle {
+    waker: Waker,
+    /// Set to true to ask the task to stop once it is idle.
+    stop: watch::Sender<bool>,
+    /// Resolves (with an error) when the task has ended.
+    ended: oneshot::Receiver<()>,
 }
 
 /// The started scheduler.
 pub struct RunningScheduler {
     phase: watch::Sender<Phase>,
+    phase_receiver: watch::Receiver<Phase>,
     tasks: JoinSet<()>,
-    wakers: Vec<(String, Waker)>,
+    jobs: BTreeMap<String, TaskHandle>,
     in_flight: InFlight,
     settings: RunSettings,
 }
@@ -182,10 +204,88 @@ pub enum Drain {
 impl RunningScheduler {
     /// The waker of a scheduled job; None for a job that is unknown or disabled.
     pub fn waker(&self, job_name: &str) -> Option<Waker> {
-        self.wakers
-            .iter()
-            .find(|(name, _)| name == job_name)
-            .map(|(_, waker)| waker.clone())
+        self.jobs.get(job_name).map(|task| task.waker.clone())
+    }
+
+    /// Applies a new configuration's jobs without cutting a run: the tasks
+    /// of `changes.stop` stop once idle (a run in flight finishes as it
+    /// started), the jobs of `changes.start` get new tasks, each waiting
+    /// for its predecessor of the same name to end first and keeping its
+    /// [`Waker`]. Jobs in neither list go on untouched.
+    pub fn reload(&mut self, changes: JobChanges) {
+        // Tasks that have ended (jobs finished for good) are reaped here, so
+        // that the set does not grow over many reloads.
+        while let Some(joined) = self.tasks.try_join_next() {
+            log_task_end(joined);
+        }
+        // A job started again without being named in `stop` is replaced
+        // all the same, never run twice at once.
+        let mut stop = changes.stop;
+        for (config, _) in &changes.start {
+            if self.jobs.contains_key(&config.name) && !stop.contains(&config.name) {
+                stop.push(config.name.clone());
+            }
+        }
+        let mut predecessors = BTreeMap::new();
+        for job_name in stop {
+            let Some(task) = self.jobs.remove(&job_name) else {
+                continue;
+            };
+            let busy = self
+                .in_flight
+                .lock()
+                .is_ok_and(|in_flight| in_flight.contains_key(&job_name));
+            if busy {
+                info!("job={job_name} stops after its run in flight, which finishes as it started");
+            } else {
+                info!("job={job_name} stopped");
+            }
+            task.stop.send_replace(true);
+            predecessors.insert(job_name, (task.ended, task.waker));
+        }
+        for (config, handler) in changes.start {
+            let predecessor = predecessors.remove(&config.name);
+            let slot = JobSlot {
+                waker: predecessor
+                    .as_ref()
+                    .map(|(_, waker)| waker.clone())
+                    .unwrap_or_default(),
+                config,
+                handler,
+            };
+            self.spawn(slot, predecessor.map(|(ended, _)| ended));
+        }
+    }
+
+    /// Starts the task of one job, after `predecessor` has ended when given.
+    fn spawn(&mut self, slot: JobSlot, predecessor: Option<oneshot::Receiver<()>>) {
+        log_scheduled(&slot.config);
+        let (stop_sender, stop_receiver) = watch::channel(false);
+        let (ended_sender, ended_receiver) = oneshot::channel();
+        self.jobs.insert(
+            slot.config.name.clone(),
+            TaskHandle {
+                waker: slot.waker.clone(),
+                stop: stop_sender,
+                ended: ended_receiver,
+            },
+        );
+        let job_task = JobTask {
+            slot: Arc::new(slot),
+            settings: self.settings.clone(),
+            phase: self.phase_receiver.clone(),
+            stop: stop_receiver,
+            in_flight: self.in_flight.clone(),
+        };
+        self.tasks.spawn(async move {
+            // Dropped when the task ends, however it ends: that is what its
+            // successor waits for.
+            let _ended = ended_sender;
+            if let Some(predecessor) = predecessor {
+                let _ = predecessor.await;
+            }
+            job_task.run().await;
+        });
     }
 
     /// Stops triggering and lets runs in flight finish for up to `grace`.
@@ -270,10 +370,14 @@ impl RunningScheduler {
 
 async fn join_all(tasks: &mut JoinSet<()>) {
     while let Some(joined) = tasks.join_next().await {
-        if let Err(cause) = joined {
-            if cause.is_panic() {
-                error!("a job task panicked: {cause}");
-            }
+        log_task_end(joined);
+    }
+}
+
+fn log_task_end(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(cause) = joined {
+        if cause.is_panic() {
+            error!("a job task panicked: {cause}");
         }
     }
 }
@@ -284,6 +388,8 @@ struct JobTask {
     slot: Arc<JobSlot>,
     settings: RunSettings,
     phase: watch::Receiver<Phase>,
+    /// True once a reload removed or replaced the job.
+    stop: watch::Receiver<bool>,
     in_flight: InFlight,
 }
 
@@ -316,7 +422,7 @@ impl JobTask {
                 info!("job={job_name} finished for good: {reason}");
                 return;
             }
-            if *self.phase.borrow() != Phase::Running {
+            if *self.phase.borrow() != Phase::Running || *self.stop.borrow() {
                 return;
             }
         }
@@ -328,22 +434,25 @@ impl JobTask {
 
     /// Waits for the next fire time, a wake-up or shutdown.
     async fn wait_idle(&mut self, next: Option<DateTime<Utc>>) -> Wait {
-        if *self.phase.borrow() != Phase::Running {
+        if *self.phase.borrow() != Phase::Running || *self.stop.borrow() {
             return Wait::Stop;
         }
         let slot = self.slot.clone();
         tokio::select! {
             biased;
             _ = self.phase.wait_for(|phase| *phase != Phase::Running) => Wait::Stop,
+            _ = self.stop.wait_for(|stop| *stop) => Wait::Stop,
             _ = slot.waker.woken() => Wait::Fire(Trigger::Wake),
             _ = sleep_until_utc(next) => Wait::Fire(Trigger::Schedule),
         }
     }
 
-    /// Sleeps `delay` unless shutdown begins first; true when it did.
+    /// Sleeps `delay` unless shutdown or a reload stops the job first; true
+    /// when one did.
     async fn sleep_or_stop(&mut self, delay: Duration) -> bool {
         tokio::select! {
             _ = self.phase.wait_for(|phase| *phase != Phase::Running) => true,
+            _ = self.stop.wait_for(|stop| *stop) => true,
             _ = tokio::time::sleep(delay) => false,
         }
     }

@@ -177,6 +177,70 @@ CREATE INDEX scan_results_digest_scanner ON scan_results (digest, scanner);
 /// daemons starting together ("regkeep" in ASCII).
 const ADVISORY_LOCK_KEY: i64 = 0x0072_6567_6b65_6570;
 
+/// What the database's schema is, compared with the migrations this
+/// version knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaState {
+    /// Every known migration is applied.
+    Current,
+    /// These known migrations are not applied (all of them for a database
+    /// regkeeper never migrated).
+    Pending(Vec<i64>),
+    /// A newer regkeeper migrated it to this version.
+    Newer(i64),
+}
+
+/// Reads which migrations `conn` has, without changing anything.
+pub fn state(conn: &mut dyn Conn) -> anyhow::Result<SchemaState> {
+    // The bookkeeping table exists once any regkeeper migrated the database.
+    let exists_sql = match conn.dialect() {
+        Dialect::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        }
+        Dialect::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"
+        }
+    };
+    let exists = conn
+        .query(exists_sql, &[])?
+        .first()
+        .map(|row| super::rows::int(row, 0))
+        .transpose()?
+        .unwrap_or(0)
+        > 0;
+    let mut applied = Vec::new();
+    if exists {
+        for row in conn.query("SELECT version FROM schema_migrations", &[])? {
+            applied.push(super::rows::int(&row, 0)?);
+        }
+    }
+    Ok(state_of(&applied))
+}
+
+/// The state of a schema with the migrations `applied`.
+fn state_of(applied: &[i64]) -> SchemaState {
+    let newest_known = MIGRATIONS.last().map_or(0, |migration| migration.version);
+    if let Some(newest) = applied
+        .iter()
+        .copied()
+        .max()
+        .filter(|newest| *newest > newest_known)
+    {
+        return SchemaState::Newer(newest);
+    }
+    let pending: Vec<i64> = MIGRATIONS
+        .iter()
+        .map(|migration| migration.version)
+        .filter(|version| !applied.contains(version))
+        .collect();
+    if pending.is_empty() {
+        SchemaState::Current
+    } else {
+        SchemaState::Pending(pending)
+    }
+}
+
 /// Applies the migrations `conn` does not have yet, inside the caller's
 /// transaction, and returns the versions it applied.
 pub fn apply(conn: &mut dyn Conn, now: i64) -> anyhow::Result<Vec<i64>> {
@@ -274,6 +338,21 @@ pub fn check_current(conn: &mut dyn Conn) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_state_names_pending_and_newer_versions() {
+        let all: Vec<i64> = MIGRATIONS
+            .iter()
+            .map(|migration| migration.version)
+            .collect();
+        assert_eq!(state_of(&all), SchemaState::Current);
+        assert_eq!(state_of(&[]), SchemaState::Pending(all.clone()));
+        assert_eq!(state_of(&all[..1]), SchemaState::Pending(all[1..].to_vec()));
+        let newer = all.last().copied().unwrap_or(0) + 1;
+        let mut ahead = all.clone();
+        ahead.push(newer);
+        assert_eq!(state_of(&ahead), SchemaState::Newer(newer));
+    }
 
     #[test]
     fn versions_increase() {

@@ -81,11 +81,11 @@ pub const IDLE_RUNS: &str = "idle_runs";
 pub use codes::{EventStatus, ScanState};
 pub use runs::abandoned_text;
 pub use types::{
-    AppliedEvent, ClaimedEvent, DaemonJob, DaemonJobSet, EventClaim, EventEffect, FailedEvent, ImageVulnerabilities,
-    KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths, RepositorySync, RunOutcome, RunRecord,
-    ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement, ScannerOutcome,
-    ScannerResult, ScannerSummary, SyncApplied, TagChange, TagRecord, TagScanState, TagWrite,
-    VulnerabilityRecord, VulnerabilityWrite,
+    AppliedEvent, ClaimedEvent, DaemonJob, DaemonJobSet, EventClaim, EventEffect, FailedEvent,
+    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths,
+    RepositorySync, RunOutcome, RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport,
+    ScanSettled, ScanSettlement, ScannerOutcome, ScannerResult, ScannerSummary, SyncApplied,
+    TagChange, TagRecord, TagScanState, TagWrite, VulnerabilityRecord, VulnerabilityWrite,
 };
 
 /// A value bound to or read from SQL. Integers are 64-bit everywhere
@@ -169,6 +169,8 @@ pub trait Store: Send + Sync {
     fn dialect(&self) -> Dialect;
     /// Checks that the database answers.
     fn ping(&self) -> anyhow::Result<()>;
+    /// Which of this version's migrations the database has (read only).
+    fn schema_state(&self) -> anyhow::Result<migrations::SchemaState>;
     /// Records the start of a run and returns its id.
     fn start_run(&self, run: &NewRun) -> anyhow::Result<i64>;
     /// Records the end of a run.

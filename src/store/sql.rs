@@ -18,9 +18,10 @@ pub use super::rows::{int, opt_int, opt_text, single, text};
 use super::{
     daemon_jobs, events, migrations, registries, runs, scans, sync_pass, tags, AdvisoryLock,
     AppliedEvent, Backend, ClaimedEvent, Conn, DaemonJobSet, Dialect, EventClaim, FailedEvent,
-    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths, RepositorySync, RunOutcome,
-    RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport, ScanSettled, ScanSettlement,
-    ScannerSummary, Store, SyncApplied, TagChange, TagRecord, TagWrite,
+    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths,
+    RepositorySync, RunOutcome, RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport,
+    ScanSettled, ScanSettlement, ScannerSummary, Store, SyncApplied, TagChange, TagRecord,
+    TagWrite,
 };
 
 /// The store over one backend.
@@ -72,6 +73,11 @@ impl Store for SqlStore {
     fn ping(&self) -> anyhow::Result<()> {
         self.tx(|conn| conn.query("SELECT 1", &[]).map(|_| ()))
             .context("pinging the database")
+    }
+
+    fn schema_state(&self) -> anyhow::Result<migrations::SchemaState> {
+        self.tx(migrations::state)
+            .context("reading the applied migrations")
     }
 
     fn start_run(&self, run: &NewRun) -> anyhow::Result<i64> {

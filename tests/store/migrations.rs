@@ -1,9 +1,11 @@
 //! Migrations: run twice they do nothing, a 0.1 database is upgraded in
-//! place, and daemons starting together migrate once.
+//! place, and daemons starting together migrate once; `schema_state` names
+//! what is still to apply.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use regkeeper::store::migrations::SchemaState;
 use regkeeper::store::sql::{self, SqlStore};
 use regkeeper::store::{self, RunOutcome, Store};
 use regkeeper_test_support::{Backend, TestStore};
@@ -14,7 +16,15 @@ use crate::run_by;
 /// store, applies nothing.
 fn migrations_run_twice_are_a_no_op(backend: Backend) {
     let database = TestStore::unmigrated(backend);
+    assert_eq!(
+        database.schema_state().expect("schema_state"),
+        SchemaState::Pending(vec![1, 2, 3, 4, 5])
+    );
     assert_eq!(database.migrate().expect("migrating"), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        database.schema_state().expect("schema_state"),
+        SchemaState::Current
+    );
     assert_eq!(
         database.migrate().expect("migrating again"),
         Vec::<i64>::new()
@@ -65,6 +75,10 @@ fn upgrade_on(store: &SqlStore, index_names: &str) {
             )
         })
         .expect("making a version 1 database");
+    assert_eq!(
+        store.schema_state().expect("schema_state"),
+        SchemaState::Pending(vec![2, 3, 4, 5])
+    );
     assert_eq!(store.migrate().expect("upgrading"), vec![2, 3, 4, 5]);
 
     // Runs of 0.1 read back without claimant or heartbeat; the one left

@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::{Checker, Positive, Scope};
 use crate::config::raw::RawDaemon;
-use crate::config::{DaemonConfig, MIN_HEARTBEATS_PER_EXPIRY};
+use crate::config::{DaemonConfig, LogFormat, MIN_HEARTBEATS_PER_EXPIRY};
 
 impl Checker<'_> {
     /// `[daemon]`; `database_wait` comes from `[database] wait`.
@@ -62,12 +62,26 @@ impl Checker<'_> {
                 ),
             ));
         }
+        let log_format = match raw_daemon.and_then(|daemon| daemon.log_format.as_ref()) {
+            None => LogFormat::default(),
+            Some(value) => LogFormat::from_name(value.get_ref()).ok_or_else(|| {
+                self.error(
+                    &value.span(),
+                    section,
+                    format!(
+                        "unknown log_format {:?} (expected \"text\" or \"json\")",
+                        value.get_ref()
+                    ),
+                )
+            })?,
+        };
         Ok(DaemonConfig {
             grace_period,
             keep_runs: keep_runs as usize,
             database_wait,
             heartbeat,
             abandon_after,
+            log_format,
         })
     }
 }

@@ -143,8 +143,11 @@ impl Checker<'_> {
                 "scanner_password and scanner_password_file are both set (use one)",
             ));
         }
-        let mut scanner_password =
-            self.inline_secret(registry.scanner_password.as_ref(), section, "scanner_password")?;
+        let mut scanner_password = self.inline_secret(
+            registry.scanner_password.as_ref(),
+            section,
+            "scanner_password",
+        )?;
         if let Some(from_env) = self.env_secret(env, ENV_REGISTRY_SCANNER_PASSWORD)? {
             scanner_password = Some(from_env);
         }
