@@ -16,7 +16,8 @@ as_root() {
 # shellcheck source=scripts/lib/postgres.sh
 . scripts/lib/postgres.sh
 missing=()
-for package in docker-registry skopeo apache2-utils openssl; do
+# groff-base renders the man page (tests/cli.rs).
+for package in docker-registry skopeo apache2-utils openssl groff-base; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
 done
 [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
