@@ -744,7 +744,14 @@ fn the_man_page_is_roff_that_groff_renders_with_every_subcommand() {
     let page = env.dir.path().join("regkeeper.1");
     std::fs::write(&page, &output.stdout).unwrap();
     let text = render_man_page(&page);
-    for heading in ["NAME", "SYNOPSIS", "OPTIONS", "SUBCOMMANDS", "EXIT STATUS", "FILES"] {
+    for heading in [
+        "NAME",
+        "SYNOPSIS",
+        "OPTIONS",
+        "SUBCOMMANDS",
+        "EXIT STATUS",
+        "FILES",
+    ] {
         assert!(
             text.lines().any(|line| line == heading),
             "{heading} missing from:\n{text}"
@@ -792,7 +799,9 @@ fn man_with_a_dir_writes_a_page_per_subcommand() {
     let output = run_binary(env.dir.path(), &["man", "--dir", "missing"]);
     assert_eq!(output.code, Some(1), "{output:?}");
     assert!(
-        output.stderr.starts_with("error: writing manual pages to missing: "),
+        output
+            .stderr
+            .starts_with("error: writing manual pages to missing: "),
         "{output:?}"
     );
 }

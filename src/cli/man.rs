@@ -18,9 +18,8 @@ use super::{print_out, Cli, Failure, ManArgs};
 pub(super) fn man(args: &ManArgs) -> Result<ExitCode, Failure> {
     match &args.dir {
         None => print_out(&main_page()?)?,
-        Some(dir) => {
-            write_pages(dir).with_context(|| format!("writing manual pages to {}", dir.display()))?
-        }
+        Some(dir) => write_pages(dir)
+            .with_context(|| format!("writing manual pages to {}", dir.display()))?,
     }
     Ok(ExitCode::SUCCESS)
 }
