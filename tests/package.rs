@@ -1,7 +1,8 @@
 //! The Debian package end to end (docs/install.md): `scripts/package.sh`
 //! builds it, `dpkg -i` installs it on this machine, the installed binary
-//! checks the installed configuration as the `regkeeper` user, then
-//! `dpkg -r` keeps the configuration, the state and the user and `dpkg -P`
+//! checks the installed configuration as the `regkeeper` user, installing
+//! it again (as an upgrade does) keeps the state and an edited
+//! configuration, then `dpkg -r` keeps the configuration, the state and the user and `dpkg -P`
 //! leaves nothing behind. Also: the systemd unit's hardening score, held to
 //! the figure in docs/install.md, and the packaged configuration held to
 //! the repository's `schedules.toml`.
@@ -337,6 +338,26 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
     assert!(once.starts_with("registry-events: ok in "), "{once}");
     let (database_uid, _, _) = owner_and_mode("/var/lib/regkeeper/regkeeper.db");
     assert_eq!(database_uid, uid);
+
+    // Installing again, as an upgrade does, keeps the state, the user and
+    // an edited configuration.
+    let edited = format!(
+        "{}# edited by the operator\n",
+        std::fs::read_to_string("/etc/regkeeper/schedules.toml").unwrap()
+    );
+    std::fs::write("/etc/regkeeper/schedules.toml", &edited).unwrap();
+    run_ok("dpkg", &["--install", &deb]);
+    assert_eq!(package_status().as_deref(), Some("install ok installed"));
+    assert_eq!(
+        std::fs::read_to_string("/etc/regkeeper/schedules.toml").unwrap(),
+        edited
+    );
+    assert_eq!(
+        regkeeper_user().expect("the user stays")[2],
+        uid.to_string()
+    );
+    assert_eq!(owner_and_mode("/var/lib/regkeeper"), (uid, gid, 0o750));
+    assert_eq!(owner_and_mode("/var/lib/regkeeper/regkeeper.db").0, uid);
 
     // Removal keeps the configuration, the state and the user.
     run_ok("dpkg", &["--remove", "regkeeper"]);
