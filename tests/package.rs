@@ -299,9 +299,18 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
     let fish = std::fs::read_to_string(PACKAGE_FILES[8]).unwrap();
     assert!(fish.contains("complete -c regkeeper"), "{fish}");
 
-    // The installed unit keeps its rating.
+    // The installed unit keeps its rating, and systemd finds nothing to
+    // say about it now that its binary and its man page are installed.
     let (figure, rating) = exposure(Path::new("/usr/lib/systemd/system/regkeeper.service"));
     assert!(figure <= MAX_EXPOSURE, "installed unit: {figure} {rating}");
+    let verify = run(
+        "systemd-analyze",
+        &["verify", "/usr/lib/systemd/system/regkeeper.service"],
+    );
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {verify:?}"
+    );
 
     // The installed binary, as the daemon's user, on the installed
     // configuration; then one run, which creates the database in the state
