@@ -16,7 +16,10 @@ as_root() {
 # shellcheck source=scripts/lib/postgres.sh
 . scripts/lib/postgres.sh
 missing=()
-for package in docker-registry skopeo apache2-utils openssl prometheus; do
+# groff-base renders the man page (tests/cli.rs); systemd brings
+# systemd-analyze and systemd-sysusers (tests/package.rs); prometheus brings
+# promtool and a server (tests/metrics.rs).
+for package in docker-registry skopeo apache2-utils openssl groff-base systemd prometheus; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
 done
 [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)

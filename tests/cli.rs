@@ -1070,3 +1070,169 @@ fn status_shows_the_job_set_the_daemon_runs(backend: support::Backend) {
 }
 
 support::both_backends!(status_shows_the_job_set_the_daemon_runs);
+
+/// The subcommands every generated completion script and man page names.
+const SUBCOMMANDS: [&str; 6] = ["check", "status", "tags", "vulns", "completions", "man"];
+
+/// What bash offers for the word after `words` with the completion script
+/// `script` loaded, as `complete -F` would call it.
+fn bash_completions(script: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let words_array = words
+        .iter()
+        .map(|word| format!("'{word}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let previous = words.last().unwrap_or(&"regkeeper");
+    let program = format!(
+        "source '{}'; COMP_WORDS=({words_array} ''); COMP_CWORD={}; \
+         _regkeeper regkeeper '' '{previous}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words.len()
+    );
+    let output = std::process::Command::new("bash")
+        .args(["--norc", "-c", &program])
+        .output()
+        .expect("running bash");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_bash_completion_script_completes_every_subcommand_and_shell() {
+    let env = CliEnv::new();
+    let output = run_binary(env.dir.path(), &["completions", "bash"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(
+        output.stdout.contains("complete -F _regkeeper"),
+        "{}",
+        output.stdout
+    );
+    let script = env.dir.path().join("regkeeper.bash");
+    std::fs::write(&script, &output.stdout).unwrap();
+    let offered = bash_completions(&script, &["regkeeper"]);
+    for word in SUBCOMMANDS.iter().chain(&["--config", "--once"]) {
+        assert!(
+            offered.iter().any(|offer| offer == word),
+            "{word} not offered: {offered:?}"
+        );
+    }
+    let offered = bash_completions(&script, &["regkeeper", "completions"]);
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        assert!(
+            offered.iter().any(|offer| offer == shell),
+            "{shell} not offered: {offered:?}"
+        );
+    }
+}
+
+#[test]
+fn completions_exist_for_every_shell_clap_knows_and_others_are_usage_errors() {
+    let env = CliEnv::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = run_binary(env.dir.path(), &["completions", shell]);
+        assert_eq!(output.code, Some(0), "{shell}: {output:?}");
+        assert!(output.stdout.contains("regkeeper"), "{shell}: {output:?}");
+        assert!(output.stdout.contains("vulns"), "{shell}: {output:?}");
+    }
+    let output = run_binary(env.dir.path(), &["completions", "nushell"]);
+    assert_eq!(output.code, Some(2), "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("invalid value 'nushell' for '<SHELL>'"),
+        "{output:?}"
+    );
+}
+
+/// Renders a man page with groff as man(1) does, failing on any warning;
+/// returns the plain text.
+fn render_man_page(page: &std::path::Path) -> String {
+    let output = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-P-c", "-P-b", "-P-u"])
+        .arg(page)
+        .output()
+        .expect("running groff (Debian package groff-base; scripts/test.sh installs it)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {stderr}", page.display());
+    assert_eq!(stderr, "", "groff warned about {}", page.display());
+    String::from_utf8(output.stdout).expect("groff prints UTF-8")
+}
+
+#[test]
+fn the_man_page_is_roff_that_groff_renders_with_every_subcommand() {
+    let env = CliEnv::new();
+    let output = run_binary(env.dir.path(), &["man"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(
+        output.stdout.contains("\n.TH regkeeper 1 "),
+        "{}",
+        output.stdout
+    );
+    let page = env.dir.path().join("regkeeper.1");
+    std::fs::write(&page, &output.stdout).unwrap();
+    let text = render_man_page(&page);
+    for heading in [
+        "NAME",
+        "SYNOPSIS",
+        "OPTIONS",
+        "SUBCOMMANDS",
+        "EXIT STATUS",
+        "FILES",
+    ] {
+        assert!(
+            text.lines().any(|line| line == heading),
+            "{heading} missing from:\n{text}"
+        );
+    }
+    for subcommand in SUBCOMMANDS {
+        assert!(
+            text.contains(&format!("regkeeper-{subcommand}(1)")),
+            "{subcommand} missing from:\n{text}"
+        );
+    }
+    assert!(text.contains("--once <JOB>"), "{text}");
+    assert!(text.contains("/etc/regkeeper/schedules.toml"), "{text}");
+}
+
+#[test]
+fn man_with_a_dir_writes_a_page_per_subcommand() {
+    let env = CliEnv::new();
+    let pages = env.dir.path().join("man");
+    std::fs::create_dir(&pages).unwrap();
+    let output = run_binary(env.dir.path(), &["man", "--dir", "man"]);
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert_eq!(output.stdout, "");
+    let mut names: Vec<String> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "regkeeper-check.1",
+            "regkeeper-completions.1",
+            "regkeeper-man.1",
+            "regkeeper-status.1",
+            "regkeeper-tags.1",
+            "regkeeper-vulns.1",
+            "regkeeper.1",
+        ]
+    );
+    let text = render_man_page(&pages.join("regkeeper-check.1"));
+    assert!(text.contains("regkeeper check"), "{text}");
+    assert!(text.contains("--fire-times <N>"), "{text}");
+
+    let output = run_binary(env.dir.path(), &["man", "--dir", "missing"]);
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert!(
+        output
+            .stderr
+            .starts_with("error: writing manual pages to missing: "),
+        "{output:?}"
+    );
+}

@@ -2,12 +2,15 @@
 //! `--once JOB` runs one job now, `check` validates the configuration and
 //! shows fire times, `status` shows recent runs and queue depths, `tags`
 //! lists the tags the database holds, `vulns` shows one image's
-//! vulnerabilities. This file holds the clap definitions, [`main`] (parses
-//! the arguments, sets up logging on stderr (`crate::logging`), calls [`run`] and turns the
+//! vulnerabilities, `completions` and `man` print the shell completions and
+//! the manual page generated from these definitions. This file holds the
+//! clap definitions, [`main`] (parses the arguments, sets up logging on
+//! stderr (`crate::logging`), calls [`run`] and turns the
 //! result into an exit code), the dispatch, and what every subcommand
 //! shares (loading the configuration, opening the store, writing to
 //! stdout). Each subcommand has a file of its own with its report structs
-//! and its table: `once.rs`, `check.rs`, `status.rs`, `tags.rs`, `vulns.rs`;
+//! and its table: `once.rs`, `check.rs`, `status.rs`, `tags.rs`, `vulns.rs`,
+//! `completions.rs`, `man.rs`;
 //! `format.rs` holds the table and formatting helpers they share. No
 //! business logic lives here: the work is the scheduler's, the daemon's and
 //! the store's. Results go to stdout, diagnostics to stderr.
@@ -28,12 +31,16 @@ use crate::config::{Config, ConfigError};
 use crate::store::Store;
 
 mod check;
+mod completions;
 mod format;
+mod man;
 mod once;
 mod status;
 mod tags;
 mod vulns;
 
+pub use completions::completion_script;
+pub use man::main_page;
 /// Exit code for a run that failed.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for a usage or configuration error.
@@ -95,6 +102,27 @@ pub enum Command {
     Tags(TagsArgs),
     /// List one image's vulnerabilities, worst first.
     Vulns(VulnsArgs),
+    /// Print the shell completion script for SHELL.
+    Completions(CompletionsArgs),
+    /// Print the manual page regkeeper(1) in roff, or write every page to a directory.
+    Man(ManArgs),
+}
+
+/// `regkeeper completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `regkeeper man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write regkeeper.1 and a page per subcommand (regkeeper-check.1, ...)
+    /// into this existing directory instead of printing regkeeper(1).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `regkeeper vulns`.
@@ -199,6 +227,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         (Some(Command::Status(args)), _) => status::status(&cli.config, args),
         (Some(Command::Tags(args)), _) => tags::tags(&cli.config, args),
         (Some(Command::Vulns(args)), _) => vulns::vulns(&cli.config, args),
+        (Some(Command::Completions(args)), _) => completions::completions(args),
+        (Some(Command::Man(args)), _) => man::man(args),
         (None, Some(job_name)) => once::once(&cli.config, job_name, &cli.run_options),
         (None, None) => {
             let config = load_config(&cli.config)?;
