@@ -14,8 +14,10 @@
 //! - `fire.rs`: [`next_fire`], pure: the first fire time of a schedule after
 //!   an instant, with cron(8)'s rules at daylight-saving changes. Only the
 //!   scheduler computes fire times (`regkeeper check` asks it too).
-//! - `run.rs`: one run, blocking: [`RunSettings`], [`record_abandoned_runs`],
-//!   the start, the handler under `catch_unwind`, heartbeats, the end,
+//! - `claims.rs`: processes that are gone: [`record_abandoned_runs`],
+//!   [`release_claims_of_dead_processes`], the claimant id
+//!   ([`new_claimant`]).
+//! - `run.rs`: one run, blocking: [`RunSettings`], the start, the handler under `catch_unwind`, heartbeats, the end,
 //!   pruning and the log lines, skipped ticks; [`run_once`] and
 //!   [`run_handler`] for `--once`, with a watchdog thread for heartbeats and
 //!   the timeout; [`RunReport`].
@@ -30,13 +32,14 @@
 //! [`Store`](crate::store::Store) methods) and no registry I/O; handlers'
 //! work stays in `src/jobs/`.
 
+mod claims;
 mod fire;
 mod run;
 mod tasks;
 
-pub use fire::next_fire;
-pub use run::{
+pub use claims::{
     claimant_is_gone, new_claimant, record_abandoned_runs, release_claims_of_dead_processes,
-    run_handler, run_once, RunReport, RunSettings,
 };
+pub use fire::next_fire;
+pub use run::{run_handler, run_once, RunReport, RunSettings};
 pub use tasks::{Drain, JobChanges, RunningScheduler, Scheduler, Waker, CANCEL_WAIT};
