@@ -288,6 +288,17 @@ fn a_broken_file_is_refused_while_the_old_jobs_run_and_the_intake_stores() {
         "the job is named: {refusal}"
     );
 
+    // Both refusals are counted in the metrics, and no applied reload.
+    let metrics = world.metrics();
+    assert!(
+        metrics.contains("regkeeper_config_reloads_total{outcome=\"refused\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("regkeeper_config_reloads_total{outcome=\"ok\"} 0"),
+        "{metrics}"
+    );
+
     // The old job runs on, and the intake stores and wakes it.
     let after = daemon.log().len();
     wait_for_runs(&mut daemon, after, "ev", 2);
@@ -295,6 +306,23 @@ fn a_broken_file_is_refused_while_the_old_jobs_run_and_the_intake_stores() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["stored"], 1, "{body}");
     assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
+}
+
+impl World {
+    /// The daemon's `GET /metrics` on its intake.
+    fn metrics(&self) -> String {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent
+            .get(&format!("http://127.0.0.1:{}/metrics", self.port))
+            .call()
+            .expect("scraping /metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        response.body_mut().read_to_string().expect("a body")
+    }
 }
 
 /// The refusal line of the log after byte `from`.
