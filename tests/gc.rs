@@ -407,6 +407,77 @@ fn the_delete_a_second_time_changes_nothing(backend: Backend) {
     assert_eq!(again.result.counts["digests_deleted"], 0);
 }
 
+/// The real binary: `--once JOB --dry-run` prints the plan per repository
+/// and deletes nothing; `gc-log` lists the marked decisions, then the
+/// deletions of the real run, as a table and as JSON.
+#[test]
+fn the_binary_prints_a_dry_run_and_lists_the_deletions() {
+    let registry = TestRegistry::anonymous();
+    let env = support::cli::CliEnv::with_sqlite(
+        &format!("[registry]\nurl = \"{}\"\n", registry.url),
+        "[jobs.prune]\nhandler = \"gc\"\nschedule = \"0 0 3 * * *\"\n\
+         [[jobs.prune.policy]]\nname = \"apps\"\nrepositories = [\"app\"]\nkeep_latest = 1\n",
+    );
+    let store: Arc<dyn Store> = Arc::new(support::store::sqlite_file(&env.database_path()));
+    let registry_id = store
+        .ensure_registry(&format!("127.0.0.1:{}", registry.port))
+        .expect("registry row");
+    let now = regkeeper::store::now_ms();
+    for (tag, age) in [("new", 1), ("old", 50)] {
+        let image = registry.push_image("app", tag);
+        let write = TagWrite {
+            repository: "app".into(),
+            tag: tag.into(),
+            digest: image.digest,
+            image_id: String::new(),
+            media_type: DOCKER_MANIFEST.into(),
+            size: None,
+            platforms: None,
+        };
+        store
+            .upsert_tag(registry_id, &write, now - age * DAY)
+            .expect("upsert_tag");
+    }
+    drop(store);
+
+    let dry = env.run(&["--once", "prune", "--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{dry:?}");
+    assert!(
+        dry.stdout.starts_with("app (policies: apps)\n"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("  keep   new (sha256:")
+            && dry.stdout.contains("): apps: keep_latest 1 (1st newest)\n"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("): apps: beyond keep_latest 1 (2nd newest)\n"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("tags_to_delete=1"), "{}", dry.stdout);
+    let log = env.run(&["gc-log"]);
+    assert_eq!(log.code, Some(0), "{log:?}");
+    assert!(log.stdout.contains("dry-run"), "{}", log.stdout);
+
+    let real = env.run(&["--once", "prune"]);
+    assert_eq!(real.code, Some(0), "{real:?}");
+    assert!(real.stdout.contains("digests_deleted=1"), "{}", real.stdout);
+    let json = env.run(&["gc-log", "--json", "--deleted-only"]);
+    assert_eq!(json.code, Some(0), "{json:?}");
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let rows = rows.as_array().expect("an array");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["tag"], "old");
+    assert_eq!(rows[0]["policy"], "apps");
+    assert_eq!(rows[0]["dry_run"], false);
+    assert_eq!(rows[0]["rule"], "apps: beyond keep_latest 1 (2nd newest)");
+}
+
 support::both_backends!(
     keep_latest_counts_per_repository_and_unselected_repositories_are_untouched,
     a_retag_sharing_its_digest_with_a_kept_tag_survives,
