@@ -75,7 +75,16 @@ pub fn gc_log_table(entries: &[GcLogEntry]) -> String {
     if entries.is_empty() {
         return "no gc deletions\n".to_string();
     }
-    let header = ["TIME", "RUN", "", "REPOSITORY", "TAG", "DIGEST", "WHY"].map(str::to_string);
+    let header = [
+        "TIME",
+        "RUN",
+        "ACTION",
+        "REPOSITORY",
+        "TAG",
+        "DIGEST",
+        "WHY",
+    ]
+    .map(str::to_string);
     let rows: Vec<[String; 7]> = entries
         .iter()
         .map(|entry| {

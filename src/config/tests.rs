@@ -847,7 +847,7 @@ fn errors_unknown_keys_and_sections() {
         ),
         (
             "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nschedual = \"x\"\n",
-            "schedules.toml:6:1: job \"j\": unknown field `schedual`, expected one of `handler`, `schedule`, `enabled`, `timeout`, `jitter`, `timezone`, `max_attempts`, `retain_done`, `lease`, `batch_size`, `backoff`, `max_backoff`, `strategy`, `max_delete_fraction`, `rescan_after`, `concurrency`",
+            "schedules.toml:6:1: job \"j\": unknown field `schedual`, expected one of `handler`, `schedule`, `enabled`, `timeout`, `jitter`, `timezone`, `max_attempts`, `retain_done`, `lease`, `batch_size`, `backoff`, `max_backoff`, `strategy`, `max_delete_fraction`, `policy`, `rescan_after`, `concurrency`",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[deamon]\n",
