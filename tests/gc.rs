@@ -407,6 +407,62 @@ fn the_delete_a_second_time_changes_nothing(backend: Backend) {
     assert_eq!(again.result.counts["digests_deleted"], 0);
 }
 
+/// Another daemon on the same PostgreSQL holds the gc lock: the run skips
+/// its pass and deletes nothing. SQLite has one daemon per file: no lock.
+fn the_gc_lock_held_elsewhere_skips_the_pass(backend: Backend) {
+    let world = world(backend);
+    world.push("app", "new", 1);
+    world.push("app", "old", 100);
+    let policies = "[[jobs.prune.policy]]\nrepositories = [\"app\"]\nkeep_latest = 1\n";
+    let held = world
+        .store
+        .try_advisory_lock(regkeeper::jobs::gc::GC_LOCK_KEY)
+        .expect("lock")
+        .expect("the lock is free");
+    let report = world.run("", policies, RunOptions::default());
+    ok(&report);
+    match backend {
+        Backend::Postgres => {
+            assert_eq!(report.result.counts["skipped_passes"], 1);
+            assert_eq!(world.registry_tags("app"), strings(&["new", "old"]));
+            assert!(world.audit().is_empty());
+        }
+        Backend::Sqlite => assert_eq!(world.registry_tags("app"), strings(&["new"])),
+    }
+    drop(held);
+    ok(&world.run("", policies, RunOptions::default()));
+    assert_eq!(world.registry_tags("app"), strings(&["new"]));
+}
+
+/// The registry goes away after the database was read: the DELETEs fail
+/// until the client calls it unreachable, the pass ends there, and the
+/// database still holds every tag, as the registry does.
+fn a_registry_gone_before_the_deletions_ends_the_pass_and_records_nothing(backend: Backend) {
+    let mut world = world(backend);
+    world.push("app", "new", 1);
+    for n in 0..6 {
+        world.push("app", &format!("old-{n}"), 100 + n);
+    }
+    let before = world.database_tags();
+    world.registry.stop();
+    let report = world.run(
+        "max_delete_fraction = 1.0",
+        "[[jobs.prune.policy]]\nrepositories = [\"app\"]\nkeep_latest = 1\n",
+        RunOptions::default(),
+    );
+    assert_eq!(report.outcome, RunOutcome::Failed);
+    let error = report.error.unwrap_or_default();
+    assert!(error.contains("the registry is unreachable"), "{error}");
+    assert_eq!(report.result.counts.get("digests_deleted"), None);
+    assert_eq!(world.database_tags(), before);
+    assert!(world.audit().is_empty());
+    world.registry.restart();
+    // A fresh client: the run's client keeps its breaker open a while.
+    let client = regkeeper::registry::Client::new(&world.registry.client_config()).expect("client");
+    let tags = client.tags("app").expect("tags list").unwrap_or_default();
+    assert_eq!(tags.len(), 7, "the registry deleted nothing: {tags:?}");
+}
+
 /// The real binary: `--once JOB --dry-run` prints the plan per repository
 /// and deletes nothing; `gc-log` lists the marked decisions, then the
 /// deletions of the real run, as a table and as JSON.
@@ -488,4 +544,6 @@ support::both_backends!(
     deletion_disabled_in_the_registry_fails_naming_the_setting,
     the_valve_refuses_a_large_deletion_unless_forced,
     the_delete_a_second_time_changes_nothing,
+    the_gc_lock_held_elsewhere_skips_the_pass,
+    a_registry_gone_before_the_deletions_ends_the_pass_and_records_nothing,
 );
