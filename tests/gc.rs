@@ -463,6 +463,92 @@ fn a_registry_gone_before_the_deletions_ends_the_pass_and_records_nothing(backen
     assert_eq!(tags.len(), 7, "the registry deleted nothing: {tags:?}");
 }
 
+/// The registry notifies a real daemon running the events job: its push
+/// events bring the tags, a gc pass deletes, and the delete events the
+/// registry then sends, once applied, leave the database as the pass left
+/// it.
+fn the_delete_events_of_a_pass_leave_the_database_unchanged(backend: Backend) {
+    let port = support::registry::free_port();
+    let registry = TestRegistry::start(Options {
+        notifications: Some(support::registry::Notifications {
+            url: format!("http://127.0.0.1:{port}/v2/webhooks/events"),
+            authorization: Some("Token gc-test".to_string()),
+        }),
+        ..Options::default()
+    });
+    let database = TestStore::new(backend);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token_file = dir.path().join("notify-token");
+    std::fs::write(&token_file, "Token gc-test\n").expect("writing the token file");
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{}\"\n[registry]\nurl = \"{}\"\n\
+             [notifications]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n\
+             [daemon]\ngrace_period = \"5s\"\n\
+             [jobs.registry-events]\nhandler = \"events\"\nschedule = \"*/1 * * * * *\"\n",
+            database.url(),
+            registry.url,
+            token_file.display()
+        ),
+    )
+    .expect("writing the config");
+    let mut daemon = support::daemon::Daemon::start(&config);
+    daemon.wait_for_intake(port);
+    let sql = database.sql();
+    let store: Arc<dyn Store> = sql.clone();
+    let registry_id = store
+        .ensure_registry(&format!("127.0.0.1:{}", registry.port))
+        .expect("registry row");
+    registry.push_image("app", "keep");
+    registry.tag("app", "keep", "keep-too");
+    registry.push_image("app", "drop-1");
+    registry.push_image("app", "drop-2");
+    registry.push_image("other", "drop-me-not");
+    support::wait_until("the push events are applied", || {
+        store.tags(registry_id, None).expect("tags").len() == 5
+    });
+    let world = World {
+        client: Arc::new(
+            regkeeper::registry::Client::new(&registry.client_config()).expect("client"),
+        ),
+        registry,
+        store: store.clone(),
+        registry_id,
+        _database: database,
+    };
+    let report = world.run(
+        "max_delete_fraction = 1.0",
+        "[[jobs.prune.policy]]\nrepositories = [\"app\"]\nkeep_tags = [\"keep\"]\n",
+        RunOptions::default(),
+    );
+    ok(&report);
+    assert_eq!(report.result.counts["digests_deleted"], 2);
+    let after = world.database_tags();
+    assert_eq!(after["app"], strings(&["keep", "keep-too"]));
+    let done_deletes = || {
+        let rows = sql
+            .tx(|conn| {
+                conn.query(
+                    "SELECT COUNT(*) FROM registry_events WHERE action = 'delete' AND status = 0",
+                    &[],
+                )
+            })
+            .expect("counting delete events");
+        match rows.first().and_then(|row| row.first()) {
+            Some(regkeeper::store::Value::Int(n)) => *n,
+            _ => 0,
+        }
+    };
+    support::wait_until("the registry's delete events are applied", || {
+        done_deletes() >= 2
+    });
+    assert_eq!(world.database_tags(), after);
+    assert_eq!(world.registry_tags("app"), strings(&["keep", "keep-too"]));
+    drop(daemon);
+}
+
 /// The real binary: `--once JOB --dry-run` prints the plan per repository
 /// and deletes nothing; `gc-log` lists the marked decisions, then the
 /// deletions of the real run, as a table and as JSON.
@@ -546,4 +632,5 @@ support::both_backends!(
     the_delete_a_second_time_changes_nothing,
     the_gc_lock_held_elsewhere_skips_the_pass,
     a_registry_gone_before_the_deletions_ends_the_pass_and_records_nothing,
+    the_delete_events_of_a_pass_leave_the_database_unchanged,
 );
