@@ -364,6 +364,17 @@ fn the_valve_refuses_a_large_deletion_unless_forced(backend: Backend) {
     );
     assert_eq!(world.registry_tags("app"), strings(&["a", "b", "new"]));
     assert!(world.audit().is_empty());
+    let dry = world.run(
+        "",
+        policies,
+        RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        },
+    );
+    ok(&dry);
+    assert_eq!(dry.result.counts["valve_would_refuse"], 1);
+    assert_eq!(world.registry_tags("app"), strings(&["a", "b", "new"]));
     let forced = world.run(
         "",
         policies,
