@@ -1072,7 +1072,15 @@ fn status_shows_the_job_set_the_daemon_runs(backend: support::Backend) {
 support::both_backends!(status_shows_the_job_set_the_daemon_runs);
 
 /// The subcommands every generated completion script and man page names.
-const SUBCOMMANDS: [&str; 6] = ["check", "status", "tags", "vulns", "completions", "man"];
+const SUBCOMMANDS: [&str; 7] = [
+    "check",
+    "status",
+    "tags",
+    "vulns",
+    "gc-log",
+    "completions",
+    "man",
+];
 
 /// What bash offers for the word after `words` with the completion script
 /// `script` loaded, as `complete -F` would call it.
@@ -1216,6 +1224,7 @@ fn man_with_a_dir_writes_a_page_per_subcommand() {
         [
             "regkeeper-check.1",
             "regkeeper-completions.1",
+            "regkeeper-gc-log.1",
             "regkeeper-man.1",
             "regkeeper-status.1",
             "regkeeper-tags.1",

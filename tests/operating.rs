@@ -201,7 +201,7 @@ fn readyz_is_503_naming_the_migrations_a_database_lacks() {
         assert_eq!(status, 503, "{backend:?}: {body}");
         assert_eq!(body["ready"], false);
         assert_eq!(
-            body["reason"], "migrations not applied: 1, 2, 3, 4, 5",
+            body["reason"], "migrations not applied: 1, 2, 3, 4, 5, 6",
             "{backend:?}"
         );
         database.migrate().expect("migrating");

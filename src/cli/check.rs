@@ -56,6 +56,22 @@ pub fn check_warnings(config: &Config) -> Vec<String> {
             config.path.display()
         ));
     }
+    for job in &config.jobs {
+        let crate::config::HandlerConfig::Gc(options) = &job.handler else {
+            continue;
+        };
+        for policy in &options.policies {
+            if let Some(within) = policy.keep_pulled_within {
+                warnings.push(format!(
+                    "{}: job {:?}: policy {:?}: keep_pulled_within = \"{}\" relies on the registry's pull events: if its notification endpoint's `ignore` drops pulls (actions: [pull]) or notifications do not reach regkeeper, no pull is recorded and every tag counts as not pulled, so this rule keeps nothing",
+                    job.schedule.position,
+                    job.name,
+                    policy.name,
+                    humantime::format_duration(within)
+                ));
+            }
+        }
+    }
     warnings
 }
 
@@ -164,6 +180,17 @@ pub fn check_report(config: &Config, after: DateTime<Utc>, fire_times: usize) ->
 mod tests {
     use super::*;
     use chrono::TimeZone as _;
+
+    #[test]
+    fn check_warns_when_a_gc_policy_keeps_by_pull_time() {
+        let text = "[registry]\nurl = \"http://127.0.0.1:5000\"\n[jobs.prune]\nhandler = \"gc\"\nschedule = \"0 0 3 * * *\"\n[[jobs.prune.policy]]\nname = \"ci\"\nrepositories = [\"ci/**\"]\nkeep_pulled_within = \"30d\"\n[[jobs.prune.policy]]\nrepositories = [\"app\"]\nkeep_latest = 3\n";
+        let config =
+            crate::config::parse(text, std::path::Path::new("schedules.toml")).expect("config");
+        assert_eq!(
+            check_warnings(&config),
+            ["schedules.toml:5:12: job \"prune\": policy \"ci\": keep_pulled_within = \"30days\" relies on the registry's pull events: if its notification endpoint's `ignore` drops pulls (actions: [pull]) or notifications do not reach regkeeper, no pull is recorded and every tag counts as not pulled, so this rule keeps nothing"]
+        );
+    }
 
     #[test]
     fn check_warns_when_a_credential_would_travel_to_a_scanner_over_plain_http() {

@@ -2,7 +2,7 @@
 //! `--once JOB` runs one job now, `check` validates the configuration and
 //! shows fire times, `status` shows recent runs and queue depths, `tags`
 //! lists the tags the database holds, `vulns` shows one image's
-//! vulnerabilities, `completions` and `man` print the shell completions and
+//! vulnerabilities, `gc-log` the gc audit, `completions` and `man` print the shell completions and
 //! the manual page generated from these definitions. This file holds the
 //! clap definitions, [`main`] (parses the arguments, sets up logging on
 //! stderr (`crate::logging`), calls [`run`] and turns the
@@ -10,7 +10,7 @@
 //! shares (loading the configuration, opening the store, writing to
 //! stdout). Each subcommand has a file of its own with its report structs
 //! and its table: `once.rs`, `check.rs`, `status.rs`, `tags.rs`, `vulns.rs`,
-//! `completions.rs`, `man.rs`;
+//! `gc_log.rs`, `completions.rs`, `man.rs`;
 //! `format.rs` holds the table and formatting helpers they share. No
 //! business logic lives here: the work is the scheduler's, the daemon's and
 //! the store's. Results go to stdout, diagnostics to stderr.
@@ -33,6 +33,7 @@ use crate::store::Store;
 mod check;
 mod completions;
 mod format;
+mod gc_log;
 mod man;
 mod once;
 mod status;
@@ -102,6 +103,8 @@ pub enum Command {
     Tags(TagsArgs),
     /// List one image's vulnerabilities, worst first.
     Vulns(VulnsArgs),
+    /// List what gc jobs deleted (and their dry runs would have), newest first.
+    GcLog(GcLogArgs),
     /// Print the shell completion script for SHELL.
     Completions(CompletionsArgs),
     /// Print the manual page regkeeper(1) in roff, or write every page to a directory.
@@ -131,6 +134,20 @@ pub struct VulnsArgs {
     /// The image, e.g. `ns/app:1.0`.
     #[arg(value_name = "REPOSITORY:TAG")]
     pub image: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `regkeeper gc-log`.
+#[derive(Debug, Args)]
+pub struct GcLogArgs {
+    /// Rows shown, newest first.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// Leave out the decisions of dry runs.
+    #[arg(long)]
+    pub deleted_only: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -227,6 +244,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         (Some(Command::Status(args)), _) => status::status(&cli.config, args),
         (Some(Command::Tags(args)), _) => tags::tags(&cli.config, args),
         (Some(Command::Vulns(args)), _) => vulns::vulns(&cli.config, args),
+        (Some(Command::GcLog(args)), _) => gc_log::gc_log(&cli.config, args),
         (Some(Command::Completions(args)), _) => completions::completions(args),
         (Some(Command::Man(args)), _) => man::man(args),
         (None, Some(job_name)) => once::once(&cli.config, job_name, &cli.run_options),

@@ -13,6 +13,7 @@
 //!   positions, `[jobs.NAME]` in file order); no defaults, no logic.
 //! - `check/`: the checks that turn the raw file into the model, one file
 //!   per section.
+//! - `glob.rs`: the glob patterns of the `gc` policies ([`Glob`]), pure.
 //! - `position.rs`: which table and key a byte offset of the text falls in,
 //!   and its line and column.
 //! - `postgres_url.rs`: PostgreSQL URLs, pure: the TLS parameters taken out
@@ -22,12 +23,14 @@
 //!   `properties.rs` (a hostile value for every known key).
 
 mod check;
+mod glob;
 mod load;
 mod model;
 mod position;
 pub(crate) mod postgres_url;
 pub(crate) mod raw;
 
+pub use glob::Glob;
 pub use load::{load, load_for_reading, parse, parse_with_env};
 pub(crate) use load::{
     ENV_DATABASE_PASSWORD, ENV_DATABASE_URL, ENV_NOTIFY_TOKEN, ENV_REGISTRY_PASSWORD,
@@ -35,9 +38,9 @@ pub(crate) use load::{
 };
 pub use model::MIN_HEARTBEATS_PER_EXPIRY;
 pub use model::{
-    Config, DaemonConfig, Database, EventsOptions, HandlerConfig, JobConfig, KeyedFile, LogFormat,
-    MetricsConfig, NotificationsConfig, RegistryConfig, ScannerConfig, ScannerKind, Schedule,
-    SecretFiles, SecurityOptions, Strategy, SyncOptions, TokenRealm,
+    Config, DaemonConfig, Database, EventsOptions, GcOptions, GcPolicy, HandlerConfig, JobConfig,
+    KeyedFile, LogFormat, MetricsConfig, NotificationsConfig, RegistryConfig, ScannerConfig,
+    ScannerKind, Schedule, SecretFiles, SecurityOptions, Strategy, SyncOptions, TokenRealm,
 };
 pub(crate) use model::{HANDLERS, REDACTED};
 

@@ -336,6 +336,8 @@ pub enum HandlerConfig {
     Sync(SyncOptions),
     /// `security`.
     Security(SecurityOptions),
+    /// `gc`.
+    Gc(GcOptions),
 }
 
 impl HandlerConfig {
@@ -345,12 +347,13 @@ impl HandlerConfig {
             HandlerConfig::Events(_) => "events",
             HandlerConfig::Sync(_) => "sync",
             HandlerConfig::Security(_) => "security",
+            HandlerConfig::Gc(_) => "gc",
         }
     }
 }
 
 /// The handlers that exist, as `handler = "..."` names them.
-pub const HANDLERS: [&str; 3] = ["events", "sync", "security"];
+pub const HANDLERS: [&str; 4] = ["events", "sync", "security", "gc"];
 
 /// Keys of an `events` job.
 #[derive(Debug, Clone, PartialEq)]
@@ -456,6 +459,53 @@ impl Default for SecurityOptions {
             max_attempts: 5,
             lease: Duration::from_secs(30 * 60),
         }
+    }
+}
+
+/// Keys of a `gc` job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcOptions {
+    /// `[[jobs.NAME.policy]]`, in file order; at least one.
+    pub policies: Vec<GcPolicy>,
+    /// Largest fraction (0..=1) of the tags the policies select that one
+    /// pass may delete without `--force`.
+    pub max_delete_fraction: f64,
+}
+
+/// The default of `max_delete_fraction` of a `gc` job.
+pub const GC_MAX_DELETE_FRACTION: f64 = 0.5;
+
+/// One `[[jobs.NAME.policy]]`: which repositories it selects and what it
+/// keeps there. A tag of a selected repository that no rule keeps is
+/// deleted, unless another policy selecting the repository keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcPolicy {
+    /// `name`, or `policy N` (1-based, in file order).
+    pub name: String,
+    /// Repositories it selects (any pattern matches).
+    pub repositories: Vec<crate::config::Glob>,
+    /// Repositories it leaves out even when `repositories` matches.
+    pub exclude: Vec<crate::config::Glob>,
+    /// Keep the newest N tags by push time in each repository.
+    pub keep_latest: Option<u32>,
+    /// Keep tags pushed within this long.
+    pub keep_pushed_within: Option<Duration>,
+    /// Keep tags pulled within this long.
+    pub keep_pulled_within: Option<Duration>,
+    /// Keep tags whose name matches any of these.
+    pub keep_tags: Vec<crate::config::Glob>,
+}
+
+impl GcPolicy {
+    /// Whether the policy selects `repository`.
+    pub fn selects(&self, repository: &str) -> bool {
+        self.repositories
+            .iter()
+            .any(|pattern| pattern.matches(repository))
+            && !self
+                .exclude
+                .iter()
+                .any(|pattern| pattern.matches(repository))
     }
 }
 

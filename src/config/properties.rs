@@ -173,6 +173,12 @@ fn durations(config: &Config) -> Vec<Duration> {
             ]),
             HandlerConfig::Security(options) => all.extend([options.lease, options.rescan_after]),
             HandlerConfig::Sync(_) => {}
+            HandlerConfig::Gc(options) => {
+                for policy in &options.policies {
+                    all.extend(policy.keep_pushed_within);
+                    all.extend(policy.keep_pulled_within);
+                }
+            }
         }
     }
     all

@@ -162,7 +162,7 @@ pub struct RawMetrics {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJob {
-    /// `events`, `sync` or `security`.
+    /// `events`, `sync`, `security` or `gc`.
     pub handler: Option<Spanned<String>>,
     /// Cron with seconds.
     pub schedule: Option<Spanned<String>>,
@@ -188,12 +188,34 @@ pub struct RawJob {
     pub max_backoff: Option<Spanned<String>>,
     /// sync: the strategy.
     pub strategy: Option<Spanned<String>>,
-    /// sync: largest fraction of tags one pass may delete.
+    /// sync, gc: largest fraction of tags one pass may delete.
     pub max_delete_fraction: Option<Spanned<f64>>,
+    /// gc: `[[jobs.NAME.policy]]`, the retention policies.
+    pub policy: Option<Spanned<Vec<Spanned<RawPolicy>>>>,
     /// security: scan a tag again after this long.
     pub rescan_after: Option<Spanned<String>>,
     /// security: tags scanned at once.
     pub concurrency: Option<Spanned<i64>>,
+}
+
+/// `[[jobs.NAME.policy]]`: one retention policy of a `gc` job.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Name used in reports and the audit.
+    pub name: Option<Spanned<String>>,
+    /// Glob patterns of the repositories it selects.
+    pub repositories: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Glob patterns of repositories it leaves out.
+    pub exclude: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Keep the newest N tags by push time, per repository.
+    pub keep_latest: Option<Spanned<i64>>,
+    /// Keep tags pushed within this long.
+    pub keep_pushed_within: Option<Spanned<String>>,
+    /// Keep tags pulled within this long.
+    pub keep_pulled_within: Option<Spanned<String>>,
+    /// Glob patterns of tag names to keep.
+    pub keep_tags: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[security.NAME]`: one scanner.

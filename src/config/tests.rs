@@ -847,7 +847,7 @@ fn errors_unknown_keys_and_sections() {
         ),
         (
             "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"events\"\nschedule = \"* * * * * *\"\nschedual = \"x\"\n",
-            "schedules.toml:6:1: job \"j\": unknown field `schedual`, expected one of `handler`, `schedule`, `enabled`, `timeout`, `jitter`, `timezone`, `max_attempts`, `retain_done`, `lease`, `batch_size`, `backoff`, `max_backoff`, `strategy`, `max_delete_fraction`, `rescan_after`, `concurrency`",
+            "schedules.toml:6:1: job \"j\": unknown field `schedual`, expected one of `handler`, `schedule`, `enabled`, `timeout`, `jitter`, `timezone`, `max_attempts`, `retain_done`, `lease`, `batch_size`, `backoff`, `max_backoff`, `strategy`, `max_delete_fraction`, `policy`, `rescan_after`, `concurrency`",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[deamon]\n",
@@ -869,11 +869,11 @@ fn errors_jobs_handler_and_keys() {
     assert_errors(&[
         (
             "[registry]\nurl = \"http://r\"\n[jobs.j]\nschedule = \"* * * * * *\"\n",
-            "schedules.toml:3:7: job \"j\": handler is required (events, sync or security)",
+            "schedules.toml:3:7: job \"j\": handler is required (events, sync, security or gc)",
         ),
         (
-            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"gc\"\nschedule = \"* * * * * *\"\n",
-            "schedules.toml:4:11: job \"j\": unknown handler \"gc\" (expected events, sync or security)",
+            "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"prune\"\nschedule = \"* * * * * *\"\n",
+            "schedules.toml:4:11: job \"j\": unknown handler \"prune\" (expected events, sync, security or gc)",
         ),
         (
             "[registry]\nurl = \"http://r\"\n[jobs.j]\nhandler = \"sync\"\n",
@@ -912,6 +912,92 @@ fn errors_jobs_handler_and_keys() {
             "schedules.toml:6:12: job \"e\": unknown timezone \"Mars/Olympus\" (expected an IANA name like \"Europe/Berlin\" or \"UTC\")",
         ),
     ]);
+}
+
+const GC_JOB: &str =
+    "[registry]\nurl = \"http://r\"\n[jobs.prune]\nhandler = \"gc\"\nschedule = \"0 0 3 * * *\"\n";
+
+#[test]
+fn gc_job_reads_its_policies() {
+    let config = parse_ok(&format!(
+        "{GC_JOB}max_delete_fraction = 0.2\n\
+         [[jobs.prune.policy]]\nname = \"ci\"\nrepositories = [\"ci/**\"]\nexclude = [\"ci/base\"]\n\
+         keep_latest = 5\nkeep_pushed_within = \"30d\"\nkeep_pulled_within = \"7d\"\nkeep_tags = [\"latest\", \"v*\"]\n\
+         [[jobs.prune.policy]]\nrepositories = [\"app\"]\nkeep_latest = 1\n"
+    ));
+    let HandlerConfig::Gc(options) = &job(&config, "prune").handler else {
+        panic!("not a gc job");
+    };
+    assert_eq!(options.max_delete_fraction, 0.2);
+    assert_eq!(options.policies.len(), 2);
+    let ci = &options.policies[0];
+    assert_eq!(ci.name, "ci");
+    assert!(ci.selects("ci/team/app"));
+    assert!(!ci.selects("ci/base"));
+    assert!(!ci.selects("app"));
+    assert_eq!(ci.keep_latest, Some(5));
+    assert_eq!(
+        ci.keep_pushed_within,
+        Some(Duration::from_secs(30 * 24 * 3600))
+    );
+    assert_eq!(
+        ci.keep_pulled_within,
+        Some(Duration::from_secs(7 * 24 * 3600))
+    );
+    let tags: Vec<&str> = ci.keep_tags.iter().map(Glob::as_str).collect();
+    assert_eq!(tags, ["latest", "v*"]);
+    assert_eq!(options.policies[1].name, "policy 2");
+    assert!(crate::jobs::supports_dry_run(
+        &job(&config, "prune").handler
+    ));
+}
+
+#[test]
+fn errors_gc_policies() {
+    let gc = |rest: &str| format!("{GC_JOB}{rest}");
+    let cases = [
+        (
+            gc(""),
+            "schedules.toml:3:7: job \"prune\": a gc job needs at least one [[jobs.NAME.policy]] table (repositories and what to keep)",
+        ),
+        (
+            gc("[[jobs.prune.policy]]\nkeep_latest = 3\n"),
+            "schedules.toml:6:1: job \"prune\": policy[1].repositories is required (glob patterns such as [\"ci/**\"]; a policy touches only the repositories it names)",
+        ),
+        (
+            gc("[[jobs.prune.policy]]\nrepositories = []\nkeep_latest = 3\n"),
+            "schedules.toml:7:16: job \"prune\": policy[1].repositories: the list is empty, so the policy selects nothing",
+        ),
+        (
+            gc("[[jobs.prune.policy]]\nrepositories = [\"ci/*\"]\n"),
+            "schedules.toml:6:1: job \"prune\": policy[1] (policy 1) has no keep rule, so it would delete every tag it selects; give at least one of keep_latest, keep_pushed_within, keep_pulled_within or keep_tags",
+        ),
+        (
+            gc("[[jobs.prune.policy]]\nrepositories = [\"a\"]\nkeep_latest = 1\n[[jobs.prune.policy]]\nrepositories = [\"b\"]\nkeep_latest = 0\n"),
+            "schedules.toml:11:15: job \"prune\": policy[2].keep_latest 0 is out of range (expected 1 to 1000000)",
+        ),
+        (
+            gc("[[jobs.prune.policy]]\nrepositories = [\"a\"]\nkeep_pushed_within = \"soon\"\n"),
+            "schedules.toml:8:22: job \"prune\": policy[1].keep_pushed_within: invalid duration \"soon\" (expected number at 0; write e.g. \"30s\", \"5m\", \"24h\")",
+        ),
+        (
+            gc("[[jobs.prune.policy]]\nrepositories = [\"a\"]\nkeep_tags = [\"\"]\n"),
+            "schedules.toml:8:14: job \"prune\": policy[1].keep_tags: pattern \"\": an empty pattern matches nothing",
+        ),
+        (
+            gc("max_delete_fraction = 2.0\n[[jobs.prune.policy]]\nrepositories = [\"a\"]\nkeep_latest = 1\n"),
+            "schedules.toml:6:23: job \"prune\": max_delete_fraction 2 is out of range (expected 0.0 to 1.0)",
+        ),
+        (
+            "[registry]\nurl = \"http://r\"\n[jobs.s]\nhandler = \"sync\"\nschedule = \"* * * * * *\"\n[[jobs.s.policy]]\nrepositories = [\"a\"]\n".to_string(),
+            "schedules.toml:6:1: job \"s\": key policy belongs to the \"gc\" handler, not \"sync\"",
+        ),
+    ];
+    let cases: Vec<(&str, &str)> = cases
+        .iter()
+        .map(|(text, expected)| (text.as_str(), *expected))
+        .collect();
+    assert_errors(&cases);
 }
 
 #[test]

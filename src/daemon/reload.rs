@@ -294,9 +294,14 @@ fn same_handler(old: &HandlerConfig, new: &HandlerConfig) -> bool {
         (HandlerConfig::Events(old), HandlerConfig::Events(new)) => old == new,
         (HandlerConfig::Sync(old), HandlerConfig::Sync(new)) => old == new,
         (HandlerConfig::Security(old), HandlerConfig::Security(new)) => old == new,
-        (HandlerConfig::Events(_) | HandlerConfig::Sync(_) | HandlerConfig::Security(_), _) => {
-            false
-        }
+        (HandlerConfig::Gc(old), HandlerConfig::Gc(new)) => old == new,
+        (
+            HandlerConfig::Events(_)
+            | HandlerConfig::Sync(_)
+            | HandlerConfig::Security(_)
+            | HandlerConfig::Gc(_),
+            _,
+        ) => false,
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::store::Store;
 
 pub mod events;
+pub mod gc;
 pub mod security;
 pub mod sync;
 
@@ -40,9 +41,10 @@ impl Trigger {
 /// Options that only `--once` sets; scheduled runs use the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Print the plan, write nothing (`sync`).
+    /// Print the plan, write nothing (`sync`; `gc` writes only its
+    /// marked audit rows).
     pub dry_run: bool,
-    /// Override safety valves (`sync`'s `max_delete_fraction`).
+    /// Override safety valves (`max_delete_fraction` of `sync` and `gc`).
     pub force: bool,
     /// Take failed items again (`events`, `security`).
     pub retry_failed: bool,
@@ -122,7 +124,10 @@ pub struct Resources {
 /// Whether a handler shows what it would do without writing (`--dry-run`).
 /// The others refuse the flag rather than ignore it and write for real.
 pub(crate) fn supports_dry_run(handler: &crate::config::HandlerConfig) -> bool {
-    matches!(handler, crate::config::HandlerConfig::Sync(_))
+    matches!(
+        handler,
+        crate::config::HandlerConfig::Sync(_) | crate::config::HandlerConfig::Gc(_)
+    )
 }
 
 /// Builds the handler of one configured job.
@@ -142,6 +147,9 @@ pub fn build(
         )),
         crate::config::HandlerConfig::Sync(options) => {
             Ok(Arc::new(sync::SyncHandler::new(options.clone(), resources)))
+        }
+        crate::config::HandlerConfig::Gc(options) => {
+            Ok(Arc::new(gc::GcHandler::new(options.clone(), resources)))
         }
     }
 }

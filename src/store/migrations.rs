@@ -51,7 +51,50 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: DAEMON_JOBS_SQLITE,
         postgres: DAEMON_JOBS_POSTGRES,
     },
+    Migration {
+        version: 6,
+        description: "the audit of gc deletions",
+        sqlite: GC_DELETIONS_SQLITE,
+        postgres: GC_DELETIONS_POSTGRES,
+    },
 ];
+
+/// Migration 6 (SQLite): every tag a `gc` pass deleted, or would have
+/// deleted on a dry run (`dry_run` 1), with the policy that selected its
+/// repository and why no rule kept it. Append only: nothing updates or
+/// deletes these rows.
+const GC_DELETIONS_SQLITE: &str = "
+CREATE TABLE gc_deletions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    registry   TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    policy     TEXT NOT NULL,
+    rule       TEXT NOT NULL,
+    run_id     INTEGER NOT NULL,
+    deleted_at INTEGER NOT NULL,
+    dry_run    INTEGER NOT NULL
+);
+CREATE INDEX gc_deletions_deleted_at ON gc_deletions (deleted_at);
+";
+
+/// Migration 6 (PostgreSQL): as [`GC_DELETIONS_SQLITE`].
+const GC_DELETIONS_POSTGRES: &str = "
+CREATE TABLE gc_deletions (
+    id         BIGSERIAL PRIMARY KEY,
+    registry   TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    policy     TEXT NOT NULL,
+    rule       TEXT NOT NULL,
+    run_id     BIGINT NOT NULL,
+    deleted_at BIGINT NOT NULL,
+    dry_run    BIGINT NOT NULL
+);
+CREATE INDEX gc_deletions_deleted_at ON gc_deletions (deleted_at);
+";
 
 /// Migration 5 (SQLite): the jobs the last daemon to start runs, as it
 /// read them (`status` shows these, not the file on disk, and says when

@@ -65,6 +65,7 @@ mod daemon_jobs;
 mod events;
 #[cfg(test)]
 mod explain;
+mod gc_deletions;
 mod registries;
 mod rows;
 mod runs;
@@ -82,7 +83,7 @@ pub use codes::{EventStatus, ScanState};
 pub use runs::abandoned_text;
 pub use types::{
     AppliedEvent, ClaimedEvent, DaemonJob, DaemonJobSet, EventClaim, EventEffect, FailedEvent,
-    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths,
+    GcDeletion, ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths,
     RepositorySync, RunOutcome, RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport,
     ScanSettled, ScanSettlement, ScannerOutcome, ScannerResult, ScannerSummary, SyncApplied,
     TagChange, TagRecord, TagScanState, TagWrite, VulnerabilityRecord, VulnerabilityWrite,
@@ -245,6 +246,20 @@ pub trait Store: Send + Sync {
         repository: &str,
         digest: &str,
     ) -> anyhow::Result<u64>;
+    /// After the registry deleted `digest` of `repository`: deletes its
+    /// tags there as [`Store::delete_tags_by_digest`] does and records the
+    /// audit `rows`, in one transaction. Returns the number of tags deleted.
+    fn apply_gc_deletion(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        digest: &str,
+        rows: &[GcDeletion],
+    ) -> anyhow::Result<u64>;
+    /// Records audit rows alone (a dry run's decisions).
+    fn record_gc_decisions(&self, rows: &[GcDeletion]) -> anyhow::Result<()>;
+    /// The newest `limit` rows of the gc audit, newest first.
+    fn gc_deletions(&self, limit: usize) -> anyhow::Result<Vec<GcDeletion>>;
     /// Deletes one tag, then the repository if it has no tags left. Returns
     /// whether the tag existed.
     fn delete_tag(&self, registry_id: i64, repository: &str, tag: &str) -> anyhow::Result<bool>;

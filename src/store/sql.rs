@@ -16,12 +16,12 @@ use anyhow::Context as _;
 
 pub use super::rows::{int, opt_int, opt_text, single, text};
 use super::{
-    daemon_jobs, events, migrations, registries, runs, scans, sync_pass, tags, AdvisoryLock,
-    AppliedEvent, Backend, ClaimedEvent, Conn, DaemonJobSet, Dialect, EventClaim, FailedEvent,
-    ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts, QueueDepths,
-    RepositorySync, RunOutcome, RunRecord, ScanCandidate, ScanClaim, ScanPolicy, ScanReport,
-    ScanSettled, ScanSettlement, ScannerSummary, Store, SyncApplied, TagChange, TagRecord,
-    TagWrite,
+    daemon_jobs, events, gc_deletions, migrations, registries, runs, scans, sync_pass, tags,
+    AdvisoryLock, AppliedEvent, Backend, ClaimedEvent, Conn, DaemonJobSet, Dialect, EventClaim,
+    FailedEvent, GcDeletion, ImageVulnerabilities, KnownManifest, NewEvent, NewRun, QueueCounts,
+    QueueDepths, RepositorySync, RunOutcome, RunRecord, ScanCandidate, ScanClaim, ScanPolicy,
+    ScanReport, ScanSettled, ScanSettlement, ScannerSummary, Store, SyncApplied, TagChange,
+    TagRecord, TagWrite,
 };
 
 /// The store over one backend.
@@ -200,6 +200,27 @@ impl Store for SqlStore {
     ) -> anyhow::Result<u64> {
         self.tx(|conn| tags::delete_tags_with_digest(conn, registry_id, repository, digest))
             .with_context(|| format!("deleting the tags of {repository} at {digest}"))
+    }
+
+    fn apply_gc_deletion(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        digest: &str,
+        rows: &[GcDeletion],
+    ) -> anyhow::Result<u64> {
+        self.tx(|conn| gc_deletions::apply(conn, registry_id, repository, digest, rows))
+            .with_context(|| format!("recording the deletion of {repository} at {digest}"))
+    }
+
+    fn record_gc_decisions(&self, rows: &[GcDeletion]) -> anyhow::Result<()> {
+        self.tx(|conn| gc_deletions::record(conn, rows))
+            .context("recording the decisions of a gc dry run")
+    }
+
+    fn gc_deletions(&self, limit: usize) -> anyhow::Result<Vec<GcDeletion>> {
+        self.tx(|conn| gc_deletions::recent(conn, limit))
+            .context("reading the gc audit")
     }
 
     fn delete_tag(&self, registry_id: i64, repository: &str, tag: &str) -> anyhow::Result<bool> {

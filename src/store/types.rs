@@ -577,3 +577,27 @@ mod tests {
         assert_eq!(RunOutcome::from_word("bogus"), None);
     }
 }
+
+/// One row of the `gc_deletions` audit: a tag a gc pass deleted, or would
+/// have deleted on a dry run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GcDeletion {
+    /// The registry's name (`host:port`).
+    pub registry: String,
+    /// Full repository name.
+    pub repository: String,
+    /// Tag name.
+    pub tag: String,
+    /// The manifest digest deleted.
+    pub digest: String,
+    /// The policies that select the repository.
+    pub policy: String,
+    /// Why no rule kept the tag, e.g. `beyond keep_latest 5 (7th newest)`.
+    pub rule: String,
+    /// The `job_runs` row of the pass.
+    pub run_id: i64,
+    /// When, milliseconds since the epoch.
+    pub deleted_at: i64,
+    /// A dry run's decision: nothing was deleted.
+    pub dry_run: bool,
+}

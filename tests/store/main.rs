@@ -5,6 +5,7 @@
 //! and the stories and tests of their own live in one module per topic.
 
 mod events;
+mod gc;
 mod migrations;
 mod open;
 mod runs;
@@ -75,6 +76,7 @@ fn story(store: &SqlStore, dialect: Dialect) {
     scans::chapter(store);
     scans::report_chapter(store);
     sync::chapter(store, dialect);
+    gc::chapter(store);
 }
 
 /// Transactions: an error rolls back everything done in it, and the

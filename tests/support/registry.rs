@@ -1,6 +1,7 @@
 //! A real docker-registry per test: [`TestRegistry::start`] writes a config in
 //! a temp dir, runs `/usr/bin/docker-registry serve CONFIG` on a free
-//! 127.0.0.1 port with its own storage (delete enabled), waits for `/v2/`, and
+//! 127.0.0.1 port with its own storage (delete enabled unless
+//! `Options::delete_disabled`), waits for `/v2/`, and
 //! kills the process on Drop (also when the test panics). Auth is anonymous,
 //! htpasswd (Basic), or token auth against [`TokenServer`] (`token.rs`), a
 //! token server of ours minting RS256 JWTs with an `x5c` header. Image
@@ -94,6 +95,9 @@ pub struct Options {
     /// Serve HTTPS with a certificate for 127.0.0.1 signed by a test CA
     /// (see [`TestRegistry::ca_file`]); the helpers skip verification.
     pub tls: bool,
+    /// Start with `storage.delete.enabled: false`: manifest DELETEs are
+    /// refused (405, `UNSUPPORTED`).
+    pub delete_disabled: bool,
 }
 
 /// A pushed image manifest (Docker schema 2 or OCI).
@@ -825,10 +829,11 @@ fn registry_config(
     let mut config = format!(
         "version: 0.1\n\
          log:\n  level: info\n\
-         storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
+         storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: {delete}\n  cache:\n    blobdescriptor: inmemory\n\
          http:\n  addr: 127.0.0.1:{port}\n  secret: regkeeper-test-{unique}\n{tls}\
          health:\n  storagedriver:\n    enabled: false\n",
         data = dir.join("data").display(),
+        delete = !options.delete_disabled,
         unique = unique_token(),
         tls = if options.tls {
             format!(

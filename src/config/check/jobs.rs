@@ -1,6 +1,6 @@
 //! `[jobs.NAME]`: the job's name, handler, cron schedule and time zone,
 //! timeout and jitter, and each handler's own keys (`events`, `sync`,
-//! `security` options), a key of another handler being an error that names
+//! `security` options; `gc` in `gc.rs`), a key of another handler being an error that names
 //! its owner.
 
 use std::ops::Range;
@@ -87,6 +87,7 @@ impl Checker<'_> {
         let handler = match handler_name {
             "events" => HandlerConfig::Events(self.events_options(name, job)?),
             "sync" => HandlerConfig::Sync(self.sync_options(name, job)?),
+            "gc" => HandlerConfig::Gc(self.gc_options(name, job)?),
             _ => HandlerConfig::Security(self.security_options(name, job)?),
         };
         Ok(JobConfig {
@@ -204,22 +205,12 @@ impl Checker<'_> {
                     )
                 })?,
         };
-        let max_delete_fraction = match &job.max_delete_fraction {
-            None => SyncOptions::default().max_delete_fraction,
-            Some(value) => {
-                let fraction = *value.get_ref();
-                if !(0.0..=1.0).contains(&fraction) {
-                    return Err(self.error(
-                        &value.span(),
-                        scope,
-                        format!(
-                            "max_delete_fraction {fraction} is out of range (expected 0.0 to 1.0)"
-                        ),
-                    ));
-                }
-                fraction
-            }
-        };
+        let max_delete_fraction = self.fraction_or(
+            job.max_delete_fraction.as_ref(),
+            scope,
+            "max_delete_fraction",
+            SyncOptions::default().max_delete_fraction,
+        )?;
         Ok(SyncOptions {
             strategy,
             max_delete_fraction,
@@ -271,7 +262,7 @@ impl Checker<'_> {
         fn span<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
             value.as_ref().map(Spanned::span)
         }
-        let keys: [KeyOwners; 10] = [
+        let keys: [KeyOwners; 11] = [
             (
                 "max_attempts",
                 span(&job.max_attempts),
@@ -286,8 +277,9 @@ impl Checker<'_> {
             (
                 "max_delete_fraction",
                 span(&job.max_delete_fraction),
-                &["sync"],
+                &["sync", "gc"],
             ),
+            ("policy", span(&job.policy), &["gc"]),
             ("rescan_after", span(&job.rescan_after), &["security"]),
             ("concurrency", span(&job.concurrency), &["security"]),
         ];

@@ -1,7 +1,7 @@
 //! The checks: [`Checker`] turns the serde mirror (`raw.rs`) into the
 //! validated model (`model.rs`) once, one file per section (`database.rs`,
 //! `registry.rs`, `notifications.rs`, `daemon.rs`, `metrics.rs`, `scanners.rs`,
-//! `jobs.rs` with each handler's options). This file holds what every section uses:
+//! `jobs.rs` with each handler's options, `gc.rs` the `gc` policies). This file holds what every section uses:
 //! the error format `FILE:LINE:COL: [section] | job "NAME": message`, and
 //! the URL, duration and integer checks. Checks are pure: no file, no
 //! environment variable (the caller passes a lookup), no connection.
@@ -18,6 +18,7 @@ use super::{Config, Database, KeyedFile, ScannerKind, SecretFiles};
 
 mod daemon;
 mod database;
+mod gc;
 mod jobs;
 mod metrics;
 mod notifications;
@@ -386,6 +387,28 @@ impl Checker<'_> {
         Ok(self
             .optional_duration(value, scope, key, positive)?
             .unwrap_or(default))
+    }
+
+    /// A fraction from 0.0 to 1.0.
+    fn fraction_or(
+        &self,
+        value: Option<&Spanned<f64>>,
+        scope: Scope<'_>,
+        key: &str,
+        default: f64,
+    ) -> anyhow::Result<f64> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let fraction = *value.get_ref();
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(self.error(
+                &value.span(),
+                scope,
+                format!("{key} {fraction} is out of range (expected 0.0 to 1.0)"),
+            ));
+        }
+        Ok(fraction)
     }
 
     fn integer_or(
