@@ -631,6 +631,62 @@ fn the_binary_prints_a_dry_run_and_lists_the_deletions() {
     assert_eq!(rows[0]["rule"], "apps: beyond keep_latest 1 (2nd newest)");
 }
 
+/// Reclaiming space, as docs/retention.md tells it: with the registry
+/// stopped, its offline `garbage-collect` removes the blobs of the images a
+/// pass deleted and keeps those of the images it kept.
+#[test]
+fn the_registrys_garbage_collect_frees_the_blobs_of_deleted_images() {
+    let mut world = world(Backend::Sqlite);
+    let old = world.registry.push_image("app", "old");
+    world.record("app", "old", &old.digest, DOCKER_MANIFEST, 30);
+    let new = world.registry.push_image("app", "new");
+    world.record("app", "new", &new.digest, DOCKER_MANIFEST, 1);
+    let report = world.run(
+        "",
+        "[[jobs.prune.policy]]\nrepositories = [\"app\"]\nkeep_latest = 1\n",
+        RunOptions::default(),
+    );
+    ok(&report);
+    assert_eq!(world.registry_tags("app"), strings(&["new"]));
+
+    let blob = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        world
+            .registry
+            .storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    };
+    let old_blobs: Vec<_> = old.layers.iter().map(|(digest, _)| blob(digest)).collect();
+    let new_blobs: Vec<_> = new.layers.iter().map(|(digest, _)| blob(digest)).collect();
+    // A manifest DELETE frees no space by itself.
+    assert!(old_blobs.iter().all(|path| path.exists()), "{old_blobs:?}");
+
+    world.registry.stop();
+    let output = std::process::Command::new(support::registry::REGISTRY_BINARY)
+        .arg("garbage-collect")
+        .arg(world.registry.dir().join("config.yml"))
+        .output()
+        .expect("running docker-registry garbage-collect");
+    assert!(
+        output.status.success(),
+        "garbage-collect failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        old_blobs.iter().all(|path| !path.exists()),
+        "the deleted image's layers are still stored: {old_blobs:?}"
+    );
+    assert!(
+        new_blobs.iter().all(|path| path.exists()),
+        "the kept image's layers are gone: {new_blobs:?}"
+    );
+    world.registry.restart();
+    assert_eq!(world.registry_tags("app"), strings(&["new"]));
+}
+
 support::both_backends!(
     keep_latest_counts_per_repository_and_unselected_repositories_are_untouched,
     a_retag_sharing_its_digest_with_a_kept_tag_survives,
