@@ -631,6 +631,62 @@ fn the_binary_prints_a_dry_run_and_lists_the_deletions() {
     assert_eq!(rows[0]["rule"], "apps: beyond keep_latest 1 (2nd newest)");
 }
 
+/// A registry that stops answering in the middle of a pass (every DELETE
+/// after the second answers 503, through the fault proxy): the run fails,
+/// what was deleted is recorded, what was not stays, and the database
+/// equals the registry for both.
+fn a_registry_failing_mid_pass_leaves_the_database_equal_to_it(backend: Backend) {
+    let mut world = world(backend);
+    for index in 0..5 {
+        let repository = format!("app{index}");
+        world.push(&repository, "old", 20);
+        world.push(&repository, "new", 1);
+    }
+    let proxy = support::fault_proxy::FaultProxy::start(&world.registry.url);
+    let deletes = std::sync::atomic::AtomicUsize::new(0);
+    proxy.set_rule(move |_, target| match target {
+        support::fault_proxy::Target::Delete { .. } => {
+            let seen = deletes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (seen >= 2).then_some(support::fault_proxy::Fault::Status(503))
+        }
+        _ => None,
+    });
+    world.client = Arc::new(
+        regkeeper::registry::Client::new(&proxy.client_config()).expect("registry client"),
+    );
+    let report = world.run(
+        "max_delete_fraction = 0.9",
+        "[[jobs.prune.policy]]\nrepositories = [\"app*\"]\nkeep_latest = 1\n",
+        RunOptions::default(),
+    );
+    assert_eq!(report.outcome, RunOutcome::Failed, "{report:?}");
+    let database = world.database_tags();
+    let mut gone = 0;
+    for index in 0..5 {
+        let repository = format!("app{index}");
+        let mut in_database = database[&repository].clone();
+        in_database.sort();
+        assert_eq!(
+            world.registry_tags(&repository),
+            in_database,
+            "{repository}"
+        );
+        if in_database == strings(&["new"]) {
+            gone += 1;
+        } else {
+            assert_eq!(in_database, strings(&["new", "old"]), "{repository}");
+        }
+    }
+    assert_eq!(gone, 2);
+    let audit = world.audit();
+    assert_eq!(
+        audit.len(),
+        2,
+        "only what was deleted is recorded: {audit:?}"
+    );
+    assert!(audit.iter().all(|row| row.tag == "old" && !row.dry_run));
+}
+
 /// Reclaiming space, as docs/retention.md tells it: with the registry
 /// stopped, its offline `garbage-collect` removes the blobs of the images a
 /// pass deleted and keeps those of the images it kept.
@@ -688,6 +744,7 @@ fn the_registrys_garbage_collect_frees_the_blobs_of_deleted_images() {
 }
 
 support::both_backends!(
+    a_registry_failing_mid_pass_leaves_the_database_equal_to_it,
     keep_latest_counts_per_repository_and_unselected_repositories_are_untouched,
     a_retag_sharing_its_digest_with_a_kept_tag_survives,
     keep_pushed_within_and_keep_tags_combine,

@@ -1,7 +1,7 @@
 //! A fault-injecting reverse proxy of ours in front of a real registry.
 //!
-//! It forwards GET and HEAD (anonymous registries) and, where a rule says
-//! so, answers instead with a fault: a 5xx, a stall, a truncated body, a
+//! It forwards GET and HEAD, and DELETE of manifests (anonymous
+//! registries), and, where a rule says so, answers instead with a fault: a 5xx, a stall, a truncated body, a
 //! wrong `Docker-Content-Digest`, or one of the answers that look valid but
 //! are not — an empty catalog page without `Link`, a tag list of
 //! `{"tags": null}` or `{"tags": []}`. Rules see every request and its
@@ -64,6 +64,11 @@ pub enum Target {
         repository: String,
         reference: String,
     },
+    /// `DELETE /v2/NAME/manifests/REFERENCE`.
+    Delete {
+        repository: String,
+        reference: String,
+    },
     /// Anything else.
     Other,
 }
@@ -89,6 +94,12 @@ impl Target {
             };
         }
         if let Some((repository, reference)) = rest.rsplit_once("/manifests/") {
+            if request.method == "DELETE" {
+                return Target::Delete {
+                    repository: repository.to_string(),
+                    reference: reference.to_string(),
+                };
+            }
             return Target::Manifest {
                 repository: repository.to_string(),
                 reference: reference.to_string(),
@@ -125,10 +136,12 @@ impl FaultProxy {
             let rule = Arc::clone(&rule);
             let faults = Arc::clone(&faults);
             ScriptedServer::with_handler(move |index, request| {
-                if request.method != "GET" && request.method != "HEAD" {
+                let target = Target::of(request);
+                let forwarded = matches!(request.method.as_str(), "GET" | "HEAD")
+                    || matches!(target, Target::Delete { .. });
+                if !forwarded {
                     return Reply::json(405, r#"{"errors":[{"code":"UNSUPPORTED"}]}"#);
                 }
-                let target = Target::of(request);
                 let current = Arc::clone(&rule.lock().expect("the rule lock"));
                 let fault = current(index, &target).filter(|fault| applies(*fault, &target));
                 if let Some(fault) = fault {
@@ -250,15 +263,27 @@ fn first_tag_only(body: &[u8]) -> Vec<u8> {
 }
 
 /// The registry's answer to `request`, read with GET (a HEAD is answered
-/// from it, so that `Content-Length` stays the manifest's).
+/// from it, so that `Content-Length` stays the manifest's); a DELETE is
+/// forwarded as one.
 fn forward(agent: &ureq::Agent, upstream: &str, request: &SeenRequest) -> Reply {
-    let mut upstream_request = agent.get(&format!("{upstream}{}", request.target));
-    for name in ["accept", "authorization"] {
-        if let Some(value) = request.header(name) {
+    let url = format!("{upstream}{}", request.target);
+    let headers = ["accept", "authorization"]
+        .into_iter()
+        .filter_map(|name| request.header(name).map(|value| (name, value)));
+    let answer = if request.method == "DELETE" {
+        let mut upstream_request = agent.delete(&url);
+        for (name, value) in headers {
             upstream_request = upstream_request.header(name, value);
         }
-    }
-    let mut response = match upstream_request.call() {
+        upstream_request.call()
+    } else {
+        let mut upstream_request = agent.get(&url);
+        for (name, value) in headers {
+            upstream_request = upstream_request.header(name, value);
+        }
+        upstream_request.call()
+    };
+    let mut response = match answer {
         Ok(response) => response,
         Err(error) => return Reply::json(502, &format!(r#"{{"message":"{error}"}}"#)),
     };
