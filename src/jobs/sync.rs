@@ -7,8 +7,8 @@
 //! when the registry omits `Docker-Content-Digest`: one request per tag
 //! either way) and a GET for each tag it does not. `plan.rs` turns the
 //! snapshot and these observations into a plan (pure); this file checks the
-//! safety valve and applies the plan in short per-repository transactions,
-//! never holding one across HTTP.
+//! safety valve and applies the plan in short transactions of a batch of
+//! repositories each, never holding one across HTTP.
 //!
 //! What this handler must not do: write anything when the catalog walk
 //! failed; touch a repository whose tag list or manifests could not be read;

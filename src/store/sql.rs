@@ -316,16 +316,11 @@ impl Store for SqlStore {
         since: i64,
         now: i64,
     ) -> anyhow::Result<Vec<SyncApplied>> {
-        self.tx(|conn| {
-            syncs
-                .iter()
-                .map(|sync| {
-                    sync_pass::apply(conn, registry_id, sync, since, now)
-                        .with_context(|| format!("applying the sync of {}", sync.repository))
-                })
-                .collect()
-        })
-        .with_context(|| format!("applying the sync of {} repositories", syncs.len()))
+        self.tx(|conn| sync_pass::apply_batch(conn, registry_id, syncs, since, now))
+            .with_context(|| match syncs {
+                [sync] => format!("applying the sync of {}", sync.repository),
+                _ => format!("applying the sync of {} repositories", syncs.len()),
+            })
     }
 
     fn try_advisory_lock(&self, key: i64) -> anyhow::Result<Option<AdvisoryLock>> {

@@ -111,44 +111,53 @@ fn existing_tags(
     Ok(found)
 }
 
-/// Inserts new tags in chunks; returns how many.
+/// Inserts new tags of one repository in chunks; returns how many.
 fn insert_all(
     conn: &mut dyn Conn,
     repository_id: i64,
     writes: &[&TagWrite],
     now: i64,
 ) -> anyhow::Result<usize> {
-    for_chunks(writes, |rows| insert_tags(conn, repository_id, rows, now))?;
-    Ok(writes.len())
+    let rows: Vec<(i64, &TagWrite)> = writes.iter().map(|write| (repository_id, *write)).collect();
+    insert_new_tags(conn, &rows, now)
 }
 
-/// One multi-row INSERT for new tags of one repository.
-fn insert_tags(
+/// Inserts new tags, each of the repository id it comes with, in chunked
+/// multi-row INSERTs (a sync pass's batch of repositories at once); returns
+/// how many. The caller knows none of them exists.
+pub(super) fn insert_new_tags(
     conn: &mut dyn Conn,
-    repository_id: i64,
-    rows: &[&TagWrite],
+    rows: &[(i64, &TagWrite)],
     now: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
+    for_chunks(rows, |chunk| insert_tags(conn, chunk, now))?;
+    Ok(rows.len())
+}
+
+/// One multi-row INSERT for new tags.
+fn insert_tags(conn: &mut dyn Conn, rows: &[(i64, &TagWrite)], now: i64) -> anyhow::Result<()> {
     let mut sql = String::from(
         "INSERT INTO tags (repository_id, name, digest, image_id, media_type, size, platforms, \
          created_at, updated_at) VALUES ",
     );
-    let mut params = vec![Value::Int(repository_id), Value::Int(now)];
-    for (index, write) in rows.iter().enumerate() {
-        let first = 3 + index * 6;
+    let mut params = vec![Value::Int(now)];
+    for (index, (repository_id, write)) in rows.iter().enumerate() {
+        let first = 2 + index * 7;
         if index > 0 {
             sql.push_str(", ");
         }
         sql.push_str(&format!(
-            "($1, ${}, ${}, ${}, ${}, ${}, ${}, $2, $2)",
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, $1)",
             first,
             first + 1,
             first + 2,
             first + 3,
             first + 4,
-            first + 5
+            first + 5,
+            first + 6
         ));
         params.extend([
+            Value::Int(*repository_id),
             Value::Text(write.tag.clone()),
             Value::Text(write.digest.clone()),
             Value::Text(write.image_id.clone()),

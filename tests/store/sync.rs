@@ -175,6 +175,78 @@ pub(crate) fn chapter(store: &SqlStore, dialect: Dialect) {
         .unwrap()
         .is_empty());
 
+    // A batch as a first pass writes it, in a few statements: new
+    // namespaces and the global one, more new tags than one INSERT holds,
+    // next to a known repository's update, creation and deletion.
+    let mut batch: Vec<RepositorySync> = (0..40)
+        .map(|n| {
+            let repository = if n % 4 == 0 {
+                format!("batch{n}")
+            } else {
+                format!("batch-ns{}/app{n}", n % 3)
+            };
+            let upserts = (0..5)
+                .map(|t| write(&repository, &format!("t{t}"), &format!("sha256:{n}-{t}")))
+                .collect();
+            repository_sync(&repository, upserts, &[])
+        })
+        .collect();
+    batch.push(repository_sync(
+        "sync/app",
+        vec![
+            write("sync/app", "v2", "sha256:s2-new"),
+            write("sync/app", "v6", "sha256:s6"),
+        ],
+        &["v4"],
+    ));
+    let results = store
+        .apply_repository_syncs(registry, &batch, since, NOW + 4_000)
+        .expect("apply_repository_syncs of a large batch");
+    let mut expected = vec![applied(5, 0, 0, false); 40];
+    expected.push(applied(1, 1, 1, false));
+    assert_eq!(results, expected);
+    let all = store.tags(registry, None).unwrap();
+    let batched: std::collections::BTreeSet<(String, String, String)> = all
+        .iter()
+        .filter(|tag| tag.repository.starts_with("batch"))
+        .map(|tag| (tag.repository.clone(), tag.tag.clone(), tag.digest.clone()))
+        .collect();
+    assert_eq!(batched.len(), 200);
+    assert!(batched.contains(&("batch8".into(), "t4".into(), "sha256:8-4".into())));
+    assert!(batched.contains(&("batch-ns2/app5".into(), "t0".into(), "sha256:5-0".into())));
+    let app: Vec<(String, String)> = store
+        .tags(registry, Some("sync/app"))
+        .unwrap()
+        .into_iter()
+        .map(|tag| (tag.tag, tag.digest))
+        .collect();
+    assert_eq!(
+        app,
+        vec![
+            ("v1".to_string(), "sha256:s1-new".to_string()),
+            ("v2".to_string(), "sha256:s2-new".to_string()),
+            ("v5".to_string(), "sha256:s5".to_string()),
+            ("v6".to_string(), "sha256:s6".to_string()),
+        ]
+    );
+    // A repository twice in one batch: applied in order.
+    let results = store
+        .apply_repository_syncs(
+            registry,
+            &[
+                repository_sync("batch0", vec![write("batch0", "t0", "sha256:again")], &[]),
+                repository_sync("batch0", vec![write("batch0", "t9", "sha256:new")], &["t1"]),
+            ],
+            since,
+            NOW + 5_000,
+        )
+        .expect("apply_repository_syncs of one repository twice");
+    assert_eq!(
+        results,
+        vec![applied(0, 1, 0, false), applied(1, 0, 1, false)]
+    );
+    assert_eq!(store.tags(registry, Some("batch0")).unwrap().len(), 5);
+
     // The advisory lock: exclusive between sessions on PostgreSQL, free
     // again once dropped; SQLite's write lock needs nothing more.
     let held = store.try_advisory_lock(7).expect("try_advisory_lock");
