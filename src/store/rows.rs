@@ -106,7 +106,7 @@ pub(super) fn counts_by_code(
     Ok(counts)
 }
 
-/// Most rows per chunked statement (multi-row INSERTs of 6 parameters a
+/// Most rows per chunked statement (multi-row INSERTs of up to 7 parameters a
 /// row, `IN (...)` lists): far below both databases' limits on bound
 /// parameters. Chunks are powers of two, so that only a few statement texts
 /// exist and stay prepared.
