@@ -146,5 +146,5 @@ rm -rf "$work_dir/registry/data"
 cp -a "$work_dir/data.before" "$work_dir/registry/data"
 start_registry
 started=$(seconds)
-curl -s -Z --parallel-max 1 -K "$work_dir/deletes.curl"
+curl -s --no-progress-meter -Z --parallel-max 1 -K "$work_dir/deletes.curl" 2>/dev/null
 printf 'floor\t%s\t\t%s DELETEs by curl -Z --parallel-max 1\n' "$(elapsed "$started" "$(seconds)")" "$deletes"
