@@ -100,18 +100,8 @@ fn regkeepers_own_pulls_are_not_stored_and_other_pulls_are() {
         }),
         ..Options::default()
     });
-    // A second user; the registry reads its htpasswd file at start.
-    let status = Command::new("htpasswd")
-        .arg("-Bb")
-        .arg(registry.dir().join("htpasswd"))
-        .arg(OTHER)
-        .arg(OTHER_PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("running htpasswd");
-    assert!(status.success(), "htpasswd failed");
-    registry.restart();
+    // A second user.
+    registry.add_htpasswd_user(OTHER, OTHER_PASSWORD);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let token_file = dir.path().join("notify-token");

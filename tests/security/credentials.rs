@@ -3,7 +3,6 @@
 //! auth the scanners' own account, the main password only when the
 //! operator opted in, and otherwise nothing (the scan fails saying why).
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,17 +74,7 @@ fn basic_registry() -> TestRegistry {
         auth: Auth::htpasswd(MAIN, MAIN_PASSWORD),
         ..Options::default()
     });
-    let status = Command::new("htpasswd")
-        .arg("-Bb")
-        .arg(registry.dir().join("htpasswd"))
-        .arg(READER)
-        .arg(READER_PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("running htpasswd");
-    assert!(status.success(), "htpasswd failed");
-    registry.restart();
+    registry.add_htpasswd_user(READER, READER_PASSWORD);
     registry
 }
 

@@ -167,16 +167,7 @@ impl TestRegistry {
             _ => None,
         };
         if let Auth::Htpasswd { username, password } = &options.auth {
-            let status = Command::new("htpasswd")
-                .arg("-Bbc")
-                .arg(dir.path().join("htpasswd"))
-                .arg(username)
-                .arg(password)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("running htpasswd (apt-get install apache2-utils)");
-            assert!(status.success(), "htpasswd failed");
+            write_htpasswd(&dir.path().join("htpasswd"), username, password, "-Bbc");
         }
         if options.tls {
             make_tls_certificates(dir.path());
@@ -625,6 +616,13 @@ impl TestRegistry {
         }
     }
 
+    /// Adds another htpasswd user (bcrypt) and restarts the registry, which
+    /// reads its htpasswd file at start.
+    pub fn add_htpasswd_user(&mut self, username: &str, password: &str) {
+        write_htpasswd(&self.dir.path().join("htpasswd"), username, password, "-Bb");
+        self.restart();
+    }
+
     /// Stops the registry process; storage and config stay, so
     /// [`TestRegistry::restart`] brings the same registry back (a registry
     /// that is down meanwhile).
@@ -878,6 +876,20 @@ fn registry_config(
         config.push_str("      timeout: 1s\n      threshold: 3\n      backoff: 1s\n");
     }
     config
+}
+
+/// Runs `htpasswd FLAGS FILE USER PASSWORD` (`-Bbc` creates the file).
+fn write_htpasswd(file: &Path, username: &str, password: &str, flags: &str) {
+    let status = Command::new("htpasswd")
+        .arg(flags)
+        .arg(file)
+        .arg(username)
+        .arg(password)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("running htpasswd (apt-get install apache2-utils)");
+    assert!(status.success(), "htpasswd failed");
 }
 
 /// A free 127.0.0.1 port (bound then released).
