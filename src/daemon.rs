@@ -112,14 +112,7 @@ async fn run_until_signal(
     .context("recording abandoned runs crashed")?;
     let settings = RunSettings::new(store.clone(), &config.daemon);
     // The jobs this daemon runs, as it read them, for `status`.
-    let job_set = daemon_job_set(&config, &settings.claimant);
-    let recording = store.clone();
-    let recorded = tokio::task::spawn_blocking(move || recording.record_daemon_jobs(&job_set))
-        .await
-        .context("recording the daemon's jobs crashed")?;
-    if let Err(error) = recorded {
-        warn!("{error:#}");
-    }
+    record_job_set(&store, &config, &settings.claimant).await?;
     let claimant = settings.claimant.clone();
     let scheduler = Scheduler::new(jobs, settings);
 
@@ -274,12 +267,9 @@ impl Running {
             crate::metrics::declare_job(&job.name);
         }
         // `status` shows the jobs the daemon runs now.
-        let job_set = daemon_job_set(&effective, &self.claimant);
-        let recording = self.resources.store.clone();
-        match tokio::task::spawn_blocking(move || recording.record_daemon_jobs(&job_set)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!("{error:#}"),
-            Err(error) => warn!("recording the daemon's jobs crashed: {error}"),
+        if let Err(error) = record_job_set(&self.resources.store, &effective, &self.claimant).await
+        {
+            warn!("{error:#}");
         }
         crate::metrics::reload(true);
         info!("{}", comparison.summary());
@@ -365,6 +355,25 @@ fn build_handlers(
 }
 
 /// Every job of the configuration as this daemon runs it.
+/// Records the jobs of `config` as the ones this daemon runs (for
+/// `status`). A failure to write them is logged and the daemon goes on;
+/// the error returned is a crash of the recording.
+async fn record_job_set(
+    store: &Arc<dyn crate::store::Store>,
+    config: &Config,
+    claimant: &str,
+) -> anyhow::Result<()> {
+    let job_set = daemon_job_set(config, claimant);
+    let recording = store.clone();
+    let recorded = tokio::task::spawn_blocking(move || recording.record_daemon_jobs(&job_set))
+        .await
+        .context("recording the daemon's jobs crashed")?;
+    if let Err(error) = recorded {
+        warn!("{error:#}");
+    }
+    Ok(())
+}
+
 fn daemon_job_set(config: &Config, claimant: &str) -> crate::store::DaemonJobSet {
     crate::store::DaemonJobSet {
         claimant: claimant.to_string(),

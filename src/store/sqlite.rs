@@ -55,9 +55,7 @@ impl SqliteBackend {
         }
         let connection = Connection::open(path)
             .with_context(|| format!("opening sqlite database {}", path.display()))?;
-        connection
-            .busy_timeout(BUSY_TIMEOUT)
-            .with_context(|| format!("setting the busy timeout of {}", path.display()))?;
+        busy_timeout(&connection, path)?;
         // journal_mode answers with a row, so it is read rather than executed.
         let mode: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -71,23 +69,7 @@ impl SqliteBackend {
         connection
             .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .with_context(|| format!("setting pragmas of {}", path.display()))?;
-        // Without the query planner stability guarantee SQLite re-prepares a
-        // cached statement whenever a new value is bound to a parameter the
-        // planner looked at (the tag lookup of every applied event was
-        // re-parsed each time: 40% of applying an event). Our plans never
-        // depend on the bound values.
-        connection
-            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-            .with_context(|| format!("fixing the query plans of {}", path.display()))?;
-        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(SqliteBackend {
-            path: path.to_path_buf(),
-            inner: Mutex::new(Inner {
-                connection,
-                rewritten: HashMap::new(),
-            }),
-            read_only: false,
-        })
+        SqliteBackend::ready(path, connection, false)
     }
 
     /// Opens an existing database file read-only: no file is created, no
@@ -105,9 +87,22 @@ impl SqliteBackend {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("opening sqlite database {} read-only", path.display()))?;
-        connection
-            .busy_timeout(BUSY_TIMEOUT)
-            .with_context(|| format!("setting the busy timeout of {}", path.display()))?;
+        busy_timeout(&connection, path)?;
+        SqliteBackend::ready(path, connection, true)
+    }
+
+    /// What every connection gets last, read-write or not: stable query
+    /// plans and the statement cache.
+    fn ready(
+        path: &Path,
+        connection: Connection,
+        read_only: bool,
+    ) -> anyhow::Result<SqliteBackend> {
+        // Without the query planner stability guarantee SQLite re-prepares a
+        // cached statement whenever a new value is bound to a parameter the
+        // planner looked at (the tag lookup of every applied event was
+        // re-parsed each time: 40% of applying an event). Our plans never
+        // depend on the bound values.
         connection
             .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .with_context(|| format!("fixing the query plans of {}", path.display()))?;
@@ -118,9 +113,16 @@ impl SqliteBackend {
                 connection,
                 rewritten: HashMap::new(),
             }),
-            read_only: true,
+            read_only,
         })
     }
+}
+
+/// Waits up to [`BUSY_TIMEOUT`] for another connection's lock.
+fn busy_timeout(connection: &Connection, path: &Path) -> anyhow::Result<()> {
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .with_context(|| format!("setting the busy timeout of {}", path.display()))
 }
 
 impl Backend for SqliteBackend {
