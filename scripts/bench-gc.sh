@@ -21,6 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 . scripts/lib/postgres.sh
+# shellcheck source=scripts/lib/registry.sh
+. scripts/lib/registry.sh
 
 repositories=1000
 tags=10
@@ -65,25 +67,11 @@ elapsed() { awk -v from="$1" -v to="$2" 'BEGIN { printf "%.2f", to - from }'; }
 "$generator" generate "$work_dir/registry" "$repositories" "$tags" >&2
 port=$(_free_port)
 base=http://127.0.0.1:$port
-cat >"$work_dir/registry.yml" <<EOF
-version: 0.1
-log: {level: warn, accesslog: {disabled: true}}
-storage:
-  filesystem: {rootdirectory: $work_dir/registry/data}
-  delete: {enabled: true}
-  cache: {blobdescriptor: inmemory}
-http: {addr: 127.0.0.1:$port, secret: bench}
-health: {storagedriver: {enabled: false}}
-EOF
+write_registry_config "$work_dir/registry.yml" "$work_dir/registry/data" "$port" warn
 start_registry() {
     docker-registry serve "$work_dir/registry.yml" >>"$work_dir/registry.log" 2>&1 &
     registry_pid=$!
-    for _ in $(seq 1 600); do
-        curl -fs -o /dev/null "$base/v2/" && return
-        sleep 0.1
-    done
-    echo "bench-gc.sh: docker-registry did not start" >&2
-    exit 1
+    wait_for_registry "$base" || exit 1
 }
 start_registry
 

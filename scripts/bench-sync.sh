@@ -19,6 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 . scripts/lib/postgres.sh
+# shellcheck source=scripts/lib/registry.sh
+. scripts/lib/registry.sh
 
 repositories=1000
 tags=10
@@ -63,23 +65,11 @@ started=$(seconds)
 echo "generated $repositories x $tags on disk in $(printf %.1f "$(elapsed "$started" "$(seconds)")") s" >&2
 
 port=$(_free_port)
-cat >"$work_dir/registry.yml" <<EOF
-version: 0.1
-log: {level: info, accesslog: {disabled: true}}
-storage:
-  filesystem: {rootdirectory: $work_dir/registry/data}
-  delete: {enabled: true}
-  cache: {blobdescriptor: inmemory}
-http: {addr: 127.0.0.1:$port, secret: bench}
-health: {storagedriver: {enabled: false}}
-EOF
+write_registry_config "$work_dir/registry.yml" "$work_dir/registry/data" "$port" info
 docker-registry serve "$work_dir/registry.yml" >"$work_dir/registry.log" 2>&1 &
 registry_pid=$!
 base=http://127.0.0.1:$port
-for _ in $(seq 1 600); do
-    curl -fs -o /dev/null "$base/v2/" && break
-    sleep 0.1
-done
+wait_for_registry "$base"
 "$generator" urls "$work_dir/registry" "$base"
 
 case "$database" in
